@@ -1,0 +1,105 @@
+/**
+ * The entry point and the only place that reads Deno.args and Deno.env, writes
+ * usage to the terminal, installs signal handlers and exits. It picks the mode,
+ * parses settings, trims permissions and hands real clients to the mode.
+ */
+
+import denoJson from "./deno.json" with { type: "json" };
+import { parseCommandLine, renderHelp, summarizeConfig } from "./shared/config.ts";
+import { ConfigError } from "./shared/errors.ts";
+import { createLogger } from "./shared/log.ts";
+import { describePermissions, dropPermissions } from "./shared/permissions.ts";
+import type { Mode } from "./shared/settings.ts";
+import { runWeb } from "./web/server.ts";
+
+const USAGE = `Usage: kuberollouttrigger <command> [flags]
+
+Commands:
+  web      verify GitHub Actions OIDC requests and publish image events to Valkey
+  worker   restart the Deployments that use a published image
+  version  print the version
+  help     show this help
+
+Run 'kuberollouttrigger <web|worker> --help' for every setting of a mode.`;
+
+// Paths the worker's permission set may read; probed so the startup log shows
+// path-scoped grants as well as global ones.
+const PERMISSION_PROBE_PATHS = [
+  "/var/run/secrets/kubernetes.io/serviceaccount/token",
+  "/etc/kuberollouttrigger/kubeconfig",
+];
+
+const encoder = new TextEncoder();
+const print = (text: string) => Deno.stdout.writeSync(encoder.encode(text + "\n"));
+const printError = (text: string) => Deno.stderr.writeSync(encoder.encode(text + "\n"));
+
+function exitUsage(message: string): never {
+  printError(`kuberollouttrigger: ${message}`);
+  printError(USAGE);
+  Deno.exit(2);
+}
+
+function shutdownSignal(onSignal: (name: string) => void): AbortSignal {
+  const controller = new AbortController();
+  for (const name of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(name, () => {
+      if (!controller.signal.aborted) onSignal(name);
+      controller.abort();
+    });
+  }
+  return controller.signal;
+}
+
+async function runMode(mode: Mode, args: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseCommandLine(mode, args, (name) => Deno.env.get(name));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    if (err.code === "ERR_USAGE") exitUsage(err.problems.join("; "));
+    printError(`kuberollouttrigger ${mode}: invalid configuration: ${err.problems.join("; ")}`);
+    printError(`Run 'kuberollouttrigger ${mode} --help' for every setting.`);
+    Deno.exit(2);
+  }
+  if (parsed.kind === "help") {
+    print(renderHelp(mode));
+    return;
+  }
+  const { config, origins } = parsed;
+  // Security: the binary carries both modes' permissions; web needs no files,
+  // processes, FFI or system information, so it gives them up before serving.
+  if (mode === "web") await dropPermissions(["read", "write", "run", "ffi", "sys"]);
+  const logger = createLogger({ level: config.logLevel, fields: { mode } });
+  logger.info("starting", {
+    version: denoJson.version,
+    config: summarizeConfig(mode, origins),
+    permissions: await describePermissions(PERMISSION_PROBE_PATHS),
+  });
+  const signal = shutdownSignal((name) => logger.info("shutting down", { signal: name }));
+  if (mode === "web") await runWeb(config, { logger, signal });
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "web":
+    case "worker":
+      return await runMode(command, rest);
+    case "version":
+    case "--version":
+      print(`kuberollouttrigger ${denoJson.version}`);
+      return;
+    case "help":
+    case "--help":
+    case "-h":
+      print(USAGE);
+      return;
+    case undefined:
+      exitUsage("a command is required");
+      break;
+    default:
+      exitUsage(`unknown command "${command.slice(0, 40)}"`);
+  }
+}
+
+if (import.meta.main) await main(Deno.args);

@@ -1,0 +1,145 @@
+/**
+ * Turns argv and the environment into a Config for one mode, using the
+ * SETTINGS table: flag beats env beats default; every problem is collected
+ * and reported at once. Also renders `--help` and the startup summary from the
+ * same table. Trusts nothing it is given.
+ */
+
+import { parseArgs } from "node:util";
+import { ConfigError } from "./errors.ts";
+import { parseBool } from "./setting_values.ts";
+import {
+  type Config,
+  describeDefault,
+  type Mode,
+  type Setting,
+  type SettingKey,
+  SETTINGS,
+  settingsFor,
+} from "./settings.ts";
+
+/** Reads one environment variable; `undefined` when unset. */
+export type EnvReader = (name: string) => string | undefined;
+
+/** The result of parsing a mode's command line. */
+export type ParsedCommandLine =
+  | { kind: "help" }
+  | { kind: "config"; config: Config; origins: Origins };
+
+/** Where each setting's value came from, and the raw text, for the startup summary. */
+export type Origins = Record<string, { source: "flag" | "env" | "default"; raw: string }>;
+
+interface RawFlag {
+  value: string | boolean;
+}
+
+// Boolean flags accept `--x`, `--no-x` and Go's `--x=false`; parseArgs only
+// knows the first two, so rewrite the third before parsing.
+function rewriteBooleanFlags(args: string[], booleans: Set<string>, problems: string[]): string[] {
+  return args.flatMap((arg) => {
+    const m = /^--([a-z0-9-]+)=(.*)$/s.exec(arg);
+    if (!m || !booleans.has(m[1])) return [arg];
+    try {
+      return [parseBool(m[2]) ? `--${m[1]}` : `--no-${m[1]}`];
+    } catch {
+      problems.push(`--${m[1]} "${m[2]}": expected true or false`);
+      return [];
+    }
+  });
+}
+
+/**
+ * Parses the flags after the subcommand plus the environment into a Config.
+ * Throws ConfigError: code ERR_USAGE for bad flags, ERR_CONFIG for bad values.
+ */
+export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): ParsedCommandLine {
+  const settings = settingsFor(mode);
+  const booleans = new Set(settings.filter(([, s]) => s.boolean).map(([, s]) => s.flag));
+  // Value problems are collected across flags and env so one error lists them all.
+  const problems: string[] = [];
+  const rewritten = rewriteBooleanFlags(args, booleans, problems);
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const [, s] of settings) options[s.flag] = { type: s.boolean ? "boolean" : "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const parsed = parseArgs({
+      args: rewritten,
+      options,
+      strict: true,
+      allowPositionals: false,
+      allowNegative: true,
+    });
+    values = parsed.values as Record<string, string | boolean | undefined>;
+  } catch (err) {
+    throw new ConfigError("ERR_USAGE", [(err as Error).message]);
+  }
+  if (values.help) return { kind: "help" };
+
+  const config: Record<string, unknown> = {};
+  const origins: Origins = {};
+  for (const [key, s] of Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][]) {
+    const active = s.modes.includes(mode);
+    const flag: RawFlag | undefined = active && values[s.flag] !== undefined
+      ? { value: values[s.flag]! }
+      : undefined;
+    const fromEnv = active ? env(s.env) : undefined;
+    let raw = s.default;
+    let source: "flag" | "env" | "default" = "default";
+    if (flag) {
+      raw = typeof flag.value === "boolean" ? String(flag.value) : flag.value;
+      source = "flag";
+    } else if (fromEnv !== undefined && fromEnv !== "") {
+      raw = fromEnv;
+      source = "env";
+    }
+    origins[key] = { source, raw };
+    const name = `${s.env} (--${s.flag})`;
+    if (raw.trim() === "" && s.required && active) {
+      problems.push(`${name} is required`);
+      continue;
+    }
+    try {
+      const value = s.parse(raw);
+      if (s.required && active && Array.isArray(value) && value.length === 0) {
+        problems.push(`${name} is required`);
+        continue;
+      }
+      config[key] = value;
+    } catch (err) {
+      const shown = s.show ? ` "${raw}"` : "";
+      problems.push(`${name}${shown}: ${(err as Error).message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError("ERR_CONFIG", problems);
+  return { kind: "config", config: config as Config, origins };
+}
+
+/** Renders the settings table of a mode for `--help`. */
+export function renderHelp(mode: Mode): string {
+  const lines = [
+    `Usage: kuberollouttrigger ${mode} [flags]`,
+    "",
+    "Every setting can be given as a flag or an environment variable; the flag wins.",
+    "",
+  ];
+  for (const [, s] of settingsFor(mode)) {
+    const flag = s.boolean ? `--${s.flag}[=true|false]` : `--${s.flag} <value>`;
+    lines.push(`  ${flag}`);
+    lines.push(`      env ${s.env}; ${describeDefault(s)}`);
+    lines.push(`      ${s.help}`);
+  }
+  lines.push("  -h, --help", "      Show this help.");
+  return lines.join("\n");
+}
+
+/** The effective configuration for the startup log: values only for settings that opt in. */
+export function summarizeConfig(mode: Mode, origins: Origins): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, s] of settingsFor(mode)) {
+    const raw = origins[key]?.raw.trim() ?? "";
+    out[s.env] = s.show ? raw : raw === "" ? "(unset)" : "(set)";
+  }
+  return out;
+}

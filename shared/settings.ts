@@ -1,0 +1,452 @@
+/**
+ * The one table of settings. Parsing (env var, 1:1 flag), `--help`, the
+ * startup summary and docs/configuration.md all come from SETTINGS, so a
+ * setting cannot exist in one place and be missing from another. Input is the
+ * process environment and argv: untrusted until each parser accepts it.
+ */
+
+import { parseImagePrefix } from "./image_ref.ts";
+import { LOG_LEVELS, type LogLevel } from "./log.ts";
+import {
+  formatDuration,
+  type HostPort,
+  isLoopbackHost,
+  parseBool,
+  parseDuration,
+  parseHostPort,
+  parseList,
+  parseListenAddr,
+} from "./setting_values.ts";
+
+/** The two long-running modes. */
+export type Mode = "web" | "worker";
+
+/** One setting: where it comes from, how it parses, how it is documented. */
+export interface Setting<T> {
+  env: string;
+  flag: string;
+  modes: readonly Mode[];
+  /** Raw default, parsed like user input; "" means unset. */
+  default: string;
+  required: boolean;
+  /**
+   * Security: the startup summary prints a value only when its setting opts in
+   * here (an allow-list); every other setting is shown as set or unset.
+   */
+  show: boolean;
+  boolean: boolean;
+  help: string;
+  parse: (raw: string) => T;
+}
+
+type Options<T> = Omit<Setting<T>, "required" | "show" | "boolean" | "default"> & {
+  default?: string;
+  required?: boolean;
+  show?: boolean;
+  boolean?: boolean;
+};
+
+function setting<T>(options: Options<T>): Setting<T> {
+  return { required: false, show: false, boolean: false, default: "", ...options };
+}
+
+const BOTH: readonly Mode[] = ["web", "worker"];
+const WEB: readonly Mode[] = ["web"];
+const WORKER: readonly Mode[] = ["worker"];
+
+const text = (raw: string) => raw.trim();
+const bool = (raw: string) => raw === "" ? false : parseBool(raw);
+const duration = (raw: string) => parseDuration(raw);
+const positiveDuration = (raw: string) => {
+  const ms = parseDuration(raw);
+  if (ms <= 0) throw new Error("must be greater than zero");
+  return ms;
+};
+
+function listOf(check: (item: string) => string): (raw: string) => string[] {
+  return (raw) => parseList(raw).map(check);
+}
+
+function numericId(item: string): string {
+  // Security: GitHub sends IDs as strings; compare as strings, never as numbers.
+  if (!/^[0-9]{1,20}$/.test(item)) throw new Error(`"${item}" is not a numeric ID`);
+  return item;
+}
+
+function ownerRepo(item: string): string {
+  if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(item)) {
+    throw new Error(`"${item}" is not owner/repo`);
+  }
+  return item.toLowerCase();
+}
+
+function namespace(item: string): string {
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(item)) {
+    throw new Error(`"${item}" is not a valid namespace name`);
+  }
+  return item;
+}
+
+function clusterName(raw: string): string {
+  const v = raw.trim();
+  if (!/^[A-Za-z0-9._-]{1,63}$/.test(v)) {
+    throw new Error("must be 1-63 letters, digits, '.', '_' or '-'");
+  }
+  return v;
+}
+
+function logLevel(raw: string): LogLevel {
+  const v = raw.trim().toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) {
+    throw new Error(`must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  return v as LogLevel;
+}
+
+function channel(raw: string): string {
+  const v = raw.trim();
+  if (!/^[\x21-\x7e]{1,256}$/.test(v)) {
+    throw new Error("must be 1-256 printable characters without spaces");
+  }
+  return v;
+}
+
+function prefixes(raw: string): string[] {
+  return parseList(raw).map((item) => {
+    try {
+      return parseImagePrefix(item);
+    } catch (err) {
+      throw new Error(`"${item}" ${(err as Error).message}`);
+    }
+  });
+}
+
+/** Parses an issuer URL: https, or http on a loopback host (tests and dev only). */
+export function parseIssuer(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new Error("must be a URL such as https://token.actions.githubusercontent.com");
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    throw new Error("must not contain credentials, a query or a fragment");
+  }
+  if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
+    throw new Error("must use https:// (plain http:// is only allowed on a loopback address)");
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error("must use https://");
+  // Security: compared byte for byte with the token's iss, so keep the text as given.
+  return raw.trim();
+}
+
+/** Every setting of the product. Keys are the config field names. */
+export const SETTINGS = {
+  logLevel: setting<LogLevel>({
+    env: "LOG_LEVEL",
+    flag: "log-level",
+    modes: BOTH,
+    show: true,
+    default: "info",
+    help: "Lowest level logged: debug, info, warn or error.",
+    parse: logLevel,
+  }),
+  valkeyAddr: setting<HostPort>({
+    env: "VALKEY_ADDR",
+    flag: "valkey-addr",
+    modes: BOTH,
+    show: true,
+    required: true,
+    help: "Valkey server as host:port (IPv6 as [::1]:6379).",
+    parse: parseHostPort,
+  }),
+  valkeyChannel: setting<string>({
+    env: "VALKEY_CHANNEL",
+    flag: "valkey-channel",
+    modes: BOTH,
+    show: true,
+    default: "kuberollouttrigger",
+    help: "PubSub channel events are published to and read from.",
+    parse: channel,
+  }),
+  valkeyUsername: setting<string>({
+    env: "VALKEY_USERNAME",
+    flag: "valkey-username",
+    modes: BOTH,
+    show: true,
+    help: "ACL user name for Valkey (optional).",
+    parse: text,
+  }),
+  valkeyPassword: setting<string>({
+    env: "VALKEY_PASSWORD",
+    flag: "valkey-password",
+    modes: BOTH,
+    help: "Password for Valkey (optional). Prefer the env var: flags show up in process lists.",
+    parse: (raw) => raw,
+  }),
+  valkeyTls: setting<boolean>({
+    env: "VALKEY_TLS_ENABLED",
+    flag: "valkey-tls",
+    modes: BOTH,
+    show: true,
+    boolean: true,
+    default: "false",
+    help: "Connect to Valkey over TLS, verifying its certificate against the system roots.",
+    parse: bool,
+  }),
+  valkeyTimeout: setting<number>({
+    env: "VALKEY_TIMEOUT",
+    flag: "valkey-timeout",
+    modes: BOTH,
+    show: true,
+    default: "5s",
+    help: "Bound on connecting to Valkey and on each command.",
+    parse: positiveDuration,
+  }),
+  allowedImagePrefixes: setting<string[]>({
+    env: "ALLOWED_IMAGE_PREFIX",
+    flag: "allowed-image-prefix",
+    modes: BOTH,
+    show: true,
+    required: true,
+    help:
+      "Comma-separated image prefixes events may name, matched on a path boundary (ghcr.io/acme allows ghcr.io/acme/app, not ghcr.io/acme-evil/app).",
+    parse: prefixes,
+  }),
+  listenAddr: setting<HostPort>({
+    env: "WEB_LISTEN_ADDR",
+    flag: "listen-addr",
+    modes: WEB,
+    show: true,
+    default: ":8080",
+    help: "Address the HTTP server listens on (:8080 means every IPv4 interface).",
+    parse: parseListenAddr,
+  }),
+  oidcAudience: setting<string>({
+    env: "GITHUB_OIDC_AUDIENCE",
+    flag: "github-oidc-audience",
+    modes: WEB,
+    show: true,
+    required: true,
+    help: "Audience the workflow requests its token for; aud must be exactly this value.",
+    parse: text,
+  }),
+  oidcIssuer: setting<string>({
+    env: "GITHUB_OIDC_ISSUER",
+    flag: "github-oidc-issuer",
+    modes: WEB,
+    show: true,
+    default: "https://token.actions.githubusercontent.com",
+    help: "Token issuer; differs for GitHub Enterprise Server. Must be https://.",
+    parse: parseIssuer,
+  }),
+  allowedOrgs: setting<string[]>({
+    env: "GITHUB_ALLOWED_ORG",
+    flag: "github-allowed-org",
+    modes: WEB,
+    show: true,
+    required: true,
+    help:
+      "Comma-separated organisations or users whose workflows may send events (repository_owner, any case).",
+    parse: listOf((item) => item.toLowerCase()),
+  }),
+  allowedRepositories: setting<string[]>({
+    env: "GITHUB_ALLOWED_REPOSITORIES",
+    flag: "github-allowed-repositories",
+    modes: WEB,
+    show: true,
+    help: "Optional comma-separated owner/repo list; when set, only these repositories (any case).",
+    parse: listOf(ownerRepo),
+  }),
+  allowedRefs: setting<string[]>({
+    env: "GITHUB_ALLOWED_REFS",
+    flag: "github-allowed-refs",
+    modes: WEB,
+    show: true,
+    help: "Optional comma-separated refs, e.g. refs/heads/main; when set, ref must be one of them.",
+    parse: listOf((item) => item),
+  }),
+  allowedEventNames: setting<string[]>({
+    env: "GITHUB_ALLOWED_EVENT_NAMES",
+    flag: "github-allowed-event-names",
+    modes: WEB,
+    show: true,
+    help: "Optional comma-separated workflow triggers, e.g. push,workflow_dispatch.",
+    parse: listOf((item) => item),
+  }),
+  allowedEnvironments: setting<string[]>({
+    env: "GITHUB_ALLOWED_ENVIRONMENTS",
+    flag: "github-allowed-environments",
+    modes: WEB,
+    show: true,
+    help: "Optional comma-separated deployment environments; when set, the job must run in one.",
+    parse: listOf((item) => item),
+  }),
+  allowedWorkflowRefs: setting<string[]>({
+    env: "GITHUB_ALLOWED_WORKFLOW_REFS",
+    flag: "github-allowed-workflow-refs",
+    modes: WEB,
+    show: true,
+    help:
+      "Optional comma-separated workflow_ref values, e.g. acme/app/.github/workflows/build.yml@refs/heads/main.",
+    parse: listOf((item) => item),
+  }),
+  allowedJobWorkflowRefs: setting<string[]>({
+    env: "GITHUB_ALLOWED_JOB_WORKFLOW_REFS",
+    flag: "github-allowed-job-workflow-refs",
+    modes: WEB,
+    show: true,
+    help: "Optional comma-separated job_workflow_ref values, for pinning a reusable workflow.",
+    parse: listOf((item) => item),
+  }),
+  allowedOwnerIds: setting<string[]>({
+    env: "GITHUB_ALLOWED_OWNER_IDS",
+    flag: "github-allowed-owner-ids",
+    modes: WEB,
+    show: true,
+    help:
+      "Optional comma-separated repository_owner_id values; pins orgs against rename and re-registration.",
+    parse: listOf(numericId),
+  }),
+  allowedRepositoryIds: setting<string[]>({
+    env: "GITHUB_ALLOWED_REPOSITORY_IDS",
+    flag: "github-allowed-repository-ids",
+    modes: WEB,
+    show: true,
+    help: "Optional comma-separated repository_id values.",
+    parse: listOf(numericId),
+  }),
+  maxTokenAge: setting<number>({
+    env: "GITHUB_OIDC_MAX_TOKEN_AGE",
+    flag: "github-oidc-max-token-age",
+    modes: WEB,
+    show: true,
+    default: "10m",
+    help: "Tokens issued (iat) longer ago than this are refused, whatever their exp.",
+    parse: positiveDuration,
+  }),
+  clockTolerance: setting<number>({
+    env: "GITHUB_OIDC_CLOCK_TOLERANCE",
+    flag: "github-oidc-clock-tolerance",
+    modes: WEB,
+    show: true,
+    default: "15s",
+    help: "Allowed clock skew when checking exp, nbf and iat.",
+    parse: duration,
+  }),
+  jwksCooldown: setting<number>({
+    env: "GITHUB_OIDC_JWKS_COOLDOWN",
+    flag: "github-oidc-jwks-cooldown",
+    modes: WEB,
+    show: true,
+    default: "10s",
+    help: "Least time between two fetches of the issuer's keys (an unknown kid triggers one).",
+    parse: positiveDuration,
+  }),
+  jwksCacheTtl: setting<number>({
+    env: "GITHUB_OIDC_JWKS_CACHE_TTL",
+    flag: "github-oidc-jwks-cache-ttl",
+    modes: WEB,
+    show: true,
+    default: "1h",
+    help: "How long fetched keys are used before they are refreshed.",
+    parse: positiveDuration,
+  }),
+  oidcHttpTimeout: setting<number>({
+    env: "GITHUB_OIDC_HTTP_TIMEOUT",
+    flag: "github-oidc-http-timeout",
+    modes: WEB,
+    show: true,
+    default: "5s",
+    help: "Bound on each request to the issuer (discovery document, keys).",
+    parse: positiveDuration,
+  }),
+  devMode: setting<boolean>({
+    env: "DEV_MODE",
+    flag: "dev-mode",
+    modes: WEB,
+    show: true,
+    boolean: true,
+    default: "false",
+    help:
+      "Local development only: replaces GitHub with an ephemeral local issuer whose tokens only loopback clients can mint. Never in production.",
+    parse: bool,
+  }),
+  kubeconfig: setting<string>({
+    env: "KUBECONFIG",
+    flag: "kubeconfig",
+    modes: WORKER,
+    show: true,
+    help:
+      "Path of a kubeconfig file; empty means in-cluster config (service-account token and CA).",
+    parse: text,
+  }),
+  watchNamespaces: setting<string[]>({
+    env: "WATCH_NAMESPACES",
+    flag: "watch-namespaces",
+    modes: WORKER,
+    show: true,
+    help:
+      "Comma-separated namespaces to watch; empty means every namespace the worker may list cluster-wide.",
+    parse: listOf(namespace),
+  }),
+  clusterName: setting<string>({
+    env: "CLUSTER_NAME",
+    flag: "cluster-name",
+    modes: WORKER,
+    show: true,
+    default: "default",
+    help:
+      "Names this cluster in logs and in the Valkey keys that stop two replicas restarting twice; give each cluster sharing a Valkey its own.",
+    parse: clusterName,
+  }),
+  dryRun: setting<boolean>({
+    env: "DRY_RUN",
+    flag: "dry-run",
+    modes: WORKER,
+    show: true,
+    boolean: true,
+    default: "false",
+    help: "Match and log what would be restarted, but patch nothing.",
+    parse: bool,
+  }),
+  healthListenAddr: setting<HostPort>({
+    env: "HEALTH_LISTEN_ADDR",
+    flag: "health-listen-addr",
+    modes: WORKER,
+    show: true,
+    default: ":8081",
+    help: "Address for /healthz, /readyz and /metrics.",
+    parse: parseListenAddr,
+  }),
+  dedupWindow: setting<number>({
+    env: "RESTART_DEDUP_WINDOW",
+    flag: "restart-dedup-window",
+    modes: WORKER,
+    show: true,
+    default: "5s",
+    help:
+      "Events for the same Deployment and tag within this window restart it once (0s turns it off).",
+    parse: duration,
+  }),
+};
+
+/** Names of all settings. */
+export type SettingKey = keyof typeof SETTINGS;
+/** The parsed value of every setting. */
+export type Config = { [K in SettingKey]: ReturnType<typeof SETTINGS[K]["parse"]> };
+
+/** The settings that apply to `mode`, in table order. */
+export function settingsFor(mode: Mode): [SettingKey, Setting<unknown>][] {
+  return (Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][])
+    .filter(([, s]) => s.modes.includes(mode));
+}
+
+/** Describes a setting's default for help and docs. */
+export function describeDefault(s: Setting<unknown>): string {
+  if (s.required) return "required";
+  if (s.default === "") return "unset";
+  return s.default;
+}
+
+export { formatDuration };

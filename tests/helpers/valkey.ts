@@ -1,0 +1,151 @@
+/**
+ * Starts a real Valkey-compatible server (valkey-server, else redis-server) on
+ * a free loopback port for one test, with persistence off, and stops it. Also
+ * a subscriber that records every message on a channel.
+ */
+
+import { Valkey } from "iovalkey";
+
+/** A running server. */
+export interface TestValkey {
+  host: string;
+  port: number;
+  /** `127.0.0.1:<port>`, as VALKEY_ADDR takes it. */
+  addr: string;
+  stop(): Promise<void>;
+  /** Stops the server and starts it again on the same port. */
+  restart(): Promise<void>;
+  /** Starts the server again after stop(), on the same port. */
+  start(): Promise<void>;
+}
+
+/** The server binary found on PATH, or undefined. */
+export function findValkeyBinary(): string | undefined {
+  for (const name of ["valkey-server", "redis-server"]) {
+    for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+      try {
+        const path = `${dir}/${name}`;
+        if (Deno.statSync(path).isFile) return path;
+      } catch {
+        // not in this directory
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A free TCP port on 127.0.0.1 (closed again before returning). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  throw new Error(`valkey did not listen on ${port} within ${timeoutMs} ms`);
+}
+
+/** Starts a server; extra arguments are passed to it (e.g. `--requirepass`). */
+export async function startValkey(extraArgs: string[] = []): Promise<TestValkey> {
+  const binary = findValkeyBinary();
+  if (!binary) {
+    throw new Error("no valkey-server or redis-server on PATH: apt-get install redis-server");
+  }
+  const port = freePort();
+  let child: Deno.ChildProcess | undefined;
+  const start = async () => {
+    child = new Deno.Command(binary, {
+      args: [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
+        ...extraArgs,
+      ],
+      stdout: "null",
+      stderr: "null",
+      stdin: "null",
+    }).spawn();
+    await waitForPort(port, 5000);
+  };
+  const stop = async () => {
+    if (!child) return;
+    const c = child;
+    child = undefined;
+    try {
+      c.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await c.status;
+  };
+  await start();
+  return {
+    host: "127.0.0.1",
+    port,
+    addr: `127.0.0.1:${port}`,
+    stop,
+    start,
+    async restart() {
+      await stop();
+      await start();
+    },
+  };
+}
+
+/** Records every message published on `channel`. */
+export interface RecordingSubscriber {
+  messages: string[];
+  /** Resolves when at least `count` messages have arrived (or rejects after timeoutMs). */
+  waitFor(count: number, timeoutMs?: number): Promise<string[]>;
+  close(): void;
+}
+
+/** Subscribes to `channel` on the server and records what arrives. */
+export async function subscribe(
+  server: TestValkey,
+  channel: string,
+  options: { username?: string; password?: string } = {},
+): Promise<RecordingSubscriber> {
+  const client = new Valkey({
+    host: server.host,
+    port: server.port,
+    ...options,
+    maxRetriesPerRequest: 1,
+  });
+  const messages: string[] = [];
+  client.on("message", (_channel: string, message: string) => messages.push(message));
+  client.on("error", () => {});
+  await client.subscribe(channel);
+  return {
+    messages,
+    async waitFor(count, timeoutMs = 3000) {
+      const deadline = Date.now() + timeoutMs;
+      while (messages.length < count) {
+        if (Date.now() > deadline) {
+          throw new Error(`expected ${count} messages, got ${messages.length}`);
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return messages;
+    },
+    close: () => client.disconnect(),
+  };
+}

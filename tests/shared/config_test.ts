@@ -1,0 +1,153 @@
+import { assert, assertEquals, assertMatch, assertThrows } from "../helpers/assert.ts";
+import { parseCommandLine, renderHelp, summarizeConfig } from "../../shared/config.ts";
+import { ConfigError } from "../../shared/errors.ts";
+import { SETTINGS, settingsFor } from "../../shared/settings.ts";
+
+const WEB_ENV: Record<string, string> = {
+  VALKEY_ADDR: "127.0.0.1:6379",
+  ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+  GITHUB_OIDC_AUDIENCE: "https://example",
+  GITHUB_ALLOWED_ORG: "acme",
+};
+
+function parse(mode: "web" | "worker", args: string[], env: Record<string, string>) {
+  const result = parseCommandLine(mode, args, (name) => env[name]);
+  if (result.kind !== "config") throw new Error("expected a config");
+  return result;
+}
+
+function problems(fn: () => unknown): string[] {
+  const err = assertThrows(fn);
+  assert(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+  return [...(err as ConfigError).problems];
+}
+
+Deno.test("parseCommandLine() lists every missing required setting in one error", () => {
+  const found = problems(() => parseCommandLine("web", [], () => undefined));
+  assertEquals(found, [
+    "VALKEY_ADDR (--valkey-addr) is required",
+    "ALLOWED_IMAGE_PREFIX (--allowed-image-prefix) is required",
+    "GITHUB_OIDC_AUDIENCE (--github-oidc-audience) is required",
+    "GITHUB_ALLOWED_ORG (--github-allowed-org) is required",
+  ]);
+});
+
+Deno.test("parseCommandLine() reports invalid values together with missing ones", () => {
+  const found = problems(() =>
+    parseCommandLine(
+      "web",
+      ["--valkey-tls=maybe"],
+      (n) => ({ LOG_LEVEL: "loud", VALKEY_ADDR: "redis:abc" } as Record<string, string>)[n],
+    )
+  );
+  assertEquals(found.length, 6);
+  assertMatch(found.join("\n"), /VALKEY_ADDR \(--valkey-addr\) "redis:abc": port must be a number/);
+  assertMatch(found.join("\n"), /LOG_LEVEL/);
+  assertMatch(found.join("\n"), /--valkey-tls "maybe"/);
+});
+
+Deno.test("parseCommandLine(): a flag beats env, env beats the default", () => {
+  const { config, origins } = parse("web", ["--valkey-channel", "from-flag"], {
+    ...WEB_ENV,
+    VALKEY_CHANNEL: "from-env",
+    LOG_LEVEL: "warn",
+  });
+  assertEquals(config.valkeyChannel, "from-flag");
+  assertEquals(origins.valkeyChannel.source, "flag");
+  assertEquals(config.logLevel, "warn");
+  assertEquals(config.listenAddr, { host: "0.0.0.0", port: 8080 });
+  assertEquals(config.oidcIssuer, "https://token.actions.githubusercontent.com");
+});
+
+Deno.test("parseCommandLine() reads booleans as --x, --no-x and --x=false", () => {
+  assertEquals(parse("web", ["--dev-mode"], WEB_ENV).config.devMode, true);
+  assertEquals(
+    parse("web", ["--no-valkey-tls"], { ...WEB_ENV, VALKEY_TLS_ENABLED: "true" }).config.valkeyTls,
+    false,
+  );
+  assertEquals(
+    parse("web", ["--valkey-tls=false"], { ...WEB_ENV, VALKEY_TLS_ENABLED: "true" }).config
+      .valkeyTls,
+    false,
+  );
+  assertEquals(parse("web", [], { ...WEB_ENV, VALKEY_TLS_ENABLED: "TRUE" }).config.valkeyTls, true);
+});
+
+Deno.test("parseCommandLine() rejects unknown flags, positionals and other modes' flags as usage errors", () => {
+  for (const args of [["--bogus"], ["extra"], ["--kubeconfig", "/x"], ["--valkey-addr"]]) {
+    const err = assertThrows(() => parseCommandLine("web", args, (n) => WEB_ENV[n]));
+    assertEquals((err as ConfigError).code, "ERR_USAGE");
+  }
+});
+
+Deno.test("parseCommandLine() ignores other modes' environment variables", () => {
+  const { config } = parse("web", [], {
+    ...WEB_ENV,
+    KUBECONFIG: "/etc/passwd",
+    WATCH_NAMESPACES: "BAD NAME",
+  });
+  assertEquals(config.kubeconfig, "");
+});
+
+Deno.test("parseCommandLine() parses lists, IPv6 addresses and durations", () => {
+  const { config } = parse("web", [], {
+    ...WEB_ENV,
+    VALKEY_ADDR: "[::1]:6380",
+    ALLOWED_IMAGE_PREFIX: " ghcr.io/acme/ , registry.example.com:5000/team ",
+    GITHUB_ALLOWED_ORG: "Acme,Other",
+    GITHUB_OIDC_MAX_TOKEN_AGE: "1h30m",
+  });
+  assertEquals(config.valkeyAddr, { host: "::1", port: 6380 });
+  assertEquals(config.allowedImagePrefixes, ["ghcr.io/acme", "registry.example.com:5000/team"]);
+  assertEquals(config.allowedOrgs, ["acme", "other"]);
+  assertEquals(config.maxTokenAge, 5_400_000);
+});
+
+Deno.test("security: an http issuer is refused unless it is on loopback", () => {
+  assertMatch(
+    problems(() => parse("web", [], { ...WEB_ENV, GITHUB_OIDC_ISSUER: "http://token.example.com" }))
+      .join(),
+    /https/,
+  );
+  assertEquals(
+    parse("web", [], { ...WEB_ENV, GITHUB_OIDC_ISSUER: "http://127.0.0.1:9000" }).config.oidcIssuer,
+    "http://127.0.0.1:9000",
+  );
+});
+
+Deno.test("security: IDs must be numeric strings and prefixes must name a registry", () => {
+  assertMatch(
+    problems(() => parse("web", [], { ...WEB_ENV, GITHUB_ALLOWED_OWNER_IDS: "12,abc" })).join(),
+    /"abc" is not a numeric ID/,
+  );
+  assertMatch(
+    problems(() => parse("web", [], { ...WEB_ENV, ALLOWED_IMAGE_PREFIX: "acme" })).join(),
+    /registry host/,
+  );
+});
+
+Deno.test("renderHelp() documents every setting of the mode with env var, default and meaning", () => {
+  for (const mode of ["web", "worker"] as const) {
+    const help = renderHelp(mode);
+    for (const [, s] of settingsFor(mode)) {
+      assert(help.includes(`--${s.flag}`), `${mode} help lacks --${s.flag}`);
+      assert(help.includes(`env ${s.env}`), `${mode} help lacks ${s.env}`);
+      assert(help.includes(s.help), `${mode} help lacks the meaning of ${s.env}`);
+    }
+  }
+});
+
+Deno.test("security: summarizeConfig() never prints a secret", () => {
+  const { origins } = parse("web", ["--valkey-password", "hunter2-secret"], WEB_ENV);
+  const summary = summarizeConfig("web", origins);
+  assertEquals(summary.VALKEY_PASSWORD, "(set)");
+  assert(!JSON.stringify(summary).includes("hunter2"));
+  assertEquals(summary.VALKEY_ADDR, "127.0.0.1:6379");
+});
+
+Deno.test("every setting has an env var and a flag that no other setting uses", () => {
+  const envs = Object.values(SETTINGS).map((s) => s.env);
+  const flags = Object.values(SETTINGS).map((s) => s.flag);
+  assertEquals(new Set(envs).size, envs.length);
+  assertEquals(new Set(flags).size, flags.length);
+});

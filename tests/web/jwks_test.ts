@@ -1,0 +1,176 @@
+import { exportJWK, generateKeyPair } from "jose";
+import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
+import { AppError } from "../../shared/errors.ts";
+import { createKeyStore } from "../../web/jwks.ts";
+
+const ISSUER = "https://issuer.example";
+
+async function fakeIssuer() {
+  const { publicKey } = await generateKeyPair("RS256", { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "RS256", use: "sig" };
+  const state = {
+    calls: [] as string[],
+    fail: false,
+    jwks: { keys: [jwk] } as { keys: unknown[] },
+    discovery: { issuer: ISSUER, jwks_uri: `${ISSUER}/.well-known/jwks` } as Record<
+      string,
+      unknown
+    >,
+  };
+  const fetch = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = String(input);
+    state.calls.push(url);
+    assertEquals(init?.redirect, "error");
+    if (state.fail) return Promise.reject(new TypeError("connection refused"));
+    if (url.endsWith("/openid-configuration")) {
+      return Promise.resolve(Response.json(state.discovery));
+    }
+    return Promise.resolve(Response.json(state.jwks));
+  };
+  return { state, fetch: fetch as typeof globalThis.fetch, jwk };
+}
+
+Deno.test("createKeyStore() refetches an unknown kid at most once per cooldown", async () => {
+  const issuer = await fakeIssuer();
+  let now = 0;
+  const store = createKeyStore({
+    issuer: ISSUER,
+    fetch: issuer.fetch,
+    now: () => now,
+    cooldownMs: 10_000,
+    ttlMs: 3_600_000,
+    timeoutMs: 1000,
+  });
+  assert(await store.getKey("k1"));
+  assertEquals(issuer.state.calls.length, 2);
+  const results = await Promise.all(
+    Array.from({ length: 100 }, (_, i) => store.getKey(`bogus-${i}`)),
+  );
+  assert(results.every((k) => k === undefined));
+  assertEquals(issuer.state.calls.length, 2, "no refetch inside the cooldown");
+  now = 10_001;
+  await Promise.all(Array.from({ length: 100 }, (_, i) => store.getKey(`bogus-${i}`)));
+  assertEquals(
+    issuer.state.calls.length,
+    4,
+    "exactly one refetch (discovery + keys) after the cooldown",
+  );
+});
+
+Deno.test("createKeyStore() picks up a rotated key after the cooldown", async () => {
+  const issuer = await fakeIssuer();
+  let now = 0;
+  const store = createKeyStore({
+    issuer: ISSUER,
+    fetch: issuer.fetch,
+    now: () => now,
+    cooldownMs: 5000,
+    ttlMs: 3_600_000,
+    timeoutMs: 1000,
+  });
+  assert(await store.getKey("k1"));
+  issuer.state.jwks = { keys: [{ ...issuer.jwk, kid: "k2" }] };
+  now = 6000;
+  assert(await store.getKey("k2"));
+  assertEquals(await store.getKey("k1"), undefined);
+});
+
+Deno.test("createKeyStore() keeps serving cached keys while the issuer is down", async () => {
+  const issuer = await fakeIssuer();
+  let now = 0;
+  const store = createKeyStore({
+    issuer: ISSUER,
+    fetch: issuer.fetch,
+    now: () => now,
+    cooldownMs: 1000,
+    ttlMs: 60_000,
+    timeoutMs: 1000,
+  });
+  assert(await store.getKey("k1"));
+  issuer.state.fail = true;
+  now = 120_000;
+  assert(
+    await store.getKey("k1"),
+    "a stale key is better than none while the issuer is unreachable",
+  );
+});
+
+Deno.test("createKeyStore() reports ERR_AUTH_UNAVAILABLE when no keys were ever loaded", async () => {
+  const issuer = await fakeIssuer();
+  issuer.state.fail = true;
+  const store = createKeyStore({
+    issuer: ISSUER,
+    fetch: issuer.fetch,
+    now: () => 0,
+    cooldownMs: 1000,
+    ttlMs: 60_000,
+    timeoutMs: 1000,
+  });
+  const err = await assertRejects(() => store.getKey("k1"));
+  assertEquals((err as AppError).code, "ERR_AUTH_UNAVAILABLE");
+  assertEquals(await store.ready(), false);
+});
+
+Deno.test("security: createKeyStore() refuses keys from another origin or a discovery document for another issuer", async (t) => {
+  for (
+    const [name, discovery] of [
+      ["jwks_uri on another host", { issuer: ISSUER, jwks_uri: "https://evil.example/jwks" }],
+      ["a different issuer", {
+        issuer: "https://evil.example",
+        jwks_uri: `${ISSUER}/.well-known/jwks`,
+      }],
+      ["no jwks_uri", { issuer: ISSUER }],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const issuer = await fakeIssuer();
+      issuer.state.discovery = discovery;
+      const store = createKeyStore({
+        issuer: ISSUER,
+        fetch: issuer.fetch,
+        now: () => 0,
+        cooldownMs: 1000,
+        ttlMs: 60_000,
+        timeoutMs: 1000,
+      });
+      const err = await assertRejects(() => store.getKey("k1"));
+      assertEquals((err as AppError).code, "ERR_AUTH_UNAVAILABLE");
+      assert(!issuer.state.calls.some((u) => u.includes("evil")));
+    });
+  }
+});
+
+Deno.test("security: createKeyStore() skips keys that are not RS256 signing keys of at least 2048 bits", async () => {
+  const issuer = await fakeIssuer();
+  const small = await crypto.subtle.generateKey(
+    {
+      name: "RSASSA-PKCS1-v1_5",
+      modulusLength: 1024,
+      publicExponent: new Uint8Array([1, 0, 1]),
+      hash: "SHA-256",
+    },
+    true,
+    ["sign", "verify"],
+  );
+  issuer.state.jwks = {
+    keys: [
+      { ...issuer.jwk, kid: "enc", use: "enc" },
+      { ...issuer.jwk, kid: "ps", alg: "PS256" },
+      { ...(await exportJWK(small.publicKey)), kid: "small" },
+      { kty: "oct", k: "c2VjcmV0", kid: "hmac" },
+      issuer.jwk,
+    ],
+  };
+  const store = createKeyStore({
+    issuer: ISSUER,
+    fetch: issuer.fetch,
+    now: () => 0,
+    cooldownMs: 1000,
+    ttlMs: 60_000,
+    timeoutMs: 1000,
+  });
+  assert(await store.getKey("k1"));
+  for (const kid of ["enc", "ps", "small", "hmac"]) {
+    assertEquals(await store.getKey(kid), undefined, kid);
+  }
+});

@@ -1,0 +1,208 @@
+/**
+ * The web mode's HTTP handler: routing, the POST /event pipeline (method →
+ * token → authorization → content type → bounded body → event → publish) and
+ * the probe and metrics endpoints. Everything in the request is untrusted; the
+ * token is verified before the body is read. One JSON log line per request;
+ * the token and request headers are never logged.
+ */
+
+import { AppError, AuthError } from "../shared/errors.ts";
+import { encodeEventMessage, type EventMessage, parseEventRequest } from "../shared/event.ts";
+import type { LogFields, Logger } from "../shared/log.ts";
+import type { Registry } from "../shared/metrics.ts";
+import type { WebMetrics } from "./metrics.ts";
+import type { GitHubClaims, TokenVerifier } from "./oidc.ts";
+import type { Authorizer } from "./policy.ts";
+import type { Publisher } from "./publisher.ts";
+import { errorResponse, json } from "./responses.ts";
+
+/** Largest accepted POST body: an image and 32 tags fit several times over. */
+export const MAX_BODY_BYTES = 8 * 1024;
+/** Paths that accept an event; /v1/event is the versioned alias. */
+export const EVENT_PATHS = ["/event", "/v1/event"];
+
+/** Connection facts Deno.serve passes along with each request. */
+export interface RequestInfo {
+  remoteAddr: { hostname: string; port: number };
+}
+
+/** A request handler for one route. */
+export type Route = (req: Request, info: RequestInfo, log: LogFields) => Promise<Response>;
+
+/** Everything the handler uses, passed in so tests can build it alone. */
+export interface HandlerDeps {
+  verify: TokenVerifier;
+  authorize: Authorizer;
+  publisher: Publisher;
+  prefixes: readonly string[];
+  logger: Logger;
+  metrics: WebMetrics;
+  registry: Registry;
+  /** Readiness checks by name; all must pass for /readyz to answer 200. */
+  readiness: Record<string, () => Promise<boolean>>;
+  now?: () => Date;
+  newId?: () => string;
+  /** More routes by path (dev mode adds its token endpoint here). */
+  extraRoutes?: Record<string, Route>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const BEARER = /^bearer +([^\s,]+)$/i;
+
+function isJsonContentType(value: string | null): boolean {
+  if (!value) return false;
+  const [type, ...params] = value.split(";").map((p) => p.trim().toLowerCase());
+  if (type !== "application/json") return false;
+  return params.every((p) => p === "" || /^charset="?utf-8"?$/.test(p));
+}
+
+async function readBody(req: Request): Promise<string | "too_large" | "bad_encoding"> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > MAX_BODY_BYTES) return "too_large";
+  const reader = req.body?.getReader();
+  if (!reader) return "";
+  const buffer = new Uint8Array(MAX_BODY_BYTES);
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (size + value.length > MAX_BODY_BYTES) {
+      await reader.cancel().catch(() => {});
+      return "too_large";
+    }
+    buffer.set(value, size);
+    size += value.length;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(
+      buffer.subarray(0, size),
+    );
+  } catch {
+    return "bad_encoding";
+  }
+}
+
+function auditFields(claims: GitHubClaims): LogFields {
+  const pick = (v: unknown) => typeof v === "string" ? v.slice(0, 300) : undefined;
+  return {
+    repository: pick(claims.repository),
+    repository_owner: pick(claims.repository_owner),
+    ref: pick(claims.ref),
+    event_name: pick(claims.event_name),
+    workflow_ref: pick(claims.workflow_ref),
+    actor: pick(claims.actor),
+    token_jti: pick(claims.jti),
+  };
+}
+
+/** Creates the request handler for Deno.serve. */
+export function createHandler(
+  deps: HandlerDeps,
+): (req: Request, info: RequestInfo) => Promise<Response> {
+  const now = deps.now ?? (() => new Date());
+  const newId = deps.newId ?? (() => crypto.randomUUID());
+
+  const postEvent: Route = async (req, _info, log) => {
+    const header = req.headers.get("authorization");
+    if (header === null) throw new AuthError("missing_token", "no Authorization header");
+    const match = BEARER.exec(header);
+    // Two Authorization headers arrive joined by ", " and fail this match.
+    if (!match) {
+      throw new AuthError("malformed_authorization", "Authorization is not one Bearer token");
+    }
+    const claims = await deps.verify(match[1]);
+    Object.assign(log, auditFields(claims));
+    deps.authorize(claims);
+
+    if (!isJsonContentType(req.headers.get("content-type"))) {
+      return json(415, { error: "content type must be application/json" });
+    }
+    const body = await readBody(req);
+    if (body === "too_large") return json(413, { error: `body exceeds ${MAX_BODY_BYTES} bytes` });
+    if (body === "bad_encoding") throw new AppError("ERR_EVENT_INVALID", "body is not valid UTF-8");
+    const event = parseEventRequest(body, deps.prefixes);
+    const message: EventMessage = { id: newId(), time: now().toISOString(), ...event };
+    Object.assign(log, { event_id: message.id, image: event.image, tags: event.tags });
+    const subscribers = await deps.publisher.publish(encodeEventMessage(message));
+    log.subscribers = subscribers;
+    if (subscribers === 0) {
+      deps.metrics.publishFailures.inc({ reason: "no_subscriber" });
+      throw new AppError("ERR_NO_SUBSCRIBER", "no worker is subscribed to the channel");
+    }
+    deps.metrics.published.inc();
+    return json(202, { id: message.id, subscribers });
+  };
+
+  const readyz: Route = async (_req, _info, log) => {
+    const names = Object.keys(deps.readiness);
+    const results = await Promise.all(names.map((n) => deps.readiness[n]().catch(() => false)));
+    const checks = Object.fromEntries(names.map((n, i) => [n, results[i] ? "ok" : "failing"]));
+    const ok = results.every(Boolean);
+    if (!ok) log.checks = checks;
+    return json(ok ? 200 : 503, { status: ok ? "ready" : "not ready", checks });
+  };
+
+  const routes: Record<string, { method: string; route: Route }> = {
+    "/healthz": { method: "GET", route: () => Promise.resolve(json(200, { status: "ok" })) },
+    "/readyz": { method: "GET", route: readyz },
+    "/metrics": {
+      method: "GET",
+      route: () =>
+        Promise.resolve(
+          new Response(deps.registry.render(), {
+            headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+          }),
+        ),
+    },
+  };
+  for (const path of EVENT_PATHS) routes[path] = { method: "POST", route: postEvent };
+  for (const [path, route] of Object.entries(deps.extraRoutes ?? {})) {
+    routes[path] = { method: "POST", route };
+  }
+
+  return async (req, info) => {
+    const started = performance.now();
+    const incoming = req.headers.get("x-request-id");
+    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : newId();
+    const url = new URL(req.url);
+    const entry = routes[url.pathname];
+    const routeLabel = entry ? url.pathname : "unmatched";
+    const log: LogFields = {
+      request_id: requestId,
+      method: req.method,
+      path: url.pathname.slice(0, 200),
+      remote_addr: info.remoteAddr.hostname,
+    };
+    let response: Response;
+    try {
+      if (!entry) response = json(404, { error: "not found" });
+      else if (req.method !== entry.method && !(entry.method === "GET" && req.method === "HEAD")) {
+        response = json(405, { error: "method not allowed" }, { allow: entry.method });
+      } else response = await entry.route(req, info, log);
+    } catch (err) {
+      response = errorResponse(err);
+      if (err instanceof AuthError) {
+        deps.metrics.authDenied.inc({ reason: err.reason });
+        Object.assign(log, { reason: err.reason, detail: err.message });
+      } else if (err instanceof AppError) {
+        Object.assign(log, { code: err.code, detail: err.message });
+        if (err.code === "ERR_PUBLISH_FAILED") {
+          deps.metrics.publishFailures.inc({ reason: "error" });
+        }
+      } else {
+        Object.assign(log, { code: "ERR_INTERNAL", detail: String(err).slice(0, 300) });
+      }
+    }
+    response.headers.set("x-request-id", requestId);
+    const seconds = (performance.now() - started) / 1000;
+    deps.metrics.requests.inc({ route: routeLabel, code: String(response.status) });
+    deps.metrics.duration.observe(seconds, { route: routeLabel });
+    const level = response.status >= 500 ? "error" : response.status >= 400 ? "warn" : "info";
+    const fields = { ...log, status: response.status, duration_ms: Math.round(seconds * 1e4) / 10 };
+    if (routeLabel === "/healthz" || routeLabel === "/readyz" || routeLabel === "/metrics") {
+      if (response.status >= 400) deps.logger.warn("request", fields);
+      else deps.logger.debug("request", fields);
+    } else deps.logger[level]("request", fields);
+    return response;
+  };
+}

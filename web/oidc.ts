@@ -1,0 +1,127 @@
+/**
+ * Verification of GitHub Actions OIDC tokens: RS256 signature by one of the
+ * issuer's published keys, exact issuer, exact audience, required exp/iat/jti,
+ * clock tolerance and a bound on token age. The token is untrusted until this
+ * returns; no part of it (nor of its header) is ever put in an error message.
+ */
+
+import { decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from "jose";
+import { AppError, AuthError } from "../shared/errors.ts";
+import type { KeyStore } from "./jwks.ts";
+
+/** The GitHub claims authorization looks at; IDs are strings, as GitHub sends them. */
+export interface GitHubClaims extends JWTPayload {
+  jti: string;
+  iat: number;
+  exp: number;
+  sub?: string;
+  repository?: unknown;
+  repository_id?: unknown;
+  repository_owner?: unknown;
+  repository_owner_id?: unknown;
+  ref?: unknown;
+  event_name?: unknown;
+  environment?: unknown;
+  workflow_ref?: unknown;
+  job_workflow_ref?: unknown;
+}
+
+/** Options for createTokenVerifier. */
+export interface TokenVerifierOptions {
+  issuer: string;
+  audience: string;
+  keys: KeyStore;
+  clockToleranceMs: number;
+  maxTokenAgeMs: number;
+  now?: () => number;
+}
+
+/** Verifies one bearer token; resolves to its claims or throws AuthError / ERR_AUTH_UNAVAILABLE. */
+export type TokenVerifier = (token: string) => Promise<GitHubClaims>;
+
+/** Longest token accepted before any parsing (GitHub's are about 1-2 KiB). */
+export const MAX_TOKEN_LENGTH = 8192;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+// Security: header parameters that name keys or key locations. jose never
+// fetches them when given a key, but a token carrying them is not GitHub's.
+const KEY_HEADERS = ["jku", "x5u", "jwk", "x5c"];
+
+function mapJoseError(err: unknown): AuthError {
+  if (err instanceof errors.JWTExpired) {
+    // jose reports the maxTokenAge bound as an expiry of the iat claim.
+    if (err.claim === "iat") {
+      return new AuthError("claim_iat", "token is older than the maximum token age");
+    }
+    return new AuthError("expired", "token has expired");
+  }
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    return new AuthError(`claim_${err.claim}`, `claim ${err.claim} rejected: ${err.reason}`);
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) {
+    return new AuthError("bad_signature", "signature does not verify");
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) {
+    return new AuthError("alg_not_allowed", "algorithm not allowed");
+  }
+  const code = (err as { code?: string }).code ?? "unknown";
+  return new AuthError("invalid_token", `token rejected by verifier (${code})`);
+}
+
+/** Creates a verifier for one issuer and audience. */
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  const now = options.now ?? Date.now;
+  return async (token) => {
+    if (token.length > MAX_TOKEN_LENGTH) throw new AuthError("malformed", "token is too long");
+    if (!COMPACT_JWS.test(token)) throw new AuthError("malformed", "token is not a compact JWS");
+    let header;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      throw new AuthError("malformed", "token header is not valid JSON");
+    }
+    if (header.alg !== "RS256") {
+      throw new AuthError(
+        "alg_not_allowed",
+        `algorithm ${String(header.alg).slice(0, 20)} is not RS256`,
+      );
+    }
+    const keyHeader = KEY_HEADERS.find((name) => name in header);
+    if (keyHeader) throw new AuthError("untrusted_header_key", `token header carries ${keyHeader}`);
+    if (typeof header.kid !== "string" || header.kid === "" || header.kid.length > 256) {
+      throw new AuthError("missing_kid", "token header has no usable kid");
+    }
+    const key = await options.keys.getKey(header.kid);
+    if (!key) {
+      throw new AuthError(
+        "unknown_kid",
+        `no published key has kid ${JSON.stringify(header.kid.slice(0, 80))}`,
+      );
+    }
+
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, key, {
+        algorithms: ["RS256"],
+        issuer: options.issuer,
+        audience: options.audience,
+        clockTolerance: Math.round(options.clockToleranceMs / 1000),
+        maxTokenAge: Math.round(options.maxTokenAgeMs / 1000),
+        currentDate: new Date(now()),
+        requiredClaims: ["iss", "aud", "exp", "iat", "jti"],
+      }));
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw mapJoseError(err);
+    }
+    // Security: jose accepts an aud array that merely contains ours; a token
+    // minted for several audiences is not one minted for us.
+    const aud = payload.aud;
+    const exact = aud === options.audience ||
+      (Array.isArray(aud) && aud.length === 1 && aud[0] === options.audience);
+    if (!exact) throw new AuthError("claim_aud", "aud is not exactly the configured audience");
+    if (typeof payload.jti !== "string" || payload.jti === "" || payload.jti.length > 256) {
+      throw new AuthError("claim_jti", "jti is missing or not a string");
+    }
+    return payload as GitHubClaims;
+  };
+}

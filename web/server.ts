@@ -1,0 +1,89 @@
+/**
+ * Wires web mode together from a Config and starts the HTTP server: Valkey
+ * publisher, issuer keys, token verifier, authorizer, handler, metrics. Runs
+ * until the signal aborts, then drains in-flight requests and disconnects.
+ */
+
+import type { Config } from "../shared/settings.ts";
+import { createValkeyConnection } from "../shared/valkey.ts";
+import type { Logger } from "../shared/log.ts";
+import { createRegistry } from "../shared/metrics.ts";
+import { createHandler, type Route } from "./handler.ts";
+import { createKeyStore, type KeyStore } from "./jwks.ts";
+import { createWebMetrics } from "./metrics.ts";
+import { createTokenVerifier } from "./oidc.ts";
+import { createAuthorizer } from "./policy.ts";
+import { createPublisher } from "./publisher.ts";
+
+/** Effects web mode needs from its host process. */
+export interface WebRuntime {
+  logger: Logger;
+  /** Aborting it starts a graceful shutdown. */
+  signal: AbortSignal;
+  fetch?: typeof fetch;
+  /** Dev mode replaces the issuer's keys and adds its token route. */
+  issuerOverride?: { issuer: string; keys: KeyStore; routes: Record<string, Route> };
+  /** Called once the server listens, with the bound address. */
+  onListen?: (addr: { hostname: string; port: number }) => void;
+}
+
+/** Runs web mode until `runtime.signal` aborts. */
+export async function runWeb(config: Config, runtime: WebRuntime): Promise<void> {
+  const { logger } = runtime;
+  const registry = createRegistry();
+  const metrics = createWebMetrics(registry);
+  const valkey = createValkeyConnection(config, {
+    name: "kuberollouttrigger-web",
+    logger,
+    offlineQueue: false,
+  });
+  const publisher = createPublisher(valkey, config.valkeyChannel);
+  const issuer = runtime.issuerOverride?.issuer ?? config.oidcIssuer;
+  const keys = runtime.issuerOverride?.keys ?? createKeyStore({
+    issuer,
+    fetch: runtime.fetch,
+    cooldownMs: config.jwksCooldown,
+    ttlMs: config.jwksCacheTtl,
+    timeoutMs: config.oidcHttpTimeout,
+    onFetch: ({ url, ok, error }) => {
+      metrics.issuerFetches.inc({ result: ok ? "ok" : "error" });
+      if (ok) logger.debug("fetched issuer document", { url });
+      else logger.warn("issuer fetch failed", { url, error });
+    },
+  });
+  const handler = createHandler({
+    verify: createTokenVerifier({
+      issuer,
+      audience: config.oidcAudience,
+      keys,
+      clockToleranceMs: config.clockTolerance,
+      maxTokenAgeMs: config.maxTokenAge,
+    }),
+    authorize: createAuthorizer(config),
+    publisher,
+    prefixes: config.allowedImagePrefixes,
+    logger,
+    metrics,
+    registry,
+    readiness: { valkey: () => publisher.ping(), issuer_keys: () => keys.ready() },
+    extraRoutes: runtime.issuerOverride?.routes,
+  });
+
+  const server = Deno.serve({
+    hostname: config.listenAddr.host,
+    port: config.listenAddr.port,
+    signal: runtime.signal,
+    onListen: (addr) => {
+      logger.info("web listening", { addr: `${addr.hostname}:${addr.port}` });
+      runtime.onListen?.(addr);
+    },
+    onError: (err) => {
+      logger.error("unhandled request error", { error: String(err).slice(0, 300) });
+      return new Response('{"error":"internal error"}', { status: 500 });
+    },
+  }, (req, info) => handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }));
+
+  await server.finished;
+  logger.info("web stopped; disconnecting from valkey");
+  valkey.disconnect();
+}
