@@ -6,11 +6,12 @@
 
 import denoJson from "./deno.json" with { type: "json" };
 import { parseCommandLine, renderHelp, summarizeConfig } from "./shared/config.ts";
-import { ConfigError } from "./shared/errors.ts";
+import { AppError, ConfigError } from "./shared/errors.ts";
 import { createLogger } from "./shared/log.ts";
 import { describePermissions, dropPermissions } from "./shared/permissions.ts";
 import type { Mode } from "./shared/settings.ts";
 import { runWeb } from "./web/server.ts";
+import { runWorker } from "./worker/worker.ts";
 
 const USAGE = `Usage: kuberollouttrigger <command> [flags]
 
@@ -76,7 +77,14 @@ async function runMode(mode: Mode, args: string[]): Promise<void> {
     permissions: await describePermissions(PERMISSION_PROBE_PATHS),
   });
   const signal = shutdownSignal((name) => logger.info("shutting down", { signal: name }));
-  if (mode === "web") await runWeb(config, { logger, signal });
+  try {
+    if (mode === "web") await runWeb(config, { logger, signal });
+    else await runWorker(config, { logger, signal });
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    logger.error("cannot start", { code: err.code, error: err.message });
+    Deno.exit(1);
+  }
 }
 
 async function main(argv: string[]): Promise<void> {

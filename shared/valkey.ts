@@ -6,6 +6,7 @@
  */
 
 import { Valkey } from "iovalkey";
+import { backoffDelay } from "./backoff.ts";
 import { describeError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { HostPort } from "./setting_values.ts";
@@ -30,15 +31,6 @@ export interface ValkeyConnectionOptions {
   onStateChange?: (connected: boolean) => void;
 }
 
-/** Longest wait between reconnect attempts. */
-export const MAX_RECONNECT_DELAY_MS = 5000;
-
-/** Backoff for the n-th reconnect attempt: 100 ms doubling to 5 s, with jitter. */
-export function reconnectDelay(attempt: number): number {
-  const base = Math.min(MAX_RECONNECT_DELAY_MS, 100 * 2 ** Math.min(attempt, 10));
-  return Math.round(base / 2 + Math.random() * base / 2);
-}
-
 /** Opens a connection (in the background) and returns the client. */
 export function createValkeyConnection(
   settings: ValkeySettings,
@@ -56,7 +48,8 @@ export function createValkeyConnection(
     commandTimeout: settings.valkeyTimeout,
     maxRetriesPerRequest: options.offlineQueue ? null : 0,
     enableOfflineQueue: options.offlineQueue,
-    retryStrategy: (attempt: number) => reconnectDelay(attempt),
+    // Reconnect forever: 100 ms doubling to 5 s, jittered.
+    retryStrategy: (attempt: number) => backoffDelay(attempt - 1),
     lazyConnect: true,
   });
   let connected = false;

@@ -14,7 +14,8 @@ import type { WebMetrics } from "./metrics.ts";
 import type { GitHubClaims, TokenVerifier } from "./oidc.ts";
 import type { Authorizer } from "./policy.ts";
 import type { Publisher } from "./publisher.ts";
-import { errorResponse, json } from "./responses.ts";
+import { json, probeRoutes } from "../shared/probes.ts";
+import { errorResponse } from "./responses.ts";
 
 /** Largest accepted POST body: an image and 32 tags fit several times over. */
 export const MAX_BODY_BYTES = 8 * 1024;
@@ -133,28 +134,11 @@ export function createHandler(
     return json(202, { id: message.id, subscribers });
   };
 
-  const readyz: Route = async (_req, _info, log) => {
-    const names = Object.keys(deps.readiness);
-    const results = await Promise.all(names.map((n) => deps.readiness[n]().catch(() => false)));
-    const checks = Object.fromEntries(names.map((n, i) => [n, results[i] ? "ok" : "failing"]));
-    const ok = results.every(Boolean);
-    if (!ok) log.checks = checks;
-    return json(ok ? 200 : 503, { status: ok ? "ready" : "not ready", checks });
-  };
-
-  const routes: Record<string, { method: string; route: Route }> = {
-    "/healthz": { method: "GET", route: () => Promise.resolve(json(200, { status: "ok" })) },
-    "/readyz": { method: "GET", route: readyz },
-    "/metrics": {
-      method: "GET",
-      route: () =>
-        Promise.resolve(
-          new Response(deps.registry.render(), {
-            headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-          }),
-        ),
-    },
-  };
+  const routes: Record<string, { method: string; route: Route }> = {};
+  const probes = probeRoutes({ readiness: deps.readiness, registry: deps.registry });
+  for (const [path, probe] of Object.entries(probes)) {
+    routes[path] = { method: "GET", route: probe };
+  }
   for (const path of EVENT_PATHS) routes[path] = { method: "POST", route: postEvent };
   for (const [path, route] of Object.entries(deps.extraRoutes ?? {})) {
     routes[path] = { method: "POST", route };

@@ -6,18 +6,10 @@
  */
 
 import { AppError } from "../shared/errors.ts";
+import { json } from "../shared/probes.ts";
 
 /** The body of every authentication or authorization failure. */
 export const ACCESS_DENIED_BODY = '{"error":"access denied"}';
-
-/** Builds a JSON response with the given status. */
-export function json(status: number, body: unknown, headers: HeadersInit = {}): Response {
-  const text = typeof body === "string" ? body : JSON.stringify(body);
-  return new Response(text, {
-    status,
-    headers: { "content-type": "application/json", "cache-control": "no-store", ...headers },
-  });
-}
 
 /** Maps any thrown value to the response the caller sees. */
 export function errorResponse(err: unknown): Response {

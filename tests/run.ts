@@ -1,0 +1,91 @@
+/**
+ * `deno task test`: prepares the real servers the suite needs, runs every test
+ * under tests/ once, and stops the servers. A Valkey-compatible server is
+ * started per test (it is cheap); one kube-apiserver + etcd is started here
+ * for the whole run and handed to tests through KRT_TEST_* variables. Missing
+ * servers fail the run under CI=true and are reported loudly otherwise.
+ * Extra arguments go to `deno test` (e.g. `--filter web`).
+ */
+
+import { type ControlPlane, controlPlaneEnv, startControlPlane } from "./helpers/control_plane.ts";
+import { findValkeyBinary } from "./helpers/valkey.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const IN_CI = Deno.env.get("CI") === "true";
+
+function say(text: string): void {
+  console.error(`[test] ${text}`);
+}
+
+function problem(text: string): void {
+  if (IN_CI) {
+    say(`ERROR: ${text}`);
+    Deno.exit(1);
+  }
+  say(`WARNING: ${text}; the tests that need it are skipped`);
+}
+
+async function locateControlPlane(): Promise<string | undefined> {
+  const result = await new Deno.Command("bash", {
+    args: [`${ROOT}tests/controlplane/ensure.sh`],
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).output();
+  const lines = new TextDecoder().decode(result.stdout).trim().split("\n");
+  if (result.code === 0) return lines[lines.length - 1];
+  problem("kube-apiserver and etcd are not available (see the message above)");
+  return undefined;
+}
+
+if (!findValkeyBinary()) {
+  problem(
+    "no valkey-server or redis-server on PATH: install one (Debian: apt-get install redis-server)",
+  );
+}
+
+const env: Record<string, string> = {};
+let controlPlane: ControlPlane | undefined;
+if (Deno.env.get("KRT_TEST_KUBE_SERVER")) {
+  say("using the control plane named by KRT_TEST_KUBE_SERVER");
+} else {
+  const assets = await locateControlPlane();
+  if (assets) {
+    const started = performance.now();
+    try {
+      controlPlane = await startControlPlane({ assetsDir: assets });
+    } catch (err) {
+      problem(`the control plane did not start: ${(err as Error).message}`);
+    }
+    if (controlPlane) {
+      say(
+        `control plane up at ${controlPlane.server} in ${
+          Math.round(performance.now() - started)
+        } ms`,
+      );
+      Object.assign(env, controlPlaneEnv(controlPlane));
+    }
+  }
+}
+
+let code = 1;
+const stop = async () => {
+  await controlPlane?.stop();
+};
+const onSignal = () => {
+  stop().finally(() => Deno.exit(130));
+};
+Deno.addSignalListener("SIGINT", onSignal);
+Deno.addSignalListener("SIGTERM", onSignal);
+try {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["test", "--allow-all", "--no-prompt", ...Deno.args, "tests/"],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+  }).spawn();
+  code = (await child.status).code;
+} finally {
+  await stop();
+}
+Deno.exit(code);

@@ -1,0 +1,203 @@
+import { assertEquals } from "../helpers/assert.ts";
+import type { Deployment } from "../../worker/kube_api.ts";
+import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
+
+type C = { name?: string; image: string; imagePullPolicy?: string };
+
+function deployment(
+  name: string,
+  containers: C[],
+  extra: { init?: C[]; paused?: boolean; annotations?: Record<string, string> } = {},
+): Deployment {
+  return {
+    metadata: { name, namespace: "ns", resourceVersion: "7", annotations: extra.annotations },
+    spec: {
+      paused: extra.paused,
+      template: {
+        spec: {
+          containers: containers.map((c, i) => ({ name: c.name ?? `c${i}`, ...c })),
+          initContainers: extra.init?.map((c, i) => ({ name: c.name ?? `i${i}`, ...c })),
+        },
+      },
+    },
+  };
+}
+
+function plan(image: string, tags: string[], ds: Deployment[]) {
+  return planRestarts({ image, tags }, ds.map(summarizeDeployment));
+}
+
+const DIGEST = `sha256:${"c".repeat(64)}`;
+
+Deno.test("planRestarts() matches container images after normalisation", async (t) => {
+  const cases: [string, string, string[], C[], C[] | undefined, boolean][] = [
+    [
+      "nginx matches docker.io/library/nginx:latest",
+      "docker.io/library/nginx",
+      ["latest"],
+      [{ image: "nginx" }],
+      undefined,
+      true,
+    ],
+    [
+      "nginx:latest matches docker.io/library/nginx:latest",
+      "docker.io/library/nginx",
+      ["latest"],
+      [{ image: "nginx:latest" }],
+      undefined,
+      true,
+    ],
+    [
+      "library/nginx matches",
+      "docker.io/library/nginx",
+      ["latest"],
+      [{ image: "library/nginx" }],
+      undefined,
+      true,
+    ],
+    [
+      "GHCR.io host case",
+      "ghcr.io/acme/app",
+      ["dev"],
+      [{ image: "GHCR.io/acme/app:dev" }],
+      undefined,
+      true,
+    ],
+    [
+      "a registry with a port",
+      "registry.example.com:5000/team/app",
+      ["v1"],
+      [{ image: "registry.example.com:5000/team/app:v1" }],
+      undefined,
+      true,
+    ],
+    [
+      "another port does not match",
+      "registry.example.com:5000/team/app",
+      ["v1"],
+      [{ image: "registry.example.com:5001/team/app:v1" }],
+      undefined,
+      false,
+    ],
+    [
+      "an initContainer-only use",
+      "ghcr.io/acme/migrate",
+      ["dev"],
+      [{ image: "ghcr.io/acme/app:dev" }],
+      [{ image: "ghcr.io/acme/migrate:dev" }],
+      true,
+    ],
+    [
+      "one of several containers",
+      "ghcr.io/acme/sidecar",
+      ["dev"],
+      [{ image: "ghcr.io/acme/app:dev" }, { image: "ghcr.io/acme/sidecar:dev" }],
+      undefined,
+      true,
+    ],
+    [
+      "one of several tags in the event",
+      "ghcr.io/acme/app",
+      ["dev", "v1.2.3"],
+      [{ image: "ghcr.io/acme/app:v1.2.3" }],
+      undefined,
+      true,
+    ],
+    [
+      "the same repository with another tag",
+      "ghcr.io/acme/app",
+      ["dev"],
+      [{ image: "ghcr.io/acme/app:prod" }],
+      undefined,
+      false,
+    ],
+    [
+      "a longer repository with the same prefix",
+      "ghcr.io/acme/app",
+      ["dev"],
+      [{ image: "ghcr.io/acme/app-worker:dev" }],
+      undefined,
+      false,
+    ],
+    [
+      "a repository below it",
+      "ghcr.io/acme/app",
+      ["dev"],
+      [{ image: "ghcr.io/acme/app/sub:dev" }],
+      undefined,
+      false,
+    ],
+    [
+      "docker.io/acme/app vs acme/app",
+      "docker.io/acme/app",
+      ["dev"],
+      [{ image: "acme/app:dev" }],
+      undefined,
+      true,
+    ],
+    [
+      "an image that does not parse",
+      "ghcr.io/acme/app",
+      ["dev"],
+      [{ image: "GHCR.io/Acme/App:dev" }],
+      undefined,
+      false,
+    ],
+  ];
+  for (const [name, image, tags, containers, init, expected] of cases) {
+    await t.step(name, () => {
+      const result = plan(image, tags, [deployment("d", containers, { init })]);
+      assertEquals(result.restarts.length, expected ? 1 : 0);
+    });
+  }
+});
+
+Deno.test("planRestarts() restarts a Deployment once however many containers and tags match", () => {
+  const result = plan("ghcr.io/acme/app", ["dev", "v1"], [
+    deployment("d", [{ name: "a", image: "ghcr.io/acme/app:dev" }, {
+      name: "b",
+      image: "ghcr.io/acme/app:v1",
+    }], {
+      init: [{ name: "m", image: "ghcr.io/acme/app:dev" }],
+    }),
+  ]);
+  assertEquals(result.restarts.length, 1);
+  assertEquals(result.restarts[0].containers, ["init:m", "a", "b"]);
+});
+
+Deno.test("planRestarts() skips digest pins, paused and opted-out Deployments with a reason", () => {
+  const result = plan("ghcr.io/acme/app", ["dev"], [
+    deployment("pinned", [{ image: `ghcr.io/acme/app@${DIGEST}` }]),
+    deployment("pinned-tag", [{ image: `ghcr.io/acme/app:dev@${DIGEST}` }]),
+    deployment("paused", [{ image: "ghcr.io/acme/app:dev" }], { paused: true }),
+    deployment("ignored", [{ image: "ghcr.io/acme/app:dev" }], {
+      annotations: { "kuberollouttrigger/ignore": "true" },
+    }),
+    deployment("not-ignored", [{ image: "ghcr.io/acme/app:dev" }], {
+      annotations: { "kuberollouttrigger/ignore": "false" },
+    }),
+    deployment("other", [{ image: "ghcr.io/acme/other:dev" }]),
+  ]);
+  assertEquals(result.restarts.map((r) => r.name), ["not-ignored"]);
+  assertEquals(result.skipped.map((s) => [s.name, s.reason]), [
+    ["pinned", "digest_pinned"],
+    ["pinned-tag", "digest_pinned"],
+    ["paused", "paused"],
+    ["ignored", "opted_out"],
+  ]);
+});
+
+Deno.test("planRestarts() warns when the effective pull policy is not Always", () => {
+  const result = plan("ghcr.io/acme/app", ["dev", "latest"], [
+    deployment("explicit", [{ image: "ghcr.io/acme/app:dev", imagePullPolicy: "IfNotPresent" }]),
+    deployment("defaulted", [{ image: "ghcr.io/acme/app:dev" }]),
+    deployment("always", [{ image: "ghcr.io/acme/app:dev", imagePullPolicy: "Always" }]),
+    deployment("latest", [{ image: "ghcr.io/acme/app" }]),
+  ]);
+  assertEquals(result.restarts.map((r) => [r.name, r.pullPolicyWarnings.length]), [
+    ["explicit", 1],
+    ["defaulted", 1],
+    ["always", 0],
+    ["latest", 0],
+  ]);
+});

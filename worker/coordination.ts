@@ -1,0 +1,76 @@
+/**
+ * Coordination through Valkey so that replicas and bursts do not restart a
+ * Deployment more than intended: one claim per cluster + event + Deployment
+ * (two replicas receive every event; only the one that claims it patches), and
+ * an optional window per cluster + Deployment + repository (several events for
+ * the same image in a short burst restart it once). Keys hold no secrets.
+ */
+
+import type { Valkey } from "iovalkey";
+import { describeError } from "../shared/errors.ts";
+import type { Logger } from "../shared/log.ts";
+
+/** The answer to a claim. */
+export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";
+
+/** Claims restarts. */
+export interface Coordinator {
+  claim(eventId: string, deployment: string, repository: string): Promise<Claim>;
+  /** Forgets the burst window of a restart that failed, so a later event may try again. */
+  release(deployment: string, repository: string): Promise<void>;
+}
+
+/** Options for createCoordinator. */
+export interface CoordinatorOptions {
+  client: Valkey;
+  clusterName: string;
+  /** Burst window in milliseconds; 0 turns it off. */
+  windowMs: number;
+  logger: Logger;
+  /** How long an event claim is remembered. */
+  claimTtlSeconds?: number;
+}
+
+const PREFIX = "kuberollouttrigger";
+
+/** Creates the coordinator. */
+export function createCoordinator(options: CoordinatorOptions): Coordinator {
+  const ttl = options.claimTtlSeconds ?? 86_400;
+  const base = `${PREFIX}:${options.clusterName}`;
+  const windowKey = (deployment: string, repository: string) =>
+    `${base}:recent:${deployment}:${repository}`;
+  return {
+    async claim(eventId, deployment, repository) {
+      try {
+        const first = await options.client.set(
+          `${base}:event:${eventId}:${deployment}`,
+          "1",
+          "EX",
+          ttl,
+          "NX",
+        );
+        if (first === null) return "duplicate";
+        if (options.windowMs <= 0) return "claimed";
+        const fresh = await options.client.set(
+          windowKey(deployment, repository),
+          eventId,
+          "PX",
+          options.windowMs,
+          "NX",
+        );
+        return fresh === null ? "recent" : "claimed";
+      } catch (err) {
+        // A missed restart is worse than a doubled one: go ahead without a claim.
+        options.logger.warn("restart claim failed; restarting without coordination", {
+          deployment,
+          error: describeError(err),
+        });
+        return "unavailable";
+      }
+    },
+    async release(deployment, repository) {
+      if (options.windowMs <= 0) return;
+      await options.client.del(windowKey(deployment, repository)).catch(() => 0);
+    },
+  };
+}

@@ -1,0 +1,196 @@
+/**
+ * The few Kubernetes API calls the worker makes, on apps/v1 Deployments only:
+ * list (paged), watch (streamed NDJSON), get and patch. Every call is counted
+ * by verb so tests and benchmarks can prove how many requests an event costs.
+ * Responses are untrusted JSON; callers validate what they use.
+ */
+
+import { AppError } from "../shared/errors.ts";
+
+/** A Deployment as the API returns it (only what we read is typed). */
+export interface Deployment {
+  metadata: {
+    name: string;
+    namespace: string;
+    uid?: string;
+    resourceVersion?: string;
+    annotations?: Record<string, string>;
+    generation?: number;
+  };
+  spec?: {
+    paused?: boolean;
+    template?: {
+      metadata?: { annotations?: Record<string, string> };
+      spec?: {
+        containers?: { name: string; image?: string; imagePullPolicy?: string }[];
+        initContainers?: { name: string; image?: string; imagePullPolicy?: string }[];
+      };
+    };
+  };
+}
+
+/** One page of a list call. */
+export interface DeploymentList {
+  items: Deployment[];
+  resourceVersion: string;
+  continueToken?: string;
+}
+
+/** One event of a watch stream. */
+export type WatchEvent =
+  | { type: "ADDED" | "MODIFIED" | "DELETED"; object: Deployment }
+  | { type: "BOOKMARK"; object: { metadata: { resourceVersion: string } } }
+  | { type: "ERROR"; object: { code?: number; reason?: string; message?: string } };
+
+/** A failed API call: HTTP status (0 for a network failure) and the API's reason. */
+export class KubeApiError extends AppError {
+  readonly status: number;
+  readonly reason: string;
+
+  constructor(status: number, reason: string, message: string, options?: { cause?: unknown }) {
+    super("ERR_KUBE", message, options);
+    this.name = "KubeApiError";
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+/** Options for createKubeApi. */
+export interface KubeApiOptions {
+  server: string;
+  httpClient?: Deno.HttpClient;
+  authorization?: () => Promise<string | undefined>;
+  fetch?: typeof fetch;
+  /** Called once per request with its verb, for metrics. */
+  onRequest?: (verb: "list" | "watch" | "get" | "patch") => void;
+  /** Bound on each non-watch request. */
+  timeoutMs?: number;
+}
+
+/** The worker's view of the API. `namespace` undefined means cluster-wide. */
+export interface KubeApi {
+  listDeployments(
+    namespace: string | undefined,
+    options?: { limit?: number; continueToken?: string },
+  ): Promise<DeploymentList>;
+  watchDeployments(
+    namespace: string | undefined,
+    resourceVersion: string,
+    signal: AbortSignal,
+    timeoutSeconds?: number,
+  ): AsyncIterable<WatchEvent>;
+  getDeployment(namespace: string, name: string): Promise<Deployment>;
+  /** Strategic-merge patch; returns the updated Deployment. */
+  patchDeployment(namespace: string, name: string, patch: unknown): Promise<Deployment>;
+}
+
+function collectionPath(namespace: string | undefined): string {
+  return namespace === undefined
+    ? "/apis/apps/v1/deployments"
+    : `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`;
+}
+
+/** Creates the API client. */
+export function createKubeApi(options: KubeApiOptions): KubeApi {
+  const doFetch = options.fetch ?? fetch;
+  const timeoutMs = options.timeoutMs ?? 15_000;
+
+  const request = async (
+    verb: "list" | "watch" | "get" | "patch",
+    method: string,
+    path: string,
+    init: { body?: string; contentType?: string; signal?: AbortSignal } = {},
+  ): Promise<Response> => {
+    options.onRequest?.(verb);
+    const headers = new Headers({ accept: "application/json" });
+    const auth = await options.authorization?.();
+    if (auth) headers.set("authorization", auth);
+    if (init.contentType) headers.set("content-type", init.contentType);
+    let response: Response;
+    try {
+      response = await doFetch(`${options.server}${path}`, {
+        method,
+        headers,
+        body: init.body,
+        signal: init.signal ?? AbortSignal.timeout(timeoutMs),
+        redirect: "error",
+        client: options.httpClient,
+      } as RequestInit);
+    } catch (err) {
+      if (init.signal?.aborted) throw err;
+      throw new KubeApiError(
+        0,
+        "NetworkError",
+        `${method} ${path} failed: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    if (!response.ok) {
+      let reason = response.statusText;
+      let message = "";
+      try {
+        const status = await response.json();
+        reason = status.reason ?? reason;
+        message = String(status.message ?? "").slice(0, 300);
+      } catch {
+        // not a Status object
+      }
+      throw new KubeApiError(
+        response.status,
+        reason,
+        `${method} ${path}: ${response.status} ${reason}${message ? `: ${message}` : ""}`,
+      );
+    }
+    return response;
+  };
+
+  return {
+    async listDeployments(namespace, { limit = 500, continueToken } = {}) {
+      const params = new URLSearchParams({ limit: String(limit) });
+      if (continueToken) params.set("continue", continueToken);
+      const body = await (await request("list", "GET", `${collectionPath(namespace)}?${params}`))
+        .json();
+      return {
+        items: Array.isArray(body.items) ? body.items : [],
+        resourceVersion: String(body.metadata?.resourceVersion ?? ""),
+        continueToken: body.metadata?.continue || undefined,
+      };
+    },
+    async *watchDeployments(namespace, resourceVersion, signal, timeoutSeconds = 300) {
+      const params = new URLSearchParams({
+        watch: "1",
+        allowWatchBookmarks: "true",
+        resourceVersion,
+        timeoutSeconds: String(timeoutSeconds),
+      });
+      const response = await request("watch", "GET", `${collectionPath(namespace)}?${params}`, {
+        signal,
+      });
+      const decoder = new TextDecoder();
+      let pending = "";
+      for await (const chunk of response.body!) {
+        pending += decoder.decode(chunk, { stream: true });
+        let nl;
+        while ((nl = pending.indexOf("\n")) >= 0) {
+          const line = pending.slice(0, nl).trim();
+          pending = pending.slice(nl + 1);
+          if (line) yield JSON.parse(line) as WatchEvent;
+        }
+      }
+    },
+    async getDeployment(namespace, name) {
+      const path = `${collectionPath(namespace)}/${encodeURIComponent(name)}`;
+      return await (await request("get", "GET", path)).json();
+    },
+    async patchDeployment(namespace, name, patch) {
+      const path = `${collectionPath(namespace)}/${
+        encodeURIComponent(name)
+      }?fieldManager=kuberollouttrigger`;
+      const response = await request("patch", "PATCH", path, {
+        body: JSON.stringify(patch),
+        contentType: "application/strategic-merge-patch+json",
+      });
+      return await response.json();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+/** The worker's metric families, created once per process on a registry. */
+
+import {
+  type Counter,
+  type Gauge,
+  type Histogram,
+  LATENCY_BUCKETS,
+  type Registry,
+} from "../shared/metrics.ts";
+
+/** Counters, gauges and histograms the worker updates. */
+export interface WorkerMetrics {
+  events: Counter;
+  restarts: Counter;
+  eventDuration: Histogram;
+  subscribed: Gauge;
+  subscriptionGaps: Counter;
+  kubeRequests: Counter;
+  relists: Counter;
+  watchErrors: Counter;
+  inventorySize: Gauge;
+}
+
+/** Registers the worker's metrics on `registry`. */
+export function createWorkerMetrics(registry: Registry): WorkerMetrics {
+  return {
+    events: registry.counter(
+      "kuberollouttrigger_worker_events_total",
+      "Channel messages by result: handled or invalid.",
+    ),
+    restarts: registry.counter(
+      "kuberollouttrigger_worker_restarts_total",
+      "Deployments per outcome: restarted, skipped, failed or dry_run.",
+    ),
+    eventDuration: registry.histogram(
+      "kuberollouttrigger_worker_event_duration_seconds",
+      "Time from receiving an event to its last patch.",
+      LATENCY_BUCKETS,
+    ),
+    subscribed: registry.gauge(
+      "kuberollouttrigger_worker_subscribed",
+      "1 while subscribed to the channel.",
+    ),
+    subscriptionGaps: registry.counter(
+      "kuberollouttrigger_worker_subscription_gaps_total",
+      "Times the subscription was lost (events published meanwhile are not received).",
+    ),
+    kubeRequests: registry.counter(
+      "kuberollouttrigger_worker_kube_requests_total",
+      "Kubernetes API requests by verb.",
+    ),
+    relists: registry.counter(
+      "kuberollouttrigger_worker_inventory_relists_total",
+      "Full lists of Deployments, by scope.",
+    ),
+    watchErrors: registry.counter(
+      "kuberollouttrigger_worker_watch_errors_total",
+      "Failed list/watch attempts, by scope.",
+    ),
+    inventorySize: registry.gauge(
+      "kuberollouttrigger_worker_inventory_deployments",
+      "Deployments in the inventory.",
+    ),
+  };
+}

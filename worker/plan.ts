@@ -1,0 +1,156 @@
+/**
+ * Pure decisions: what of a Deployment matters for matching, and which
+ * Deployments an event restarts, skips (with a reason) or leaves alone. No I/O,
+ * so the rules are tested as tables. Deployment specs are untrusted input:
+ * an image that does not parse never matches.
+ */
+
+import type { ImageEvent } from "../shared/event.ts";
+import { type ImageRef, parseImageRef } from "../shared/image_ref.ts";
+import type { Deployment } from "./kube_api.ts";
+
+/** Annotation that opts a Deployment out of restarts. */
+export const OPT_OUT_ANNOTATION = "kuberollouttrigger/ignore";
+/** The annotation `kubectl rollout restart` sets on the pod template. */
+export const RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt";
+
+/** One container of a pod template, as matching needs it. */
+export interface ContainerSummary {
+  name: string;
+  init: boolean;
+  image: string;
+  /** Undefined when the image does not parse. */
+  ref?: ImageRef;
+  /** The effective pull policy (the API server's default applied when empty). */
+  pullPolicy: string;
+}
+
+/** What the inventory keeps of a Deployment: only what matching needs. */
+export interface DeploymentSummary {
+  namespace: string;
+  name: string;
+  resourceVersion: string;
+  paused: boolean;
+  optedOut: boolean;
+  containers: ContainerSummary[];
+}
+
+/** A Deployment to restart and why. */
+export interface PlannedRestart {
+  namespace: string;
+  name: string;
+  resourceVersion: string;
+  /** Matched containers, e.g. `app` or `init:migrate`. */
+  containers: string[];
+  /** Matched containers whose pull policy is not Always. */
+  pullPolicyWarnings: string[];
+}
+
+/** Why a Deployment that uses the image is not restarted. */
+export type SkipReason = "paused" | "opted_out" | "digest_pinned";
+
+/** A Deployment left alone, and why. */
+export interface PlannedSkip {
+  namespace: string;
+  name: string;
+  reason: SkipReason;
+}
+
+/** The outcome of planning one event. */
+export interface RestartPlan {
+  restarts: PlannedRestart[];
+  skipped: PlannedSkip[];
+}
+
+// Kubernetes defaults imagePullPolicy to Always for :latest or no tag, else
+// IfNotPresent (pkg/apis/core/v1/defaults.go).
+function effectivePullPolicy(policy: string | undefined, ref: ImageRef | undefined): string {
+  if (policy) return policy;
+  return !ref || ref.tag === undefined || ref.tag === "latest" ? "Always" : "IfNotPresent";
+}
+
+/** Reduces a Deployment to what matching needs. */
+export function summarizeDeployment(d: Deployment): DeploymentSummary {
+  const spec = d.spec?.template?.spec;
+  const containers: ContainerSummary[] = [];
+  const add = (list: unknown, init: boolean) => {
+    if (!Array.isArray(list)) return;
+    for (const c of list as { name?: unknown; image?: unknown; imagePullPolicy?: string }[]) {
+      if (!c || typeof c.image !== "string") continue;
+      let ref: ImageRef | undefined;
+      try {
+        ref = parseImageRef(c.image);
+      } catch {
+        ref = undefined;
+      }
+      containers.push({
+        name: String(c.name),
+        init,
+        image: c.image,
+        ref,
+        pullPolicy: effectivePullPolicy(c.imagePullPolicy, ref),
+      });
+    }
+  };
+  add(spec?.initContainers, true);
+  add(spec?.containers, false);
+  return {
+    namespace: d.metadata.namespace,
+    name: d.metadata.name,
+    resourceVersion: d.metadata.resourceVersion ?? "",
+    paused: d.spec?.paused === true,
+    optedOut: d.metadata.annotations?.[OPT_OUT_ANNOTATION] === "true",
+    containers,
+  };
+}
+
+/** The normalised repositories a Deployment's containers use (its inventory index keys). */
+export function repositoriesOf(summary: DeploymentSummary): Set<string> {
+  const out = new Set<string>();
+  for (const c of summary.containers) if (c.ref) out.add(c.ref.repository);
+  return out;
+}
+
+/**
+ * Decides what one event does to each candidate. A Deployment is restarted at
+ * most once, however many of its containers or of the event's tags match.
+ */
+export function planRestarts(
+  event: ImageEvent,
+  candidates: readonly DeploymentSummary[],
+): RestartPlan {
+  const plan: RestartPlan = { restarts: [], skipped: [] };
+  for (const d of candidates) {
+    const matched: ContainerSummary[] = [];
+    let pinned = false;
+    for (const c of d.containers) {
+      if (!c.ref || c.ref.repository !== event.image) continue;
+      const tagMatches = event.tags.includes(c.ref.tag ?? "latest");
+      // A digest pins the content; restarting would not change it.
+      if (c.ref.digest !== undefined) {
+        if (c.ref.tag === undefined || tagMatches) pinned = true;
+        continue;
+      }
+      if (tagMatches) matched.push(c);
+    }
+    const skip = (reason: SkipReason) =>
+      plan.skipped.push({ namespace: d.namespace, name: d.name, reason });
+    if (matched.length === 0) {
+      if (pinned) skip("digest_pinned");
+      continue;
+    }
+    if (d.optedOut) skip("opted_out");
+    else if (d.paused) skip("paused");
+    else {
+      const label = (c: ContainerSummary) => (c.init ? `init:${c.name}` : c.name);
+      plan.restarts.push({
+        namespace: d.namespace,
+        name: d.name,
+        resourceVersion: d.resourceVersion,
+        containers: matched.map(label),
+        pullPolicyWarnings: matched.filter((c) => c.pullPolicy !== "Always").map(label),
+      });
+    }
+  }
+  return plan;
+}

@@ -1,0 +1,109 @@
+/**
+ * Restarts one Deployment the way `kubectl rollout restart` does: a
+ * strategic-merge patch of the pod template's restartedAt annotation, nothing
+ * else. The patch carries the resourceVersion the match was made on, so a
+ * Deployment changed since then (another image, paused) is re-read and
+ * re-planned instead of restarted blindly. Retries 409/429/5xx and network
+ * errors with backoff; never retries 403 or 404.
+ */
+
+import { backoffDelay, sleep } from "../shared/backoff.ts";
+import { describeError } from "../shared/errors.ts";
+import type { ImageEvent } from "../shared/event.ts";
+import { type KubeApi, KubeApiError } from "./kube_api.ts";
+import {
+  type PlannedRestart,
+  planRestarts,
+  RESTARTED_AT_ANNOTATION,
+  summarizeDeployment,
+} from "./plan.ts";
+
+/** What happened to one planned restart. */
+export type RestartOutcome =
+  | { status: "restarted"; attempts: number }
+  | { status: "skipped"; reason: string }
+  | { status: "failed"; error: string; httpStatus: number };
+
+/** Options for restartDeployment. */
+export interface RestartOptions {
+  api: KubeApi;
+  event: ImageEvent;
+  now?: () => Date;
+  maxAttempts?: number;
+  /** Receives every Deployment the API returns, to keep the inventory fresh. */
+  onObject?: (d: import("./kube_api.ts").Deployment) => void;
+}
+
+/** RFC 3339 in UTC at second precision, as kubectl writes it. */
+export function restartedAt(now: Date): string {
+  return now.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** The exact patch body: restartedAt plus the resourceVersion precondition. */
+export function restartPatch(resourceVersion: string, at: string): unknown {
+  return {
+    metadata: resourceVersion ? { resourceVersion } : undefined,
+    spec: { template: { metadata: { annotations: { [RESTARTED_AT_ANNOTATION]: at } } } },
+  };
+}
+
+function retryable(err: unknown): boolean {
+  if (!(err instanceof KubeApiError)) return false;
+  return err.status === 0 || err.status === 429 || err.status >= 500;
+}
+
+/** Patches one Deployment, re-planning on conflicts; never throws. */
+export async function restartDeployment(
+  target: PlannedRestart,
+  options: RestartOptions,
+): Promise<RestartOutcome> {
+  const now = options.now ?? (() => new Date());
+  const maxAttempts = options.maxAttempts ?? 5;
+  let resourceVersion = target.resourceVersion;
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    try {
+      const updated = await options.api.patchDeployment(
+        target.namespace,
+        target.name,
+        restartPatch(resourceVersion, restartedAt(now())),
+      );
+      options.onObject?.(updated);
+      return { status: "restarted", attempts: attempt };
+    } catch (err) {
+      lastError = err;
+      if (err instanceof KubeApiError && err.status === 409) {
+        // The Deployment changed after we matched it: decide again on what it is now.
+        let fresh;
+        try {
+          fresh = await options.api.getDeployment(target.namespace, target.name);
+        } catch (getErr) {
+          if (getErr instanceof KubeApiError && getErr.status === 404) {
+            return { status: "skipped", reason: "deleted" };
+          }
+          lastError = getErr;
+          if (!retryable(getErr)) break;
+          await sleep(backoffDelay(attempt - 1));
+          continue;
+        }
+        options.onObject?.(fresh);
+        const replan = planRestarts(options.event, [summarizeDeployment(fresh)]);
+        if (replan.restarts.length === 0) {
+          return { status: "skipped", reason: replan.skipped[0]?.reason ?? "no_longer_uses_image" };
+        }
+        resourceVersion = fresh.metadata.resourceVersion ?? "";
+        continue;
+      }
+      if (err instanceof KubeApiError && err.status === 404) {
+        return { status: "skipped", reason: "deleted" };
+      }
+      if (!retryable(err)) break;
+      await sleep(backoffDelay(attempt - 1));
+    }
+  }
+  return {
+    status: "failed",
+    error: describeError(lastError),
+    httpStatus: lastError instanceof KubeApiError ? lastError.status : 0,
+  };
+}

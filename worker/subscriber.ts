@@ -1,0 +1,86 @@
+/**
+ * The channel subscription: subscribes on every (re)connect, so it survives
+ * Valkey restarts and network loss (the client reconnects with backoff), and
+ * reports each gap, because PubSub does not replay what was published while
+ * nobody listened. Messages are handed on one at a time, in order.
+ */
+
+import type { Logger } from "../shared/log.ts";
+import { createValkeyConnection, type ValkeySettings } from "../shared/valkey.ts";
+import type { WorkerMetrics } from "./metrics.ts";
+
+/** A running subscription. */
+export interface Subscription {
+  subscribed(): boolean;
+  /** Unsubscribes, waits for the message being handled (bounded), disconnects. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+/** Options for subscribe. */
+export interface SubscribeOptions {
+  settings: ValkeySettings;
+  channel: string;
+  logger: Logger;
+  metrics: WorkerMetrics;
+  onMessage: (message: string) => Promise<unknown>;
+}
+
+/** Subscribes to the channel and keeps the subscription alive. */
+export function subscribe(options: SubscribeOptions): Subscription {
+  const { logger, metrics } = options;
+  let isSubscribed = false;
+  let everSubscribed = false;
+  let lostAt = 0;
+  let queue: Promise<unknown> = Promise.resolve();
+  let closing = false;
+
+  const client = createValkeyConnection(options.settings, {
+    name: "kuberollouttrigger-worker-subscriber",
+    logger,
+    offlineQueue: true,
+    onStateChange: (connected) => {
+      if (connected || !isSubscribed) return;
+      isSubscribed = false;
+      lostAt = Date.now();
+      metrics.subscribed.set(0);
+      metrics.subscriptionGaps.inc();
+      if (!closing) {
+        logger.warn("subscription lost; events published until it is back are not received");
+      }
+    },
+  });
+  // Subscribe ourselves on each ready, so the state we report is the one we saw confirmed.
+  client.options.autoResubscribe = false;
+  client.on("ready", () => {
+    if (closing) return;
+    client.subscribe(options.channel).then(() => {
+      isSubscribed = true;
+      metrics.subscribed.set(1);
+      if (everSubscribed) {
+        logger.info("resubscribed", { channel: options.channel, gap_ms: Date.now() - lostAt });
+      } else logger.info("subscribed", { channel: options.channel });
+      everSubscribed = true;
+    }).catch((err: Error) =>
+      logger.warn("subscribe failed; will retry on reconnect", { error: err.message })
+    );
+  });
+  client.on("message", (_channel: string, message: string) => {
+    queue = queue.then(() => options.onMessage(message)).catch((err) =>
+      logger.error("event handling failed", { error: String(err).slice(0, 300) })
+    );
+  });
+
+  return {
+    subscribed: () => isSubscribed,
+    async close(timeoutMs = 20_000) {
+      closing = true;
+      await client.unsubscribe(options.channel).catch(() => {});
+      isSubscribed = false;
+      metrics.subscribed.set(0);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([queue, new Promise((r) => timer = setTimeout(r, timeoutMs))]);
+      clearTimeout(timer);
+      client.disconnect();
+    },
+  };
+}

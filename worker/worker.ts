@@ -1,0 +1,127 @@
+/**
+ * Wires worker mode together from a Config: Kubernetes access, the inventory,
+ * the health server, Valkey coordination and the subscription. The worker
+ * subscribes only once its inventory is synced, so an event is never matched
+ * against a half-filled inventory (web answers 503 meanwhile: no subscriber).
+ * Runs until the signal aborts, then finishes in-flight patches and stops.
+ */
+
+import { sleep } from "../shared/backoff.ts";
+import type { Logger } from "../shared/log.ts";
+import { createRegistry } from "../shared/metrics.ts";
+import { json, probeRoutes } from "../shared/probes.ts";
+import type { Config } from "../shared/settings.ts";
+import { createValkeyConnection } from "../shared/valkey.ts";
+import { createCoordinator } from "./coordination.ts";
+import { createEventHandler } from "./events.ts";
+import { createInventory } from "./inventory.ts";
+import { createKubeApi, type KubeApi } from "./kube_api.ts";
+import { loadKubeAccess } from "./kube_config.ts";
+import { createWorkerMetrics } from "./metrics.ts";
+import { subscribe, type Subscription } from "./subscriber.ts";
+
+/** Effects worker mode needs from its host process. */
+export interface WorkerRuntime {
+  logger: Logger;
+  signal: AbortSignal;
+  /** Replaces the real API (dev mode's local inventory); its requests are still counted. */
+  api?: (onRequest: (verb: string) => void) => KubeApi;
+  onListen?: (addr: { hostname: string; port: number }) => void;
+}
+
+/** Runs worker mode until `runtime.signal` aborts. */
+export async function runWorker(config: Config, runtime: WorkerRuntime): Promise<void> {
+  const { logger, signal } = runtime;
+  const registry = createRegistry();
+  const metrics = createWorkerMetrics(registry);
+  const onRequest = (verb: string) => metrics.kubeRequests.inc({ verb });
+  let api: KubeApi;
+  if (runtime.api) api = runtime.api(onRequest);
+  else {
+    const access = await loadKubeAccess(config.kubeconfig);
+    logger.info("kubernetes access", access.description);
+    api = createKubeApi({
+      server: access.server,
+      httpClient: access.httpClient,
+      authorization: access.authorization,
+      onRequest,
+    });
+  }
+
+  const stopping = new AbortController();
+  signal.addEventListener("abort", () => stopping.abort(), { once: true });
+  const inventory = createInventory({
+    api,
+    namespaces: config.watchNamespaces,
+    logger,
+    onRelist: (scope) => metrics.relists.inc({ scope }),
+    onWatchError: (scope) => metrics.watchErrors.inc({ scope }),
+  });
+  const inventoryDone = inventory.run(stopping.signal);
+
+  let subscription: Subscription | undefined;
+  const probes = probeRoutes({
+    registry,
+    readiness: {
+      inventory_synced: () => inventory.synced(),
+      subscribed: () => subscription?.subscribed() ?? false,
+    },
+    beforeScrape: () => metrics.inventorySize.set(inventory.size()),
+  });
+  const server = Deno.serve({
+    hostname: config.healthListenAddr.host,
+    port: config.healthListenAddr.port,
+    signal: stopping.signal,
+    onListen: (addr) => {
+      logger.info("worker health server listening", { addr: `${addr.hostname}:${addr.port}` });
+      runtime.onListen?.(addr);
+    },
+  }, (req) => {
+    const probe = probes[new URL(req.url).pathname];
+    if (!probe) return json(404, { error: "not found" });
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return json(405, { error: "method not allowed" }, { allow: "GET" });
+    }
+    return probe();
+  });
+
+  while (!inventory.synced() && !signal.aborted) await sleep(50, signal);
+  const commands = createValkeyConnection(config, {
+    name: "kuberollouttrigger-worker-commands",
+    logger,
+    offlineQueue: false,
+  });
+  if (!signal.aborted) {
+    subscription = subscribe({
+      settings: config,
+      channel: config.valkeyChannel,
+      logger,
+      metrics,
+      onMessage: createEventHandler({
+        inventory,
+        api,
+        coordinator: createCoordinator({
+          client: commands,
+          clusterName: config.clusterName,
+          windowMs: config.dedupWindow,
+          logger,
+        }),
+        prefixes: config.allowedImagePrefixes,
+        logger,
+        metrics,
+        dryRun: config.dryRun,
+      }),
+    });
+  }
+
+  await new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  logger.info("worker stopping: finishing the event in progress");
+  await subscription?.close();
+  commands.disconnect();
+  await server.finished;
+  await inventoryDone;
+  logger.info("worker stopped");
+}
