@@ -143,3 +143,18 @@ export function summarizeConfig(mode: Mode, origins: Origins): Record<string, st
   }
   return out;
 }
+
+/** The settings table as Markdown, for docs/configuration.md. */
+export function renderSettingsTable(): string {
+  const rows = ["| env | flag | mode | default | meaning |", "|---|---|---|---|---|"];
+  for (const s of Object.values(SETTINGS) as Setting<unknown>[]) {
+    const def = describeDefault(s);
+    const shown = def === "required" || def === "unset" ? def : `\`${def}\``;
+    rows.push(
+      `| \`${s.env}\` | \`--${s.flag}\` | ${s.modes.join(", ")} | ${shown} | ${
+        s.help.replace(/\|/g, "\\|")
+      } |`,
+    );
+  }
+  return rows.join("\n");
+}

@@ -158,3 +158,26 @@ export async function startWeb(
   const line = await program.waitForLog((l) => l.msg === "web listening");
   return { program, url: `http://${line.addr}` };
 }
+
+/**
+ * Starts the worker with the worker permission set plus read access to its
+ * kubeconfig (exactly how docs/deployment.md says to run it outside a
+ * cluster); resolves once it is subscribed.
+ */
+export async function startWorker(
+  env: Record<string, string>,
+  kubeconfig: string,
+  extraArgs: string[] = [],
+): Promise<{ program: Program; healthUrl: string }> {
+  const program = startProgram({
+    args: ["worker", "--health-listen-addr", "127.0.0.1:0", ...extraArgs],
+    env: { KUBECONFIG: kubeconfig, ...env },
+    permissions: ["-P=worker", `--allow-read=${kubeconfig}`],
+  });
+  const listening = await program.waitForLog(
+    (l) => l.msg === "worker health server listening",
+    20_000,
+  );
+  await program.waitForLog((l) => l.msg === "subscribed", 20_000);
+  return { program, healthUrl: `http://${listening.addr}` };
+}

@@ -1,0 +1,538 @@
+/**
+ * Worker mode end to end: real web and worker processes (deno run with their
+ * permission sets), a real Valkey-compatible server, a loopback OIDC issuer
+ * and the real kube-apiserver. A signed POST must restart exactly the
+ * Deployments that use the image, and nothing else may change.
+ */
+
+// Assertions index into API objects.
+// deno-lint-ignore-file no-explicit-any
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { deploymentManifest, eventually, openCluster } from "../helpers/cluster.ts";
+import { requireControlPlane } from "../helpers/control_plane.ts";
+import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
+import { type Program, startWeb, startWorker } from "../helpers/program.ts";
+import { withoutValkey } from "../helpers/skip.ts";
+import { startValkey, type TestValkey } from "../helpers/valkey.ts";
+import { Valkey } from "iovalkey";
+
+const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
+const CHANNEL = "krt-worker-e2e";
+const DIGEST = `sha256:${"d".repeat(64)}`;
+const info = withoutValkey() ? undefined : requireControlPlane("the worker end-to-end tests");
+const options = { ignore: info === undefined, sanitizeOps: false, sanitizeResources: false };
+
+function sharedEnv(valkey: TestValkey) {
+  return {
+    VALKEY_ADDR: valkey.addr,
+    VALKEY_CHANNEL: CHANNEL,
+    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+    LOG_LEVEL: "debug",
+  };
+}
+
+async function post(
+  url: string,
+  issuer: TestIssuer,
+  body: unknown,
+): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${url}/event`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${await issuer.sign()}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+function handled(program: Program, eventId: string) {
+  return program.waitForLog((l) => l.msg === "event handled" && l.event_id === eventId, 15_000);
+}
+
+function stripRestart(d: any) {
+  const spec = structuredClone(d.spec);
+  delete spec.template.metadata?.annotations?.[RESTARTED_AT];
+  if (
+    spec.template.metadata?.annotations &&
+    Object.keys(spec.template.metadata.annotations).length === 0
+  ) {
+    delete spec.template.metadata.annotations;
+  }
+  return { spec, labels: d.metadata.labels, annotations: d.metadata.annotations };
+}
+
+Deno.test({
+  name:
+    "worker restarts exactly the Deployments that use the pushed image, through the real processes",
+  ...options,
+  async fn(t) {
+    const cluster = openCluster(info!);
+    const issuer = await startIssuer();
+    const valkey = await startValkey();
+    const programs: Program[] = [];
+    try {
+      const scoped = await cluster.namespace("krt-scope");
+      const outside = await cluster.namespace("krt-outside");
+      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: scoped });
+      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: outside });
+      await cluster.applyManifest("k8s/admission/policy.yaml");
+      const kubeconfig = await cluster.workerKubeconfig();
+      const fixtures: [string, string, ReturnType<typeof deploymentManifest>][] = [
+        [
+          "restart",
+          scoped,
+          deploymentManifest(scoped, "uses-app", [{
+            image: "ghcr.io/acme/app:dev",
+            imagePullPolicy: "Always",
+          }]),
+        ],
+        [
+          "restart",
+          scoped,
+          deploymentManifest(scoped, "init-only", [{ image: "ghcr.io/acme/base:1" }], {
+            init: [{ image: "GHCR.io/acme/app:dev" }],
+          }),
+        ],
+        [
+          "keep",
+          scoped,
+          deploymentManifest(scoped, "other-image", [{ image: "ghcr.io/acme/other:dev" }]),
+        ],
+        [
+          "keep",
+          scoped,
+          deploymentManifest(scoped, "other-tag", [{ image: "ghcr.io/acme/app:prod" }]),
+        ],
+        [
+          "keep",
+          scoped,
+          deploymentManifest(scoped, "digest-pinned", [{ image: `ghcr.io/acme/app@${DIGEST}` }]),
+        ],
+        [
+          "keep",
+          scoped,
+          deploymentManifest(scoped, "paused", [{ image: "ghcr.io/acme/app:dev" }], {
+            paused: true,
+          }),
+        ],
+        [
+          "keep",
+          scoped,
+          deploymentManifest(scoped, "opted-out", [{ image: "ghcr.io/acme/app:dev" }], {
+            annotations: { "kuberollouttrigger/ignore": "true" },
+          }),
+        ],
+        [
+          "keep",
+          outside,
+          deploymentManifest(outside, "out-of-scope", [{ image: "ghcr.io/acme/app:dev" }]),
+        ],
+      ];
+      for (const [, , manifest] of fixtures) await cluster.createDeployment(manifest);
+      const before = new Map<string, any>();
+      for (const [, ns, m] of fixtures) {
+        before.set(`${ns}/${m.metadata.name}`, await cluster.getDeployment(ns, m.metadata.name));
+      }
+
+      const web = await startWeb({
+        ...sharedEnv(valkey),
+        GITHUB_OIDC_ISSUER: issuer.url,
+        GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
+        GITHUB_ALLOWED_ORG: "acme",
+      });
+      programs.push(web.program);
+      // The burst window is tested on its own below; here every event must act.
+      const worker = await startWorker({
+        ...sharedEnv(valkey),
+        WATCH_NAMESPACES: scoped,
+        CLUSTER_NAME: "e2e",
+        RESTART_DEDUP_WINDOW: "0s",
+      }, kubeconfig);
+      programs.push(worker.program);
+
+      await t.step(
+        "the worker is ready and runs with net, env and read of its kubeconfig only",
+        async () => {
+          const ready = await fetch(`${worker.healthUrl}/readyz`);
+          assertEquals(await ready.json(), {
+            status: "ready",
+            checks: { inventory_synced: "ok", subscribed: "ok" },
+          });
+          const start = await worker.program.waitForLog((l) => l.msg === "starting");
+          const permissions = start.permissions as Record<string, string>;
+          assertEquals(permissions.net, "granted");
+          assertEquals(permissions.env, "granted");
+          for (const kind of ["write", "run", "ffi", "sys"]) {
+            assert(!permissions[kind].startsWith("granted"), kind);
+          }
+          assert(permissions.read !== "granted", "read must be limited to the kubeconfig");
+        },
+      );
+
+      const { status, json } = await post(web.url, issuer, {
+        image: "ghcr.io/acme/app",
+        tags: ["dev"],
+      });
+      assertEquals(status, 202);
+      const summary = await handled(worker.program, json.id);
+
+      await t.step("the summary names what was restarted and what was skipped, and why", () => {
+        assertEquals((summary.restarted as string[]).sort(), [
+          `${scoped}/init-only`,
+          `${scoped}/uses-app`,
+        ]);
+        const skipped = Object.fromEntries(
+          (summary.skipped as any[]).map((s) => [s.deployment, s.reason]),
+        );
+        assertEquals(skipped, {
+          [`${scoped}/digest-pinned`]: "digest_pinned",
+          [`${scoped}/paused`]: "paused",
+          [`${scoped}/opted-out`]: "opted_out",
+        });
+        assertEquals(summary.failed, []);
+        assertEquals(summary.matched, 5);
+        assertEquals(typeof summary.duration_ms, "number");
+      });
+
+      await t.step("matching Deployments got restartedAt and nothing else changed", async () => {
+        for (const [expect, ns, m] of fixtures) {
+          const name = `${ns}/${m.metadata.name}`;
+          const after = await cluster.getDeployment(ns, m.metadata.name);
+          const old = before.get(name);
+          assertEquals(
+            stripRestart(after),
+            stripRestart(old),
+            `${name} changed beyond the annotation`,
+          );
+          const annotation = after.spec.template.metadata?.annotations?.[RESTARTED_AT];
+          if (expect === "restart") {
+            assertMatch(annotation ?? "", /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/, name);
+            assertEquals(
+              after.metadata.generation,
+              old.metadata.generation + 1,
+              `${name} generation`,
+            );
+          } else {
+            assertEquals(annotation, undefined, `${name} must not be restarted`);
+            assertEquals(
+              after.metadata.resourceVersion,
+              old.metadata.resourceVersion,
+              `${name} must not be written`,
+            );
+          }
+        }
+      });
+
+      await t.step(
+        "the pull-policy warning names the container that may keep a cached image",
+        async () => {
+          const warning = await worker.program.waitForLog((l) =>
+            l.msg.startsWith("imagePullPolicy is not Always")
+          );
+          assertEquals(warning.deployment, "init-only");
+          assertEquals(warning.containers, ["init:i0"]);
+        },
+      );
+
+      await t.step(
+        "a malformed or forged message is logged and dropped, and the worker carries on",
+        async () => {
+          const publisher = new Valkey({ host: valkey.host, port: valkey.port });
+          try {
+            for (
+              const forged of [
+                "not json",
+                '{"id":"x"}',
+                JSON.stringify({
+                  id: crypto.randomUUID(),
+                  time: new Date().toISOString(),
+                  image: "ghcr.io/evil/app",
+                  tags: ["dev"],
+                }),
+              ]
+            ) {
+              await publisher.publish(CHANNEL, forged);
+            }
+          } finally {
+            publisher.disconnect();
+          }
+          await eventually(
+            "three dropped messages",
+            () =>
+              worker.program.logs.filter((l) => l.msg === "dropped an invalid message").length === 3
+                ? true
+                : undefined,
+          );
+          const again = await post(web.url, issuer, { image: "ghcr.io/acme/app:dev" });
+          assertEquals(again.status, 202);
+          const next = await handled(worker.program, again.json.id);
+          assertEquals((next.restarted as string[]).length, 2);
+        },
+      );
+
+      await t.step(
+        "the worker resubscribes after Valkey restarts and handles the next event",
+        async () => {
+          await valkey.restart();
+          await worker.program.waitForLog((l) => l.msg === "resubscribed", 20_000);
+          const gap = worker.program.logs.find((l) => l.msg.startsWith("subscription lost"));
+          assert(gap, "the gap is logged");
+          const res = await eventually("web accepting again", async () => {
+            const r = await post(web.url, issuer, { image: "ghcr.io/acme/app:dev" });
+            return r.status === 202 ? r : undefined;
+          }, 15_000);
+          const next = await handled(worker.program, res.json.id);
+          assertEquals((next.restarted as string[]).length, 2);
+          const metrics = await (await fetch(`${worker.healthUrl}/metrics`)).text();
+          assertMatch(metrics, /kuberollouttrigger_worker_subscription_gaps_total 1/);
+          assertMatch(metrics, /kuberollouttrigger_worker_events_total\{result="invalid"\} 3/);
+        },
+      );
+
+      await t.step(
+        "the worker made no list call per event, only one patch per restart",
+        async () => {
+          const metrics = await (await fetch(`${worker.healthUrl}/metrics`)).text();
+          const count = (verb: string) =>
+            Number(
+              new RegExp(`kube_requests_total\\{verb="${verb}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0,
+            );
+          assertEquals(count("list"), 1, "one list at startup");
+          assertEquals(count("patch"), 6, "three events x two Deployments");
+          assertEquals(count("get"), 0);
+        },
+      );
+
+      await t.step("SIGTERM stops both processes cleanly", async () => {
+        assertEquals(await worker.program.stop(), 0);
+        assertEquals(await web.program.stop(), 0);
+      });
+    } finally {
+      for (const p of programs) await p.stop();
+      await valkey.stop();
+      await issuer.stop();
+      await cluster.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "two workers on one cluster restart each Deployment once per event",
+  ...options,
+  async fn(t) {
+    const cluster = openCluster(info!);
+    const valkey = await startValkey();
+    const programs: Program[] = [];
+    try {
+      const ns = await cluster.namespace("krt-replicas");
+      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+      const kubeconfig = await cluster.workerKubeconfig();
+      await cluster.createDeployment(
+        deploymentManifest(ns, "app", [{ name: "a", image: "ghcr.io/acme/app:dev" }, {
+          name: "b",
+          image: "ghcr.io/acme/app:v1",
+        }]),
+      );
+      const env = {
+        ...sharedEnv(valkey),
+        WATCH_NAMESPACES: ns,
+        CLUSTER_NAME: "replicas",
+        RESTART_DEDUP_WINDOW: "0s",
+      };
+      for (let i = 0; i < 2; i++) programs.push((await startWorker(env, kubeconfig)).program);
+      const publisher = new Valkey({ host: valkey.host, port: valkey.port });
+      try {
+        await t.step(
+          "an event whose several tags match one Deployment restarts it once, by one worker",
+          async () => {
+            const before = await cluster.getDeployment(ns, "app");
+            const id = crypto.randomUUID();
+            const receivers = await publisher.publish(
+              CHANNEL,
+              JSON.stringify({
+                id,
+                time: new Date().toISOString(),
+                image: "ghcr.io/acme/app",
+                tags: ["dev", "v1"],
+              }),
+            );
+            assertEquals(receivers, 2);
+            const summaries = await Promise.all(programs.map((p) => handled(p, id)));
+            const restarted = summaries.flatMap((s) => s.restarted as string[]);
+            assertEquals(restarted, [`${ns}/app`]);
+            const claimed = summaries.flatMap((s) => (s.skipped as any[]).map((x) => x.reason));
+            assertEquals(claimed, ["claimed_by_another_worker"]);
+            const after = await cluster.getDeployment(ns, "app");
+            assertEquals(after.metadata.generation, before.metadata.generation + 1);
+          },
+        );
+        await t.step(
+          "workers of another cluster sharing the Valkey act on their own cluster",
+          async () => {
+            const other = await startWorker({ ...env, CLUSTER_NAME: "other-cluster" }, kubeconfig);
+            programs.push(other.program);
+            const id = crypto.randomUUID();
+            await publisher.publish(
+              CHANNEL,
+              JSON.stringify({
+                id,
+                time: new Date().toISOString(),
+                image: "ghcr.io/acme/app",
+                tags: ["dev"],
+              }),
+            );
+            const summaries = await Promise.all(programs.map((p) => handled(p, id)));
+            // Same API server here, so "their own cluster" restarts it a second time: one per cluster name.
+            assertEquals(summaries.flatMap((s) => s.restarted as string[]).length, 2);
+          },
+        );
+      } finally {
+        publisher.disconnect();
+      }
+    } finally {
+      for (const p of programs) await p.stop();
+      await valkey.stop();
+      await cluster.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "a burst of events for the same image within the window restarts each Deployment once",
+  ...options,
+  async fn() {
+    const cluster = openCluster(info!);
+    const valkey = await startValkey();
+    let program: Program | undefined;
+    try {
+      const ns = await cluster.namespace("krt-burst");
+      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+      const kubeconfig = await cluster.workerKubeconfig();
+      await cluster.createDeployment(
+        deploymentManifest(ns, "app", [{ image: "ghcr.io/acme/app:dev" }]),
+      );
+      const before = await cluster.getDeployment(ns, "app");
+      program = (await startWorker({
+        ...sharedEnv(valkey),
+        WATCH_NAMESPACES: ns,
+        CLUSTER_NAME: "burst",
+        RESTART_DEDUP_WINDOW: "30s",
+      }, kubeconfig)).program;
+      const publisher = new Valkey({ host: valkey.host, port: valkey.port });
+      const ids = Array.from({ length: 3 }, () => crypto.randomUUID());
+      for (const id of ids) {
+        await publisher.publish(
+          CHANNEL,
+          JSON.stringify({
+            id,
+            time: new Date().toISOString(),
+            image: "ghcr.io/acme/app",
+            tags: ["dev"],
+          }),
+        );
+      }
+      publisher.disconnect();
+      const summaries = await Promise.all(ids.map((id) => handled(program!, id)));
+      assertEquals(summaries.map((s) => (s.restarted as string[]).length), [1, 0, 0]);
+      assertEquals(summaries.slice(1).map((s) => (s.skipped as any[])[0].reason), [
+        "restarted_within_window",
+        "restarted_within_window",
+      ]);
+      assertEquals(
+        (await cluster.getDeployment(ns, "app")).metadata.generation,
+        before.metadata.generation + 1,
+      );
+    } finally {
+      await program?.stop();
+      await valkey.stop();
+      await cluster.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "dry run logs what would be restarted and patches nothing",
+  ...options,
+  async fn() {
+    const cluster = openCluster(info!);
+    const valkey = await startValkey();
+    let program: Program | undefined;
+    try {
+      const ns = await cluster.namespace("krt-dry");
+      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+      const kubeconfig = await cluster.workerKubeconfig();
+      await cluster.createDeployment(
+        deploymentManifest(ns, "app", [{ image: "ghcr.io/acme/app:dev" }]),
+      );
+      const before = await cluster.getDeployment(ns, "app");
+      program = (await startWorker(
+        { ...sharedEnv(valkey), WATCH_NAMESPACES: ns, DRY_RUN: "true" },
+        kubeconfig,
+      )).program;
+      const publisher = new Valkey({ host: valkey.host, port: valkey.port });
+      const id = crypto.randomUUID();
+      await publisher.publish(
+        CHANNEL,
+        JSON.stringify({
+          id,
+          time: new Date().toISOString(),
+          image: "ghcr.io/acme/app",
+          tags: ["dev"],
+        }),
+      );
+      publisher.disconnect();
+      const summary = await handled(program, id);
+      assertEquals(summary.skipped, [{ deployment: `${ns}/app`, reason: "dry_run" }]);
+      await program.waitForLog((l) =>
+        l.msg === "dry run: would restart deployment" && l.deployment === "app"
+      );
+      assertEquals(
+        (await cluster.getDeployment(ns, "app")).metadata.resourceVersion,
+        before.metadata.resourceVersion,
+      );
+    } finally {
+      await program?.stop();
+      await valkey.stop();
+      await cluster.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a cluster-wide worker (no WATCH_NAMESPACES) sees every namespace with the cluster-wide RBAC",
+  ...options,
+  async fn() {
+    const cluster = openCluster(info!);
+    const valkey = await startValkey();
+    let program: Program | undefined;
+    try {
+      await cluster.applyManifest("k8s/rbac/cluster-wide/rbac.yaml");
+      const a = await cluster.namespace("krt-cw-a");
+      const b = await cluster.namespace("krt-cw-b");
+      const image = `ghcr.io/acme/cw-${crypto.randomUUID().slice(0, 6)}`;
+      for (const ns of [a, b]) {
+        await cluster.createDeployment(deploymentManifest(ns, "app", [{ image: `${image}:dev` }]));
+      }
+      const kubeconfig = await cluster.workerKubeconfig();
+      program =
+        (await startWorker({ ...sharedEnv(valkey), CLUSTER_NAME: "cw" }, kubeconfig)).program;
+      const publisher = new Valkey({ host: valkey.host, port: valkey.port });
+      const id = crypto.randomUUID();
+      await publisher.publish(
+        CHANNEL,
+        JSON.stringify({ id, time: new Date().toISOString(), image, tags: ["dev"] }),
+      );
+      publisher.disconnect();
+      const summary = await handled(program, id);
+      assertEquals((summary.restarted as string[]).sort(), [`${a}/app`, `${b}/app`].sort());
+    } finally {
+      await program?.stop();
+      await valkey.stop();
+      await cluster.admin.request(
+        "DELETE",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kuberollouttrigger-worker",
+      );
+      await cluster.cleanup();
+    }
+  },
+});

@@ -1,0 +1,182 @@
+// Fixtures index freely into API objects.
+// deno-lint-ignore-file no-explicit-any
+/**
+ * Fixtures on the shared test control plane: namespaces with random names,
+ * Deployments with given images, the shipped k8s/ manifests applied as they
+ * are, and a kubeconfig that authenticates as the worker's ServiceAccount.
+ */
+
+import { parseAllDocuments, stringify } from "yaml";
+import {
+  type ControlPlaneInfo,
+  createKubeClient,
+  type KubeClient,
+  writeKubeconfig,
+} from "./control_plane.ts";
+import { ROOT } from "./program.ts";
+
+/** The worker's ServiceAccount as k8s/ ships it. */
+export const WORKER_SA = { namespace: "kuberollouttrigger", name: "kuberollouttrigger-worker" };
+
+/** A container for deploymentManifest. */
+export interface TestContainer {
+  name?: string;
+  image: string;
+  imagePullPolicy?: string;
+  command?: string[];
+}
+
+/** Options for deploymentManifest. */
+export interface DeploymentOptions {
+  init?: TestContainer[];
+  paused?: boolean;
+  annotations?: Record<string, string>;
+  replicas?: number;
+}
+
+/** A minimal valid Deployment. */
+export function deploymentManifest(
+  namespace: string,
+  name: string,
+  containers: TestContainer[],
+  options: DeploymentOptions = {},
+) {
+  const named = (list: TestContainer[], prefix: string) =>
+    list.map((c, i) => ({ name: c.name ?? `${prefix}${i}`, ...c }));
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name, namespace, annotations: options.annotations, labels: { app: name } },
+    spec: {
+      replicas: options.replicas ?? 1,
+      paused: options.paused,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          containers: named(containers, "c"),
+          initContainers: options.init ? named(options.init, "i") : undefined,
+        },
+      },
+    },
+  };
+}
+
+/** A random DNS-label suffix. */
+export function suffix(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
+/** Admin access plus helpers, for one test. */
+export interface Cluster {
+  admin: KubeClient;
+  info: ControlPlaneInfo;
+  /** Creates a namespace named `${prefix}-<random>` and remembers it for cleanup. */
+  namespace(prefix: string, labels?: Record<string, string>): Promise<string>;
+  createDeployment(manifest: ReturnType<typeof deploymentManifest>): Promise<void>;
+  getDeployment(namespace: string, name: string): Promise<any>;
+  /** Applies a k8s/ file as shipped; `namespace` rewrites namespaced objects (per-namespace RBAC). */
+  applyManifest(
+    relativePath: string,
+    options?: { namespace?: string; edit?: (doc: Record<string, any>) => void },
+  ): Promise<string[]>;
+  /** Writes a kubeconfig for the worker's ServiceAccount into a temp dir; returns its path. */
+  workerKubeconfig(): Promise<string>;
+  cleanup(): Promise<void>;
+}
+
+/** Opens admin access to the control plane. */
+export function openCluster(info: ControlPlaneInfo): Cluster {
+  const admin = createKubeClient({
+    server: info.server,
+    caPem: info.caPem,
+    token: info.adminToken,
+  });
+  const namespaces: string[] = [];
+  const tempDirs: string[] = [];
+  return {
+    admin,
+    info,
+    async namespace(prefix, labels) {
+      const name = `${prefix}-${suffix()}`;
+      const res = await admin.createNamespace(name, labels);
+      if (res.status !== 201) throw new Error(`creating namespace ${name}: ${res.status}`);
+      namespaces.push(name);
+      return name;
+    },
+    async createDeployment(manifest) {
+      const ns = manifest.metadata.namespace;
+      const res = await admin.request(
+        "POST",
+        `/apis/apps/v1/namespaces/${ns}/deployments`,
+        manifest,
+      );
+      if (res.status !== 201) {
+        throw new Error(
+          `creating deployment ${ns}/${manifest.metadata.name}: ${res.status} ${
+            JSON.stringify(res.json)
+          }`,
+        );
+      }
+    },
+    async getDeployment(namespace, name) {
+      const res = await admin.request(
+        "GET",
+        `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`,
+      );
+      if (res.status !== 200) throw new Error(`get deployment ${namespace}/${name}: ${res.status}`);
+      return res.json as Record<string, any>;
+    },
+    async applyManifest(relativePath, options = {}) {
+      const text = await Deno.readTextFile(`${ROOT}${relativePath}`);
+      const docs = parseAllDocuments(text).map((d) => d.toJS() as Record<string, any>).filter(
+        Boolean,
+      );
+      for (const doc of docs) {
+        if (options.namespace && doc.metadata?.namespace && doc.kind !== "ServiceAccount") {
+          doc.metadata.namespace = options.namespace;
+        }
+        options.edit?.(doc);
+      }
+      const result = await admin.applyYaml(docs.map((d) => stringify(d)).join("---\n"), {
+        fieldManager: "krt-tests",
+      });
+      return result.warnings;
+    },
+    async workerKubeconfig() {
+      await this.applyManifest("k8s/base/namespace.yaml");
+      await this.applyManifest("k8s/base/worker/serviceaccount.yaml");
+      const token = await admin.serviceAccountToken(WORKER_SA.namespace, WORKER_SA.name, 3600);
+      const dir = await Deno.makeTempDir({ prefix: "krt-worker-" });
+      tempDirs.push(dir);
+      const path = `${dir}/kubeconfig`;
+      await writeKubeconfig(path, { server: info.server, caPem: info.caPem, token });
+      return path;
+    },
+    async cleanup() {
+      for (const ns of namespaces) await admin.deleteNamespace(ns).catch(() => {});
+      for (const dir of tempDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
+      admin.close();
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+}
