@@ -70,11 +70,17 @@ async function runMode(mode: Mode, args: string[]): Promise<void> {
   // Security: the binary carries both modes' permissions; web needs no files,
   // processes, FFI or system information, so it gives them up before serving.
   if (mode === "web") await dropPermissions(["read", "write", "run", "ffi", "sys"]);
-  const logger = createLogger({ level: config.logLevel, fields: { mode } });
+  // Dev-only behaviour is labelled on every line it could affect.
+  const fields: Record<string, unknown> = { mode };
+  if (mode === "web" && config.devMode) fields.dev_mode = true;
+  if (mode === "worker" && config.localInventory) fields.local_inventory = true;
+  const logger = createLogger({ level: config.logLevel, fields });
   logger.info("starting", {
     version: denoJson.version,
     config: summarizeConfig(mode, origins),
-    permissions: await describePermissions(PERMISSION_PROBE_PATHS),
+    permissions: await describePermissions(
+      [...PERMISSION_PROBE_PATHS, config.kubeconfig, config.localInventory].filter(Boolean),
+    ),
   });
   const signal = shutdownSignal((name) => logger.info("shutting down", { signal: name }));
   try {

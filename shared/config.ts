@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "./errors.ts";
 import { parseBool } from "./setting_values.ts";
 import {
+  checkCombinations,
   type Config,
   describeDefault,
   type Mode,
@@ -112,6 +113,7 @@ export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): Pa
       problems.push(`${name}${shown}: ${(err as Error).message}`);
     }
   }
+  if (problems.length === 0) problems.push(...checkCombinations(mode, config as Config));
   if (problems.length > 0) throw new ConfigError("ERR_CONFIG", problems);
   return { kind: "config", config: config as Config, origins };
 }

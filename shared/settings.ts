@@ -429,6 +429,15 @@ export const SETTINGS = {
       "Events for the same Deployment and tag within this window restart it once (0s turns it off).",
     parse: duration,
   }),
+  localInventory: setting<string>({
+    env: "LOCAL_INVENTORY",
+    flag: "local-inventory",
+    modes: WORKER,
+    show: true,
+    help:
+      "Development only: a YAML file of Deployments used instead of a cluster; restarts are only logged. Cannot be combined with KUBECONFIG.",
+    parse: text,
+  }),
 };
 
 /** Names of all settings. */
@@ -440,6 +449,22 @@ export type Config = { [K in SettingKey]: ReturnType<typeof SETTINGS[K]["parse"]
 export function settingsFor(mode: Mode): [SettingKey, Setting<unknown>][] {
   return (Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][])
     .filter(([, s]) => s.modes.includes(mode));
+}
+
+/** Problems with combinations of otherwise valid settings, for one mode. */
+export function checkCombinations(mode: Mode, config: Config): string[] {
+  const problems: string[] = [];
+  if (mode === "web" && config.devMode && !isLoopbackHost(config.listenAddr.host)) {
+    problems.push(
+      "DEV_MODE (--dev-mode) needs a loopback WEB_LISTEN_ADDR such as 127.0.0.1:8080: dev tokens must never be reachable from another machine",
+    );
+  }
+  if (mode === "worker" && config.localInventory && config.kubeconfig) {
+    problems.push(
+      "LOCAL_INVENTORY (--local-inventory) and KUBECONFIG (--kubeconfig) exclude each other: choose one",
+    );
+  }
+  return problems;
 }
 
 /** Describes a setting's default for help and docs. */

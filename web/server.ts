@@ -8,8 +8,9 @@ import type { Config } from "../shared/settings.ts";
 import { createValkeyConnection } from "../shared/valkey.ts";
 import type { Logger } from "../shared/log.ts";
 import { createRegistry } from "../shared/metrics.ts";
-import { createHandler, type Route } from "./handler.ts";
-import { createKeyStore, type KeyStore } from "./jwks.ts";
+import { createDevIssuer, DEV_TOKEN_PATH, type DevIssuer } from "./dev_issuer.ts";
+import { createHandler } from "./handler.ts";
+import { createKeyStore } from "./jwks.ts";
 import { createWebMetrics } from "./metrics.ts";
 import { createTokenVerifier } from "./oidc.ts";
 import { createAuthorizer } from "./policy.ts";
@@ -21,8 +22,8 @@ export interface WebRuntime {
   /** Aborting it starts a graceful shutdown. */
   signal: AbortSignal;
   fetch?: typeof fetch;
-  /** Dev mode replaces the issuer's keys and adds its token route. */
-  issuerOverride?: { issuer: string; keys: KeyStore; routes: Record<string, Route> };
+  /** Replaces the issuer's keys and adds routes (tests); dev mode makes its own. */
+  issuerOverride?: DevIssuer;
   /** Called once the server listens, with the bound address. */
   onListen?: (addr: { hostname: string; port: number }) => void;
 }
@@ -38,8 +39,17 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     offlineQueue: false,
   });
   const publisher = createPublisher(valkey, config.valkeyChannel);
-  const issuer = runtime.issuerOverride?.issuer ?? config.oidcIssuer;
-  const keys = runtime.issuerOverride?.keys ?? createKeyStore({
+  const override = runtime.issuerOverride ??
+    (config.devMode
+      ? await createDevIssuer({ audience: config.oidcAudience, allowedOrgs: config.allowedOrgs })
+      : undefined);
+  if (config.devMode) {
+    logger.warn(
+      `DEV MODE: GitHub is NOT the issuer. Tokens come from POST ${DEV_TOKEN_PATH} (loopback clients only), signed by a key that lives only in this process. Never run this in production.`,
+    );
+  }
+  const issuer = override?.issuer ?? config.oidcIssuer;
+  const keys = override?.keys ?? createKeyStore({
     issuer,
     fetch: runtime.fetch,
     cooldownMs: config.jwksCooldown,
@@ -66,7 +76,7 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     metrics,
     registry,
     readiness: { valkey: () => publisher.ping(), issuer_keys: () => keys.ready() },
-    extraRoutes: runtime.issuerOverride?.routes,
+    extraRoutes: override?.routes,
   });
 
   const server = Deno.serve({

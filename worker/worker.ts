@@ -17,6 +17,7 @@ import { createEventHandler } from "./events.ts";
 import { createInventory } from "./inventory.ts";
 import { createKubeApi, type KubeApi } from "./kube_api.ts";
 import { loadKubeAccess } from "./kube_config.ts";
+import { createLocalApi, loadLocalInventory } from "./local_api.ts";
 import { createWorkerMetrics } from "./metrics.ts";
 import { subscribe, type Subscription } from "./subscriber.ts";
 
@@ -37,7 +38,14 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
   const onRequest = (verb: string) => metrics.kubeRequests.inc({ verb });
   let api: KubeApi;
   if (runtime.api) api = runtime.api(onRequest);
-  else {
+  else if (config.localInventory) {
+    const deployments = await loadLocalInventory(config.localInventory);
+    logger.warn("LOCAL INVENTORY: no cluster is used; restarts are only recorded and logged", {
+      file: config.localInventory,
+      deployments: deployments.length,
+    });
+    api = createLocalApi(deployments, logger, onRequest);
+  } else {
     const access = await loadKubeAccess(config.kubeconfig);
     logger.info("kubernetes access", access.description);
     api = createKubeApi({

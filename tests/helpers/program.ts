@@ -31,6 +31,8 @@ export interface ProgramOptions {
   env?: Record<string, string>;
   /** Permission flags; default: the subcommand's set from deno.json. */
   permissions?: string[];
+  /** Receives every stdout and stderr line as it arrives (the dev flow prints them). */
+  echo?: (line: string) => void;
 }
 
 const BASE_ENV = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"];
@@ -71,6 +73,7 @@ export function startProgram(options: ProgramOptions): Program {
     if (pending) onLine(pending);
   };
   const stdoutDone = pump(child.stdout, (text) => {
+    options.echo?.(text);
     let line: LogLine;
     try {
       line = JSON.parse(text);
@@ -85,7 +88,10 @@ export function startProgram(options: ProgramOptions): Program {
       }
     }
   });
-  const stderrDone = pump(child.stderr, (text) => stderrText += text + "\n");
+  const stderrDone = pump(child.stderr, (text) => {
+    options.echo?.(text);
+    stderrText += text + "\n";
+  });
   const status = Promise.all([child.status, stdoutDone, stderrDone]).then(([s]) => s);
 
   return {

@@ -1,0 +1,112 @@
+/**
+ * Development only: a KubeApi over a YAML file of Deployments instead of a
+ * cluster. Restarts change the in-memory copy and are logged as local, so
+ * `deno task dev` shows what would be restarted without touching any cluster.
+ * The file is the developer's own; it is still checked for shape.
+ */
+
+import { loadAllYaml } from "@kubernetes/client-node";
+import { AppError, describeError } from "../shared/errors.ts";
+import type { Logger } from "../shared/log.ts";
+import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
+import { RESTARTED_AT_ANNOTATION } from "./plan.ts";
+
+/** Reads Deployments from a YAML file (documents of other kinds are ignored). */
+export async function loadLocalInventory(path: string): Promise<Deployment[]> {
+  let docs: unknown[];
+  try {
+    docs = loadAllYaml(await Deno.readTextFile(path));
+  } catch (err) {
+    throw new AppError("ERR_CONFIG", `Cannot read LOCAL_INVENTORY ${path}: ${describeError(err)}`, {
+      cause: err,
+    });
+  }
+  const deployments = docs.filter((d): d is Deployment =>
+    !!d && typeof d === "object" && (d as { kind?: string }).kind === "Deployment"
+  );
+  for (const d of deployments) {
+    if (!d.metadata?.name || !d.metadata?.namespace) {
+      throw new AppError(
+        "ERR_CONFIG",
+        `LOCAL_INVENTORY ${path}: every Deployment needs metadata.name and metadata.namespace`,
+      );
+    }
+  }
+  return deployments;
+}
+
+/** A KubeApi answering from memory; `onRequest` counts calls like the real one. */
+export function createLocalApi(
+  deployments: Deployment[],
+  logger: Logger,
+  onRequest?: (verb: "list" | "watch" | "get" | "patch") => void,
+): KubeApi {
+  const items = new Map(deployments.map((d, i) => {
+    const copy = structuredClone(d);
+    copy.metadata.resourceVersion = String(i + 1);
+    copy.metadata.generation = 1;
+    return [`${d.metadata.namespace}/${d.metadata.name}`, copy];
+  }));
+  let version = items.size;
+  const find = (namespace: string, name: string) => {
+    const d = items.get(`${namespace}/${name}`);
+    if (!d) {
+      throw new KubeApiError(
+        404,
+        "NotFound",
+        `deployment ${namespace}/${name} is not in the local inventory`,
+      );
+    }
+    return d;
+  };
+  return {
+    listDeployments(namespace) {
+      onRequest?.("list");
+      const list = [...items.values()].filter((d) =>
+        namespace === undefined || d.metadata.namespace === namespace
+      );
+      return Promise.resolve({ items: structuredClone(list), resourceVersion: String(version) });
+    },
+    // A watch that never reports a change: the file is not watched.
+    // deno-lint-ignore require-yield
+    async *watchDeployments(_namespace, _resourceVersion, signal) {
+      onRequest?.("watch");
+      // Nothing changes the file's contents behind our back: wait for shutdown.
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+    },
+    getDeployment(namespace, name) {
+      onRequest?.("get");
+      return Promise.resolve(structuredClone(find(namespace, name)));
+    },
+    patchDeployment(namespace, name, patch) {
+      onRequest?.("patch");
+      const d = find(namespace, name);
+      const wanted = (patch as { metadata?: { resourceVersion?: string } }).metadata
+        ?.resourceVersion;
+      if (wanted && wanted !== d.metadata.resourceVersion) {
+        return Promise.reject(new KubeApiError(409, "Conflict", "the object has been modified"));
+      }
+      const at =
+        (patch as { spec: { template: { metadata: { annotations: Record<string, string> } } } })
+          .spec.template.metadata.annotations[RESTARTED_AT_ANNOTATION];
+      d.spec ??= {};
+      d.spec.template ??= {};
+      d.spec.template.metadata ??= {};
+      d.spec.template.metadata.annotations = {
+        ...d.spec.template.metadata.annotations,
+        [RESTARTED_AT_ANNOTATION]: at,
+      };
+      d.metadata.resourceVersion = String(++version);
+      d.metadata.generation = (d.metadata.generation ?? 1) + 1;
+      logger.warn("LOCAL INVENTORY: restart recorded in memory only; no cluster was touched", {
+        namespace,
+        deployment: name,
+        restarted_at: at,
+      });
+      return Promise.resolve(structuredClone(d));
+    },
+  };
+}
