@@ -63,7 +63,7 @@ if (Deno.env.get("KRT_TEST_KUBE_SERVER")) {
           Math.round(performance.now() - started)
         } ms`,
       );
-      Object.assign(env, controlPlaneEnv(controlPlane));
+      Object.assign(env, controlPlaneEnv(controlPlane), { KRT_TEST_KUBECTL: `${assets}/kubectl` });
     }
   }
 }

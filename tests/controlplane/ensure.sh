@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Provides the kube-apiserver and etcd binaries for the integration tests.
+# Provides the kube-apiserver, etcd and kubectl binaries for the integration
+# tests (kubectl applies k8s/ with its built-in kustomize, as users do).
 #
 # Prints, on its last stdout line, the absolute path of a folder holding
-# executable `kube-apiserver` and `etcd`; progress goes to stderr.
-#   1. KUBEBUILDER_ASSETS, when it names a folder with both binaries;
+# executable `kube-apiserver`, `etcd` and `kubectl`; progress goes to stderr.
+#   1. KUBEBUILDER_ASSETS, when it names a folder with all three (envtest's
+#      assets include kubectl);
 #   2. else the cache ${XDG_CACHE_HOME:-$HOME/.cache}/kuberollouttrigger/controlplane/<k8s>-<etcd>/;
-#   3. else builds both from the modules pinned in go.mod/go.sum next to this
-#      script (checksums verified by the Go toolchain), then caches them.
+#   3. else builds the missing ones from the modules pinned in go.mod/go.sum
+#      next to this script (checksums verified by the Go toolchain), then
+#      caches them.
 # Exit 3: no assets and no Go toolchain to build them.
 set -euo pipefail
 
@@ -15,7 +18,7 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 log() { printf 'ensure.sh: %s\n' "$*" >&2; }
 
 has_assets() {
-  [[ -x "$1/kube-apiserver" && -x "$1/etcd" ]]
+  [[ -x "$1/kube-apiserver" && -x "$1/etcd" && -x "$1/kubectl" ]]
 }
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
@@ -23,7 +26,7 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
     (cd "$KUBEBUILDER_ASSETS" && pwd -P)
     exit 0
   fi
-  log "KUBEBUILDER_ASSETS=\"$KUBEBUILDER_ASSETS\" lacks an executable kube-apiserver or etcd; using the pinned build instead"
+  log "KUBEBUILDER_ASSETS=\"$KUBEBUILDER_ASSETS\" lacks an executable kube-apiserver, etcd or kubectl; using the pinned build instead"
 fi
 
 # The versions come from go.mod, so the cache key cannot drift from what is built.
@@ -49,7 +52,7 @@ if [[ -z "$go_bin" && -x /usr/local/go/bin/go ]]; then
   go_bin=/usr/local/go/bin/go
 fi
 if [[ -z "$go_bin" ]]; then
-  echo "ensure.sh: missing kube-apiserver and etcd: install Go >= 1.24 (https://go.dev/dl/) to build $k8s_version/$etcd_version, or set KUBEBUILDER_ASSETS to a folder containing kube-apiserver and etcd" >&2
+  echo "ensure.sh: missing kube-apiserver, etcd and kubectl: install Go >= 1.24 (https://go.dev/dl/) to build $k8s_version/$etcd_version, or set KUBEBUILDER_ASSETS to a folder containing kube-apiserver, etcd and kubectl" >&2
   exit 3
 fi
 
@@ -79,18 +82,18 @@ k8s_ldflags="-s -w -X $version_pkg.gitVersion=$k8s_version -X $version_pkg.gitMa
 k8s_ldflags+=" -X $version_pkg.gitMinor=$k8s_minor -X $version_pkg.gitTreeState=clean"
 
 start=$SECONDS
-log "building kube-apiserver $k8s_version and etcd $etcd_version with $("$go_bin" version) (first run only; several minutes)"
+log "building the missing control-plane binaries ($k8s_version, etcd $etcd_version) with $("$go_bin" version) (first run only; several minutes)"
 cd "$script_dir"
-"$go_bin" build -trimpath -ldflags "-s -w" -o "$tmp_dir/etcd" go.etcd.io/etcd/server/v3
-log "etcd built after $((SECONDS - start))s"
-"$go_bin" build -trimpath -ldflags "$k8s_ldflags" -o "$tmp_dir/kube-apiserver" \
-  k8s.io/kubernetes/cmd/kube-apiserver
-log "kube-apiserver built after $((SECONDS - start))s"
-
-# Move within one filesystem, so each binary appears whole or not at all;
-# has_assets only passes once both are in place.
 mkdir -p "$assets_dir"
-mv -f "$tmp_dir/etcd" "$assets_dir/etcd"
-mv -f "$tmp_dir/kube-apiserver" "$assets_dir/kube-apiserver"
+build() { # name, ldflags, package
+  [[ -x "$assets_dir/$1" ]] && return 0
+  "$go_bin" build -trimpath -ldflags "$2" -o "$tmp_dir/$1" "$3"
+  # Move within one filesystem, so each binary appears whole or not at all.
+  mv -f "$tmp_dir/$1" "$assets_dir/$1"
+  log "$1 built after $((SECONDS - start))s"
+}
+build etcd "-s -w" go.etcd.io/etcd/server/v3
+build kube-apiserver "$k8s_ldflags" k8s.io/kubernetes/cmd/kube-apiserver
+build kubectl "$k8s_ldflags" k8s.io/kubernetes/cmd/kubectl
 log "cached in $assets_dir"
 printf '%s\n' "$assets_dir"

@@ -168,12 +168,30 @@ Deno.test({
         },
       );
 
-      const { status, json } = await post(web.url, issuer, {
-        image: "ghcr.io/acme/app",
-        tags: ["dev"],
+      // Shaped exactly like kuberollouttrigger-action's request: POST, Bearer token,
+      // application/json, {"image","tags"} and its user agent.
+      const actionRequest = await fetch(`${web.url}/event`, {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${await issuer.sign()}`,
+          "Content-Type": "application/json",
+          "User-Agent": "kuberollouttrigger-action",
+        },
+        body: JSON.stringify({ image: "ghcr.io/acme/app", tags: ["dev"] }),
       });
+      const status = actionRequest.status;
+      const json = await actionRequest.json();
       assertEquals(status, 202);
       const summary = await handled(worker.program, json.id);
+
+      await t.step(
+        "a request shaped like the existing GitHub Action's is accepted end to end",
+        () => {
+          assertEquals(status, 202);
+          assertEquals(json.subscribers, 1);
+          assertEquals(summary.event_id, json.id);
+        },
+      );
 
       await t.step("the summary names what was restarted and what was skipped, and why", () => {
         assertEquals((summary.restarted as string[]).sort(), [

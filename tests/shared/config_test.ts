@@ -60,7 +60,10 @@ Deno.test("parseCommandLine(): a flag beats env, env beats the default", () => {
 });
 
 Deno.test("parseCommandLine() reads booleans as --x, --no-x and --x=false", () => {
-  assertEquals(parse("web", ["--dev-mode"], WEB_ENV).config.devMode, true);
+  assertEquals(
+    parse("web", ["--dev-mode", "--listen-addr", "127.0.0.1:8080"], WEB_ENV).config.devMode,
+    true,
+  );
   assertEquals(
     parse("web", ["--no-valkey-tls"], { ...WEB_ENV, VALKEY_TLS_ENABLED: "true" }).config.valkeyTls,
     false,
@@ -150,4 +153,18 @@ Deno.test("every setting has an env var and a flag that no other setting uses", 
   const flags = Object.values(SETTINGS).map((s) => s.flag);
   assertEquals(new Set(envs).size, envs.length);
   assertEquals(new Set(flags).size, flags.length);
+});
+
+Deno.test("security: checkCombinations() refuses dev mode on a non-loopback address and a kubeconfig with a local inventory", () => {
+  assertMatch(
+    problems(() => parse("web", ["--dev-mode"], WEB_ENV)).join(),
+    /DEV_MODE .* needs a loopback/,
+  );
+  const worker = {
+    VALKEY_ADDR: "127.0.0.1:6379",
+    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+    KUBECONFIG: "/k",
+    LOCAL_INVENTORY: "/l",
+  };
+  assertMatch(problems(() => parse("worker", [], worker)).join(), /exclude each other/);
 });
