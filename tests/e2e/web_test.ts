@@ -718,3 +718,81 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "web authenticates to Valkey with an ACL user and never logs the password",
+  ignore: withoutValkey(),
+  async fn(t) {
+    const issuer = await startIssuer();
+    const valkey = await startValkey([
+      "--user",
+      "default",
+      "off",
+      "--user",
+      "krt",
+      "on",
+      ">s3cret-acl-pw",
+      "~*",
+      "&*",
+      "+@all",
+    ]);
+    const sub = await subscribe(valkey, CHANNEL, { username: "krt", password: "s3cret-acl-pw" });
+    try {
+      await t.step("the right user and password publish", async () => {
+        const { program, url } = await startWeb(
+          webEnv(issuer, valkey, { VALKEY_USERNAME: "krt", VALKEY_PASSWORD: "s3cret-acl-pw" }),
+        );
+        try {
+          const res = await fetch(`${url}/event`, {
+            method: "POST",
+            headers: {
+              authorization: `Bearer ${await issuer.sign()}`,
+              "content-type": "application/json",
+            },
+            body: '{"image":"ghcr.io/acme/app:dev"}',
+          });
+          assertEquals(res.status, 202);
+          await res.body?.cancel();
+          await sub.waitFor(1);
+        } finally {
+          await program.stop();
+        }
+        assert(!JSON.stringify(program.logs).includes("s3cret-acl-pw"));
+      });
+      await t.step(
+        "a wrong password makes web unready and answers 503, without logging it",
+        async () => {
+          const { program, url } = await startWeb(
+            webEnv(issuer, valkey, { VALKEY_USERNAME: "krt", VALKEY_PASSWORD: "wrong-pw-value" }),
+          );
+          try {
+            const res = await fetch(`${url}/event`, {
+              method: "POST",
+              headers: {
+                authorization: `Bearer ${await issuer.sign()}`,
+                "content-type": "application/json",
+              },
+              body: '{"image":"ghcr.io/acme/app:dev"}',
+            });
+            assertEquals(res.status, 503);
+            await res.body?.cancel();
+            const ready = await fetch(`${url}/readyz`);
+            assertEquals((await ready.json()).checks.valkey, "failing");
+          } finally {
+            await program.stop();
+          }
+          const all = JSON.stringify(program.logs) + program.stderr();
+          assert(!all.includes("wrong-pw-value"), "the password must never be logged");
+          assert(
+            program.logs.some((l) => l.msg === "valkey connection error"),
+            "the auth failure is logged",
+          );
+        },
+      );
+    } finally {
+      sub.close();
+      await valkey.stop();
+      await issuer.stop();
+    }
+  },
+});
