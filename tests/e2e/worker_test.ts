@@ -13,8 +13,7 @@ import { requireControlPlane } from "../helpers/control_plane.ts";
 import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { type Program, startWeb, startWorker } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey, type TestValkey } from "../helpers/valkey.ts";
-import { Valkey } from "iovalkey";
+import { publishRaw, startValkey, type TestValkey } from "../helpers/valkey.ts";
 
 const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
 const CHANNEL = "krt-worker-e2e";
@@ -42,6 +41,13 @@ async function post(
     body: JSON.stringify(body),
   });
   return { status: res.status, json: await res.json() };
+}
+
+/** Publishes a well-formed event straight to the channel, as web would; returns its id and receivers. */
+async function sendEvent(valkey: TestValkey, image: string, tags: string[]) {
+  const id = crypto.randomUUID();
+  const message = JSON.stringify({ id, time: new Date().toISOString(), image, tags });
+  return { id, receivers: await publishRaw(valkey, CHANNEL, message) };
 }
 
 function handled(program: Program, eventId: string) {
@@ -254,25 +260,17 @@ Deno.test({
       await t.step(
         "a malformed or forged message is logged and dropped, and the worker carries on",
         async () => {
-          const publisher = new Valkey({ host: valkey.host, port: valkey.port });
-          try {
-            for (
-              const forged of [
-                "not json",
-                '{"id":"x"}',
-                JSON.stringify({
-                  id: crypto.randomUUID(),
-                  time: new Date().toISOString(),
-                  image: "ghcr.io/evil/app",
-                  tags: ["dev"],
-                }),
-              ]
-            ) {
-              await publisher.publish(CHANNEL, forged);
-            }
-          } finally {
-            publisher.disconnect();
-          }
+          const forgeries = [
+            "not json",
+            '{"id":"x"}',
+            JSON.stringify({
+              id: crypto.randomUUID(),
+              time: new Date().toISOString(),
+              image: "ghcr.io/evil/app",
+              tags: ["dev"],
+            }),
+          ];
+          for (const forged of forgeries) await publishRaw(valkey, CHANNEL, forged);
           await eventually(
             "three dropped messages",
             () =>
@@ -357,22 +355,12 @@ Deno.test({
         RESTART_DEDUP_WINDOW: "0s",
       };
       for (let i = 0; i < 2; i++) programs.push((await startWorker(env, kubeconfig)).program);
-      const publisher = new Valkey({ host: valkey.host, port: valkey.port });
-      try {
+      {
         await t.step(
           "an event whose several tags match one Deployment restarts it once, by one worker",
           async () => {
             const before = await cluster.getDeployment(ns, "app");
-            const id = crypto.randomUUID();
-            const receivers = await publisher.publish(
-              CHANNEL,
-              JSON.stringify({
-                id,
-                time: new Date().toISOString(),
-                image: "ghcr.io/acme/app",
-                tags: ["dev", "v1"],
-              }),
-            );
+            const { id, receivers } = await sendEvent(valkey, "ghcr.io/acme/app", ["dev", "v1"]);
             assertEquals(receivers, 2);
             const summaries = await Promise.all(programs.map((p) => handled(p, id)));
             const restarted = summaries.flatMap((s) => s.restarted as string[]);
@@ -388,23 +376,12 @@ Deno.test({
           async () => {
             const other = await startWorker({ ...env, CLUSTER_NAME: "other-cluster" }, kubeconfig);
             programs.push(other.program);
-            const id = crypto.randomUUID();
-            await publisher.publish(
-              CHANNEL,
-              JSON.stringify({
-                id,
-                time: new Date().toISOString(),
-                image: "ghcr.io/acme/app",
-                tags: ["dev"],
-              }),
-            );
+            const { id } = await sendEvent(valkey, "ghcr.io/acme/app", ["dev"]);
             const summaries = await Promise.all(programs.map((p) => handled(p, id)));
             // Same API server here, so "their own cluster" restarts it a second time: one per cluster name.
             assertEquals(summaries.flatMap((s) => s.restarted as string[]).length, 2);
           },
         );
-      } finally {
-        publisher.disconnect();
       }
     } finally {
       for (const p of programs) await p.stop();
@@ -435,20 +412,10 @@ Deno.test({
         CLUSTER_NAME: "burst",
         RESTART_DEDUP_WINDOW: "30s",
       }, kubeconfig)).program;
-      const publisher = new Valkey({ host: valkey.host, port: valkey.port });
-      const ids = Array.from({ length: 3 }, () => crypto.randomUUID());
-      for (const id of ids) {
-        await publisher.publish(
-          CHANNEL,
-          JSON.stringify({
-            id,
-            time: new Date().toISOString(),
-            image: "ghcr.io/acme/app",
-            tags: ["dev"],
-          }),
-        );
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        ids.push((await sendEvent(valkey, "ghcr.io/acme/app", ["dev"])).id);
       }
-      publisher.disconnect();
       const summaries = await Promise.all(ids.map((id) => handled(program!, id)));
       assertEquals(summaries.map((s) => (s.restarted as string[]).length), [1, 0, 0]);
       assertEquals(summaries.slice(1).map((s) => (s.skipped as any[])[0].reason), [
@@ -486,18 +453,7 @@ Deno.test({
         { ...sharedEnv(valkey), WATCH_NAMESPACES: ns, DRY_RUN: "true" },
         kubeconfig,
       )).program;
-      const publisher = new Valkey({ host: valkey.host, port: valkey.port });
-      const id = crypto.randomUUID();
-      await publisher.publish(
-        CHANNEL,
-        JSON.stringify({
-          id,
-          time: new Date().toISOString(),
-          image: "ghcr.io/acme/app",
-          tags: ["dev"],
-        }),
-      );
-      publisher.disconnect();
+      const { id } = await sendEvent(valkey, "ghcr.io/acme/app", ["dev"]);
       const summary = await handled(program, id);
       assertEquals(summary.skipped, [{ deployment: `${ns}/app`, reason: "dry_run" }]);
       await program.waitForLog((l) =>
@@ -534,13 +490,7 @@ Deno.test({
       const kubeconfig = await cluster.workerKubeconfig();
       program =
         (await startWorker({ ...sharedEnv(valkey), CLUSTER_NAME: "cw" }, kubeconfig)).program;
-      const publisher = new Valkey({ host: valkey.host, port: valkey.port });
-      const id = crypto.randomUUID();
-      await publisher.publish(
-        CHANNEL,
-        JSON.stringify({ id, time: new Date().toISOString(), image, tags: ["dev"] }),
-      );
-      publisher.disconnect();
+      const { id } = await sendEvent(valkey, image, ["dev"]);
       const summary = await handled(program, id);
       assertEquals((summary.restarted as string[]).sort(), [`${a}/app`, `${b}/app`].sort());
     } finally {

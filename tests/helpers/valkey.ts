@@ -149,3 +149,17 @@ export async function subscribe(
     close: () => client.disconnect(),
   };
 }
+
+/** Publishes one raw message on `channel` (bypassing web); resolves to the receiver count. */
+export async function publishRaw(
+  server: TestValkey,
+  channel: string,
+  message: string,
+): Promise<number> {
+  const client = new Valkey({ host: server.host, port: server.port, maxRetriesPerRequest: 1 });
+  try {
+    return await client.publish(channel, message);
+  } finally {
+    client.disconnect();
+  }
+}
