@@ -14,11 +14,14 @@ import type { WebMetrics } from "./metrics.ts";
 import type { GitHubClaims, TokenVerifier } from "./oidc.ts";
 import type { Authorizer } from "./policy.ts";
 import type { Publisher } from "./publisher.ts";
+import type { ReplayGuard, TokenUse } from "./replay.ts";
 import { json, probeRoutes } from "../shared/probes.ts";
 import { errorResponse } from "./responses.ts";
 
 /** Largest accepted POST body: an image and 32 tags fit several times over. */
 export const MAX_BODY_BYTES = 8 * 1024;
+/** Longest time a client may take to send the body once the token is verified. */
+export const BODY_TIMEOUT_MS = 10_000;
 /** Paths that accept an event; /v1/event is the versioned alias. */
 export const EVENT_PATHS = ["/event", "/v1/event"];
 
@@ -35,6 +38,7 @@ export interface HandlerDeps {
   verify: TokenVerifier;
   authorize: Authorizer;
   publisher: Publisher;
+  replay: ReplayGuard;
   prefixes: readonly string[];
   logger: Logger;
   metrics: WebMetrics;
@@ -57,22 +61,35 @@ function isJsonContentType(value: string | null): boolean {
   return params.every((p) => p === "" || /^charset="?utf-8"?$/.test(p));
 }
 
-async function readBody(req: Request): Promise<string | "too_large" | "bad_encoding"> {
+async function readBody(req: Request): Promise<string | "too_large" | "bad_encoding" | "too_slow"> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > MAX_BODY_BYTES) return "too_large";
   const reader = req.body?.getReader();
   if (!reader) return "";
   const buffer = new Uint8Array(MAX_BODY_BYTES);
   let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (size + value.length > MAX_BODY_BYTES) {
-      await reader.cancel().catch(() => {});
-      return "too_large";
+  // Security: a trickled body would otherwise hold the request open forever.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<"too_slow">((resolve) =>
+    timer = setTimeout(() => resolve("too_slow"), BODY_TIMEOUT_MS)
+  );
+  try {
+    for (;;) {
+      const chunk = await Promise.race([reader.read(), deadline]);
+      if (chunk === "too_slow") {
+        await reader.cancel().catch(() => {});
+        return "too_slow";
+      }
+      if (chunk.done) break;
+      if (size + chunk.value.length > MAX_BODY_BYTES) {
+        await reader.cancel().catch(() => {});
+        return "too_large";
+      }
+      buffer.set(chunk.value, size);
+      size += chunk.value.length;
     }
-    buffer.set(value, size);
-    size += value.length;
+  } finally {
+    clearTimeout(timer);
   }
   try {
     return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(
@@ -120,18 +137,34 @@ export function createHandler(
     }
     const body = await readBody(req);
     if (body === "too_large") return json(413, { error: `body exceeds ${MAX_BODY_BYTES} bytes` });
+    if (body === "too_slow") return json(408, { error: "request body was not received in time" });
     if (body === "bad_encoding") throw new AppError("ERR_EVENT_INVALID", "body is not valid UTF-8");
     const event = parseEventRequest(body, deps.prefixes);
-    const message: EventMessage = { id: newId(), time: now().toISOString(), ...event };
-    Object.assign(log, { event_id: message.id, image: event.image, tags: event.tags });
-    const subscribers = await deps.publisher.publish(encodeEventMessage(message));
-    log.subscribers = subscribers;
-    if (subscribers === 0) {
-      deps.metrics.publishFailures.inc({ reason: "no_subscriber" });
-      throw new AppError("ERR_NO_SUBSCRIBER", "no worker is subscribed to the channel");
+    const use: TokenUse = { issuer: String(claims.iss), jti: claims.jti, exp: claims.exp, body };
+    const start = await deps.replay.begin(use);
+    if (start.kind === "repeat") {
+      // A client retry: the same answer again, and nothing published twice.
+      log.replayed = true;
+      return json(start.status, start.body);
     }
-    deps.metrics.published.inc();
-    return json(202, { id: message.id, subscribers });
+    try {
+      const message: EventMessage = { id: newId(), time: now().toISOString(), ...event };
+      Object.assign(log, { event_id: message.id, image: event.image, tags: event.tags });
+      const subscribers = await deps.publisher.publish(encodeEventMessage(message));
+      log.subscribers = subscribers;
+      if (subscribers === 0) {
+        deps.metrics.publishFailures.inc({ reason: "no_subscriber" });
+        throw new AppError("ERR_NO_SUBSCRIBER", "no worker is subscribed to the channel");
+      }
+      deps.metrics.published.inc();
+      const answer = JSON.stringify({ id: message.id, subscribers });
+      await deps.replay.complete(use, 202, answer);
+      return json(202, answer);
+    } catch (err) {
+      // Nothing was delivered: let a retry with the same token try again.
+      await deps.replay.abandon(use);
+      throw err;
+    }
   };
 
   const routes: Record<string, { method: string; route: Route }> = {};

@@ -15,6 +15,7 @@ import { createWebMetrics } from "./metrics.ts";
 import { createTokenVerifier } from "./oidc.ts";
 import { createAuthorizer } from "./policy.ts";
 import { createPublisher } from "./publisher.ts";
+import { createReplayGuard } from "./replay.ts";
 
 /** Effects web mode needs from its host process. */
 export interface WebRuntime {
@@ -71,6 +72,7 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     }),
     authorize: createAuthorizer(config),
     publisher,
+    replay: createReplayGuard({ client: valkey, clockToleranceMs: config.clockTolerance }),
     prefixes: config.allowedImagePrefixes,
     logger,
     metrics,

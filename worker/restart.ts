@@ -34,9 +34,13 @@ export interface RestartOptions {
   onObject?: (d: import("./kube_api.ts").Deployment) => void;
 }
 
-/** RFC 3339 in UTC at second precision, as kubectl writes it. */
+/**
+ * RFC 3339 in UTC with milliseconds. kubectl writes whole seconds, so two
+ * restarts within one second write the same value and the second changes
+ * nothing; milliseconds make every restart a real template change.
+ */
 export function restartedAt(now: Date): string {
-  return now.toISOString().replace(/\.\d{3}Z$/, "Z");
+  return now.toISOString();
 }
 
 /** The exact patch body: restartedAt plus the resourceVersion precondition. */

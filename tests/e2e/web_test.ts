@@ -796,3 +796,94 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "security: replay protection remembers each token's jti until it expires",
+  ignore: withoutValkey(),
+  async fn(t) {
+    const env = await setUp();
+    const body = '{"image":"ghcr.io/acme/app:dev"}';
+    try {
+      await t.step(
+        "the same token and body again get the same answer and publish once",
+        async () => {
+          const token = await env.issuer.sign();
+          const first = await post(env, token, body);
+          const firstBody = await first.text();
+          assertEquals(first.status, 202);
+          const answers = await Promise.all(Array.from({ length: 5 }, async () => {
+            const res = await post(env, token, body);
+            return { status: res.status, body: await res.text() };
+          }));
+          for (const a of answers) assertEquals(a, { status: 202, body: firstBody });
+          await new Promise((r) => setTimeout(r, 200));
+          assertEquals(env.sub.messages.length, 1, "published exactly once");
+          const replayed = env.program.logs.filter((l) =>
+            l.msg === "request" && l.replayed === true
+          );
+          assertEquals(replayed.length, 5);
+          env.sub.messages.length = 0;
+        },
+      );
+      await t.step("concurrent first uses of one token still publish once", async () => {
+        const token = await env.issuer.sign();
+        const answers = await Promise.all(Array.from({ length: 8 }, async () => {
+          const res = await post(env, token, body);
+          return `${res.status} ${await res.text()}`;
+        }));
+        assertEquals(new Set(answers).size, 1);
+        assertMatch(answers[0], /^202 /);
+        await new Promise((r) => setTimeout(r, 200));
+        assertEquals(env.sub.messages.length, 1);
+        env.sub.messages.length = 0;
+      });
+      await t.step("the same token with a different body is denied", async () => {
+        const token = await env.issuer.sign();
+        const first = await post(env, token, body);
+        assertEquals(first.status, 202);
+        await first.body?.cancel();
+        await env.sub.waitFor(1);
+        env.sub.messages.length = 0;
+        const other = await post(env, token, '{"image":"ghcr.io/acme/other:dev"}');
+        await expectDenied(env, other);
+        const line = await env.program.waitForLog((l) =>
+          l.request_id === other.headers.get("x-request-id") && l.msg === "request"
+        );
+        assertEquals(line.reason, "replay_different_body");
+      });
+      await t.step("a token whose first use delivered nothing (503) may be retried", async () => {
+        const token = await env.issuer.sign();
+        env.sub.close();
+        await new Promise((r) => setTimeout(r, 100));
+        const first = await post(env, token, body);
+        assertEquals(first.status, 503);
+        await first.body?.cancel();
+        env.sub = await subscribe(env.valkey, CHANNEL);
+        const retry = await post(env, token, body);
+        assertEquals(retry.status, 202);
+        await retry.body?.cancel();
+        await env.sub.waitFor(1);
+      });
+      await t.step("Valkey holds a hash of the jti, never the token or its claims", async () => {
+        const { Valkey } = await import("iovalkey");
+        const client = new Valkey({ host: env.valkey.host, port: env.valkey.port });
+        try {
+          const keys = await client.keys("*");
+          assert(
+            keys.length > 0 && keys.every((k) => /^kuberollouttrigger:jti:[0-9a-f]{64}$/.test(k)),
+            keys.join(),
+          );
+          const values = await Promise.all(keys.map((k) => client.get(k)));
+          const all = keys.join() + values.join();
+          for (const secret of ['acme/app"', "octocat", "refs/heads", "Bearer", "eyJ"]) {
+            assert(!all.includes(secret), `Valkey must not hold ${secret}`);
+          }
+        } finally {
+          client.disconnect();
+        }
+      });
+    } finally {
+      await tearDown(env);
+    }
+  },
+});

@@ -229,7 +229,7 @@ Deno.test({
           );
           const annotation = after.spec.template.metadata?.annotations?.[RESTARTED_AT];
           if (expect === "restart") {
-            assertMatch(annotation ?? "", /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/, name);
+            assertMatch(annotation ?? "", /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, name);
             assertEquals(
               after.metadata.generation,
               old.metadata.generation + 1,
