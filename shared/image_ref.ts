@@ -54,6 +54,15 @@ function looksLikeDomain(component: string): boolean {
     component !== component.toLowerCase();
 }
 
+// Security: a host recognised only by its upper case ("GHCo/app") would,
+// once lower-cased, read back as a Docker Hub path, so one repository would
+// have two meanings. Such hosts are refused; real registries have a dot or port.
+function checkUnambiguousDomain(domain: string): void {
+  if (domain.toLowerCase() !== "localhost" && !/[.:]/.test(domain)) {
+    throw new Error(`registry host "${domain}" must contain a dot or a port, or be localhost`);
+  }
+}
+
 function normaliseDomain(domain: string): string {
   const lower = domain.toLowerCase();
   return lower === LEGACY_DEFAULT_DOMAIN ? DEFAULT_DOMAIN : lower;
@@ -76,6 +85,7 @@ function splitName(name: string): { domain: string; path: string } {
   let path = name;
   if (slash >= 0 && looksLikeDomain(first)) {
     if (!isValidDomain(first)) throw new Error(`registry host "${first}" is not valid`);
+    checkUnambiguousDomain(first);
     domain = normaliseDomain(first);
     path = name.slice(slash + 1);
   }
@@ -137,6 +147,7 @@ export function parseImagePrefix(text: string): string {
   if (!looksLikeDomain(first) || !isValidDomain(first)) {
     throw new Error("must start with a registry host, such as ghcr.io/acme");
   }
+  checkUnambiguousDomain(first);
   // A tag or digest in the path fails the path grammar below.
   if (path !== "") checkPath(path);
   const domain = normaliseDomain(first);

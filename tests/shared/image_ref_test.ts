@@ -122,3 +122,10 @@ Deno.test("containerImageKey() defaults the tag to latest", () => {
   assertEquals(containerImageKey(parseImageRef("nginx")), "docker.io/library/nginx:latest");
   assertEquals(containerImageKey(parseImageRef("ghcr.io/acme/app:dev")), "ghcr.io/acme/app:dev");
 });
+
+Deno.test("security: parseImageRef() refuses a registry host recognised only by its upper case", () => {
+  // "GHCo/app" would normalise to "ghco/app", which reads back as docker.io/ghco/app.
+  assertThrows(() => parseImageRef("GHCo/ame/app:dev"));
+  assertThrows(() => parseImagePrefix("GHCo/ame"));
+  assertEquals(parseImageRef("LOCALHOST/app").repository, "localhost/app");
+});
