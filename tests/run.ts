@@ -63,7 +63,10 @@ if (Deno.env.get("KRT_TEST_KUBE_SERVER")) {
           Math.round(performance.now() - started)
         } ms`,
       );
-      Object.assign(env, controlPlaneEnv(controlPlane), { KRT_TEST_KUBECTL: `${assets}/kubectl` });
+      Object.assign(env, controlPlaneEnv(controlPlane), {
+        KRT_TEST_KUBECTL: `${assets}/kubectl`,
+        KRT_TEST_CONTROL_PLANE_ASSETS: assets,
+      });
     }
   }
 }

@@ -1,0 +1,269 @@
+/**
+ * Faults while the real processes run: Valkey killed and restarted under a
+ * steady stream of events, kube-apiserver restarted under the worker, a
+ * worker killed mid-event. Every 202 must lead to exactly one restart; no
+ * request during an outage may get 202; nothing may restart twice for one
+ * event. All traffic stays on loopback; every loop is bounded in time.
+ */
+
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { type Cluster, deploymentManifest, eventually, openCluster } from "../helpers/cluster.ts";
+import {
+  type ControlPlane,
+  requireControlPlane,
+  startControlPlane,
+} from "../helpers/control_plane.ts";
+import { startIssuer, TEST_AUDIENCE } from "../helpers/issuer.ts";
+import { type Program, startWeb, startWorker } from "../helpers/program.ts";
+import { withoutValkey } from "../helpers/skip.ts";
+import { publishRaw, startValkey, type TestValkey } from "../helpers/valkey.ts";
+
+const CHANNEL = "krt-faults";
+const info = withoutValkey() ? undefined : requireControlPlane("the fault tests");
+const options = { ignore: info === undefined, sanitizeOps: false, sanitizeResources: false };
+
+function env(valkey: TestValkey, extra: Record<string, string> = {}) {
+  return {
+    VALKEY_ADDR: valkey.addr,
+    VALKEY_CHANNEL: CHANNEL,
+    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+    ...extra,
+  };
+}
+
+async function scopedWorkerSetup(cluster: Cluster, prefix: string, names: string[]) {
+  const ns = await cluster.namespace(prefix);
+  await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+  for (const name of names) {
+    await cluster.createDeployment(
+      deploymentManifest(ns, name, [{ image: "ghcr.io/acme/app:dev" }]),
+    );
+  }
+  return { ns, kubeconfig: await cluster.workerKubeconfig() };
+}
+
+Deno.test({
+  name:
+    "Valkey killed and restarted during 20 events/s for 30 s: every 202 restarts once, the outage gets 503",
+  ...options,
+  async fn() {
+    const cluster = openCluster(info!);
+    const issuer = await startIssuer();
+    const valkey = await startValkey();
+    const programs: Program[] = [];
+    try {
+      const { ns, kubeconfig } = await scopedWorkerSetup(cluster, "krt-vfault", ["app"]);
+      const before = await cluster.getDeployment(ns, "app");
+      const web = await startWeb(env(valkey, {
+        GITHUB_OIDC_ISSUER: issuer.url,
+        GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
+        GITHUB_ALLOWED_ORG: "acme",
+        VALKEY_TIMEOUT: "1s",
+      }));
+      programs.push(web.program);
+      const worker = await startWorker(
+        env(valkey, { WATCH_NAMESPACES: ns, RESTART_DEDUP_WINDOW: "0s" }),
+        kubeconfig,
+      );
+      programs.push(worker.program);
+
+      const tokens = await Promise.all(Array.from({ length: 600 }, () => issuer.sign()));
+      const results: { sentAt: number; status: number; id?: string }[] = [];
+      const started = Date.now();
+      let killedAt = Infinity;
+      let restartedAt = Infinity;
+      const outage = (async () => {
+        await new Promise((r) => setTimeout(r, 10_000));
+        killedAt = Date.now();
+        await valkey.stop();
+        await new Promise((r) => setTimeout(r, 5_000));
+        await valkey.start();
+        restartedAt = Date.now();
+      })();
+      const inFlight: Promise<void>[] = [];
+      for (let i = 0; i < 600; i++) {
+        const due = started + i * 50;
+        await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now())));
+        const sentAt = Date.now();
+        inFlight.push((async () => {
+          const res = await fetch(`${web.url}/event`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${tokens[i]}`, "content-type": "application/json" },
+            body: '{"image":"ghcr.io/acme/app:dev"}',
+          });
+          const body = await res.json();
+          results.push({ sentAt, status: res.status, id: body.id });
+        })());
+      }
+      await Promise.all(inFlight);
+      await outage;
+
+      const accepted = results.filter((r) => r.status === 202);
+      const refused = results.filter((r) => r.status === 503);
+      const duringOutage = results.filter((r) => r.sentAt >= killedAt && r.sentAt < restartedAt);
+      console.error(
+        `valkey fault: ${results.length} requests, ${accepted.length} x 202, ${refused.length} x 503, ` +
+          `${duringOutage.length} sent during the 5 s outage`,
+      );
+      assertEquals(accepted.length + refused.length, results.length, "only 202 and 503");
+      assert(
+        duringOutage.length > 0 && duringOutage.every((r) => r.status === 503),
+        "202 during the outage",
+      );
+      assert(
+        accepted.some((r) => r.sentAt > restartedAt),
+        "web and worker recovered without a restart",
+      );
+
+      const summaries = await eventually("a summary for every accepted event", () => {
+        const lines = worker.program.logs.filter((l) => l.msg === "event handled");
+        const ids = new Set(lines.map((l) => l.event_id));
+        return accepted.every((r) => ids.has(r.id)) ? lines : undefined;
+      }, 30_000);
+      const byId = new Map<string, number>();
+      for (const s of summaries) {
+        assertEquals(s.failed, [], `event ${s.event_id} failed`);
+        byId.set(
+          String(s.event_id),
+          (byId.get(String(s.event_id)) ?? 0) + (s.restarted as string[]).length,
+        );
+      }
+      for (const r of accepted) assertEquals(byId.get(r.id!), 1, `event ${r.id} restarted once`);
+      const after = await cluster.getDeployment(ns, "app");
+      assertEquals(
+        after.metadata.generation - before.metadata.generation,
+        accepted.length,
+        "one restart per 202",
+      );
+    } finally {
+      for (const p of programs) await p.stop();
+      await valkey.stop();
+      await issuer.stop();
+      await cluster.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "a worker killed mid-event and restarted never restarts a Deployment twice for one event",
+  ...options,
+  async fn() {
+    const cluster = openCluster(info!);
+    const valkey = await startValkey();
+    const programs: Program[] = [];
+    try {
+      const names = Array.from({ length: 30 }, (_, i) => `app-${i}`);
+      const { ns, kubeconfig } = await scopedWorkerSetup(cluster, "krt-crash", names);
+      const generation = async () =>
+        Object.fromEntries(
+          await Promise.all(
+            names.map(async (n) => [n, (await cluster.getDeployment(ns, n)).metadata.generation]),
+          ),
+        );
+      const before = await generation();
+      const workerEnv = env(valkey, {
+        WATCH_NAMESPACES: ns,
+        RESTART_DEDUP_WINDOW: "0s",
+        CLUSTER_NAME: "crash",
+      });
+      const first = await startWorker(workerEnv, kubeconfig);
+      programs.push(first.program);
+      const message = JSON.stringify({
+        id: crypto.randomUUID(),
+        time: new Date().toISOString(),
+        image: "ghcr.io/acme/app",
+        tags: ["dev"],
+      });
+      assertEquals(await publishRaw(valkey, CHANNEL, message), 1);
+      await first.program.waitForLog((l) => l.msg === "restarted deployment");
+      first.program.child.kill("SIGKILL");
+      await first.program.status;
+
+      // The same event again (a redelivery, or an operator re-publishing it).
+      const second = await startWorker(workerEnv, kubeconfig);
+      programs.push(second.program);
+      assertEquals(await publishRaw(valkey, CHANNEL, message), 1);
+      const summary = await second.program.waitForLog((l) => l.msg === "event handled");
+      const after = await generation();
+      const restarts = names.map((n) => after[n] - before[n]);
+      console.error(
+        `worker crash: ${
+          restarts.filter((r) => r === 1).length
+        } of ${names.length} restarted once, ` +
+          `${restarts.filter((r) => r === 0).length} lost with the killed worker, ` +
+          `${(summary.skipped as unknown[]).length} skipped by the new worker as already claimed`,
+      );
+      assert(
+        restarts.every((r) => r === 0 || r === 1),
+        `a Deployment restarted twice: ${restarts}`,
+      );
+      assert(
+        (summary.restarted as string[]).length > 0 || restarts.every((r) => r === 1),
+        "the new worker finished the unclaimed ones",
+      );
+    } finally {
+      for (const p of programs) await p.stop();
+      await valkey.stop();
+      await cluster.cleanup();
+    }
+  },
+});
+
+const assets = Deno.env.get("KRT_TEST_CONTROL_PLANE_ASSETS");
+
+Deno.test({
+  name:
+    "kube-apiserver restarted under the worker: the watch resumes and the next event is handled",
+  ...options,
+  ignore: options.ignore || assets === undefined,
+  async fn() {
+    let plane: ControlPlane | undefined;
+    const valkey = await startValkey();
+    let program: Program | undefined;
+    try {
+      plane = await startControlPlane({ assetsDir: assets! });
+      const cluster = openCluster(plane);
+      try {
+        const { ns, kubeconfig } = await scopedWorkerSetup(cluster, "krt-apifault", ["before"]);
+        program = (await startWorker(
+          env(valkey, { WATCH_NAMESPACES: ns, RESTART_DEDUP_WINDOW: "0s" }),
+          kubeconfig,
+        )).program;
+        await plane.restartApiServer();
+        // Created after the restart: only a resumed watch can put it in the inventory.
+        await cluster.createDeployment(
+          deploymentManifest(ns, "after", [{ image: "ghcr.io/acme/app:dev" }]),
+        );
+        const restarted = await eventually("an event after recovery restarts both", async () => {
+          const id = crypto.randomUUID();
+          await publishRaw(
+            valkey,
+            CHANNEL,
+            JSON.stringify({
+              id,
+              time: new Date().toISOString(),
+              image: "ghcr.io/acme/app",
+              tags: ["dev"],
+            }),
+          );
+          const summary = await program!.waitForLog((l) =>
+            l.msg === "event handled" && l.event_id === id
+          );
+          const names = (summary.restarted as string[]).sort();
+          return names.length === 2 ? names : undefined;
+        }, 30_000);
+        assertEquals(restarted, [`${ns}/after`, `${ns}/before`]);
+        assert(
+          program.logs.some((l) => l.msg === "inventory list/watch failed; retrying"),
+          "the outage was seen and logged",
+        );
+      } finally {
+        await cluster.cleanup();
+      }
+    } finally {
+      await program?.stop();
+      await valkey.stop();
+      await plane?.stop();
+    }
+  },
+});

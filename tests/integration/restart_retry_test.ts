@@ -1,0 +1,121 @@
+/**
+ * The restart's retry policy against the real API server: injected 5xx and
+ * 429 answers are retried until the real patch lands; a real 403 (RBAC
+ * without patch) and a real 404 are not retried.
+ */
+
+import { assertEquals } from "../helpers/assert.ts";
+import { waitForAccess } from "../helpers/capabilities.ts";
+import { deploymentManifest, openCluster } from "../helpers/cluster.ts";
+import { requireControlPlane } from "../helpers/control_plane.ts";
+import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
+import { loadKubeAccess } from "../../worker/kube_config.ts";
+import { summarizeDeployment } from "../../worker/plan.ts";
+import { restartDeployment } from "../../worker/restart.ts";
+
+const info = requireControlPlane("the restart retry tests");
+const event = { image: "ghcr.io/acme/app", tags: ["dev"] };
+
+/** The real API, with the first patches answered by injected failures. */
+function withFailures(api: KubeApi, statuses: number[]): KubeApi {
+  const queue = [...statuses];
+  return {
+    ...api,
+    patchDeployment(namespace, name, patch) {
+      const status = queue.shift();
+      if (status !== undefined) {
+        return Promise.reject(new KubeApiError(status, "Injected", `injected ${status}`));
+      }
+      return api.patchDeployment(namespace, name, patch);
+    },
+  };
+}
+
+Deno.test({
+  name: "restartDeployment() retries 5xx and 429 and never retries 403 or 404",
+  ignore: info === undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const cluster = openCluster(info!);
+    try {
+      const ns = await cluster.namespace("krt-retry");
+      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+      const access = await loadKubeAccess(await cluster.workerKubeconfig());
+      for (const verb of ["get", "patch"]) await waitForAccess(cluster, ns, verb, true);
+      const calls: string[] = [];
+      const api = createKubeApi({
+        server: access.server,
+        httpClient: access.httpClient,
+        authorization: access.authorization,
+        onRequest: (verb) => calls.push(verb),
+      });
+      const target = async (name: string) => {
+        await cluster.createDeployment(
+          deploymentManifest(ns, name, [{ image: "ghcr.io/acme/app:dev" }]),
+        );
+        const summary = summarizeDeployment(await cluster.getDeployment(ns, name));
+        return {
+          namespace: ns,
+          name,
+          resourceVersion: summary.resourceVersion,
+          containers: ["c0"],
+          pullPolicyWarnings: [],
+        };
+      };
+
+      for (const statuses of [[500], [503, 502], [429, 429, 500]]) {
+        await t.step(`retries through ${statuses.join(", ")} and then restarts`, async () => {
+          const d = await target(`retry-${statuses.join("-")}`);
+          const outcome = await restartDeployment(d, { api: withFailures(api, statuses), event });
+          assertEquals(outcome, { status: "restarted", attempts: statuses.length + 1 });
+          const after = await cluster.getDeployment(ns, d.name);
+          assertEquals(
+            typeof after.spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"],
+            "string",
+          );
+        });
+      }
+      await t.step("gives up after five failed attempts", async () => {
+        const d = await target("always-500");
+        const outcome = await restartDeployment(d, {
+          api: withFailures(api, [500, 500, 500, 500, 500, 500]),
+          event,
+        });
+        assertEquals(outcome.status, "failed");
+      });
+      await t.step("a real 404 (deleted Deployment) is not retried", async () => {
+        calls.length = 0;
+        const outcome = await restartDeployment(
+          {
+            namespace: ns,
+            name: "never-existed",
+            resourceVersion: "1",
+            containers: ["c0"],
+            pullPolicyWarnings: [],
+          },
+          { api, event },
+        );
+        assertEquals(outcome, { status: "skipped", reason: "deleted" });
+        assertEquals(calls, ["patch"]);
+      });
+      await t.step("a real 403 (RBAC without patch) is not retried", async () => {
+        const d = await target("forbidden");
+        await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", {
+          namespace: ns,
+          edit: (doc) => {
+            if (doc.kind === "Role") doc.rules[0].verbs = ["get", "list", "watch"];
+          },
+        });
+        await waitForAccess(cluster, ns, "patch", false);
+        calls.length = 0;
+        const outcome = await restartDeployment(d, { api, event });
+        assertEquals(outcome.status, "failed");
+        assertEquals(outcome.status === "failed" ? outcome.httpStatus : 0, 403);
+        assertEquals(calls, ["patch"]);
+      });
+    } finally {
+      await cluster.cleanup();
+    }
+  },
+});
