@@ -1,0 +1,235 @@
+/**
+ * `deno task bench`: measures the product on this machine against real
+ * servers on loopback (the real program under `deno run` with its permission
+ * sets, redis-server/valkey-server, kube-apiserver + etcd), prints a table and
+ * writes docs/bench/results.json. Not a test: nothing here asserts timings.
+ * Every load is bounded in count and stops by itself.
+ */
+
+import { startControlPlane } from "../helpers/control_plane.ts";
+import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
+import { ROOT, startWeb } from "../helpers/program.ts";
+import { startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
+import { benchEndToEnd, benchWorkerScale } from "./worker_bench.ts";
+
+const CHANNEL = "krt-bench";
+const quick = Deno.args.includes("--quick");
+
+/** One row of the results table. */
+export interface Row {
+  scenario: string;
+  metric: string;
+  value: number;
+  unit: string;
+  target?: string;
+}
+
+const rows: Row[] = [];
+/** Records and prints one measurement. */
+export function record(row: Row): void {
+  rows.push(row);
+  const value = Number.isInteger(row.value) ? String(row.value) : row.value.toFixed(2);
+  console.error(
+    `  ${row.scenario.padEnd(34)} ${row.metric.padEnd(34)} ${value.padStart(10)} ${
+      row.unit.padEnd(8)
+    } ${row.target ?? ""}`,
+  );
+}
+
+async function load(
+  args: string[],
+): Promise<
+  { count: number; rate: number; p50_ms: number; p99_ms: number; statuses: Record<string, number> }
+> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", "--allow-read", `${ROOT}tests/bench/load.ts`, ...args],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (out.code !== 0) throw new Error("load generator failed");
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+async function signTokens(
+  issuer: TestIssuer,
+  count: number,
+  options: Parameters<TestIssuer["sign"]>[0] = {},
+) {
+  const tokens: string[] = [];
+  for (let i = 0; i < count; i++) tokens.push(await issuer.sign(options));
+  const file = await Deno.makeTempFile({ prefix: "krt-bench-tokens-" });
+  await Deno.writeTextFile(file, tokens.join("\n"));
+  return file;
+}
+
+async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
+  const sub = await subscribe(valkey, CHANNEL);
+  const { program, url } = await startWeb({
+    VALKEY_ADDR: valkey.addr,
+    VALKEY_CHANNEL: CHANNEL,
+    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+    GITHUB_OIDC_ISSUER: issuer.url,
+    GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
+    GITHUB_ALLOWED_ORG: "acme",
+  });
+  try {
+    for (
+      const [concurrency, count] of [[1, quick ? 300 : 2000], [32, quick ? 1000 : 10000], [
+        256,
+        quick ? 1000 : 10000,
+      ]]
+    ) {
+      const tokens = await signTokens(issuer, count);
+      const result = await load([
+        "--url",
+        `${url}/event`,
+        "--tokens",
+        tokens,
+        "--concurrency",
+        String(concurrency),
+      ]);
+      await Deno.remove(tokens);
+      const scenario = `web accept c=${concurrency}`;
+      record({
+        scenario,
+        metric: "events/s",
+        value: result.rate,
+        unit: "1/s",
+        target: concurrency === 32 ? "≥ 3000" : undefined,
+      });
+      record({ scenario, metric: "p50 latency", value: result.p50_ms, unit: "ms" });
+      record({
+        scenario,
+        metric: "p99 latency",
+        value: result.p99_ms,
+        unit: "ms",
+        target: concurrency === 32 ? "≤ 25" : undefined,
+      });
+      record({
+        scenario,
+        metric: "non-202 answers",
+        value: result.count - (result.statuses["202"] ?? 0),
+        unit: "count",
+      });
+    }
+    const count = quick ? 2000 : 20000;
+    const garbage = await load([
+      "--url",
+      `${url}/event`,
+      "--token",
+      "garbage",
+      "--count",
+      String(count),
+      "--concurrency",
+      "32",
+    ]);
+    record({
+      scenario: "reject garbage c=32",
+      metric: "requests/s",
+      value: garbage.rate,
+      unit: "1/s",
+      target: "≥ 10000",
+    });
+    const jwksBefore = issuer.hits.get("/.well-known/jwks") ?? 0;
+    const unknown = await signTokens(issuer, quick ? 1000 : 5000, {
+      header: { kid: "unknown-kid" },
+    });
+    const started = performance.now();
+    const unknownResult = await load([
+      "--url",
+      `${url}/event`,
+      "--tokens",
+      unknown,
+      "--concurrency",
+      "32",
+    ]);
+    const seconds = (performance.now() - started) / 1000;
+    await Deno.remove(unknown);
+    const fetches = (issuer.hits.get("/.well-known/jwks") ?? 0) - jwksBefore;
+    record({
+      scenario: "reject unknown kid c=32",
+      metric: "requests/s",
+      value: unknownResult.rate,
+      unit: "1/s",
+    });
+    record({
+      scenario: "reject unknown kid c=32",
+      metric: `JWKS fetches in ${seconds.toFixed(1)} s`,
+      value: fetches,
+      unit: "count",
+      target: `≤ ${Math.ceil(seconds / 10) + 1} (10 s cooldown)`,
+    });
+    const rss = Number(
+      /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${program.child.pid}/status`))?.[1] ?? 0,
+    );
+    record({ scenario: "web process", metric: "RSS after load", value: rss / 1024, unit: "MB" });
+  } finally {
+    sub.close();
+    await program.stop();
+  }
+}
+
+const ensure = await new Deno.Command("bash", {
+  args: [`${ROOT}tests/controlplane/ensure.sh`],
+  stdout: "piped",
+  stderr: "inherit",
+}).output();
+const assets = new TextDecoder().decode(ensure.stdout).trim().split("\n").pop()!;
+console.error(
+  `kuberollouttrigger bench on ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores${
+    quick ? " (quick)" : ""
+  }`,
+);
+console.error(
+  `  ${"scenario".padEnd(34)} ${"metric".padEnd(34)} ${"value".padStart(10)} ${
+    "unit".padEnd(8)
+  } target`,
+);
+const issuer = await startIssuer();
+const valkey = await startValkey();
+const started = Date.now();
+try {
+  await benchWeb(issuer, valkey);
+  const plane = await startControlPlane({ assetsDir: assets });
+  try {
+    await benchEndToEnd({ plane, issuer, valkey, events: quick ? 50 : 200, record });
+  } finally {
+    await plane.stop();
+  }
+  for (const [deployments, namespaces] of quick ? [[1000, 100]] : [[1000, 100], [10000, 500]]) {
+    const scalePlane = await startControlPlane({ assetsDir: assets });
+    try {
+      await benchWorkerScale({ plane: scalePlane, valkey, deployments, namespaces, record });
+    } finally {
+      await scalePlane.stop();
+    }
+  }
+} finally {
+  await valkey.stop();
+  await issuer.stop();
+}
+
+const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.+)/)?.[1] ??
+  "unknown";
+const mem = Number(/MemTotal:\s+(\d+)/.exec(await Deno.readTextFile("/proc/meminfo"))?.[1] ?? 0);
+const results = {
+  date: new Date().toISOString(),
+  duration_s: Math.round((Date.now() - started) / 1000),
+  quick,
+  machine: {
+    cpu,
+    cores: navigator.hardwareConcurrency,
+    memory_gib: Math.round(mem / 1024 / 1024),
+    os: Deno.build.os,
+    deno: Deno.version.deno,
+  },
+  rows,
+};
+if (!quick) {
+  await Deno.mkdir(`${ROOT}docs/bench`, { recursive: true });
+  await Deno.writeTextFile(
+    `${ROOT}docs/bench/results.json`,
+    JSON.stringify(results, null, 2) + "\n",
+  );
+  console.error(`wrote docs/bench/results.json (${results.duration_s} s)`);
+}
