@@ -5,7 +5,7 @@
  * The file is the developer's own; it is still checked for shape.
  */
 
-import { loadAllYaml } from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
 import { AppError, describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
@@ -15,7 +15,10 @@ import { RESTARTED_AT_ANNOTATION } from "./plan.ts";
 export async function loadLocalInventory(path: string): Promise<Deployment[]> {
   let docs: unknown[];
   try {
-    docs = loadAllYaml(await Deno.readTextFile(path));
+    const parsed = parseAllDocuments(await Deno.readTextFile(path));
+    const failed = parsed.find((d) => d.errors.length > 0);
+    if (failed) throw failed.errors[0];
+    docs = parsed.map((d) => d.toJS());
   } catch (err) {
     throw new AppError("ERR_CONFIG", `Cannot read LOCAL_INVENTORY ${path}: ${describeError(err)}`, {
       cause: err,

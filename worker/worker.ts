@@ -46,7 +46,7 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
     });
     api = createLocalApi(deployments, logger, onRequest);
   } else {
-    const access = await loadKubeAccess(config.kubeconfig);
+    const access = await loadKubeAccess({ kubeconfig: config.kubeconfig });
     logger.info("kubernetes access", access.description);
     api = createKubeApi({
       server: access.server,

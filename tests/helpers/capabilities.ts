@@ -20,7 +20,7 @@ const quiet = createLogger({ level: "error", write: () => {} });
 
 /** The worker's KubeApi, authenticated as its ServiceAccount. */
 export async function workerApi(cluster: Cluster): Promise<KubeApi> {
-  const access = await loadKubeAccess(await cluster.workerKubeconfig());
+  const access = await loadKubeAccess({ kubeconfig: await cluster.workerKubeconfig() });
   return createKubeApi({
     server: access.server,
     httpClient: access.httpClient,

@@ -41,7 +41,7 @@ Deno.test({
     try {
       const ns = await cluster.namespace("krt-retry");
       await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
-      const access = await loadKubeAccess(await cluster.workerKubeconfig());
+      const access = await loadKubeAccess({ kubeconfig: await cluster.workerKubeconfig() });
       for (const verb of ["get", "patch"]) await waitForAccess(cluster, ns, verb, true);
       const calls: string[] = [];
       const api = createKubeApi({
