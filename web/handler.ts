@@ -158,11 +158,11 @@ export function createHandler(
       }
       deps.metrics.published.inc();
       const answer = JSON.stringify({ id: message.id, subscribers });
-      await deps.replay.complete(use, 202, answer);
+      await deps.replay.complete(start.claim, 202, answer);
       return json(202, answer);
     } catch (err) {
       // Nothing was delivered: let a retry with the same token try again.
-      await deps.replay.abandon(use);
+      await deps.replay.abandon(start.claim);
       throw err;
     }
   };

@@ -11,9 +11,16 @@ import type { Valkey } from "iovalkey";
 import { sleep } from "../shared/backoff.ts";
 import { AppError, AuthError, describeError } from "../shared/errors.ts";
 
+/** A claimed token use: where it is remembered and what it was used with. */
+export interface ReplayClaim {
+  key: string;
+  bodyHash: string;
+  ttlMs: number;
+}
+
 /** Outcome of ReplayGuard.begin. */
 export type ReplayStart =
-  | { kind: "first" }
+  | { kind: "first"; claim: ReplayClaim }
   | { kind: "repeat"; status: number; body: string };
 
 /** Remembers which token was used for which body. */
@@ -21,9 +28,9 @@ export interface ReplayGuard {
   /** Claims the token for this body, or returns the answer the first use got. */
   begin(token: TokenUse): Promise<ReplayStart>;
   /** Stores the answer for repeats of this token and body. */
-  complete(token: TokenUse, status: number, body: string): Promise<void>;
+  complete(claim: ReplayClaim, status: number, body: string): Promise<void>;
   /** Forgets a claim whose request delivered nothing, so a retry may try again. */
-  abandon(token: TokenUse): Promise<void>;
+  abandon(claim: ReplayClaim): Promise<void>;
 }
 
 /** One verified token used with one body. */
@@ -62,9 +69,6 @@ interface Stored {
 export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
   const now = options.now ?? Date.now;
   const waitMs = options.waitMs ?? 3000;
-  const key = (t: TokenUse) => PREFIX + sha256(`${t.issuer}\n${t.jti}`);
-  // Remembered until the token can no longer pass verification anyway.
-  const ttl = (t: TokenUse) => Math.max(1000, t.exp * 1000 + options.clockToleranceMs - now());
   const unavailable = (err: unknown) =>
     new AppError("ERR_PUBLISH_FAILED", `replay check failed: ${describeError(err)}`, {
       cause: err,
@@ -72,18 +76,30 @@ export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
 
   return {
     async begin(t) {
-      const k = key(t);
-      const h = sha256(t.body);
+      const claim: ReplayClaim = {
+        key: PREFIX + sha256(`${t.issuer}\n${t.jti}`),
+        bodyHash: sha256(t.body),
+        // Remembered until the token can no longer pass verification anyway.
+        ttlMs: Math.max(1000, t.exp * 1000 + options.clockToleranceMs - now()),
+      };
+      const k = claim.key;
+      const h = claim.bodyHash;
       try {
-        const first = await options.client.set(k, JSON.stringify({ h }), "PX", ttl(t), "NX");
-        if (first !== null) return { kind: "first" };
+        const first = await options.client.set(k, JSON.stringify({ h }), "PX", claim.ttlMs, "NX");
+        if (first !== null) return { kind: "first", claim };
         const deadline = now() + waitMs;
         for (;;) {
           const raw = await options.client.get(k);
           if (raw === null) {
             // The first use was abandoned (nothing delivered): this one may go.
-            const again = await options.client.set(k, JSON.stringify({ h }), "PX", ttl(t), "NX");
-            if (again !== null) return { kind: "first" };
+            const again = await options.client.set(
+              k,
+              JSON.stringify({ h }),
+              "PX",
+              claim.ttlMs,
+              "NX",
+            );
+            if (again !== null) return { kind: "first", claim };
             continue;
           }
           const stored = JSON.parse(raw) as Stored;
@@ -109,16 +125,16 @@ export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
         throw unavailable(err);
       }
     },
-    async complete(t, status, body) {
-      const value: Stored = { h: sha256(t.body), s: status, b: body };
+    async complete(claim, status, body) {
+      const value: Stored = { h: claim.bodyHash, s: status, b: body };
       try {
-        await options.client.set(key(t), JSON.stringify(value), "PX", ttl(t), "XX");
+        await options.client.set(claim.key, JSON.stringify(value), "PX", claim.ttlMs, "XX");
       } catch {
         // The event is published; a retry would then wait and fail, which is safe.
       }
     },
-    async abandon(t) {
-      await options.client.del(key(t)).catch(() => 0);
+    async abandon(claim) {
+      await options.client.del(claim.key).catch(() => 0);
     },
   };
 }

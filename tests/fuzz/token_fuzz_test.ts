@@ -83,7 +83,8 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
       ping: () => Promise.resolve(true),
     },
     replay: {
-      begin: () => Promise.resolve({ kind: "first" }),
+      begin: () =>
+        Promise.resolve({ kind: "first", claim: { key: "k", bodyHash: "h", ttlMs: 1000 } }),
       complete: () => Promise.resolve(),
       abandon: () => Promise.resolve(),
     },
