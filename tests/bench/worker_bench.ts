@@ -57,12 +57,10 @@ export async function benchEndToEnd(options: {
   const programs: Program[] = [];
   const stop = new AbortController();
   try {
-    const ns = await cluster.namespace("bench-e2e");
-    await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+    const { ns, kubeconfig } = await cluster.workerNamespace("bench-e2e");
     await cluster.createDeployment(
       deploymentManifest(ns, "app", [{ image: "ghcr.io/acme/app:dev", imagePullPolicy: "Always" }]),
     );
-    const kubeconfig = await cluster.workerKubeconfig();
     const shared = {
       VALKEY_ADDR: options.valkey.addr,
       VALKEY_CHANNEL: CHANNEL,

@@ -32,14 +32,13 @@ function env(valkey: TestValkey, extra: Record<string, string> = {}) {
 }
 
 async function scopedWorkerSetup(cluster: Cluster, prefix: string, names: string[]) {
-  const ns = await cluster.namespace(prefix);
-  await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+  const { ns, kubeconfig } = await cluster.workerNamespace(prefix);
   for (const name of names) {
     await cluster.createDeployment(
       deploymentManifest(ns, name, [{ image: "ghcr.io/acme/app:dev" }]),
     );
   }
-  return { ns, kubeconfig: await cluster.workerKubeconfig() };
+  return { ns, kubeconfig };
 }
 
 Deno.test({

@@ -339,9 +339,7 @@ Deno.test({
     const valkey = await startValkey();
     const programs: Program[] = [];
     try {
-      const ns = await cluster.namespace("krt-replicas");
-      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
-      const kubeconfig = await cluster.workerKubeconfig();
+      const { ns, kubeconfig } = await cluster.workerNamespace("krt-replicas");
       await cluster.createDeployment(
         deploymentManifest(ns, "app", [{ name: "a", image: "ghcr.io/acme/app:dev" }, {
           name: "b",
@@ -399,9 +397,7 @@ Deno.test({
     const valkey = await startValkey();
     let program: Program | undefined;
     try {
-      const ns = await cluster.namespace("krt-burst");
-      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
-      const kubeconfig = await cluster.workerKubeconfig();
+      const { ns, kubeconfig } = await cluster.workerNamespace("krt-burst");
       await cluster.createDeployment(
         deploymentManifest(ns, "app", [{ image: "ghcr.io/acme/app:dev" }]),
       );
@@ -442,9 +438,7 @@ Deno.test({
     const valkey = await startValkey();
     let program: Program | undefined;
     try {
-      const ns = await cluster.namespace("krt-dry");
-      await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
-      const kubeconfig = await cluster.workerKubeconfig();
+      const { ns, kubeconfig } = await cluster.workerNamespace("krt-dry");
       await cluster.createDeployment(
         deploymentManifest(ns, "app", [{ image: "ghcr.io/acme/app:dev" }]),
       );

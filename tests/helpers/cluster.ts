@@ -82,6 +82,8 @@ export interface Cluster {
   ): Promise<string[]>;
   /** Writes a kubeconfig for the worker's ServiceAccount into a temp dir; returns its path. */
   workerKubeconfig(): Promise<string>;
+  /** A new namespace with the shipped namespaced RBAC for the worker, and the worker's kubeconfig. */
+  workerNamespace(prefix: string): Promise<{ ns: string; kubeconfig: string }>;
   cleanup(): Promise<void>;
 }
 
@@ -152,6 +154,11 @@ export function openCluster(info: ControlPlaneInfo): Cluster {
       const path = `${dir}/kubeconfig`;
       await writeKubeconfig(path, { server: info.server, caPem: info.caPem, token });
       return path;
+    },
+    async workerNamespace(prefix) {
+      const ns = await this.namespace(prefix);
+      await this.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+      return { ns, kubeconfig: await this.workerKubeconfig() };
     },
     async cleanup() {
       for (const ns of namespaces) await admin.deleteNamespace(ns).catch(() => {});
