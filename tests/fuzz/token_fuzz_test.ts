@@ -9,6 +9,7 @@
 
 import { generateKeyPair, SignJWT } from "jose";
 import { assert } from "../helpers/assert.ts";
+import { orgOnlyPolicy } from "../helpers/issuer.ts";
 import { createRandom, fuzzSeed, mutate } from "../helpers/random.ts";
 import { createLogger } from "../../shared/log.ts";
 import { createRegistry } from "../../shared/metrics.ts";
@@ -67,17 +68,7 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
       clockToleranceMs: 15_000,
       maxTokenAgeMs: 600_000,
     }),
-    authorize: createAuthorizer({
-      allowedOrgs: ["acme"],
-      allowedRepositories: [],
-      allowedRefs: [],
-      allowedEventNames: [],
-      allowedEnvironments: [],
-      allowedWorkflowRefs: [],
-      allowedJobWorkflowRefs: [],
-      allowedOwnerIds: [],
-      allowedRepositoryIds: [],
-    }),
+    authorize: createAuthorizer(orgOnlyPolicy()),
     publisher: {
       publish: (m) => (published.push(m), Promise.resolve(1)),
       ping: () => Promise.resolve(true),

@@ -161,3 +161,18 @@ export async function startIssuer(): Promise<TestIssuer> {
   };
   return issuer;
 }
+
+/** Policy options that allow `orgs` and set none of the optional narrower rules. */
+export function orgOnlyPolicy(orgs: string[] = ["acme"]) {
+  return {
+    allowedOrgs: orgs,
+    allowedRepositories: [],
+    allowedRefs: [],
+    allowedEventNames: [],
+    allowedEnvironments: [],
+    allowedWorkflowRefs: [],
+    allowedJobWorkflowRefs: [],
+    allowedOwnerIds: [],
+    allowedRepositoryIds: [],
+  };
+}

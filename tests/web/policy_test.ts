@@ -2,19 +2,9 @@ import { assertEquals, assertThrows } from "../helpers/assert.ts";
 import { AuthError } from "../../shared/errors.ts";
 import type { GitHubClaims } from "../../web/oidc.ts";
 import { createAuthorizer, type PolicyOptions } from "../../web/policy.ts";
-import { githubClaims } from "../helpers/issuer.ts";
+import { githubClaims, orgOnlyPolicy } from "../helpers/issuer.ts";
 
-const NONE: PolicyOptions = {
-  allowedOrgs: ["acme"],
-  allowedRepositories: [],
-  allowedRefs: [],
-  allowedEventNames: [],
-  allowedEnvironments: [],
-  allowedWorkflowRefs: [],
-  allowedJobWorkflowRefs: [],
-  allowedOwnerIds: [],
-  allowedRepositoryIds: [],
-};
+const NONE: PolicyOptions = orgOnlyPolicy();
 
 const claims = (extra: Record<string, unknown> = {}) =>
   ({ ...githubClaims("https://issuer", 0), ...extra }) as GitHubClaims;
