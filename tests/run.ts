@@ -7,10 +7,15 @@
  * Extra arguments go to `deno test` (e.g. `--filter web`).
  */
 
-import { type ControlPlane, controlPlaneEnv, startControlPlane } from "./helpers/control_plane.ts";
+import {
+  type ControlPlane,
+  controlPlaneEnv,
+  ensureControlPlaneAssets,
+  startControlPlane,
+} from "./helpers/control_plane.ts";
+import { ROOT } from "./helpers/program.ts";
 import { findValkeyBinary } from "./helpers/valkey.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const IN_CI = Deno.env.get("CI") === "true";
 
 function say(text: string): void {
@@ -26,16 +31,12 @@ function problem(text: string): void {
 }
 
 async function locateControlPlane(): Promise<string | undefined> {
-  const result = await new Deno.Command("bash", {
-    args: [`${ROOT}tests/controlplane/ensure.sh`],
-    stdout: "piped",
-    stderr: "inherit",
-    stdin: "null",
-  }).output();
-  const lines = new TextDecoder().decode(result.stdout).trim().split("\n");
-  if (result.code === 0) return lines[lines.length - 1];
-  problem("kube-apiserver and etcd are not available (see the message above)");
-  return undefined;
+  try {
+    return await ensureControlPlaneAssets();
+  } catch {
+    problem("kube-apiserver, etcd and kubectl are not available (see the message above)");
+    return undefined;
+  }
 }
 
 if (!findValkeyBinary()) {

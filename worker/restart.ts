@@ -10,7 +10,7 @@
 import { backoffDelay, sleep } from "../shared/backoff.ts";
 import { describeError } from "../shared/errors.ts";
 import type { ImageEvent } from "../shared/event.ts";
-import { type KubeApi, KubeApiError } from "./kube_api.ts";
+import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
 import {
   type PlannedRestart,
   planRestarts,
@@ -31,7 +31,7 @@ export interface RestartOptions {
   now?: () => Date;
   maxAttempts?: number;
   /** Receives every Deployment the API returns, to keep the inventory fresh. */
-  onObject?: (d: import("./kube_api.ts").Deployment) => void;
+  onObject?: (d: Deployment) => void;
 }
 
 /**

@@ -6,7 +6,7 @@
  * Every load is bounded in count and stops by itself.
  */
 
-import { startControlPlane } from "../helpers/control_plane.ts";
+import { ensureControlPlaneAssets, startControlPlane } from "../helpers/control_plane.ts";
 import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { ROOT, startWeb } from "../helpers/program.ts";
 import { startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
@@ -169,12 +169,7 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
   }
 }
 
-const ensure = await new Deno.Command("bash", {
-  args: [`${ROOT}tests/controlplane/ensure.sh`],
-  stdout: "piped",
-  stderr: "inherit",
-}).output();
-const assets = new TextDecoder().decode(ensure.stdout).trim().split("\n").pop()!;
+const assets = await ensureControlPlaneAssets();
 console.error(
   `kuberollouttrigger bench on ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores${
     quick ? " (quick)" : ""

@@ -71,7 +71,7 @@ export async function ensureControlPlaneAssets(): Promise<string> {
   const last = lines[lines.length - 1] ?? "";
   if (!output.success || last === "") {
     throw new Error(
-      `Cannot provide kube-apiserver and etcd: ${ENSURE_SCRIPT} exited with ${output.code}` +
+      `Cannot provide kube-apiserver, etcd and kubectl: ${ENSURE_SCRIPT} exited with ${output.code}` +
         " (its reason is on stderr above)",
     );
   }
