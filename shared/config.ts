@@ -43,10 +43,33 @@ function rewriteBooleanFlags(args: string[], booleans: Set<string>, problems: st
     try {
       return [parseBool(m[2]) ? `--${m[1]}` : `--no-${m[1]}`];
     } catch {
-      problems.push(`--${m[1]} "${m[2]}": expected true or false`);
+      // Security: the value is not echoed; a misplaced secret may be in it.
+      problems.push(`--${m[1]}: expected true or false`);
       return [];
     }
   });
+}
+
+const OPTION_NAME = /'(--?[A-Za-z0-9][A-Za-z0-9-]{0,63})[ ']/;
+
+// Security: parseArgs quotes the offending argument, and a stray positional is
+// often a value that lost its flag (`--valkey-password= secret`). Only an
+// option's name, which the user typed as a name, is repeated back.
+function describeArgsError(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  const name = OPTION_NAME.exec((err as Error).message ?? "")?.[1];
+  switch (code) {
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return "unexpected argument (not shown, it may be a secret): give settings as --name=value";
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown flag ${name ?? "(not shown)"}`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return name
+        ? `flag ${name} has a missing or unexpected value`
+        : "a flag has a missing or unexpected value";
+    default:
+      return "cannot parse the command line";
+  }
 }
 
 /**
@@ -74,7 +97,7 @@ export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): Pa
     });
     values = parsed.values as Record<string, string | boolean | undefined>;
   } catch (err) {
-    throw new ConfigError("ERR_USAGE", [(err as Error).message]);
+    throw new ConfigError("ERR_USAGE", [describeArgsError(err)]);
   }
   if (values.help) return { kind: "help" };
 

@@ -25,7 +25,7 @@ Deno.test("no command, an unknown command or an unknown flag exits 2 with a one-
     const [args, error] of [
       [[], /kuberollouttrigger: a command is required/],
       [["serve"], /unknown command "serve"/],
-      [["web", "--bogus"], /Unknown option '--bogus'/],
+      [["web", "--bogus"], /unknown flag --bogus/],
     ] as const
   ) {
     await t.step(args.join(" ") || "(nothing)", async () => {

@@ -43,7 +43,7 @@ Deno.test("parseCommandLine() reports invalid values together with missing ones"
   assertEquals(found.length, 6);
   assertMatch(found.join("\n"), /VALKEY_ADDR \(--valkey-addr\) "redis:abc": port must be a number/);
   assertMatch(found.join("\n"), /LOG_LEVEL/);
-  assertMatch(found.join("\n"), /--valkey-tls "maybe"/);
+  assertMatch(found.join("\n"), /--valkey-tls: expected true or false/);
 });
 
 Deno.test("parseCommandLine(): a flag beats env, env beats the default", () => {
@@ -167,4 +167,25 @@ Deno.test("security: checkCombinations() refuses dev mode on a non-loopback addr
     LOCAL_INVENTORY: "/l",
   };
   assertMatch(problems(() => parse("worker", [], worker)).join(), /exclude each other/);
+});
+
+Deno.test("security: usage errors never repeat a value, only a flag's name", async (t) => {
+  const secret = "hunter2-s3cret";
+  const cases: [string[], RegExp][] = [
+    [["--valkey-password=", secret], /unexpected argument/],
+    [[secret], /unexpected argument/],
+    [[`--valkey-pasword=${secret}`], /unknown flag --valkey-pasword$/],
+    [[`-Z${secret}`], /unknown flag -Z$/],
+    [[`--dev-mode=${secret}`], /--dev-mode: expected true or false/],
+    [["--valkey-addr"], /flag --valkey-addr has a missing or unexpected value/],
+  ];
+  for (const [args, expected] of cases) {
+    await t.step(args.join(" "), () => {
+      const err = assertThrows(() => parseCommandLine("web", args, (n) => WEB_ENV[n]), {
+        instanceOf: ConfigError,
+      });
+      assertMatch(err.message, expected);
+      assert(!err.message.includes(secret), `the secret leaked: ${err.message}`);
+    });
+  }
 });
