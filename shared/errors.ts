@@ -1,7 +1,7 @@
 /**
- * Error values shared by both modes. Every failure the product reports carries a
- * stable `code` (a value that is not an AppError is logged as `ERR_INTERNAL`), so
- * callers branch on codes, never on message text. Messages are written for the
+ * Error values shared by both modes. Every failure the product expects carries a
+ * stable `code`, so callers branch on codes, never on message text; web logs any
+ * other thrown value (a bug) as `ERR_INTERNAL`. Messages are written for the
  * operator who reads them. Security: errors end up in logs, so whoever builds a
  * message keeps tokens, passwords and request headers out of it; nothing here
  * filters them. A library's message about input it could not parse may quote

@@ -243,3 +243,45 @@ Deno.test("security: createKeyStore() refuses an unreadable key set without quot
     });
   }
 });
+
+Deno.test("security: createKeyStore() gives up on an issuer that sends headers and then stalls the body", async () => {
+  const bodies: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(controller) {
+            bodies.push(controller);
+            controller.enqueue(new TextEncoder().encode('{"issuer":'));
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      ),
+  );
+  const issuer = `http://127.0.0.1:${server.addr.port}`;
+  try {
+    const store = createKeyStore({ issuer, cooldownMs: 0, ttlMs: 60_000, timeoutMs: 300 });
+    // Generous bound under load; without a deadline on the body getKey never settles.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise<"hung">((resolve) =>
+      timer = setTimeout(() => resolve("hung"), 10_000)
+    );
+    const outcome = await Promise.race([
+      store.getKey("k1").then(() => "resolved", (err: unknown) => err),
+      hung,
+    ]);
+    clearTimeout(timer);
+    assert(outcome instanceof AppError, `the timeout covers the body too; got ${String(outcome)}`);
+    assertEquals(outcome.code, "ERR_AUTH_UNAVAILABLE");
+  } finally {
+    for (const body of bodies) {
+      try {
+        body.close();
+      } catch {
+        // already closed by the aborted client
+      }
+    }
+    await server.shutdown();
+  }
+});
