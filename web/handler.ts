@@ -53,6 +53,7 @@ export interface HandlerDeps {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const BEARER = /^bearer +([^\s,]+)$/i;
 // RFC 9110 §7.2: Host is uri-host [":" port]. Deno builds req.url from it, so
 // "x/metrics?" would move the path the request line asked for.
 const HOST = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{0,5}))?$/;
@@ -63,7 +64,6 @@ function isValidHost(host: string | null): boolean {
   const m = HOST.exec(host);
   return m !== null && (m[1] === undefined || Number(m[1]) <= 65535);
 }
-const BEARER = /^bearer +([^\s,]+)$/i;
 
 function isJsonContentType(value: string | null): boolean {
   if (!value) return false;
@@ -75,7 +75,7 @@ function isJsonContentType(value: string | null): boolean {
 /** Why a body could not be had, or its text. */
 type BodyResult = string | "too_large" | "bad_encoding" | "too_slow" | "cut_short";
 
-/** True when the request's codings leave the body bytes as sent (RFC 9110 §8.4, RFC 9112 §6.1). */
+/** What is wrong with the request's codings, if anything: web reads the body only as sent (RFC 9110 §8.4, RFC 9112 §6.1). */
 function codingProblem(req: Request): string | undefined {
   const content = req.headers.get("content-encoding");
   // Security: a compressed body would otherwise be parsed (and published) as plain.
