@@ -1,8 +1,12 @@
 /**
- * Error values shared by both modes. Every failure the product reports carries a
- * stable `code` so callers branch on codes, never on message text. Messages are
- * written for the operator who reads them; they never contain a token, a
- * password or a request header (Security: errors end up in logs).
+ * Error values shared by both modes. Every failure the product expects carries a
+ * stable `code`, so callers branch on codes, never on message text; web logs any
+ * other thrown value (a bug) as `ERR_INTERNAL`. Messages are written for the
+ * operator who reads them. Security: errors end up in logs, so whoever builds a
+ * message keeps tokens, passwords and request headers out of it; nothing here
+ * filters them. A library's message about input it could not parse may quote
+ * that input, so such errors are described by position (jsonErrorPosition), not
+ * passed through describeError.
  */
 
 /** Stable error codes; part of the log contract, documented in docs/operations.md. */
@@ -15,7 +19,9 @@ export type ErrorCode =
   | "ERR_IMAGE_NOT_ALLOWED"
   | "ERR_PUBLISH_FAILED"
   | "ERR_NO_SUBSCRIBER"
-  | "ERR_KUBE";
+  | "ERR_REPLAY_IN_PROGRESS"
+  | "ERR_KUBE"
+  | "ERR_INTERNAL";
 
 /** The one error class of the product: a code, a one-line message, the library error as cause. */
 export class AppError extends Error {
@@ -54,7 +60,11 @@ export class AuthError extends AppError {
   }
 }
 
-/** Returns a short, single-line description of any thrown value, for logs. */
+/**
+ * Returns a short, single-line description of any thrown value, for logs. It
+ * shortens but does not redact: only pass errors whose message cannot quote
+ * secret input.
+ */
 export function describeError(err: unknown): string {
   if (err instanceof Error) return oneLine(err.message || err.name);
   return oneLine(String(err));
@@ -62,4 +72,15 @@ export function describeError(err: unknown): string {
 
 function oneLine(text: string): string {
   return text.replace(/\s+/g, " ").trim().slice(0, 500);
+}
+
+/**
+ * Where a JSON parser (JSON.parse or parseStrictJson) stopped, as " at offset N",
+ * or "" when its message says no position. Security: the parser's own message
+ * may quote the document, which can hold a secret; this never returns any of it.
+ */
+export function jsonErrorPosition(err: unknown): string {
+  const message = err instanceof Error ? err.message : "";
+  const m = /\b(?:at offset|at position) (\d{1,9})\b/.exec(message);
+  return m ? ` at offset ${m[1]}` : "";
 }

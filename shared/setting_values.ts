@@ -89,3 +89,21 @@ export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
   return h === "localhost" || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h);
 }
+
+// GitHub account and repository names are ASCII: letters, digits, '-', plus
+// '_' (managed users) and '.' (repositories).
+const GITHUB_NAME = /^[A-Za-z0-9._-]{1,100}$/;
+
+/** True for a GitHub owner or repository name: 1-100 ASCII letters, digits, '.', '_', '-'. */
+export function isGitHubName(text: string): boolean {
+  return GITHUB_NAME.test(text) && text !== "." && text !== "..";
+}
+
+/**
+ * Lower-cases A-Z only. Security: String.prototype.toLowerCase folds some
+ * non-ASCII letters to ASCII (the Kelvin sign U+212A becomes "k"), so two
+ * different names could compare equal; GitHub names are ASCII and compared so.
+ */
+export function asciiLowerCase(text: string): string {
+  return text.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
+}

@@ -8,8 +8,10 @@
 import { parseImagePrefix } from "./image_ref.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import {
+  asciiLowerCase,
   formatDuration,
   type HostPort,
+  isGitHubName,
   isLoopbackHost,
   parseBool,
   parseDuration,
@@ -73,11 +75,21 @@ function numericId(item: string): string {
   return item;
 }
 
+function githubOwner(item: string): string {
+  if (!isGitHubName(item)) {
+    throw new Error(
+      `"${item}" is not a GitHub organisation or user name (ASCII letters, digits, ".", "_", "-")`,
+    );
+  }
+  return asciiLowerCase(item);
+}
+
 function ownerRepo(item: string): string {
-  if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(item)) {
+  const [owner, name, ...rest] = item.split("/");
+  if (name === undefined || rest.length > 0 || !isGitHubName(owner) || !isGitHubName(name)) {
     throw new Error(`"${item}" is not owner/repo`);
   }
-  return item.toLowerCase();
+  return asciiLowerCase(item);
 }
 
 function namespace(item: string): string {
@@ -248,7 +260,7 @@ export const SETTINGS = {
     required: true,
     help:
       "Comma-separated organisations or users whose workflows may send events (repository_owner, any case).",
-    parse: listOf((item) => item.toLowerCase()),
+    parse: listOf(githubOwner),
   }),
   allowedRepositories: setting<string[]>({
     env: "GITHUB_ALLOWED_REPOSITORIES",

@@ -1,9 +1,10 @@
 /**
  * The web mode's HTTP handler: routing, the POST /event pipeline (method →
- * token → authorization → content type → bounded body → event → publish) and
- * the probe and metrics endpoints. Everything in the request is untrusted; the
- * token is verified before the body is read. One JSON log line per request;
- * the token and request headers are never logged.
+ * token → authorization → content type and coding → bounded body → event →
+ * publish) and the probe and metrics endpoints. Everything in the request is
+ * untrusted; the token is verified before the body is read, and no request can
+ * make it answer 5xx (those mean our side or a dependency failed). One JSON log
+ * line per request; the token and request headers are never logged.
  */
 
 import { AppError, AuthError } from "../shared/errors.ts";
@@ -53,6 +54,16 @@ export interface HandlerDeps {
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const BEARER = /^bearer +([^\s,]+)$/i;
+// RFC 9110 §7.2: Host is uri-host [":" port]. Deno builds req.url from it, so
+// "x/metrics?" would move the path the request line asked for.
+const HOST = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{0,5}))?$/;
+
+function isValidHost(host: string | null): boolean {
+  // Absent or empty (HTTP/1.0, or no authority): Deno uses the listen address.
+  if (host === null || host === "") return true;
+  const m = HOST.exec(host);
+  return m !== null && (m[1] === undefined || Number(m[1]) <= 65535);
+}
 
 function isJsonContentType(value: string | null): boolean {
   if (!value) return false;
@@ -61,7 +72,25 @@ function isJsonContentType(value: string | null): boolean {
   return params.every((p) => p === "" || /^charset="?utf-8"?$/.test(p));
 }
 
-async function readBody(req: Request): Promise<string | "too_large" | "bad_encoding" | "too_slow"> {
+/** Why a body could not be had, or its text. */
+type BodyResult = string | "too_large" | "bad_encoding" | "too_slow" | "cut_short";
+
+/** What is wrong with the request's codings, if anything: web reads the body only as sent (RFC 9110 §8.4, RFC 9112 §6.1). */
+function codingProblem(req: Request): string | undefined {
+  const content = req.headers.get("content-encoding");
+  // Security: a compressed body would otherwise be parsed (and published) as plain.
+  if (content !== null && content.trim().toLowerCase() !== "identity") {
+    return "content encoding must be identity";
+  }
+  // Deno decodes chunked framing only; any other transfer coding reaches us raw.
+  const transfer = req.headers.get("transfer-encoding");
+  if (transfer !== null && transfer.trim().toLowerCase() !== "chunked") {
+    return "transfer encoding must be chunked or absent";
+  }
+  return undefined;
+}
+
+async function readBody(req: Request): Promise<BodyResult> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > MAX_BODY_BYTES) return "too_large";
   const reader = req.body?.getReader();
@@ -75,7 +104,13 @@ async function readBody(req: Request): Promise<string | "too_large" | "bad_encod
   );
   try {
     for (;;) {
-      const chunk = await Promise.race([reader.read(), deadline]);
+      // A client that closes before sending all it announced (Content-Length or
+      // chunked) makes read() reject: the request is incomplete, not our fault.
+      const chunk = await Promise.race([
+        reader.read().catch(() => "cut_short" as const),
+        deadline,
+      ]);
+      if (chunk === "cut_short") return "cut_short";
       if (chunk === "too_slow") {
         await reader.cancel().catch(() => {});
         return "too_slow";
@@ -135,16 +170,29 @@ export function createHandler(
     if (!isJsonContentType(req.headers.get("content-type"))) {
       return json(415, { error: "content type must be application/json" });
     }
+    const coding = codingProblem(req);
+    if (coding) return json(415, { error: coding });
     const body = await readBody(req);
     if (body === "too_large") return json(413, { error: `body exceeds ${MAX_BODY_BYTES} bytes` });
     if (body === "too_slow") return json(408, { error: "request body was not received in time" });
+    if (body === "cut_short") {
+      log.reason = "body_incomplete";
+      return json(400, { error: "request body ended before it was complete" });
+    }
     if (body === "bad_encoding") throw new AppError("ERR_EVENT_INVALID", "body is not valid UTF-8");
     const event = parseEventRequest(body, deps.prefixes);
-    const use: TokenUse = { issuer: String(claims.iss), jti: claims.jti, exp: claims.exp, body };
+    const use: TokenUse = {
+      issuer: String(claims.iss),
+      jti: claims.jti,
+      exp: claims.exp,
+      iat: claims.iat,
+      body,
+    };
     const start = await deps.replay.begin(use);
     if (start.kind === "repeat") {
       // A client retry: the same answer again, and nothing published twice.
       log.replayed = true;
+      deps.metrics.tokenReuse.inc({ outcome: "repeat" });
       return json(start.status, start.body);
     }
     try {
@@ -181,18 +229,26 @@ export function createHandler(
     const started = performance.now();
     const incoming = req.headers.get("x-request-id");
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : newId();
-    const url = new URL(req.url);
-    const entry = routes[url.pathname];
-    const routeLabel = entry ? url.pathname : "unmatched";
+    let url: URL | undefined;
+    try {
+      if (isValidHost(req.headers.get("host"))) url = new URL(req.url);
+    } catch {
+      // No URL can be made of what the client sent: answered below as 400.
+    }
+    const entry = url && Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+    const routeLabel = entry && url ? url.pathname : "unmatched";
     const log: LogFields = {
       request_id: requestId,
       method: req.method,
-      path: url.pathname.slice(0, 200),
+      path: url ? url.pathname.slice(0, 200) : undefined,
       remote_addr: info.remoteAddr.hostname,
     };
     let response: Response;
     try {
-      if (!entry) response = json(404, { error: "not found" });
+      if (!url) {
+        log.reason = "bad_host";
+        response = json(400, { error: "Host header is not a valid host[:port]" });
+      } else if (!entry) response = json(404, { error: "not found" });
       else if (req.method !== entry.method && !(entry.method === "GET" && req.method === "HEAD")) {
         response = json(405, { error: "method not allowed" }, { allow: entry.method });
       } else response = await entry.route(req, info, log);
@@ -205,6 +261,10 @@ export function createHandler(
         Object.assign(log, { code: err.code, detail: err.message });
         if (err.code === "ERR_PUBLISH_FAILED") {
           deps.metrics.publishFailures.inc({ reason: "error" });
+        } else if (err.code === "ERR_REPLAY_IN_PROGRESS") {
+          // Nothing failed: the first request holds the token and may still deliver.
+          log.reason = "replay_in_progress";
+          deps.metrics.tokenReuse.inc({ outcome: "in_progress" });
         }
       } else {
         Object.assign(log, { code: "ERR_INTERNAL", detail: String(err).slice(0, 300) });

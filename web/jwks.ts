@@ -3,12 +3,17 @@
  * cached by kid. Refetches when a kid is unknown or the cache is old, but never
  * more than once per cooldown, so a flood of tokens with made-up kids cannot
  * hammer the issuer. Trusts only the configured issuer URL; everything fetched
- * is validated (same origin, no redirects, bounded size and time).
+ * is validated: jwks_uri on the issuer's origin, no redirects, at most 256 KiB
+ * per document, each request (body included) within the timeout, strict JSON
+ * (no repeated members), RSA keys of at least 2048 bits. Errors say what was
+ * wrong and where, never quote a document (a misconfigured issuer could serve
+ * private key material).
  */
 
-import { importJWK, type JWK } from "jose";
-import { AppError, describeError } from "../shared/errors.ts";
+import { base64url, importJWK, type JWK } from "jose";
+import { AppError, describeError, jsonErrorPosition } from "../shared/errors.ts";
 import { isLoopbackHost } from "../shared/setting_values.ts";
+import { parseStrictJson } from "../shared/strict_json.ts";
 
 /** Options for createKeyStore. */
 export interface KeyStoreOptions {
@@ -58,10 +63,36 @@ async function readLimited(response: Response): Promise<string> {
   return new TextDecoder("utf-8", { fatal: true }).decode(all);
 }
 
-function modulusBits(n: string): number {
-  // base64url without padding: 4 chars carry 3 bytes; ignore leading zero bytes.
-  const bytes = Math.floor(n.length * 3 / 4);
-  return bytes * 8;
+/** Bit length of an RSA modulus given as base64url (RFC 7518 §6.3.1.1); 0 when unreadable. */
+export function modulusBits(n: string): number {
+  let bytes: Uint8Array;
+  try {
+    bytes = base64url.decode(n);
+  } catch {
+    return 0;
+  }
+  // Leading zero bytes (which RFC 7518 forbids but some encoders emit) add no bits.
+  let first = 0;
+  while (first < bytes.length && bytes[first] === 0) first++;
+  if (first === bytes.length) return 0;
+  return (bytes.length - first - 1) * 8 + (32 - Math.clz32(bytes[first]));
+}
+
+/** Parses a fetched document; the error names a position, never the text. */
+function parseDocument(text: string): Record<string, unknown> {
+  let body;
+  try {
+    body = parseStrictJson(text);
+  } catch (err) {
+    const what = err instanceof Error && err.message.startsWith("duplicate key")
+      ? "repeats a member"
+      : "is not valid JSON";
+    throw new Error(`document ${what}${jsonErrorPosition(err)}`);
+  }
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new Error("not a JSON object");
+  }
+  return body;
 }
 
 /** Creates the key store for one issuer. */
@@ -87,10 +118,7 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
         await response.body?.cancel();
         throw new Error(`HTTP ${response.status}`);
       }
-      const body = JSON.parse(await readLimited(response));
-      if (body === null || typeof body !== "object" || Array.isArray(body)) {
-        throw new Error("not a JSON object");
-      }
+      const body = parseDocument(await readLimited(response));
       options.onFetch?.({ url, ok: true });
       return body;
     } catch (err) {
@@ -101,10 +129,15 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
 
   const checkJwksUri = (value: unknown): string => {
     if (typeof value !== "string") throw new Error("discovery document has no jwks_uri");
-    const url = new URL(value);
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new Error("discovery document's jwks_uri is not a URL");
+    }
     // Security: keys must come from the issuer's own origin (GitHub and GHES both do).
     if (url.origin !== issuerUrl.origin) {
-      throw new Error(`jwks_uri ${value} is not on the issuer's origin`);
+      throw new Error(`jwks_uri on ${url.origin.slice(0, 200)} is not on the issuer's origin`);
     }
     if (url.protocol !== "https:" && !isLoopbackHost(url.hostname)) {
       throw new Error("jwks_uri must use https");

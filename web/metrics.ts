@@ -9,6 +9,7 @@ export interface WebMetrics {
   authDenied: Counter;
   published: Counter;
   publishFailures: Counter;
+  tokenReuse: Counter;
   issuerFetches: Counter;
 }
 
@@ -35,6 +36,10 @@ export function createWebMetrics(registry: Registry): WebMetrics {
     publishFailures: registry.counter(
       "kuberollouttrigger_publish_failures_total",
       "Events not delivered: Valkey error or no subscriber.",
+    ),
+    tokenReuse: registry.counter(
+      "kuberollouttrigger_token_reuse_total",
+      "Requests reusing a token already used with the same body, by outcome: repeat (the first answer again) or in_progress (409, the first was not finished).",
     ),
     issuerFetches: registry.counter(
       "kuberollouttrigger_oidc_issuer_fetches_total",

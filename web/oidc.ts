@@ -2,11 +2,14 @@
  * Verification of GitHub Actions OIDC tokens: RS256 signature by one of the
  * issuer's published keys, exact issuer, exact audience, required exp/iat/jti,
  * clock tolerance and a bound on token age. The token is untrusted until this
- * returns; no part of it (nor of its header) is ever put in an error message.
+ * returns. Its encoded parts and claim values never go into an error message;
+ * only the header's alg and kid do, shortened, because they name which key and
+ * algorithm were asked for (public facts an operator needs) and are not secret.
  */
 
-import { decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from "jose";
-import { AppError, AuthError } from "../shared/errors.ts";
+import { base64url, errors, type JWTPayload, jwtVerify } from "jose";
+import { AppError, AuthError, jsonErrorPosition } from "../shared/errors.ts";
+import { type JsonValue, parseStrictJson } from "../shared/strict_json.ts";
 import type { KeyStore } from "./jwks.ts";
 
 /** The GitHub claims authorization looks at; IDs are strings, as GitHub sends them. */
@@ -46,6 +49,53 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 // fetches them when given a key, but a token carrying them is not GitHub's.
 const KEY_HEADERS = ["jku", "x5u", "jwk", "x5c"];
 
+type JsonObject = { [key: string]: JsonValue };
+
+/**
+ * Decodes one base64url JWS segment and reads it with the duplicate-rejecting
+ * reader. Security: JSON.parse (and so jose) keeps the last of two members with
+ * one name; a header or claims set that says two things is refused instead, so
+ * what we check and what any other reader of the token sees cannot differ
+ * (RFC 7515 §4 and RFC 7519 §4: names MUST be unique).
+ */
+function decodeSegment(segment: string, what: "header" | "claims"): JsonObject {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(base64url.decode(segment));
+  } catch {
+    throw new AuthError("malformed", `token ${what} is not base64url-encoded UTF-8`);
+  }
+  let value: JsonValue;
+  try {
+    value = parseStrictJson(text);
+  } catch (err) {
+    // Position only: the text is token content.
+    const where = jsonErrorPosition(err);
+    if (err instanceof Error && err.message.startsWith("duplicate key")) {
+      throw new AuthError(`duplicate_${what}_member`, `token ${what} repeats a member${where}`);
+    }
+    throw new AuthError("malformed", `token ${what} is not valid JSON${where}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new AuthError("malformed", `token ${what} is not a JSON object`);
+  }
+  return value;
+}
+
+// Security: JSON numbers as large as 1e400 read as Infinity, which passes every
+// comparison jose makes for exp and nbf. GitHub sends whole seconds.
+const NUMERIC_DATES = ["exp", "iat", "nbf"] as const;
+
+function checkNumericDates(claims: JsonObject): void {
+  for (const name of NUMERIC_DATES) {
+    const value = claims[name];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+      throw new AuthError(`claim_${name}`, `${name} is not a finite NumericDate`);
+    }
+  }
+}
+
 function mapJoseError(err: unknown): AuthError {
   if (err instanceof errors.JWTExpired) {
     // jose reports the maxTokenAge bound as an expiry of the iat claim.
@@ -73,19 +123,16 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   return async (token) => {
     if (token.length > MAX_TOKEN_LENGTH) throw new AuthError("malformed", "token is too long");
     if (!COMPACT_JWS.test(token)) throw new AuthError("malformed", "token is not a compact JWS");
-    let header;
-    try {
-      header = decodeProtectedHeader(token);
-    } catch {
-      throw new AuthError("malformed", "token header is not valid JSON");
-    }
+    const [headerPart, claimsPart] = token.split(".");
+    const header = decodeSegment(headerPart, "header");
+    checkNumericDates(decodeSegment(claimsPart, "claims"));
     if (header.alg !== "RS256") {
       throw new AuthError(
         "alg_not_allowed",
         `algorithm ${String(header.alg).slice(0, 20)} is not RS256`,
       );
     }
-    const keyHeader = KEY_HEADERS.find((name) => name in header);
+    const keyHeader = KEY_HEADERS.find((name) => Object.hasOwn(header, name));
     if (keyHeader) throw new AuthError("untrusted_header_key", `token header carries ${keyHeader}`);
     if (typeof header.kid !== "string" || header.kid === "" || header.kid.length > 256) {
       throw new AuthError("missing_kid", "token header has no usable kid");

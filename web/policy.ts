@@ -1,14 +1,16 @@
 /**
  * Authorization of verified GitHub claims: the repository owner must be an
- * allowed org, and each optional narrower rule that is configured must hold.
- * Input is claims from a verified token; a rule is only as good as the claim,
- * so every value is type-checked as the string GitHub sends.
+ * allowed org, the repository must be `<owner>/<name>` of that same owner, and
+ * each optional narrower rule that is configured must hold. Input is claims
+ * from a verified token; a rule is only as good as the claim, so every value is
+ * type-checked as the string GitHub sends, and names as the ASCII GitHub allows.
  */
 
 import { AuthError } from "../shared/errors.ts";
+import { asciiLowerCase, isGitHubName } from "../shared/setting_values.ts";
 import type { GitHubClaims } from "./oidc.ts";
 
-/** The rules, as parsed from settings (orgs and repositories already lower-cased). */
+/** The rules, as parsed from settings (orgs and repositories already ASCII-lower-cased). */
 export interface PolicyOptions {
   allowedOrgs: readonly string[];
   allowedRepositories: readonly string[];
@@ -35,6 +37,41 @@ function claim(claims: GitHubClaims, name: keyof GitHubClaims): string {
   return value;
 }
 
+const quote = (value: string) => JSON.stringify(value.slice(0, 200));
+
+/** The owner, ASCII-lower-cased; refuses anything that is not a GitHub name. */
+function ownerOf(claims: GitHubClaims): string {
+  const owner = claim(claims, "repository_owner");
+  // Security: GitHub names are ASCII. Anything else is refused before any
+  // case folding, so no Unicode letter can fold onto an allowed org.
+  if (!isGitHubName(owner)) {
+    throw new AuthError(
+      "claim_repository_owner",
+      `repository_owner ${quote(owner)} is not an ASCII GitHub name`,
+    );
+  }
+  return asciiLowerCase(owner);
+}
+
+/** `<owner>/<name>` of exactly `owner`, ASCII-lower-cased. */
+function repositoryOf(claims: GitHubClaims, owner: string): string {
+  const repository = claim(claims, "repository");
+  const [ownerPart, name, ...rest] = repository.split("/");
+  if (name === undefined || rest.length > 0 || !isGitHubName(ownerPart) || !isGitHubName(name)) {
+    throw new AuthError(
+      "claim_repository",
+      `repository ${quote(repository)} is not <owner>/<name> in ASCII`,
+    );
+  }
+  if (asciiLowerCase(ownerPart) !== owner) {
+    throw new AuthError(
+      "repository_mismatch",
+      `repository ${quote(repository)} is not owned by ${owner}`,
+    );
+  }
+  return asciiLowerCase(repository);
+}
+
 /** Creates the authorizer for a fixed set of rules. */
 export function createAuthorizer(options: PolicyOptions): Authorizer {
   const rules: [keyof GitHubClaims, readonly string[], string][] = [
@@ -47,17 +84,11 @@ export function createAuthorizer(options: PolicyOptions): Authorizer {
     ["repository_id", options.allowedRepositoryIds, "repository_id_not_allowed"],
   ];
   return (claims) => {
-    const owner = claim(claims, "repository_owner").toLowerCase();
+    const owner = ownerOf(claims);
     if (!options.allowedOrgs.includes(owner)) {
       throw new AuthError("org_not_allowed", `repository_owner ${owner} is not an allowed org`);
     }
-    const repository = claim(claims, "repository").toLowerCase();
-    if (!repository.startsWith(owner + "/")) {
-      throw new AuthError(
-        "repository_mismatch",
-        `repository ${repository} is not owned by ${owner}`,
-      );
-    }
+    const repository = repositoryOf(claims, owner);
     if (
       options.allowedRepositories.length > 0 && !options.allowedRepositories.includes(repository)
     ) {
@@ -67,10 +98,7 @@ export function createAuthorizer(options: PolicyOptions): Authorizer {
       if (allowed.length === 0) continue;
       const value = claim(claims, name);
       if (!allowed.includes(value)) {
-        throw new AuthError(
-          reason,
-          `${String(name)} ${JSON.stringify(value.slice(0, 200))} is not allowed`,
-        );
+        throw new AuthError(reason, `${String(name)} ${quote(value)} is not allowed`);
       }
     }
   };

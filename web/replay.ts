@@ -2,14 +2,17 @@
  * Replay protection: a verified token's jti is remembered in Valkey until the
  * token expires. The same token with the same body gets the first answer again
  * without a second publish (safe client retries); the same token with another
- * body is denied. Keys hold a hash of issuer + jti and of the body, never the
- * token or its claims in clear.
+ * body is denied, and a repeat that arrives while the first is still being
+ * handled waits briefly, then gets its own answer (ERR_REPLAY_IN_PROGRESS).
+ * Keys hold a hash of issuer + jti and of the body, never the token or its
+ * claims in clear. Stored values are read back as untrusted: a value that is
+ * not our record is reported by position, never quoted.
  */
 
 import { createHash } from "node:crypto";
 import type { Valkey } from "iovalkey";
 import { sleep } from "../shared/backoff.ts";
-import { AppError, AuthError, describeError } from "../shared/errors.ts";
+import { AppError, AuthError, describeError, jsonErrorPosition } from "../shared/errors.ts";
 
 /** A claimed token use: where it is remembered and what it was used with. */
 export interface ReplayClaim {
@@ -37,8 +40,10 @@ export interface ReplayGuard {
 export interface TokenUse {
   issuer: string;
   jti: string;
-  /** Token expiry, seconds since the epoch. */
+  /** Token expiry, seconds since the epoch (a NumericDate: may have a fraction). */
   exp: number;
+  /** Token issue time, seconds since the epoch (may have a fraction). */
+  iat: number;
   body: string;
 }
 
@@ -46,6 +51,8 @@ export interface TokenUse {
 export interface ReplayGuardOptions {
   client: Valkey;
   clockToleranceMs: number;
+  /** The verifier's bound on token age: no token passes it after iat + this. */
+  maxTokenAgeMs: number;
   now?: () => number;
   /** How long a repeat waits for the first use to finish. */
   waitMs?: number;
@@ -65,6 +72,50 @@ interface Stored {
   b?: string;
 }
 
+const MIN_TTL_MS = 1000;
+
+/**
+ * How long to remember a token: until it can no longer pass verification,
+ * which is the earlier of exp and iat + the maximum age, plus the clock
+ * tolerance. Valkey's PX takes a whole number of milliseconds, and NumericDates
+ * may have fractions (RFC 7519 §2), so the result is rounded up, and bounded so
+ * a far-future exp can never reach Valkey as a huge or non-finite number.
+ */
+export function replayTtlMs(
+  token: { exp: number; iat: number },
+  options: { clockToleranceMs: number; maxTokenAgeMs: number; nowMs: number },
+): number {
+  const longest = options.maxTokenAgeMs + 2 * options.clockToleranceMs;
+  const untilMs = Math.min(token.exp * 1000, token.iat * 1000 + options.maxTokenAgeMs) +
+    options.clockToleranceMs;
+  const ttl = Math.ceil(untilMs - options.nowMs);
+  // NaN (a missing claim) fails every comparison: remember for the longest time.
+  if (!(ttl <= longest)) return Math.ceil(Math.max(MIN_TTL_MS, longest));
+  return Math.max(MIN_TTL_MS, ttl);
+}
+
+/** Reads a stored value; throws ERR_PUBLISH_FAILED, without its content, when it is not our record. */
+function readStored(raw: string): Stored {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (err) {
+    // Security: JSON.parse's message quotes the text; say where, not what.
+    throw new AppError(
+      "ERR_PUBLISH_FAILED",
+      `replay record is not valid JSON${jsonErrorPosition(err)}`,
+    );
+  }
+  const v = value as Partial<Stored> | null;
+  const shaped = v !== null && typeof v === "object" && !Array.isArray(v) &&
+    typeof v.h === "string" &&
+    (v.s === undefined ||
+      (Number.isInteger(v.s) && (v.s as number) >= 200 && (v.s as number) <= 599)) &&
+    (v.b === undefined || typeof v.b === "string");
+  if (!shaped) throw new AppError("ERR_PUBLISH_FAILED", "replay record has an unexpected shape");
+  return v as Stored;
+}
+
 /** Creates the guard on web's Valkey connection. */
 export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
   const now = options.now ?? Date.now;
@@ -79,8 +130,11 @@ export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
       const claim: ReplayClaim = {
         key: PREFIX + sha256(`${t.issuer}\n${t.jti}`),
         bodyHash: sha256(t.body),
-        // Remembered until the token can no longer pass verification anyway.
-        ttlMs: Math.max(1000, t.exp * 1000 + options.clockToleranceMs - now()),
+        ttlMs: replayTtlMs(t, {
+          clockToleranceMs: options.clockToleranceMs,
+          maxTokenAgeMs: options.maxTokenAgeMs,
+          nowMs: now(),
+        }),
       };
       const k = claim.key;
       const h = claim.bodyHash;
@@ -102,7 +156,7 @@ export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
             if (again !== null) return { kind: "first", claim };
             continue;
           }
-          const stored = JSON.parse(raw) as Stored;
+          const stored = readStored(raw);
           if (stored.h !== h) {
             throw new AuthError(
               "replay_different_body",
@@ -114,8 +168,8 @@ export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
           }
           if (now() > deadline) {
             throw new AppError(
-              "ERR_PUBLISH_FAILED",
-              "the first request with this token is still in progress",
+              "ERR_REPLAY_IN_PROGRESS",
+              `the first request with this token was still in progress after ${waitMs} ms`,
             );
           }
           await sleep(25);

@@ -26,6 +26,10 @@ export function errorResponse(err: unknown): Response {
       });
     case "ERR_PUBLISH_FAILED":
       return json(503, { error: "event bus unavailable" }, { "retry-after": "5" });
+    case "ERR_REPLAY_IN_PROGRESS":
+      return json(409, { error: "a request with this token is still in progress; retry shortly" }, {
+        "retry-after": "1",
+      });
     case "ERR_NO_SUBSCRIBER":
       return json(503, { error: "no worker is subscribed; the event was not delivered" }, {
         "retry-after": "5",

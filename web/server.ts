@@ -72,7 +72,11 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     }),
     authorize: createAuthorizer(config),
     publisher,
-    replay: createReplayGuard({ client: valkey, clockToleranceMs: config.clockTolerance }),
+    replay: createReplayGuard({
+      client: valkey,
+      clockToleranceMs: config.clockTolerance,
+      maxTokenAgeMs: config.maxTokenAge,
+    }),
     prefixes: config.allowedImagePrefixes,
     logger,
     metrics,

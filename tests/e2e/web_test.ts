@@ -4,8 +4,9 @@
  * sees (status, body) and what reaches the channel (bytes).
  */
 
+import { createHash } from "node:crypto";
 import { assert, assertEquals, assertMatch, assertNotEquals } from "../helpers/assert.ts";
-import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
+import { githubClaims, startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { type Program, startWeb } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import {
@@ -60,6 +61,51 @@ function post(env: Env, token: string | null, body: string, headers: Record<stri
   const h = new Headers({ "content-type": "application/json", ...headers });
   if (token !== null) h.set("authorization", `Bearer ${token}`);
   return fetch(`${env.url}/event`, { method: "POST", headers: h, body });
+}
+
+/** What one raw HTTP/1.1 exchange over TCP got back: the status, if the server sent one. */
+async function rawExchange(
+  env: Env,
+  text: string | Uint8Array,
+  options: { halfClose?: boolean; timeoutMs?: number } = {},
+): Promise<{ status?: number; text: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(env.url).port) });
+  const timer = setTimeout(() => conn.close(), options.timeoutMs ?? 15_000);
+  let received = "";
+  try {
+    await conn.write(typeof text === "string" ? new TextEncoder().encode(text) : text);
+    // The client stops sending: whatever it announced and did not send never comes.
+    if (options.halfClose) await conn.closeWrite();
+    const buffer = new Uint8Array(16_384);
+    while (!/\r\n\r\n/.test(received)) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      received += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+  } catch {
+    // Closed by the server or by the timer: report what arrived.
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(received);
+  return { status: m ? Number(m[1]) : undefined, text: received };
+}
+
+/** The replay key and in-flight record web writes for a token's first use with `body`. */
+function replayRecord(issuer: string, token: string, body: string) {
+  const claims = JSON.parse(
+    atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")),
+  );
+  const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+  return {
+    key: `kuberollouttrigger:jti:${sha(`${issuer}\n${claims.jti}`)}`,
+    value: JSON.stringify({ h: sha(body) }),
+  };
 }
 
 async function expectDenied(env: Env, res: Response): Promise<void> {
@@ -186,7 +232,7 @@ Deno.test({
   name: "security: web denies every bad token with one identical answer",
   ignore: withoutValkey(),
   async fn(t) {
-    const env = await setUp();
+    const env = await setUp({ GITHUB_ALLOWED_ORG: "Acme,Kube" });
     const attacker = { hits: 0 };
     const attackerServer = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -441,6 +487,59 @@ Deno.test({
           "claim_repository_owner_id",
           async () =>
             post(env, await env.issuer.sign({ claims: { repository_owner_id: 1001 } }), valid),
+        ],
+        [
+          "a claims set naming repository_owner twice (last would win)",
+          "duplicate_claims_member",
+          async () => {
+            const claims = JSON.stringify(githubClaims(env.issuer.url, now));
+            const twice = `${claims.slice(0, -1)},"repository_owner":"acme"}`
+              .replace('"repository_owner":"acme"', '"repository_owner":"evil"');
+            return post(
+              env,
+              await env.issuer.signRaw(
+                `{"alg":"RS256","kid":"${env.issuer.kid}","typ":"JWT"}`,
+                twice,
+              ),
+              valid,
+            );
+          },
+        ],
+        [
+          "a header naming alg twice",
+          "duplicate_header_member",
+          async () =>
+            post(
+              env,
+              await env.issuer.signRaw(
+                `{"alg":"HS256","kid":"${env.issuer.kid}","alg":"RS256"}`,
+                JSON.stringify(githubClaims(env.issuer.url, now)),
+              ),
+              valid,
+            ),
+        ],
+        [
+          "a repository with an empty name",
+          "claim_repository",
+          async () => post(env, await env.issuer.sign({ claims: { repository: "acme/" } }), valid),
+        ],
+        [
+          "a repository with a further path segment",
+          "claim_repository",
+          async () =>
+            post(env, await env.issuer.sign({ claims: { repository: "acme/app/x" } }), valid),
+        ],
+        [
+          "an owner spelled with a Kelvin sign (U+212A lower-cases to k)",
+          "claim_repository_owner",
+          async () =>
+            post(
+              env,
+              await env.issuer.sign({
+                claims: { repository_owner: "\u212Aube", repository: "\u212Aube/app" },
+              }),
+              valid,
+            ),
         ],
         ["a tampered payload", "bad_signature", async () => {
           const [h, , s] = (await env.issuer.sign()).split(".");
@@ -883,6 +982,182 @@ Deno.test({
         }
       });
     } finally {
+      await tearDown(env);
+    }
+  },
+});
+
+Deno.test({
+  name: "security: web answers malformed HTTP from any client with 4xx, never 5xx",
+  ignore: withoutValkey(),
+  async fn(t) {
+    const env = await setUp();
+    const event = '{"image":"ghcr.io/acme/app:dev"}';
+    const head = async (extra: string) =>
+      `POST /event HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${await env.issuer
+        .sign()}\r\nContent-Type: application/json\r\n${extra}`;
+    try {
+      const cases: [string, () => Promise<string | Uint8Array>, number, boolean?][] = [
+        [
+          "a body shorter than its Content-Length (the client half-closes)",
+          async () => `${await head("Content-Length: 100\r\n\r\n")}{"image":`,
+          400,
+          true,
+        ],
+        [
+          "a chunked body that stops mid-chunk (the client half-closes)",
+          async () => `${await head("Transfer-Encoding: chunked\r\n\r\n")}20\r\n{"image"`,
+          400,
+          true,
+        ],
+        ["a gzip Content-Encoding", async () => {
+          const gz = new Uint8Array(
+            await new Response(
+              new Blob([event]).stream().pipeThrough(new CompressionStream("gzip")),
+            ).arrayBuffer(),
+          );
+          const h = new TextEncoder().encode(
+            await head(`Content-Encoding: gzip\r\nContent-Length: ${gz.length}\r\n\r\n`),
+          );
+          return new Uint8Array([...h, ...gz]);
+        }, 415],
+        [
+          "a transfer coding other than chunked",
+          async () =>
+            `${await head("Transfer-Encoding: gzip, chunked\r\n\r\n")}${
+              event.length.toString(16)
+            }\r\n${event}\r\n0\r\n\r\n`,
+          415,
+        ],
+        [
+          "a Host with a space",
+          () => Promise.resolve("GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n"),
+          400,
+        ],
+        [
+          "a Host with a port over 65535",
+          () => Promise.resolve("GET /healthz HTTP/1.1\r\nHost: x:99999\r\n\r\n"),
+          400,
+        ],
+        [
+          "a Host that would move the path (x/metrics?)",
+          () => Promise.resolve("GET /healthz HTTP/1.1\r\nHost: x/metrics?\r\n\r\n"),
+          400,
+        ],
+        [
+          "a Content-Length that is not a number",
+          async () => `${await head("Content-Length: abc\r\n\r\n")}${event}`,
+          400,
+        ],
+        [
+          "Content-Length and Transfer-Encoding together",
+          async () =>
+            `${await head(`Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n`)}0\r\n\r\n`,
+          400,
+        ],
+        [
+          "a bad percent-encoding and a raw byte in the path",
+          () => Promise.resolve("GET /%zz%%/\xff HTTP/1.1\r\nHost: x\r\n\r\n"),
+          404,
+        ],
+        [
+          "a 100 KB request target",
+          () => Promise.resolve(`GET /${"a".repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`),
+          400,
+        ],
+      ];
+      for (const [name, build, status, halfClose] of cases) {
+        await t.step(`${name}: ${status}`, async () => {
+          const answer = await rawExchange(env, await build(), { halfClose });
+          assertEquals(answer.status, status, answer.text.slice(0, 200));
+        });
+      }
+      await t.step(
+        "a chunk size that is not hex closes the connection, without a 5xx",
+        async () => {
+          const answer = await rawExchange(
+            env,
+            `${await head("Transfer-Encoding: chunked\r\n\r\n")}zz\r\n{}\r\n0\r\n\r\n`,
+          );
+          assert(answer.status === undefined || answer.status === 400, answer.text.slice(0, 200));
+        },
+      );
+      await t.step("nothing was published and nothing answered 5xx", () => {
+        assertEquals(env.sub.messages.length, 0);
+        const fivexx = env.program.logs.filter((l) => Number(l.status) >= 500);
+        assertEquals(fivexx, []);
+        assert(!env.program.stderr().includes("unhandled"), env.program.stderr());
+        assert(!env.program.logs.some((l) => l.msg === "unhandled request error"));
+      });
+    } finally {
+      await tearDown(env);
+    }
+  },
+});
+
+Deno.test({
+  name: "web answers a token still in flight with 409, and a NumericDate with a fraction with 202",
+  ignore: withoutValkey(),
+  async fn(t) {
+    const env = await setUp();
+    const body = '{"image":"ghcr.io/acme/app:dev"}';
+    const { Valkey } = await import("iovalkey");
+    const client = new Valkey({ host: env.valkey.host, port: env.valkey.port });
+    try {
+      await t.step("an exp with a sub-millisecond fraction is accepted (not 503)", async () => {
+        const now = Math.floor(Date.now() / 1000);
+        const res = await post(
+          env,
+          await env.issuer.sign({ claims: { exp: now + 300.0004 } }),
+          body,
+        );
+        assertEquals(res.status, 202, await res.text());
+        await env.sub.waitFor(1);
+        env.sub.messages.length = 0;
+      });
+      await t.step(
+        "a request whose token another request (here: another replica) is still using gets 409",
+        async () => {
+          const token = await env.issuer.sign();
+          const record = replayRecord(env.issuer.url, token, body);
+          await client.set(record.key, record.value, "PX", 60_000);
+          const res = await post(env, token, body);
+          assertEquals(res.status, 409);
+          assertEquals(res.headers.get("retry-after"), "1");
+          assertMatch((await res.json()).error, /still in progress; retry shortly/);
+          const line = await env.program.waitForLog((l) =>
+            l.request_id === res.headers.get("x-request-id") && l.msg === "request"
+          );
+          assertEquals(line.reason, "replay_in_progress");
+          assertEquals(line.code, "ERR_REPLAY_IN_PROGRESS");
+          const metrics = await fetch(`${env.url}/metrics`).then((r) => r.text());
+          assertMatch(metrics, /kuberollouttrigger_token_reuse_total\{outcome="in_progress"\} 1/);
+          assert(!metrics.includes("kuberollouttrigger_publish_failures_total{"), metrics);
+          assertEquals(env.sub.messages.length, 0);
+          await client.del(record.key);
+          const retry = await post(env, token, body);
+          assertEquals(retry.status, 202, "once the first use is gone, a retry goes through");
+          await retry.body?.cancel();
+          await env.sub.waitFor(1);
+          env.sub.messages.length = 0;
+        },
+      );
+      await t.step("security: a corrupt replay record answers 503 without quoting it", async () => {
+        const token = await env.issuer.sign();
+        const record = replayRecord(env.issuer.url, token, body);
+        await client.set(record.key, "stolen=eyJhbGciOi.corrupt", "PX", 60_000);
+        const res = await post(env, token, body);
+        assertEquals(res.status, 503);
+        await res.body?.cancel();
+        const line = await env.program.waitForLog((l) =>
+          l.request_id === res.headers.get("x-request-id") && l.msg === "request"
+        );
+        assertMatch(String(line.detail), /replay record is not valid JSON/);
+        const all = JSON.stringify(env.program.logs) + env.program.stderr();
+        assert(!all.includes("stolen=") && !all.includes("eyJhbGciOi"), "the record leaked");
+      });
+    } finally {
+      client.disconnect();
       await tearDown(env);
     }
   },

@@ -3,8 +3,9 @@
  * authorizer, content type, body, event): 100,000 requests built from valid
  * signed tokens and bodies with random mutations, seeded (KRT_FUZZ_SEED).
  * Every answer must be a documented status, never a 5xx other than 503, and
- * an event may only be published for a token whose signed bytes are intact
- * and an image under the allowed prefixes.
+ * an event may only be published for a token whose signed bytes are intact,
+ * whose header and claims name no member twice, and an image under the
+ * allowed prefixes.
  */
 
 import { generateKeyPair, SignJWT } from "jose";
@@ -53,6 +54,34 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
         .setIssuer(ISSUER).setAudience(AUDIENCE).setIssuedAt(now).setExpirationTime(now + 300)
         .setJti(crypto.randomUUID()).sign(privateKey),
     );
+  }
+  // Correctly signed tokens that name a member twice, the allowed value last
+  // (what JSON.parse, and so jose alone, would keep): none may ever be accepted.
+  const b64bytes = (bytes: Uint8Array) =>
+    btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const b64 = (text: string) => b64bytes(new TextEncoder().encode(text));
+  const ambiguous = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    const header = i % 2 === 0
+      ? '{"alg":"RS256","kid":"k1","typ":"JWT"}'
+      : '{"alg":"none","kid":"k1","alg":"RS256"}';
+    const claims = JSON.stringify({
+      iss: ISSUER,
+      aud: AUDIENCE,
+      iat: now,
+      exp: now + 300,
+      jti: crypto.randomUUID(),
+      ref: "refs/heads/main",
+      repository_owner: i % 2 === 0 ? "evil" : "acme",
+      repository: "acme/app",
+    }).slice(0, -1) + (i % 2 === 0 ? ',"repository_owner":"acme"}' : "}");
+    const input = `${b64(header)}.${b64(claims)}`;
+    const signature = new Uint8Array(
+      await crypto.subtle.sign("RSASSA-PKCS1-v1_5", privateKey, new TextEncoder().encode(input)),
+    );
+    const token = `${input}.${b64bytes(signature)}`;
+    ambiguous.add(token.split(".").map(decode).join("\u0001"));
+    tokens.push(token);
   }
   const signedParts = new Set(tokens.map((t) => t.split(".").map(decode).join("\u0001")));
   const published: string[] = [];
@@ -137,10 +166,9 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
       );
       // The header mutation may undo the token mutation: judge what was actually sent.
       const sent = /^bearer +(\S+)$/i.exec(headers.get("authorization") ?? "")?.[1] ?? "";
-      assert(
-        signedParts.has(sent.split(".").map(decode).join("\u0001")),
-        `accepted a token whose signed bytes changed: ${sent}`,
-      );
+      const parts = sent.split(".").map(decode).join("\u0001");
+      assert(signedParts.has(parts), `accepted a token whose signed bytes changed: ${sent}`);
+      assert(!ambiguous.has(parts), `accepted a token that names a member twice: ${sent}`);
     } else assert(published.length === before, `published with status ${res.status}`);
   }
   console.error(

@@ -25,6 +25,12 @@ export interface TestIssuer {
     payload: Record<string, unknown>,
     signature?: Uint8Array,
   ): string;
+  /**
+   * Signs header and payload JSON text exactly as given (RS256, the current
+   * key), so a test can send what no JSON library writes: repeated members,
+   * numbers such as 1e400 or 1.0000001.
+   */
+  signRaw(header: string, payload: string): Promise<string>;
   /** The public key as SPKI PEM (for the HS256 key-confusion attack). */
   publicKeyPem(): Promise<string>;
   /** Replaces the signing key with a new one under a new kid (key rotation). */
@@ -147,6 +153,16 @@ export async function startIssuer(): Promise<TestIssuer> {
     },
     unsigned(header, payload, signature = new Uint8Array()) {
       return `${b64json(header)}.${b64json(payload)}.${b64url(signature)}`;
+    },
+    async signRaw(header, payload) {
+      const encode = (text: string) => b64url(new TextEncoder().encode(text));
+      const input = `${encode(header)}.${encode(payload)}`;
+      const signature = await crypto.subtle.sign(
+        "RSASSA-PKCS1-v1_5",
+        pair.privateKey,
+        new TextEncoder().encode(input),
+      );
+      return `${input}.${b64url(new Uint8Array(signature))}`;
     },
     publicKeyPem: () => exportSPKI(pair.publicKey),
     async rotate() {

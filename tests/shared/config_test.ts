@@ -189,3 +189,26 @@ Deno.test("security: usage errors never repeat a value, only a flag's name", asy
     });
   }
 });
+
+Deno.test("security: allowed orgs and repositories must be ASCII GitHub names, lower-cased as ASCII", () => {
+  // U+212A KELVIN SIGN: toLowerCase() turns it into "k".
+  for (const org of ["\u212Aube", "ac me", "acme/app"]) {
+    assertMatch(
+      problems(() => parse("web", [], { ...WEB_ENV, GITHUB_ALLOWED_ORG: org })).join(),
+      /GITHUB_ALLOWED_ORG.*is not a GitHub organisation or user name/,
+    );
+  }
+  for (const repo of ["\u212Aube/app", "acme/\u212Ait", "acme/", "acme/app/x", "acme/.."]) {
+    assertMatch(
+      problems(() => parse("web", [], { ...WEB_ENV, GITHUB_ALLOWED_REPOSITORIES: repo })).join(),
+      /GITHUB_ALLOWED_REPOSITORIES.*is not owner\/repo/,
+    );
+  }
+  const { config } = parse("web", [], {
+    ...WEB_ENV,
+    GITHUB_ALLOWED_ORG: "Acme,My_Org",
+    GITHUB_ALLOWED_REPOSITORIES: "Acme/App.js",
+  });
+  assertEquals(config.allowedOrgs, ["acme", "my_org"]);
+  assertEquals(config.allowedRepositories, ["acme/app.js"]);
+});

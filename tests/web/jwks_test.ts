@@ -1,7 +1,7 @@
-import { exportJWK, generateKeyPair } from "jose";
+import { base64url, exportJWK, generateKeyPair } from "jose";
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { AppError } from "../../shared/errors.ts";
-import { createKeyStore } from "../../web/jwks.ts";
+import { createKeyStore, modulusBits } from "../../web/jwks.ts";
 
 const ISSUER = "https://issuer.example";
 
@@ -12,6 +12,8 @@ async function fakeIssuer() {
     calls: [] as string[],
     fail: false,
     jwks: { keys: [jwk] } as { keys: unknown[] },
+    /** When set, served as the JWKS body byte for byte. */
+    rawJwks: undefined as string | undefined,
     discovery: { issuer: ISSUER, jwks_uri: `${ISSUER}/.well-known/jwks` } as Record<
       string,
       unknown
@@ -25,6 +27,7 @@ async function fakeIssuer() {
     if (url.endsWith("/openid-configuration")) {
       return Promise.resolve(Response.json(state.discovery));
     }
+    if (state.rawJwks !== undefined) return Promise.resolve(new Response(state.rawJwks));
     return Promise.resolve(Response.json(state.jwks));
   };
   return { state, fetch: fetch as typeof globalThis.fetch, jwk };
@@ -172,5 +175,113 @@ Deno.test("security: createKeyStore() skips keys that are not RS256 signing keys
   assert(await store.getKey("k1"));
   for (const kid of ["enc", "ps", "small", "hmac"]) {
     assertEquals(await store.getKey(kid), undefined, kid);
+  }
+});
+
+Deno.test("modulusBits() counts the bits of the modulus, ignoring leading zero bytes", async (t) => {
+  const n = (...bytes: number[][]) => base64url.encode(new Uint8Array(bytes.flat()));
+  const cases: [string, string, number][] = [
+    ["256 bytes, top bit set", n(Array(256).fill(0xff)), 2048],
+    ["the same with a leading zero byte", n([0], Array(256).fill(0xff)), 2048],
+    ["255 bytes behind a leading zero byte", n([0], Array(255).fill(0xff)), 2040],
+    ["256 bytes whose top bit is clear", n([0x7f], Array(255).fill(0xff)), 2047],
+    ["only zero bytes", n(Array(300).fill(0)), 0],
+    ["not base64url", "!!!", 0],
+  ];
+  for (const [name, value, bits] of cases) {
+    await t.step(name, () => assertEquals(modulusBits(value), bits));
+  }
+});
+
+Deno.test("security: createKeyStore() skips a short modulus padded with zero bytes to look 2048 bits", async () => {
+  const issuer = await fakeIssuer();
+  const n = base64url.encode(new Uint8Array([0, ...Array(255).fill(0xff)]));
+  issuer.state.jwks = { keys: [{ kty: "RSA", kid: "padded", n, e: "AQAB" }, issuer.jwk] };
+  const store = createKeyStore({
+    issuer: ISSUER,
+    fetch: issuer.fetch,
+    now: () => 0,
+    cooldownMs: 1000,
+    ttlMs: 60_000,
+    timeoutMs: 1000,
+  });
+  assert(await store.getKey("k1"));
+  assertEquals(await store.getKey("padded"), undefined);
+});
+
+Deno.test("security: createKeyStore() refuses an unreadable key set without quoting it", async (t) => {
+  const secret = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC";
+  for (
+    const [name, raw] of [
+      ["not JSON", `{"keys":[{"kty":"RSA","d":${secret}}]}`],
+      ["cut short", `{"keys":[{"kty":"RSA","d":"${secret}"`],
+      ["a repeated keys member", `{"keys":[],"keys":[{"d":"${secret}"}]}`],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const issuer = await fakeIssuer();
+      issuer.state.rawJwks = raw;
+      const errors: string[] = [];
+      const store = createKeyStore({
+        issuer: ISSUER,
+        fetch: issuer.fetch,
+        now: () => 0,
+        cooldownMs: 1000,
+        ttlMs: 60_000,
+        timeoutMs: 1000,
+        onFetch: ({ error }) => error && errors.push(error),
+      });
+      const err = await assertRejects(() => store.getKey("k1"), {
+        instanceOf: AppError,
+        code: "ERR_AUTH_UNAVAILABLE",
+        message: /document (is not valid JSON|repeats a member)/,
+      });
+      assertEquals(errors.length, 1);
+      for (const text of [err.message, ...errors]) {
+        assert(!text.includes(secret.slice(0, 12)), text);
+      }
+    });
+  }
+});
+
+Deno.test("security: createKeyStore() gives up on an issuer that sends headers and then stalls the body", async () => {
+  const bodies: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(controller) {
+            bodies.push(controller);
+            controller.enqueue(new TextEncoder().encode('{"issuer":'));
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      ),
+  );
+  const issuer = `http://127.0.0.1:${server.addr.port}`;
+  try {
+    const store = createKeyStore({ issuer, cooldownMs: 0, ttlMs: 60_000, timeoutMs: 300 });
+    // Generous bound under load; without a deadline on the body getKey never settles.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise<"hung">((resolve) =>
+      timer = setTimeout(() => resolve("hung"), 10_000)
+    );
+    const outcome = await Promise.race([
+      store.getKey("k1").then(() => "resolved", (err: unknown) => err),
+      hung,
+    ]);
+    clearTimeout(timer);
+    assert(outcome instanceof AppError, `the timeout covers the body too; got ${String(outcome)}`);
+    assertEquals(outcome.code, "ERR_AUTH_UNAVAILABLE");
+  } finally {
+    for (const body of bodies) {
+      try {
+        body.close();
+      } catch {
+        // already closed by the aborted client
+      }
+    }
+    await server.shutdown();
   }
 });
