@@ -77,7 +77,8 @@ async function workerReadGrant(kubeconfig: string | undefined): Promise<string> 
 
 /** What a program said last about why it is not running: its error line, else stderr. */
 function lastWords(program: Program): string {
-  const line = program.logs.findLast((l) => l.level === "error" || l.level === "warn");
+  const line = program.logs.findLast((l) => l.level === "error") ??
+    program.logs.findLast((l) => l.level === "warn");
   if (line) return `${line.msg}${typeof line.error === "string" ? `: ${line.error}` : ""}`;
   const stderr = program.stderr().split("\n").filter((l) =>
     l.trim() !== "" && !l.includes("Permissions in the config file is an experimental feature")
