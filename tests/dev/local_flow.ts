@@ -4,11 +4,17 @@
  * against the labelled local inventory in k8s/dev/ (no cluster is touched
  * unless --kubeconfig is given), and a Valkey-compatible server is used from
  * VALKEY_ADDR or started here. Ctrl-C stops everything.
+ *
+ * With --kubeconfig the worker keeps its permission set and may read exactly
+ * the kubeconfig and the files it names (CA, client certificate and key,
+ * token file), as docs/deployment.md runs it outside a cluster.
  */
 
 import { parseArgs } from "node:util";
 import { type Program, ROOT, startProgram } from "../helpers/program.ts";
 import { findValkeyBinary, startValkey, type TestValkey } from "../helpers/valkey.ts";
+import { DEFAULT_WEB_ADDR, DEFAULT_WEB_URL, DEV_IMAGE, TASK_COMMAND } from "./defaults.ts";
+import { readKubeconfigFiles } from "./kubeconfig_files.ts";
 
 /** The embedded default configuration of the local flow. */
 export const DEV_DEFAULTS = {
@@ -30,6 +36,8 @@ export interface LocalFlowOptions {
   valkeyAddr?: string;
   /** Use a real cluster through this kubeconfig instead of the local inventory. */
   kubeconfig?: string;
+  /** The worker's WATCH_NAMESPACES (comma-separated); empty means cluster-wide. */
+  watchNamespaces?: string;
   echo?: (line: string) => void;
 }
 
@@ -55,8 +63,67 @@ async function reachable(addr: string): Promise<boolean> {
   }
 }
 
+/** The worker's read grant: its kubeconfig and the files that names, or the local inventory. */
+async function workerReadGrant(kubeconfig: string | undefined): Promise<string> {
+  const files = kubeconfig ? await readKubeconfigFiles(kubeconfig) : [LOCAL_INVENTORY];
+  const comma = files.find((f) => f.includes(","));
+  if (comma !== undefined) {
+    throw new Error(
+      `The kubeconfig names a file whose path has a comma, which --allow-read cannot grant: ${comma}; move or rename it`,
+    );
+  }
+  return `--allow-read=${files.join(",")}`;
+}
+
+/** What a program said last about why it is not running: its error line, else stderr. */
+function lastWords(program: Program): string {
+  const line = program.logs.findLast((l) => l.level === "error") ??
+    program.logs.findLast((l) => l.level === "warn");
+  if (line) return `${line.msg}${typeof line.error === "string" ? `: ${line.error}` : ""}`;
+  const stderr = program.stderr().split("\n").filter((l) =>
+    l.trim() !== "" && !l.includes("Permissions in the config file is an experimental feature")
+  );
+  return stderr.at(-1) ?? "no output";
+}
+
+/**
+ * Waits for a startup log line. A program that exits, or a worker the API
+ * server refuses (403: it would retry forever), fails at once with the
+ * program's own words; a timeout says what was awaited and the last warning.
+ */
+async function awaitStartup(
+  program: Program,
+  { name, msg, timeoutMs }: { name: string; msg: string; timeoutMs: number },
+): Promise<Record<string, unknown>> {
+  const refused = (l: Record<string, unknown>) =>
+    typeof l.scope === "string" && typeof l.error === "string" && /: 403 /.test(l.error);
+  let line;
+  try {
+    line = await program.waitForLog((l) => l.msg === msg || refused(l), timeoutMs);
+  } catch {
+    const exited = await Promise.race([
+      program.status.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 100)),
+    ]);
+    throw new Error(
+      exited
+        ? `${name} exited at startup: ${lastWords(program)}`
+        : `${name} did not log "${msg}" within ${timeoutMs / 1000} s; last: ${lastWords(program)}`,
+    );
+  }
+  if (refused(line)) {
+    throw new Error(
+      `the API server does not let the worker list Deployments ${
+        line.scope === "(cluster)" ? "cluster-wide" : `in ${line.scope}`
+      } (403): set WATCH_NAMESPACES (or --watch-namespaces) to namespaces the kubeconfig's user may list and watch, or grant it the cluster-wide RBAC in k8s/rbac/`,
+    );
+  }
+  return line;
+}
+
 /** Starts Valkey (if needed), web in dev mode and a worker. */
 export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<LocalFlow> {
+  const readGrant = await workerReadGrant(options.kubeconfig);
   let valkey: TestValkey | undefined;
   let valkeyAddr = options.valkeyAddr;
   if (!valkeyAddr || !(await reachable(valkeyAddr))) {
@@ -73,27 +140,38 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
   }
   const env = { ...DEV_DEFAULTS, VALKEY_ADDR: valkeyAddr };
   const web = startProgram({
-    args: ["web", "--dev-mode", "--listen-addr", options.webAddr ?? "127.0.0.1:8080"],
+    args: ["web", "--dev-mode", "--listen-addr", options.webAddr ?? DEFAULT_WEB_ADDR],
     env,
     echo: options.echo,
   });
   const source: Record<string, string> = options.kubeconfig
     ? { KUBECONFIG: options.kubeconfig }
     : { LOCAL_INVENTORY: LOCAL_INVENTORY };
+  if (options.watchNamespaces) source.WATCH_NAMESPACES = options.watchNamespaces;
   const worker = startProgram({
     args: ["worker", "--health-listen-addr", options.healthAddr ?? "127.0.0.1:8081"],
     env: { ...env, ...source },
-    permissions: ["-P=worker", `--allow-read=${options.kubeconfig ?? LOCAL_INVENTORY}`],
+    permissions: ["-P=worker", readGrant],
     echo: options.echo,
   });
   const stop = async () => {
     await Promise.all([web.stop(), worker.stop()]);
     await valkey?.stop();
   };
+  // A real cluster may take a while to list; the local inventory does not.
+  const syncMs = options.kubeconfig ? 60_000 : 20_000;
   try {
-    const listening = await web.waitForLog((l) => l.msg === "web listening");
-    const health = await worker.waitForLog((l) => l.msg === "worker health server listening");
-    await worker.waitForLog((l) => l.msg === "subscribed");
+    const listening = await awaitStartup(web, {
+      name: "web",
+      msg: "web listening",
+      timeoutMs: 20_000,
+    });
+    const health = await awaitStartup(worker, {
+      name: "the worker",
+      msg: "worker health server listening",
+      timeoutMs: 20_000,
+    });
+    await awaitStartup(worker, { name: "the worker", msg: "subscribed", timeoutMs: syncMs });
     return {
       webUrl: `http://${listening.addr}`,
       healthUrl: `http://${health.addr}`,
@@ -108,47 +186,86 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
   }
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      kubeconfig: { type: "string" },
-      "web-addr": { type: "string" },
-      "health-addr": { type: "string" },
-    },
-    strict: true,
-  });
-  const echo = (line: string) => console.log(line);
-  let flow: LocalFlow;
-  try {
-    flow = await startLocalFlow({
-      webAddr: values["web-addr"],
-      healthAddr: values["health-addr"],
-      valkeyAddr: Deno.env.get("VALKEY_ADDR"),
-      kubeconfig: values.kubeconfig,
-      echo,
-    });
-  } catch (err) {
-    console.error(`deno task dev: ${(err as Error).message}`);
-    Deno.exit(1);
-  }
-  console.log(`
+/** What the banner needs to know about how the flow was started. */
+export interface BannerOptions {
+  kubeconfig?: string;
+  watchNamespaces?: string;
+}
+
+/** The text `deno task dev` prints once everything runs; its commands are the README's. */
+export function renderBanner(
+  flow: Pick<LocalFlow, "webUrl" | "healthUrl" | "valkeyAddr">,
+  options: BannerOptions = {},
+): string {
+  // `deno task trigger` defaults to the default address; any other needs --url.
+  const url = flow.webUrl === DEFAULT_WEB_URL ? "" : ` --url ${flow.webUrl}`;
+  const source = options.kubeconfig
+    ? `cluster from ${options.kubeconfig}, namespaces: ${options.watchNamespaces || "all"}`
+    : "LOCAL INVENTORY, no cluster";
+  return `
 ================================================================================
- kuberollouttrigger local flow (DEV MODE: not GitHub, ${
-    values.kubeconfig ? `cluster from ${values.kubeconfig}` : "LOCAL INVENTORY, no cluster"
-  })
+ kuberollouttrigger local flow (DEV MODE: not GitHub, ${source})
    web     ${flow.webUrl}   (dev tokens: POST ${flow.webUrl}/dev/token, loopback only)
    worker  ${flow.healthUrl}/readyz
    valkey  ${flow.valkeyAddr}
  Trigger an event from another terminal:
-   deno task trigger ghcr.io/acme/app:dev
+   ${TASK_COMMAND} trigger ${DEV_IMAGE}${url}
  or by hand:
    TOKEN=$(curl -s -X POST ${flow.webUrl}/dev/token | jq -r .token)
    curl -i -X POST ${flow.webUrl}/event -H "Authorization: Bearer $TOKEN" \\
      -H "Content-Type: application/json" -d '{"image":"ghcr.io/acme/app","tags":["dev"]}'
  Ctrl-C stops everything.
 ================================================================================
-`);
+`;
+}
+
+/** A path the user typed, made absolute against the folder they ran the task from. */
+function fromUserDir(path: string): string {
+  if (path.startsWith("/")) return path;
+  // `deno task` runs in deno.json's folder and keeps the user's folder in INIT_CWD.
+  return `${Deno.env.get("INIT_CWD") ?? Deno.cwd()}/${path}`;
+}
+
+const USAGE =
+  "usage: deno task dev [--kubeconfig PATH] [--watch-namespaces a,b] [--web-addr 127.0.0.1:8080] [--health-addr 127.0.0.1:8081]";
+
+if (import.meta.main) {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        kubeconfig: { type: "string" },
+        "watch-namespaces": { type: "string" },
+        "web-addr": { type: "string" },
+        "health-addr": { type: "string" },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    console.error(`deno task dev: ${(err as Error).message}\n${USAGE}`);
+    Deno.exit(2);
+  }
+  const echo = (line: string) => console.log(line);
+  const kubeconfig = values.kubeconfig ? fromUserDir(values.kubeconfig) : undefined;
+  // The task starts the worker with a clean environment; WATCH_NAMESPACES is
+  // the one worker setting the dev flow takes from the user's.
+  const watchNamespaces = values["watch-namespaces"] ?? Deno.env.get("WATCH_NAMESPACES");
+  let flow: LocalFlow;
+  try {
+    flow = await startLocalFlow({
+      webAddr: values["web-addr"],
+      healthAddr: values["health-addr"],
+      valkeyAddr: Deno.env.get("VALKEY_ADDR"),
+      kubeconfig,
+      watchNamespaces,
+      echo,
+    });
+  } catch (err) {
+    console.error(`deno task dev: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  console.log(renderBanner(flow, { kubeconfig, watchNamespaces }));
   const done = Promise.race([flow.web.status, flow.worker.status]);
   const stopped = new Promise<void>((resolve) => {
     for (const signal of ["SIGINT", "SIGTERM"] as const) {

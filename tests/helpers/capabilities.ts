@@ -2,7 +2,9 @@
  * What the worker's ServiceAccount must be able to do, exercised through the
  * worker's own modules against the real API server: sync an inventory (list),
  * follow changes (watch), restart (patch) and re-check a changed Deployment
- * (get). Shared by the RBAC test and the k8s/ manifests test.
+ * (get). Shared by the RBAC test and the k8s/ manifests test. Each outcome
+ * comes from what the API server answered, never from a guess: only a 403 is
+ * "forbidden", and a capability that decides nothing in time is a "timeout".
  */
 
 // Fixtures index into API objects.
@@ -11,10 +13,10 @@ import { type Cluster, deploymentManifest, eventually, WORKER_SA } from "./clust
 import { createKubeClient } from "./control_plane.ts";
 import { createLogger } from "../../shared/log.ts";
 import { createInventory } from "../../worker/inventory.ts";
-import { createKubeApi, type KubeApi } from "../../worker/kube_api.ts";
+import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
 import { loadKubeAccess } from "../../worker/kube_config.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";
-import { restartDeployment } from "../../worker/restart.ts";
+import { restartDeployment, type RestartOutcome } from "../../worker/restart.ts";
 
 const quiet = createLogger({ level: "error", write: () => {} });
 
@@ -59,47 +61,127 @@ export async function waitForAccess(
   }
 }
 
-/** Exercises each capability the worker needs; returns which ones work. */
+/**
+ * What one capability came to: it worked, the API server refused it with 403,
+ * it failed otherwise (`error <status>`, 0 for a network failure), nothing was
+ * decided within the bound (`timeout`, never taken for a refusal), or it could
+ * not be tried because an earlier capability failed (`untested`).
+ */
+export type Outcome = "ok" | "forbidden" | "timeout" | "untested" | `error ${number}`;
+
+/** Which capabilities work, by the verb each needs. */
+export interface Capabilities {
+  list: Outcome;
+  watch: Outcome;
+  patch: Outcome;
+  get: Outcome;
+}
+
+/** Only a 403 is a refusal; every other failure keeps its status. */
+export function outcomeOf(status: number): Outcome {
+  return status === 403 ? "forbidden" : `error ${status}`;
+}
+
+function statusOf(err: unknown): number {
+  return err instanceof KubeApiError ? err.status : 0;
+}
+
+/**
+ * Wraps `api` so the first failed list and the first failed watch are kept
+ * with their HTTP status: the inventory retries failures by itself and does
+ * not say why, and a guess from "it did not work in time" would call a slow
+ * server forbidden.
+ */
+function recordFailures(api: KubeApi) {
+  const failures: { list?: number; watch?: number } = {};
+  const wrapped: KubeApi = {
+    ...api,
+    async listDeployments(namespace, options) {
+      try {
+        return await api.listDeployments(namespace, options);
+      } catch (err) {
+        failures.list ??= statusOf(err);
+        throw err;
+      }
+    },
+    async *watchDeployments(namespace, resourceVersion, signal, timeoutSeconds) {
+      try {
+        for await (
+          const event of api.watchDeployments(namespace, resourceVersion, signal, timeoutSeconds)
+        ) {
+          if (event.type === "ERROR" && event.object.code !== 410) {
+            failures.watch ??= event.object.code ?? 0;
+          }
+          yield event;
+        }
+      } catch (err) {
+        if (!signal.aborted) failures.watch ??= statusOf(err);
+        throw err;
+      }
+    },
+  };
+  return { api: wrapped, failures };
+}
+
+/** Polls `check` until it decides, or answers "timeout" after `timeoutMs`. */
+async function decide(check: () => Outcome | undefined, timeoutMs: number): Promise<Outcome> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const outcome = check();
+    if (outcome !== undefined) return outcome;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return check() ?? "timeout";
+}
+
+function restartOutcome(outcome: RestartOutcome): Outcome {
+  if (outcome.status === "restarted") return "ok";
+  if (outcome.status === "failed") return outcomeOf(outcome.httpStatus);
+  throw new Error(`unexpected restart outcome: ${JSON.stringify(outcome)}`);
+}
+
+/** Options for capabilities(). */
+export interface CapabilityOptions {
+  /** How long list and watch may take to decide before they count as a timeout. */
+  timeoutMs?: number;
+}
+
+/** Exercises each capability the worker needs; returns what each came to. */
 export async function capabilities(
   cluster: Cluster,
-  api: KubeApi,
+  kubeApi: KubeApi,
   namespace: string,
-): Promise<Record<string, string>> {
-  const result: Record<string, string> = {};
+  options: CapabilityOptions = {},
+): Promise<Capabilities> {
+  const timeoutMs = options.timeoutMs ?? 20_000;
   const name = `cap-${crypto.randomUUID().slice(0, 6)}`;
   await cluster.createDeployment(
     deploymentManifest(namespace, name, [{ image: "ghcr.io/acme/app:dev" }]),
   );
   const event = { image: "ghcr.io/acme/app", tags: ["dev"] };
+  const { api, failures } = recordFailures(kubeApi);
 
   // list + watch: the inventory syncs, then sees a Deployment created after the sync.
   const stop = new AbortController();
-  let watchErrors = 0;
-  const inventory = createInventory({
-    api,
-    namespaces: [namespace],
-    logger: quiet,
-    onWatchError: () => watchErrors++,
-  });
+  const inventory = createInventory({ api, namespaces: [namespace], logger: quiet });
   const running = inventory.run(stop.signal);
+  let list: Outcome;
+  let watch: Outcome = "untested";
   try {
-    await eventually(
-      "inventory sync",
-      () => (inventory.synced() || watchErrors > 0 ? true : undefined),
-      5000,
-    );
-    result.list = inventory.synced() ? "ok" : "forbidden";
-    if (inventory.synced()) {
+    list = await decide(() => {
+      if (inventory.synced()) return "ok";
+      return failures.list === undefined ? undefined : outcomeOf(failures.list);
+    }, timeoutMs);
+    if (list === "ok") {
       const late = `late-${crypto.randomUUID().slice(0, 6)}`;
       await cluster.createDeployment(
         deploymentManifest(namespace, late, [{ image: "ghcr.io/acme/late:dev" }]),
       );
-      const seen = await eventually("watch", () => {
+      watch = await decide(() => {
         if (inventory.candidates("ghcr.io/acme/late").some((d) => d.name === late)) return "ok";
-        return watchErrors > 0 ? "forbidden" : undefined;
-      }, 5000).catch(() => "forbidden");
-      result.watch = seen;
-    } else result.watch = "untested";
+        return failures.watch === undefined ? undefined : outcomeOf(failures.watch);
+      }, timeoutMs);
+    }
   } finally {
     stop.abort();
     await running;
@@ -114,26 +196,29 @@ export async function capabilities(
     containers: ["c0"],
     pullPolicyWarnings: [],
   };
-  const restart = await restartDeployment(target, { api, event, maxAttempts: 1 });
-  result.patch = restart.status === "restarted" ? "ok" : `${restart.status}`;
-
-  // get: a Deployment changed after it was matched is re-read before the patch.
-  const stale = summarizeDeployment(await cluster.getDeployment(namespace, name)).resourceVersion;
-  await cluster.admin.request(
-    "PATCH",
-    `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`,
-    { metadata: { labels: { touched: "yes" } } },
-    "application/merge-patch+json",
+  const patch = restartOutcome(
+    await restartDeployment(target, { api: kubeApi, event, maxAttempts: 1 }),
   );
-  const recheck = await restartDeployment({ ...target, resourceVersion: stale }, {
-    api,
-    event,
-    maxAttempts: 2,
-  });
-  result.get = restart.status !== "restarted"
-    ? "untested"
-    : recheck.status === "restarted"
-    ? "ok"
-    : `${recheck.status}`;
-  return result;
+
+  // get: a Deployment changed after it was matched is re-read before the patch
+  // (only reachable when patch works: the conflict comes from a patch).
+  let get: Outcome = "untested";
+  if (patch === "ok") {
+    const stale = summarizeDeployment(await cluster.getDeployment(namespace, name))
+      .resourceVersion;
+    await cluster.admin.request(
+      "PATCH",
+      `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`,
+      { metadata: { labels: { touched: "yes" } } },
+      "application/merge-patch+json",
+    );
+    get = restartOutcome(
+      await restartDeployment({ ...target, resourceVersion: stale }, {
+        api: kubeApi,
+        event,
+        maxAttempts: 2,
+      }),
+    );
+  }
+  return { list, watch, patch, get };
 }
