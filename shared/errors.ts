@@ -21,6 +21,7 @@ export type ErrorCode =
   | "ERR_NO_SUBSCRIBER"
   | "ERR_REPLAY_IN_PROGRESS"
   | "ERR_KUBE"
+  | "ERR_STATUS_CORRUPT"
   | "ERR_INTERNAL";
 
 /** The one error class of the product: a code, a one-line message, the library error as cause. */

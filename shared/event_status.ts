@@ -1,0 +1,392 @@
+/**
+ * The rollout-feedback record of one event (SPEC §12): where it lives in
+ * Valkey, what web writes (the binding), what each worker cluster writes (its
+ * report), and how web folds them into one answer. Both sides read records
+ * back from Valkey, which anyone with its password can write: every record is
+ * parsed strictly and bounded here, and parse errors never quote the record.
+ */
+
+import { AppError, jsonErrorPosition } from "./errors.ts";
+import { type JsonValue, parseStrictJson } from "./strict_json.ts";
+
+/** Key of one event's record: a hash with the binding and one field per cluster. */
+export function statusKey(eventId: string): string {
+  return `kuberollouttrigger:event-status:${eventId}`;
+}
+/** The hash field web writes; workers never write it. */
+export const BINDING_FIELD = "binding";
+/** The hash field of one cluster's report. */
+export function reportField(cluster: string): string {
+  return `cluster:${cluster}`;
+}
+/** Sorted set of live clusters: member the cluster name, score its last heartbeat (ms). */
+export const CLUSTERS_KEY = "kuberollouttrigger:clusters";
+/** A cluster is live while its last heartbeat is at most this old. */
+export const CLUSTER_LIVE_MS = 30_000;
+/** How often each worker replica refreshes its cluster's heartbeat. */
+export const HEARTBEAT_INTERVAL_MS = 10_000;
+/** The channel on which workers announce that an event's record changed (payload: the id). */
+export function statusChannel(eventChannel: string): string {
+  return `${eventChannel}:status`;
+}
+/** Most Deployments one cluster report names; the rest are only counted. */
+export const MAX_REPORTED_DEPLOYMENTS = 50;
+
+/** What happened to one matched Deployment when the worker acted on the event. */
+export type RestartResult = "restarted" | "skipped" | "failed" | "dry_run";
+/** Where a restarted Deployment's rollout stands (kubectl rollout status' reading). */
+export type RolloutState = "progressing" | "complete" | "failed" | "timed_out" | "unknown";
+/** One cluster's state for the event. */
+export type ClusterState = "in_progress" | "succeeded" | "failed" | "no_match";
+/** What web says of a cluster: its own state, or that it has not (yet) reported. */
+export type ClusterAnswer = ClusterState | "pending" | "no_report";
+/** The event's overall state. */
+export type OverallState = "pending" | "in_progress" | "succeeded" | "failed" | "no_match";
+
+/** Replica counts of a rollout, as the Deployment's status gives them. */
+export interface ReplicaCounts {
+  replicas: number;
+  updated: number;
+  ready: number;
+  available: number;
+}
+
+/** Progress of one restarted Deployment's rollout. */
+export interface RolloutReport extends ReplicaCounts {
+  state: RolloutState;
+  /** Short reason for failed or timed_out (e.g. ProgressDeadlineExceeded). */
+  reason?: string;
+}
+
+/** One Deployment in a cluster report. */
+export interface DeploymentReport {
+  namespace: string;
+  name: string;
+  result: RestartResult;
+  /** Why it was skipped or failed (a short tag or one line written by the worker). */
+  reason?: string;
+  rollout?: RolloutReport;
+}
+
+/** Totals over every matched Deployment, named or not. */
+export interface ReportCounts {
+  restarted: number;
+  skipped: number;
+  failed: number;
+  dry_run: number;
+  complete: number;
+  progressing: number;
+  rollout_failed: number;
+}
+
+/** What one worker cluster writes for an event. */
+export interface ClusterReport {
+  cluster: string;
+  state: ClusterState;
+  /** Deployments that use the event's image (restarted, skipped or failed). */
+  matched: number;
+  counts: ReportCounts;
+  /** At most MAX_REPORTED_DEPLOYMENTS, failures first. */
+  deployments: DeploymentReport[];
+  /** Matched Deployments not named in `deployments`. */
+  omitted: number;
+  /** When the report was last written (RFC 3339). */
+  updated: string;
+}
+
+/** What web writes when it publishes: who may read the record, and what was sent. */
+export interface StatusBinding {
+  /** sha256 of the posting repository's `repository_id` claim (hex), never the claim itself. */
+  repository: string;
+  image: string;
+  tags: string[];
+  /** When web published the event (RFC 3339). */
+  time: string;
+  /** Clusters whose heartbeat was live when web published. */
+  clusters: string[];
+}
+
+/** The answer of GET /event/<id>. */
+export interface EventStatus {
+  id: string;
+  state: OverallState;
+  final: boolean;
+  image: string;
+  tags: string[];
+  time: string;
+  clusters: ClusterStatus[];
+}
+
+/** One cluster in the answer. */
+export interface ClusterStatus {
+  cluster: string;
+  state: ClusterAnswer;
+  matched: number;
+  counts?: ReportCounts;
+  deployments: DeploymentReport[];
+  omitted: number;
+  updated?: string;
+}
+
+const CLUSTER_NAME = /^[A-Za-z0-9._-]{1,63}$/;
+const KUBE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const SHORT_TEXT = 300;
+const RESTART_RESULTS: readonly RestartResult[] = ["restarted", "skipped", "failed", "dry_run"];
+const ROLLOUT_STATES: readonly RolloutState[] = [
+  "progressing",
+  "complete",
+  "failed",
+  "timed_out",
+  "unknown",
+];
+const CLUSTER_STATES: readonly ClusterState[] = ["in_progress", "succeeded", "failed", "no_match"];
+const COUNT_NAMES: readonly (keyof ReportCounts)[] = [
+  "restarted",
+  "skipped",
+  "failed",
+  "dry_run",
+  "complete",
+  "progressing",
+  "rollout_failed",
+];
+
+/** Thrown when a stored record is not of the shape written by our code. */
+function corrupt(what: string, detail: string): AppError {
+  return new AppError("ERR_STATUS_CORRUPT", `${what} is not a valid record: ${detail}`);
+}
+
+type Obj = Record<string, JsonValue>;
+
+function readJson(text: string, what: string): Obj {
+  let value: JsonValue;
+  try {
+    value = parseStrictJson(text);
+  } catch (err) {
+    // Security: the record is untrusted; say where it broke, never what it says.
+    throw corrupt(what, `not JSON${jsonErrorPosition(err)}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw corrupt(what, "not an object");
+  }
+  return value;
+}
+
+function onlyKeys(obj: Obj, allowed: readonly string[], what: string): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) throw corrupt(what, "unknown member");
+  }
+}
+
+function text(obj: Obj, key: string, what: string, pattern?: RegExp): string {
+  const v = obj[key];
+  if (typeof v !== "string" || v.length > SHORT_TEXT || (pattern && !pattern.test(v))) {
+    throw corrupt(what, `${key} is not a valid string`);
+  }
+  return v;
+}
+
+function optionalText(obj: Obj, key: string, what: string): string | undefined {
+  return obj[key] === undefined ? undefined : text(obj, key, what);
+}
+
+function count(obj: Obj, key: string, what: string): number {
+  const v = obj[key];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    throw corrupt(what, `${key} is not a count`);
+  }
+  return v;
+}
+
+function oneOf<T extends string>(obj: Obj, key: string, allowed: readonly T[], what: string): T {
+  const v = obj[key];
+  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) {
+    throw corrupt(what, `${key} is not one of ${allowed.join(", ")}`);
+  }
+  return v as T;
+}
+
+function object(value: JsonValue | undefined, what: string): Obj {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw corrupt(what, "not an object");
+  }
+  return value;
+}
+
+function array(value: JsonValue | undefined, max: number, what: string): JsonValue[] {
+  if (!Array.isArray(value) || value.length > max) throw corrupt(what, "not a bounded list");
+  return value;
+}
+
+function readRollout(value: JsonValue | undefined): RolloutReport {
+  const what = "rollout";
+  const obj = object(value, what);
+  onlyKeys(obj, ["state", "reason", "replicas", "updated", "ready", "available"], what);
+  const rollout: RolloutReport = {
+    state: oneOf(obj, "state", ROLLOUT_STATES, what),
+    replicas: count(obj, "replicas", what),
+    updated: count(obj, "updated", what),
+    ready: count(obj, "ready", what),
+    available: count(obj, "available", what),
+  };
+  const reason = optionalText(obj, "reason", what);
+  if (reason !== undefined) rollout.reason = reason;
+  return rollout;
+}
+
+function readDeployment(value: JsonValue): DeploymentReport {
+  const what = "deployment";
+  const obj = object(value, what);
+  onlyKeys(obj, ["namespace", "name", "result", "reason", "rollout"], what);
+  const report: DeploymentReport = {
+    namespace: text(obj, "namespace", what, KUBE_NAME),
+    name: text(obj, "name", what, KUBE_NAME),
+    result: oneOf(obj, "result", RESTART_RESULTS, what),
+  };
+  const reason = optionalText(obj, "reason", what);
+  if (reason !== undefined) report.reason = reason;
+  if (obj.rollout !== undefined) report.rollout = readRollout(obj.rollout);
+  return report;
+}
+
+function readCounts(value: JsonValue | undefined): ReportCounts {
+  const what = "counts";
+  const obj = object(value, what);
+  onlyKeys(obj, COUNT_NAMES, what);
+  const counts = {} as ReportCounts;
+  for (const name of COUNT_NAMES) counts[name] = count(obj, name, what);
+  return counts;
+}
+
+/** Reads a cluster report back from Valkey; throws ERR_STATUS_CORRUPT. */
+export function parseClusterReport(raw: string): ClusterReport {
+  const what = "cluster report";
+  const obj = readJson(raw, what);
+  onlyKeys(
+    obj,
+    ["cluster", "state", "matched", "counts", "deployments", "omitted", "updated"],
+    what,
+  );
+  return {
+    cluster: text(obj, "cluster", what, CLUSTER_NAME),
+    state: oneOf(obj, "state", CLUSTER_STATES, what),
+    matched: count(obj, "matched", what),
+    counts: readCounts(obj.counts),
+    deployments: array(obj.deployments, MAX_REPORTED_DEPLOYMENTS, what).map(readDeployment),
+    omitted: count(obj, "omitted", what),
+    updated: text(obj, "updated", what),
+  };
+}
+
+/** Reads web's binding back from Valkey; throws ERR_STATUS_CORRUPT. */
+export function parseBinding(raw: string): StatusBinding {
+  const what = "status binding";
+  const obj = readJson(raw, what);
+  onlyKeys(obj, ["repository", "image", "tags", "time", "clusters"], what);
+  const strings = (key: string, max: number, pattern?: RegExp) =>
+    array(obj[key], max, what).map((v) => {
+      if (typeof v !== "string" || v.length > SHORT_TEXT || (pattern && !pattern.test(v))) {
+        throw corrupt(what, `${key} holds an invalid entry`);
+      }
+      return v;
+    });
+  return {
+    repository: text(obj, "repository", what, /^[0-9a-f]{64}$/),
+    image: text(obj, "image", what),
+    tags: strings("tags", 64),
+    time: text(obj, "time", what),
+    clusters: strings("clusters", 1000, CLUSTER_NAME),
+  };
+}
+
+/** Counts of a report's Deployments, for a worker building one. */
+export function emptyCounts(): ReportCounts {
+  return {
+    restarted: 0,
+    skipped: 0,
+    failed: 0,
+    dry_run: 0,
+    complete: 0,
+    progressing: 0,
+    rollout_failed: 0,
+  };
+}
+
+/**
+ * A cluster's state from its Deployments: in progress while any rollout is,
+ * then failed when any restart or rollout failed (or timed out), no_match when
+ * nothing was restarted (every match skipped, or none), else succeeded.
+ */
+export function clusterStateOf(counts: ReportCounts): ClusterState {
+  if (counts.progressing > 0) return "in_progress";
+  if (counts.failed > 0 || counts.rollout_failed > 0) return "failed";
+  if (counts.restarted === 0 && counts.dry_run === 0) return "no_match";
+  return "succeeded";
+}
+
+/** Inputs of summarizeStatus. */
+export interface StatusInputs {
+  id: string;
+  binding: StatusBinding;
+  /** Every report in the record, by cluster name. */
+  reports: ReadonlyMap<string, ClusterReport>;
+  now: number;
+  /** How long after publishing a live cluster may take to report before it is no_report. */
+  reportTimeoutMs: number;
+}
+
+/**
+ * Folds the binding and the cluster reports into the answer. Final once every
+ * cluster is final: failed if any cluster failed or a live one never reported,
+ * no_match if every cluster matched nothing, else succeeded.
+ */
+export function summarizeStatus(inputs: StatusInputs): EventStatus {
+  const published = Date.parse(inputs.binding.time);
+  const overdue = !(inputs.now - published < inputs.reportTimeoutMs);
+  const names = [...new Set([...inputs.binding.clusters, ...inputs.reports.keys()])].sort();
+  const clusters: ClusterStatus[] = names.map((cluster) => {
+    const report = inputs.reports.get(cluster);
+    if (!report) {
+      return {
+        cluster,
+        state: overdue ? "no_report" : "pending",
+        matched: 0,
+        deployments: [],
+        omitted: 0,
+      };
+    }
+    return {
+      cluster,
+      state: report.state,
+      matched: report.matched,
+      counts: report.counts,
+      deployments: report.deployments,
+      omitted: report.omitted,
+      updated: report.updated,
+    };
+  });
+  const states = clusters.map((c) => c.state);
+  let state: OverallState;
+  if (states.length === 0) state = overdue ? "failed" : "pending";
+  else if (states.some((s) => s === "pending" || s === "in_progress")) {
+    state = states.every((s) => s === "pending") ? "pending" : "in_progress";
+  } else if (states.some((s) => s === "failed" || s === "no_report")) state = "failed";
+  else if (states.every((s) => s === "no_match")) state = "no_match";
+  else state = "succeeded";
+  return {
+    id: inputs.id,
+    state,
+    final: state === "succeeded" || state === "failed" || state === "no_match",
+    image: inputs.binding.image,
+    tags: inputs.binding.tags,
+    time: inputs.binding.time,
+    clusters,
+  };
+}
+
+/** When the answer can next change without a report arriving (a pending cluster turning no_report). */
+export function nextTimedChange(status: EventStatus, reportTimeoutMs: number): number | undefined {
+  if (status.final) return undefined;
+  const pending = status.clusters.length === 0 ||
+    status.clusters.some((c) => c.state === "pending");
+  return pending ? Date.parse(status.time) + reportTimeoutMs : undefined;
+}
