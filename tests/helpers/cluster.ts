@@ -15,6 +15,8 @@ import {
 } from "./control_plane.ts";
 import { ROOT } from "./program.ts";
 
+export { eventually } from "./eventually.ts";
+
 /** The worker's ServiceAccount as k8s/ ships it. */
 export const WORKER_SA = { namespace: "kuberollouttrigger", name: "kuberollouttrigger-worker" };
 
@@ -166,24 +168,4 @@ export function openCluster(info: ControlPlaneInfo): Cluster {
       admin.close();
     },
   };
-}
-
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
 }

@@ -5,6 +5,10 @@
  */
 
 import { Valkey } from "iovalkey";
+import { freePort } from "./processes.ts";
+
+// Re-exported: tests import the one freePort() from here or from ./processes.ts.
+export { freePort };
 
 /** A running server. */
 export interface TestValkey {
@@ -34,13 +38,6 @@ export function findValkeyBinary(): string | undefined {
   return undefined;
 }
 
-/** A free TCP port on 127.0.0.1 (closed again before returning). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
 
 async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
