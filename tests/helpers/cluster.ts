@@ -14,6 +14,7 @@ import {
   writeKubeconfig,
 } from "./control_plane.ts";
 import { ROOT } from "./program.ts";
+import { READY_LABEL } from "./test_node.ts";
 
 export { eventually } from "./eventually.ts";
 
@@ -34,6 +35,9 @@ export interface DeploymentOptions {
   paused?: boolean;
   annotations?: Record<string, string>;
   replicas?: number;
+  /** Pods that run but never become Ready on the test node (see READY_LABEL). */
+  unready?: boolean;
+  progressDeadlineSeconds?: number;
 }
 
 /** A minimal valid Deployment. */
@@ -52,9 +56,12 @@ export function deploymentManifest(
     spec: {
       replicas: options.replicas ?? 1,
       paused: options.paused,
+      progressDeadlineSeconds: options.progressDeadlineSeconds,
       selector: { matchLabels: { app: name } },
       template: {
-        metadata: { labels: { app: name } },
+        metadata: {
+          labels: { app: name, ...(options.unready ? { [READY_LABEL]: "false" } : {}) },
+        },
         spec: {
           containers: named(containers, "c"),
           initContainers: options.init ? named(options.init, "i") : undefined,
