@@ -8,9 +8,14 @@
 
 import { parseAllDocuments, stringify } from "yaml";
 import {
+  ASSETS_ENV,
+  type ControlPlane,
   type ControlPlaneInfo,
   createKubeClient,
+  describeTimings,
+  ensureControlPlaneAssets,
   type KubeClient,
+  startControlPlane,
   writeKubeconfig,
 } from "./control_plane.ts";
 import { ROOT } from "./program.ts";
@@ -173,6 +178,41 @@ export function openCluster(info: ControlPlaneInfo): Cluster {
       for (const ns of namespaces) await admin.deleteNamespace(ns).catch(() => {});
       for (const dir of tempDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
       admin.close();
+    },
+  };
+}
+
+/** A cluster of its own for one test, next to the shared one. */
+export interface ExtraCluster {
+  cluster: Cluster;
+  plane: ControlPlane;
+  /** Cleans up the fixtures, then stops every process of the cluster. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts another, independent cluster: its own etcd, kube-apiserver,
+ * kube-controller-manager and test node, with its own CA, tokens and
+ * service-account key, so nothing of the shared cluster is valid there.
+ * Costs several seconds: start it only in the tests that need two clusters.
+ * Logs how long each part took.
+ */
+export async function startExtraCluster(label: string): Promise<ExtraCluster> {
+  const assetsDir = Deno.env.get(ASSETS_ENV) || await ensureControlPlaneAssets();
+  const started = performance.now();
+  const plane = await startControlPlane({ assetsDir, controllers: true });
+  console.error(
+    `[test] cluster "${label}" up at ${plane.server} in ${
+      Math.round(performance.now() - started)
+    } ms (${describeTimings(plane.timings)})`,
+  );
+  const cluster = openCluster(plane);
+  return {
+    cluster,
+    plane,
+    async stop() {
+      await cluster.cleanup();
+      await plane.stop();
     },
   };
 }
