@@ -14,7 +14,6 @@ import {
   ASSETS_ENV,
   type ControlPlane,
   controlPlaneEnv,
-  CONTROLLERS_ENV,
   describeTimings,
   ensureControlPlaneAssets,
   KUBECTL_ENV,
@@ -75,7 +74,6 @@ if (Deno.env.get("KRT_TEST_KUBE_SERVER")) {
       Object.assign(env, controlPlaneEnv(controlPlane), {
         [KUBECTL_ENV]: `${assets}/kubectl`,
         [ASSETS_ENV]: assets,
-        [CONTROLLERS_ENV]: "true",
       });
     }
   }

@@ -70,7 +70,10 @@ function stripRestart(d: any) {
   ) {
     delete spec.template.metadata.annotations;
   }
-  return { spec, labels: d.metadata.labels, annotations: d.metadata.annotations };
+  // The Deployment controller counts revisions there: a restart adds one.
+  const { "deployment.kubernetes.io/revision": _revision, ...annotations } =
+    d.metadata.annotations ?? {};
+  return { spec, labels: d.metadata.labels, annotations };
 }
 
 Deno.test({
@@ -320,8 +323,9 @@ Deno.test({
               new RegExp(`kube_requests_total\\{verb="${verb}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0,
             );
           assertEquals(count("list"), 1, "one list at startup");
-          assertEquals(count("patch"), 6, "three events x two Deployments");
-          assertEquals(count("get"), 0);
+          // The controllers' status writes may outdate a matched resourceVersion:
+          // each conflict costs one get and one more patch.
+          assertEquals(count("patch") - count("get"), 6, "three events x two Deployments");
         },
       );
 

@@ -9,6 +9,7 @@
 // deno-lint-ignore-file no-explicit-any
 import { type Cluster, deploymentManifest, eventually, WORKER_SA } from "./cluster.ts";
 import { createKubeClient } from "./control_plane.ts";
+import { waitForSettled } from "./rollout.ts";
 import { createLogger } from "../../shared/log.ts";
 import { createInventory } from "../../worker/inventory.ts";
 import { createKubeApi, type KubeApi } from "../../worker/kube_api.ts";
@@ -116,6 +117,8 @@ export async function capabilities(
   };
   const restart = await restartDeployment(target, { api, event, maxAttempts: 1 });
   result.patch = restart.status === "restarted" ? "ok" : `${restart.status}`;
+  // The restart rolls out; its status writes would outdate resourceVersions below.
+  if (cluster.info.controllers) await waitForSettled(cluster.admin, namespace, name);
 
   // get: a Deployment changed after it was matched is re-read before the patch.
   const stale = summarizeDeployment(await cluster.getDeployment(namespace, name)).resourceVersion;

@@ -19,6 +19,7 @@ import {
   writeKubeconfig,
 } from "./control_plane.ts";
 import { ROOT } from "./program.ts";
+import { waitForSettled } from "./rollout.ts";
 import { READY_LABEL } from "./test_node.ts";
 
 export { eventually } from "./eventually.ts";
@@ -87,6 +88,11 @@ export interface Cluster {
   info: ControlPlaneInfo;
   /** Creates a namespace named `${prefix}-<random>` and remembers it for cleanup. */
   namespace(prefix: string, labels?: Record<string, string>): Promise<string>;
+  /**
+   * Creates the Deployment. On a cluster with controllers it also waits until
+   * it settled (first rollout complete, or pause recorded; not for unready
+   * pods), so it no longer changes by itself when the test reads it.
+   */
   createDeployment(manifest: ReturnType<typeof deploymentManifest>): Promise<void>;
   getDeployment(namespace: string, name: string): Promise<any>;
   /** Applies a k8s/ file as shipped; `namespace` rewrites namespaced objects (per-namespace RBAC). */
@@ -134,6 +140,8 @@ export function openCluster(info: ControlPlaneInfo): Cluster {
           }`,
         );
       }
+      const unready = manifest.spec.template.metadata.labels[READY_LABEL] === "false";
+      if (info.controllers && !unready) await waitForSettled(admin, ns, manifest.metadata.name);
     },
     async getDeployment(namespace, name) {
       const res = await admin.request(

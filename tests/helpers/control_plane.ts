@@ -19,9 +19,9 @@ export {
 export {
   ASSETS_ENV,
   CONTROL_PLANE_ENV,
+  CONTROLLERS_ENV,
   controlPlaneEnv,
   controlPlaneFromEnv,
-  CONTROLLERS_ENV,
   KUBECTL_ENV,
   requireControlPlane,
   requireRolloutCluster,

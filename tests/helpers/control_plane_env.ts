@@ -44,6 +44,7 @@ export function controlPlaneFromEnv(): ControlPlaneInfo | undefined {
     caPem: Deno.readTextFileSync(values.caFile!),
     adminToken: values.token!,
     adminKubeconfigPath: values.kubeconfig!,
+    controllers: Deno.env.get(CONTROLLERS_ENV) === "true",
   };
 }
 
@@ -54,6 +55,7 @@ export function controlPlaneEnv(controlPlane: ControlPlane): Record<string, stri
     [CONTROL_PLANE_ENV.caFile]: controlPlane.caFile,
     [CONTROL_PLANE_ENV.token]: controlPlane.adminToken,
     [CONTROL_PLANE_ENV.kubeconfig]: controlPlane.adminKubeconfigPath,
+    [CONTROLLERS_ENV]: String(controlPlane.controllers === true),
   };
 }
 
@@ -83,7 +85,7 @@ export function requireRolloutCluster(what = "this test"): RolloutCluster | unde
   if (info === undefined) return undefined;
   const kubectl = Deno.env.get(KUBECTL_ENV);
   const assetsDir = Deno.env.get(ASSETS_ENV);
-  if (Deno.env.get(CONTROLLERS_ENV) !== "true" || !kubectl || !assetsDir) {
+  if (!info.controllers || !kubectl || !assetsDir) {
     missing(
       `A control plane with kube-controller-manager and a test node (${CONTROLLERS_ENV}=true,` +
         ` ${KUBECTL_ENV}, ${ASSETS_ENV}) for ${what}`,

@@ -7,7 +7,6 @@
 
 import { parseAllDocuments } from "yaml";
 
-
 export interface KubeConnection {
   server: string;
   caPem: string;

@@ -23,6 +23,30 @@ export function rolloutComplete(d: any): boolean {
     progressing?.reason === "NewReplicaSetAvailable";
 }
 
+/**
+ * The Deployment stopped changing by itself: its rollout completed, or, when
+ * paused, the controller recorded the pause for the latest generation.
+ */
+export function settled(d: any): boolean {
+  if (!d.spec.paused) return rolloutComplete(d);
+  const progressing = (d.status?.conditions ?? []).find((c: any) => c.type === "Progressing");
+  return d.status?.observedGeneration === d.metadata.generation &&
+    progressing?.reason === "DeploymentPaused";
+}
+
+/** Waits until settled(); returns the Deployment then. */
+export function waitForSettled(
+  client: KubeClient,
+  ns: string,
+  name: string,
+  timeoutMs = 90_000,
+): Promise<any> {
+  return eventually(`deployment ${ns}/${name} to settle`, async () => {
+    const d = await getDeployment(client, ns, name);
+    return settled(d) ? d : undefined;
+  }, timeoutMs);
+}
+
 /** The Deployment, read through `client`. */
 export async function getDeployment(client: KubeClient, ns: string, name: string): Promise<any> {
   const res = await client.request("GET", `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
@@ -50,7 +74,8 @@ export async function replicaSetsOf(client: KubeClient, ns: string, d: any): Pro
   const owned = (res.json as any).items.filter((rs: any) =>
     (rs.metadata.ownerReferences ?? []).some((o: any) => o.uid === d.metadata.uid)
   );
-  const revision = (rs: any) => Number(rs.metadata.annotations?.["deployment.kubernetes.io/revision"]);
+  const revision = (rs: any) =>
+    Number(rs.metadata.annotations?.["deployment.kubernetes.io/revision"]);
   return owned.sort((a: any, b: any) => revision(a) - revision(b));
 }
 

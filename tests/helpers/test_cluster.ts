@@ -24,6 +24,8 @@ export interface ControlPlaneInfo {
   /** Bearer token of a `system:masters` user. */
   adminToken: string;
   adminKubeconfigPath: string;
+  /** True when kube-controller-manager and a test node run, so Deployments roll out. */
+  controllers?: boolean;
 }
 
 /** How long each part took to become ready, in ms (for the test log). */
@@ -254,6 +256,7 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
       caFile: certs.caCert,
       adminToken,
       adminKubeconfigPath,
+      controllers: options.controllers === true,
       timings,
       stop: async () => {
         await stopAll();

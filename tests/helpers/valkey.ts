@@ -38,7 +38,6 @@ export function findValkeyBinary(): string | undefined {
   return undefined;
 }
 
-
 async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {

@@ -16,6 +16,7 @@ import {
   startControlPlane,
 } from "../helpers/control_plane.ts";
 import { eventually } from "../helpers/eventually.ts";
+import { waitForSettled } from "../helpers/rollout.ts";
 
 let shared: { info: ControlPlaneInfo; owned?: ControlPlane } | undefined;
 
@@ -134,6 +135,8 @@ integrationTest(
       await admin.createNamespace(namespace);
       await admin.applyYaml(deploymentYaml("app"), { fieldManager: "krt-test", namespace });
       const path = `/apis/apps/v1/namespaces/${namespace}/deployments/app`;
+      // With controllers, "before" is read once the first rollout wrote its status.
+      if ((await controlPlane()).controllers) await waitForSettled(admin, namespace, "app");
       const before = (await admin.request("GET", path)).json as Deployment;
 
       // kubectl formats the time as Go's time.RFC3339 (seconds, no fraction).
