@@ -30,7 +30,7 @@ export interface TestNode {
 
 export interface TestNodeOptions {
   name?: string;
-  /** Pause between rounds; default 200 ms. */
+  /** Pause between rounds; default 100 ms. */
   intervalMs?: number;
   /** Receives one line per failed request (the loop keeps going). */
   log?: (line: string) => void;
@@ -42,7 +42,7 @@ export async function startTestNode(
   options: TestNodeOptions = {},
 ): Promise<TestNode> {
   const name = options.name ?? "krt-test-node";
-  const intervalMs = options.intervalMs ?? 200;
+  const intervalMs = options.intervalMs ?? 100;
   const log = options.log ?? (() => {});
   await registerNode(client, name);
 
