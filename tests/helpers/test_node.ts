@@ -6,9 +6,9 @@
 // Deployment controllers only read those pod fields, so rollouts complete,
 // or stall when a Deployment asks for unready pods.
 //
-// Why not kubemark's hollow node: it needs the kubelet's dependencies
-// (cgroups, a fake CRI, root-only paths) and another large Go build; these
-// few requests are all the controllers observe. See docs/development.md.
+// Why not kubemark's hollow node: another large Go build running the
+// kubelet's loops, where these few requests are all the controllers observe.
+// See docs/development.md.
 //
 // Trusts: the API server. Test-only code; nothing here enters the product.
 
