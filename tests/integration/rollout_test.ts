@@ -64,6 +64,14 @@ Deno.test({
         created.spec.template.metadata.annotations[RESTARTED_AT],
         done.spec.template.metadata.annotations[RESTARTED_AT],
       );
+      // The old pods are gone, not left Terminating: the test node confirmed their deletion.
+      const hash = created.metadata.labels["pod-template-hash"];
+      await eventually("only the new ReplicaSet's pods to remain", async () => {
+        const pods = (await cluster.admin.request("GET", `/api/v1/namespaces/${ns}/pods`))
+          .json as any;
+        const hashes = pods.items.map((p: any) => p.metadata.labels["pod-template-hash"]);
+        return JSON.stringify(hashes) === JSON.stringify([hash, hash]) ? true : undefined;
+      }, 30_000);
       // kubectl's own view agrees (it exits non-zero on a stalled or unfinished rollout).
       const status = await kubectl(kubectlPath, info.adminKubeconfigPath, [
         "--namespace",
