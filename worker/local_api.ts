@@ -72,8 +72,9 @@ export function createLocalApi(
     },
     // A watch that never reports a change: the file is not watched.
     // deno-lint-ignore require-yield
-    async *watchDeployments(_namespace, _resourceVersion, signal) {
+    async *watchDeployments(_namespace, { signal, onOpen }) {
       onRequest?.("watch");
+      onOpen?.();
       // Nothing changes the file's contents behind our back: wait for shutdown.
       await new Promise<void>((resolve) => {
         if (signal.aborted) resolve();
