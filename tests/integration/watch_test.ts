@@ -155,6 +155,13 @@ Deno.test({
           const relists = await metric("kuberollouttrigger_worker_inventory_relists_total");
           const idle = await metric("kuberollouttrigger_worker_watch_idle_total");
           proxy.stallWatches();
+          // The silent watch must be the one that gets aborted: wait for the deadline to fire.
+          await eventually(
+            "an idle abort during the stall",
+            async () =>
+              await metric("kuberollouttrigger_worker_watch_idle_total") > idle || undefined,
+            30_000,
+          );
           const notReady = await waitReady(false, "not ready while the watch is dead");
           assertEquals(notReady.body.checks.inventory_synced, "failing");
           assertEquals(await metric("kuberollouttrigger_worker_inventory_current"), 0);
@@ -166,7 +173,6 @@ Deno.test({
           await waitReady(true, "ready again after the stall");
           assertEquals(await restartApp(), ["during-stall", "first"]);
           assert(await restartedAt("during-stall"), "during-stall restarted");
-          assert(await metric("kuberollouttrigger_worker_watch_idle_total") > idle);
           assertEquals(
             await metric("kuberollouttrigger_worker_inventory_relists_total"),
             relists,
