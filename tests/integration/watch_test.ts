@@ -183,33 +183,49 @@ Deno.test({
         },
       );
 
-      await step(
-        "410 Gone: /readyz fails while relisting, and the relist brings the new Deployment",
-        async () => {
-          const relists = await metric("kuberollouttrigger_worker_inventory_relists_total");
-          proxy.holdLists();
-          proxy.injectNextWatch({ kind: "gone-event" });
-          proxy.endWatches();
-          const notReady = await waitReady(false, "not ready while relisting");
-          assertEquals(notReady.body.checks.inventory_synced, "failing");
-          await eventually(
-            "the relist reached the proxy",
-            () => proxy.requests.filter((r) => r.verb === "list").length > 1 || undefined,
-          );
-          await cluster.createDeployment(
-            deploymentManifest(ns, "during-relist", [{ image: "ghcr.io/acme/app:dev" }]),
-          );
-          proxy.releaseLists();
-          await waitReady(true, "ready after the relist");
-          assertEquals(
-            await metric("kuberollouttrigger_worker_inventory_relists_total"),
-            relists + 1,
-          );
-          assert(logs.some((l) => l.msg === "watch expired (410 Gone); relisting"));
-          assert(logs.some((l) => l.msg === "inventory relisted" && l.deployments === 3));
-          assertEquals(await restartApp(), ["during-relist", "during-stall", "first"]);
-        },
-      );
+      const created = ["during-stall", "first"];
+      for (
+        const [kind, name] of [
+          ["gone-event", "after-gone-event"],
+          ["gone-status", "after-gone-status"],
+        ] as const
+      ) {
+        await step(
+          `410 Gone (${kind}): /readyz fails while relisting, and the relist brings the new Deployment`,
+          async () => {
+            const relists = await metric("kuberollouttrigger_worker_inventory_relists_total");
+            const lists = proxy.requests.filter((r) => r.verb === "list").length;
+            const expired = logs.filter((l) => l.msg.startsWith("watch expired (410")).length;
+            proxy.holdLists();
+            proxy.injectNextWatch({ kind });
+            proxy.endWatches();
+            const notReady = await waitReady(false, "not ready while relisting");
+            assertEquals(notReady.body.checks.inventory_synced, "failing");
+            await eventually(
+              "the relist reached the proxy",
+              () => proxy.requests.filter((r) => r.verb === "list").length > lists || undefined,
+            );
+            await cluster.createDeployment(
+              deploymentManifest(ns, name, [{ image: "ghcr.io/acme/app:dev" }]),
+            );
+            created.push(name);
+            proxy.releaseLists();
+            await waitReady(true, "ready after the relist");
+            assertEquals(
+              await metric("kuberollouttrigger_worker_inventory_relists_total"),
+              relists + 1,
+            );
+            assertEquals(
+              logs.filter((l) => l.msg.startsWith("watch expired (410")).length,
+              expired + 1,
+            );
+            assert(
+              logs.some((l) => l.msg === "inventory relisted" && l.deployments === created.length),
+            );
+            assertEquals(await restartApp(), [...created].sort());
+          },
+        );
+      }
 
       await step(
         "a line that is not JSON is counted and logged without its content, then relisted",
