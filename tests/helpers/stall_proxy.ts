@@ -183,14 +183,14 @@ export function startStallProxy(options: StallProxyOptions): StallProxy {
       ? "watch"
       : "list";
     requests.push({ verb, method: req.method, url });
-    // Deno.serve aborts req.signal once a response is sent, so it only guards the wait before one.
-    const beforeResponse = AbortSignal.any([req.signal, shutdown.signal]);
+    // req.signal is not used: Deno.serve warns on any use of it (legacy abort behaviour). A
+    // request the worker gave up on while held is forwarded late; Deno then cancels its
+    // response stream, and cancel() aborts the upstream side.
     const upstream = new AbortController();
     const abortUpstream = () => upstream.abort();
     shutdown.signal.addEventListener("abort", abortUpstream, { once: true });
-    req.signal.addEventListener("abort", abortUpstream, { once: true });
     try {
-      if (verb === "list") await listGate.wait(beforeResponse);
+      if (verb === "list") await listGate.wait(upstream.signal);
       if (verb === "watch") {
         if (injected) {
           const answer = injected;
@@ -198,9 +198,9 @@ export function startStallProxy(options: StallProxyOptions): StallProxy {
           return answerInjected(answer);
         }
         // A watch started during a stall hangs before its headers, like one sent into a dead link.
-        await watchGate.wait(beforeResponse);
+        await watchGate.wait(upstream.signal);
       }
-      if (beforeResponse.aborted) return new Response(null, { status: 499 });
+      if (upstream.signal.aborted) return new Response(null, { status: 499 });
       const response = await forward(req, url, upstream.signal);
       const headers = new Headers();
       const type = response.headers.get("content-type");
@@ -208,7 +208,6 @@ export function startStallProxy(options: StallProxyOptions): StallProxy {
       if (verb !== "watch" || !response.body || !response.ok) {
         return new Response(await response.arrayBuffer(), { status: response.status, headers });
       }
-      req.signal.removeEventListener("abort", abortUpstream);
       return new Response(pipeWatch(response.body, upstream), {
         status: response.status,
         headers,
