@@ -175,14 +175,19 @@ export function parseWatchEvent(value: unknown): WatchEvent {
 async function* watchLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let pending = "";
+  // Where the search for the next newline resumes: a large event arrives in many chunks, and
+  // rescanning what came before would cost quadratic time.
+  let scanned = 0;
   for await (const chunk of body) {
     pending += decoder.decode(chunk, { stream: true });
     let nl;
-    while ((nl = pending.indexOf("\n")) >= 0) {
+    while ((nl = pending.indexOf("\n", scanned)) >= 0) {
       const line = pending.slice(0, nl).trim();
       pending = pending.slice(nl + 1);
+      scanned = 0;
       if (line) yield line;
     }
+    scanned = pending.length;
     if (pending.length > MAX_WATCH_LINE_CHARS) {
       throw new WatchEventError(`watch event longer than ${MAX_WATCH_LINE_CHARS} characters`);
     }

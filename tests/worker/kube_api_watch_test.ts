@@ -147,6 +147,8 @@ Deno.test("watchDeployments() reassembles events split across chunks", async () 
   const text = `${JSON.stringify(added)}\n\n${JSON.stringify(bookmark)}\n`;
   const chunks = [text.slice(0, 10), text.slice(10, 60), text.slice(60)];
   assertEquals((await collect(chunks)).map((e) => e.type), ["ADDED", "BOOKMARK"]);
+  // One character per chunk: every boundary, including a newline arriving alone.
+  assertEquals((await collect([...text])).map((e) => e.type), ["ADDED", "BOOKMARK"]);
 });
 
 Deno.test("watchDeployments() reports a stream cut inside an event as a network error", async () => {
