@@ -105,18 +105,16 @@ function recordFailures(api: KubeApi) {
         throw err;
       }
     },
-    async *watchDeployments(namespace, resourceVersion, signal, timeoutSeconds) {
+    async *watchDeployments(namespace, options) {
       try {
-        for await (
-          const event of api.watchDeployments(namespace, resourceVersion, signal, timeoutSeconds)
-        ) {
+        for await (const event of api.watchDeployments(namespace, options)) {
           if (event.type === "ERROR" && event.object.code !== 410) {
             failures.watch ??= event.object.code ?? 0;
           }
           yield event;
         }
       } catch (err) {
-        if (!signal.aborted) failures.watch ??= statusOf(err);
+        if (!options.signal.aborted) failures.watch ??= statusOf(err);
         throw err;
       }
     },
