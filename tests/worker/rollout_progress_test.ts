@@ -44,7 +44,11 @@ Deno.test("rolloutProgress() decides as kubectl rollout status does", async (t) 
     ["scaled to zero", deployment({ observedGeneration: 5 }, 0), "complete"],
     [
       "replicas unset means one",
-      deployment({ ...DONE, replicas: 1, updatedReplicas: 1, availableReplicas: 1 }, undefined),
+      {
+        metadata: { generation: 5 },
+        spec: {},
+        status: { ...DONE, replicas: 1, updatedReplicas: 1, availableReplicas: 1 },
+      },
       "complete",
     ],
     [
