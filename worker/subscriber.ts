@@ -6,7 +6,12 @@
  */
 
 import type { Logger } from "../shared/log.ts";
-import { createValkeyConnection, type ValkeySettings } from "../shared/valkey.ts";
+import { describeError } from "../shared/errors.ts";
+import {
+  createValkeyConnection,
+  describeValkeyError,
+  type ValkeySettings,
+} from "../shared/valkey.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
 /** A running subscription. */
@@ -39,14 +44,13 @@ export function subscribe(options: SubscribeOptions): Subscription {
     logger,
     offlineQueue: true,
     onStateChange: (connected) => {
-      if (connected || !isSubscribed) return;
+      // A shutdown we asked for is not a gap: nothing is missed that a running worker would get.
+      if (connected || !isSubscribed || closing) return;
       isSubscribed = false;
       lostAt = Date.now();
       metrics.subscribed.set(0);
       metrics.subscriptionGaps.inc();
-      if (!closing) {
-        logger.warn("subscription lost; events published until it is back are not received");
-      }
+      logger.warn("subscription lost; events published until it is back are not received");
     },
   });
   // Subscribe ourselves on each ready, so the state we report is the one we saw confirmed.
@@ -60,13 +64,15 @@ export function subscribe(options: SubscribeOptions): Subscription {
         logger.info("resubscribed", { channel: options.channel, gap_ms: Date.now() - lostAt });
       } else logger.info("subscribed", { channel: options.channel });
       everSubscribed = true;
-    }).catch((err: Error) =>
-      logger.warn("subscribe failed; will retry on reconnect", { error: err.message })
+    }).catch((err: unknown) =>
+      logger.warn("subscribe failed; will retry on reconnect", {
+        error: describeValkeyError(err),
+      })
     );
   });
   client.on("message", (_channel: string, message: string) => {
     queue = queue.then(() => options.onMessage(message)).catch((err) =>
-      logger.error("event handling failed", { error: String(err).slice(0, 300) })
+      logger.error("event handling failed", { error: describeError(err) })
     );
   });
 

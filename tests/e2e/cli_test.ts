@@ -8,6 +8,8 @@ import { type Program, ROOT, startProgram, startWeb } from "../helpers/program.t
 import { describeStartupFailure } from "../../main.ts";
 import { AppError } from "../../shared/errors.ts";
 import { settingsFor } from "../../shared/settings.ts";
+import { withoutValkey } from "../helpers/skip.ts";
+import { startValkey } from "../helpers/valkey.ts";
 
 const WEB_ENV = {
   VALKEY_ADDR: "127.0.0.1:1",
@@ -177,4 +179,69 @@ Deno.test("a mode that cannot start (its port is taken) exits 1 with one `cannot
   } finally {
     busy.close();
   }
+});
+
+/** The worker on the dev inventory file (no cluster), with Valkey at `addr`. */
+function startLocalWorker(env: Record<string, string>): Program {
+  return startProgram({
+    args: ["worker", "--health-listen-addr", "127.0.0.1:0"],
+    env: { ALLOWED_IMAGE_PREFIX: "ghcr.io/acme", LOCAL_INVENTORY, LOG_LEVEL: "debug", ...env },
+    permissions: ["-P=worker", `--allow-read=${LOCAL_INVENTORY}`],
+  });
+}
+
+Deno.test({
+  name:
+    "the worker stopped by SIGTERM logs its Valkey connections as closed at info, warns of nothing and exits 0",
+  ignore: withoutValkey(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const valkey = await startValkey();
+    const program = startLocalWorker({ VALKEY_ADDR: valkey.addr });
+    try {
+      await program.waitForLog((l) => l.msg === "subscribed", 20_000);
+      assertEquals(await program.stop(), 0);
+      await program.waitForLog((l) => l.msg === "worker stopped");
+      const afterSignal = program.logs.slice(
+        program.logs.findIndex((l) => l.msg === "shutting down"),
+      );
+      assertEquals(
+        afterSignal.filter((l) => l.level !== "info" && l.level !== "debug"),
+        [],
+        "a requested shutdown warns of nothing",
+      );
+      assertEquals(afterSignal.filter((l) => l.msg === "valkey connection closed").length, 2);
+      assertEquals(strayStderr(program), []);
+    } finally {
+      await program.stop();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "security: the worker never logs a Valkey reply that quotes its password",
+  ignore: withoutValkey(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const secret = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
+    // With AUTH renamed away, the server's reply to AUTH quotes the user and password.
+    const valkey = await startValkey(["--rename-command", "AUTH", ""]);
+    const program = startLocalWorker({
+      VALKEY_ADDR: valkey.addr,
+      VALKEY_USERNAME: "worker",
+      VALKEY_PASSWORD: secret,
+    });
+    try {
+      const error = await program.waitForLog((l) => l.msg === "valkey connection error", 20_000);
+      assertEquals(error.error, "ERR unknown command (rest of the reply not shown)");
+    } finally {
+      await program.stop();
+      await valkey.stop();
+    }
+    assert(!JSON.stringify(program.logs).includes(secret), "the password reached stdout");
+    assert(!program.stderr().includes(secret), "the password reached stderr");
+  },
 });
