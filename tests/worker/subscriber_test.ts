@@ -3,7 +3,8 @@
  * connection is a counted, logged gap; a shutdown we asked for is neither.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
+import { Valkey } from "iovalkey";
+import { assertEquals, assertMatch } from "../helpers/assert.ts";
 import { eventually } from "../helpers/cluster.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { startValkey } from "../helpers/valkey.ts";
@@ -60,6 +61,48 @@ Deno.test({
       });
     } finally {
       await subscription.close();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  ignore: withoutValkey(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  name: "subscribe() retries a refused SUBSCRIBE while connected, not only after a reconnect",
+  async fn() {
+    const valkey = await startValkey();
+    const admin = new Valkey({ host: valkey.host, port: valkey.port });
+    // An ACL user that may connect but may not use any channel yet.
+    await admin.call("ACL", "SETUSER", "worker", "on", ">pw", "~*", "resetchannels", "+@all");
+    const lines: (LogFields & { msg: string; level: string })[] = [];
+    const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
+    const subscription = subscribe({
+      settings: {
+        valkeyAddr: parseHostPort(valkey.addr),
+        valkeyUsername: "worker",
+        valkeyPassword: "pw",
+        valkeyTls: false,
+        valkeyTimeout: 2000,
+      },
+      channel: "krt-acl-test",
+      logger,
+      metrics: createWorkerMetrics(createRegistry()),
+      onMessage: () => Promise.resolve(),
+    });
+    try {
+      const refused = await eventually(
+        "a refused subscribe",
+        () => lines.find((l) => l.msg === "subscribe failed; retrying"),
+      );
+      assertMatch(String(refused.error), /^NOPERM/);
+      await admin.call("ACL", "SETUSER", "worker", "&*");
+      await eventually("subscribed", () => subscription.subscribed() || undefined, 20_000);
+      assertEquals(lines.filter((l) => l.msg === "valkey connected").length, 1, "no reconnect");
+    } finally {
+      await subscription.close();
+      admin.disconnect();
       await valkey.stop();
     }
   },
