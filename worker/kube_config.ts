@@ -11,6 +11,7 @@
  */
 
 import { AppError, describeError } from "../shared/errors.ts";
+import { isLoopbackHost } from "../shared/setting_values.ts";
 import {
   checkPem,
   checkToken,
@@ -78,6 +79,32 @@ function tokenFile(path: string, now: () => number): () => Promise<string> {
   };
 }
 
+/**
+ * The API server's base URL, without a trailing slash. It is logged at startup
+ * and prefixed to every request, so it must be a plain https URL (http only to
+ * this machine, e.g. `kubectl proxy`). Security: a URL with a user or password
+ * is refused without quoting it.
+ */
+function checkServer(raw: string, field: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw kubeError(`${field} is not a URL (expected https://<host>:<port>)`);
+  }
+  if (url.username || url.password) {
+    throw kubeError(`${field} carries a user or password in the URL; the worker refuses it`);
+  }
+  const loopback = isLoopbackHost(url.hostname);
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
+    throw kubeError(
+      `${field} must be an https:// URL (http:// only to this machine): the token must not travel in clear text`,
+    );
+  }
+  if (url.search || url.hash) throw kubeError(`${field} must not have a query or fragment`);
+  return raw.trim().replace(/\/+$/, "");
+}
+
 function dirOf(path: string): string {
   const i = path.lastIndexOf("/");
   return i <= 0 ? (i === 0 ? "/" : ".") : path.slice(0, i);
@@ -110,10 +137,11 @@ async function fromKubeconfig(path: string, now: () => number): Promise<KubeAcce
   const userEntry = userName === undefined
     ? undefined
     : findNamed(doc, path, "users", "user", userName);
-  const server = clusterEntry?.fields.text("server");
-  if (!clusterEntry || !server) {
+  const rawServer = clusterEntry?.fields.text("server");
+  if (!clusterEntry || !rawServer) {
     throw kubeError(`Kubeconfig ${path}: context ${contextName} names no cluster with a server`);
   }
+  const server = checkServer(rawServer, `${clusterEntry.where}.server`);
   const clusterBody = clusterEntry.body;
   const userBody = userEntry?.body ?? {};
   const present = (body: Mapping, key: string) =>
@@ -190,7 +218,7 @@ async function fromKubeconfig(path: string, now: () => number): Promise<KubeAcce
   }
   if (readToken) await readToken(); // fail at startup, not on the first event
   return {
-    server: server.replace(/\/+$/, ""),
+    server,
     httpClient: createTlsClient({ ca, cert, key }),
     authorization: async () => readToken ? `Bearer ${await readToken()}` : undefined,
     description: {
@@ -212,7 +240,10 @@ async function inCluster(
       "KUBECONFIG is empty and KUBERNETES_SERVICE_HOST/PORT are unset: not running in a cluster; set KUBECONFIG",
     );
   }
-  const server = `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const server = checkServer(
+    `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    "KUBERNETES_SERVICE_HOST/PORT",
+  );
   const caPath = `${options.serviceAccountDir}/ca.crt`;
   const caField = `Service-account CA ${caPath}`;
   const ca = checkPem(await readText(caPath, "service-account CA"), caField, "certificate");

@@ -52,7 +52,7 @@ Deno.test("loadKubeAccess() reads a YAML kubeconfig with a token and a CA file r
     assertEquals(access.server, "https://127.0.0.1:6443");
     assertEquals(await access.authorization(), "Bearer abc.def");
     assertEquals(access.description, {
-      server: "https://127.0.0.1:6443/",
+      server: "https://127.0.0.1:6443",
       source: "kubeconfig",
       context: "dev",
       auth: "token",
@@ -266,6 +266,26 @@ async function failureCases(): Promise<FailureCase[]> {
         "k.key": key,
       },
       message: /client-certificate \(.*c\.crt\) holds no PEM certificate/,
+    },
+    {
+      name: "a server URL with a password in it",
+      files: raw(
+        kubeconfig("token: x").replace(
+          "https://127.0.0.1:6443/",
+          `https://admin:${SECRET}@127.0.0.1:6443/`,
+        ),
+      ),
+      message: /clusters\[0\]\.cluster\.server carries a user or password/,
+    },
+    {
+      name: "a server that is not a URL",
+      files: raw(kubeconfig("token: x").replace("https://127.0.0.1:6443/", `${SECRET} here`)),
+      message: /clusters\[0\]\.cluster\.server is not a URL/,
+    },
+    {
+      name: "a plain-http server on another machine",
+      files: raw(kubeconfig(`token: ${SECRET}`).replace("https://127.0.0.1", "http://10.1.2.3")),
+      message: /server must be an https:\/\/ URL/,
     },
     {
       name: "a file that is YAML but not a mapping",
