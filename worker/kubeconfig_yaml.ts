@@ -33,6 +33,19 @@ function kindOf(value: unknown): string {
 }
 
 /**
+ * A yaml library error as its code and position, e.g. `YAML error BAD_INDENT at
+ * line 16, column 1`. Security: never its message, which quotes the lines
+ * around the error.
+ */
+export function describeYamlError(err: unknown): string {
+  const where = err instanceof YAMLError && err.linePos
+    ? ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}`
+    : "";
+  const kind = err instanceof YAMLError ? err.code : err instanceof Error ? err.name : "error";
+  return `YAML error ${kind}${where}`;
+}
+
+/**
  * Parses the kubeconfig text. Security: the yaml library's messages quote the
  * lines around an error (often a `token:` line) and its warnings print them to
  * stderr, so warnings are silenced and errors reduced to their code and position.
@@ -42,12 +55,10 @@ export function parseKubeconfigYaml(text: string, path: string): Mapping {
   try {
     doc = parse(text, { logLevel: "error", prettyErrors: true });
   } catch (err) {
-    const where = err instanceof YAMLError && err.linePos
-      ? ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}`
-      : "";
-    const kind = err instanceof YAMLError ? err.code : (err as Error)?.name ?? "error";
     throw kubeError(
-      `Cannot parse kubeconfig ${path}: YAML error ${kind}${where} (the line is not shown: it may hold a credential)`,
+      `Cannot parse kubeconfig ${path}: ${
+        describeYamlError(err)
+      } (the line is not shown: it may hold a credential)`,
     );
   }
   if (!isMapping(doc)) {
