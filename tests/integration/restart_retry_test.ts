@@ -34,7 +34,8 @@ function withFailures(api: KubeApi, statuses: number[]): KubeApi {
 }
 
 Deno.test({
-  name: "restartDeployment() retries 5xx and 429, re-plans after a 409 and never retries 403 or 404",
+  name:
+    "restartDeployment() retries 5xx and 429, re-plans after a 409 and never retries 403 or 404",
   ignore: info === undefined,
   sanitizeOps: false,
   sanitizeResources: false,
