@@ -24,7 +24,7 @@ function kubeError(message: string): AppError {
 }
 
 function fail(field: string, problem: string): AppError {
-  return new AppError("ERR_KUBE", `${field} ${problem}`);
+  return kubeError(`${field} ${problem}`);
 }
 
 /**

@@ -359,6 +359,24 @@ Deno.test("security: loadKubeAccess() checks the in-cluster CA like a kubeconfig
   });
 });
 
+Deno.test("loadKubeAccess() refuses in-cluster service variables that do not form a URL", async () => {
+  await withFiles({ "ca.crt": CA, token: "sa-token" }, async (dir) => {
+    await assertRejects(
+      () =>
+        loadKubeAccess({
+          kubeconfig: "",
+          serviceAccountDir: dir,
+          env: (n) => ({ KUBERNETES_SERVICE_HOST: "bad host", KUBERNETES_SERVICE_PORT: "443" })[n],
+        }),
+      {
+        instanceOf: AppError,
+        code: "ERR_KUBE",
+        message: /KUBERNETES_SERVICE_HOST\/PORT is not a URL/,
+      },
+    );
+  });
+});
+
 Deno.test({
   name:
     "security: the real worker stops on each malformed kubeconfig with one `cannot start` line, exit 1, no stack and no secret",
