@@ -166,9 +166,16 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
       } as RequestInit);
     } catch (err) {
       if (init.signal?.aborted) throw err;
-      throw new KubeApiError(0, "NetworkError", `${method} ${path} failed: ${describeError(err)}`, {
-        cause: err,
-      });
+      // Deno's "fetch failed" keeps what happened (refused, DNS, TLS) in its cause.
+      const cause = err instanceof Error && err.cause !== undefined
+        ? `: ${describeError(err.cause)}`
+        : "";
+      throw new KubeApiError(
+        0,
+        "NetworkError",
+        `${method} ${path} failed: ${describeError(err)}${cause}`,
+        { cause: err },
+      );
     }
     if (!response.ok) {
       const { reason, message } = await readStatus(response);

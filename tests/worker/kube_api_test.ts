@@ -105,3 +105,15 @@ Deno.test("security: createKubeApi() reports a token that cannot be a header wit
   assertEquals((err as KubeApiError).status, 0);
   assert(!err.message.includes(SECRET), err.message);
 });
+
+Deno.test("createKubeApi() says why a request did not reach the server, not only that fetch failed", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close(); // nothing listens there now
+  const api = createKubeApi({ server: `https://127.0.0.1:${port}` });
+  await assertRejects(() => api.getDeployment("ns", "d"), {
+    instanceOf: KubeApiError,
+    reason: "NetworkError",
+    message: /failed: fetch failed: .*(refused|connect)/i,
+  });
+});
