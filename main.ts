@@ -63,7 +63,7 @@ export function describeStartupFailure(err: unknown): StartupFailure {
   if (Object.values(Deno.errors).some((kind) => err instanceof kind)) {
     return { code: "ERR_SYSTEM", error: describeError(err) };
   }
-  const name = err instanceof Error ? err.name : typeof err;
+  const name = err instanceof Error && /^\w{1,40}$/.test(err.name) ? err.name : typeof err;
   // The first frame in a local module, relative to its folder: no argument values.
   const frame = err instanceof Error
     ? /file:\/\/\S*?([\w.-]+\/[\w.-]+\.ts:\d+:\d+)/.exec(err.stack ?? "")?.[1]
