@@ -2,7 +2,8 @@
  * Load generator for `deno task bench`, run as its own process so that the
  * load does not share a runtime with the server it measures. Reads one token
  * per line from --tokens (or sends --token for every request), POSTs --body
- * to --url with --concurrency workers until every token is used, and prints
+ * (or, with --method GET, GETs) --url with --concurrency workers until every
+ * token is used, and prints
  * one JSON line: count, seconds, rate, latency percentiles, statuses.
  * Loopback targets only.
  */
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     count: { type: "string" },
     concurrency: { type: "string", default: "1" },
     body: { type: "string", default: '{"image":"ghcr.io/acme/app:dev"}' },
+    method: { type: "string", default: "POST" },
   },
   strict: true,
 });
@@ -39,11 +41,13 @@ await Promise.all(Array.from({ length: concurrency }, async () => {
   while (next < tokens.length) {
     const token = tokens[next++];
     const t0 = performance.now();
-    const res = await fetch(url, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: values.body,
-    });
+    const res = values.method === "GET"
+      ? await fetch(url, { headers: { authorization: `Bearer ${token}` } })
+      : await fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: values.body,
+      });
     await res.arrayBuffer();
     latencies.push(performance.now() - t0);
     statuses[res.status] = (statuses[res.status] ?? 0) + 1;

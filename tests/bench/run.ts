@@ -11,6 +11,13 @@ import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.t
 import { ROOT, startWeb } from "../helpers/program.ts";
 import { startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
 import { benchEndToEnd, benchWorkerScale } from "./worker_bench.ts";
+import { Valkey } from "iovalkey";
+import {
+  emptyCounts,
+  MAX_REPORTED_DEPLOYMENTS,
+  reportField,
+  statusKey,
+} from "../../shared/event_status.ts";
 
 const CHANNEL = "krt-bench";
 const quick = Deno.args.includes("--quick");
@@ -159,6 +166,7 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
       unit: "count",
       target: `≤ ${Math.ceil(seconds / 10) + 1} (10 s cooldown)`,
     });
+    await benchStatusReads(issuer, valkey, url);
     const rss = Number(
       /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${program.child.pid}/status`))?.[1] ?? 0,
     );
@@ -167,6 +175,63 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
     sub.close();
     await program.stop();
   }
+}
+
+/** GET /event/<id> (no wait) on a record with a full cluster report: one HGETALL per read. */
+async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: string) {
+  const token = await issuer.sign();
+  const posted = await fetch(`${url}/event`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: '{"image":"ghcr.io/acme/app:dev"}',
+  });
+  const { id } = await posted.json();
+  const client = new Valkey({ host: valkey.host, port: valkey.port });
+  const deployments = Array.from({ length: MAX_REPORTED_DEPLOYMENTS }, (_, i) => ({
+    namespace: "bench",
+    name: `app-${i}`,
+    result: "restarted",
+    rollout: { state: "complete", replicas: 3, updated: 3, ready: 3, available: 3 },
+  }));
+  await client.hset(
+    statusKey(id),
+    reportField("bench"),
+    JSON.stringify({
+      cluster: "bench",
+      state: "succeeded",
+      matched: 200,
+      counts: { ...emptyCounts(), restarted: 200, complete: 200 },
+      deployments,
+      omitted: 150,
+      updated: new Date().toISOString(),
+    }),
+  );
+  client.disconnect();
+  const reader = await signTokens(issuer, 1);
+  const readToken = (await Deno.readTextFile(reader)).trim();
+  await Deno.remove(reader);
+  const result = await load([
+    "--url",
+    `${url}/event/${id}`,
+    "--method",
+    "GET",
+    "--token",
+    readToken,
+    "--count",
+    String(quick ? 2000 : 20000),
+    "--concurrency",
+    "32",
+  ]);
+  const scenario = "status read c=32 (50 named)";
+  record({ scenario, metric: "reads/s", value: result.rate, unit: "1/s" });
+  record({ scenario, metric: "p50 latency", value: result.p50_ms, unit: "ms" });
+  record({ scenario, metric: "p99 latency", value: result.p99_ms, unit: "ms" });
+  record({
+    scenario,
+    metric: "non-200 answers",
+    value: result.count - (result.statuses["200"] ?? 0),
+    unit: "count",
+  });
 }
 
 const assets = await ensureControlPlaneAssets();
