@@ -12,7 +12,7 @@ import { json } from "../shared/probes.ts";
 import type { StatusReadAnswer, WebMetrics } from "./metrics.ts";
 import { type Authenticate, repositoryBinding } from "./request_steps.ts";
 import type { Route } from "./route.ts";
-import type { StatusReader, StatusWaiters } from "./status_store.ts";
+import type { StatusReader, StatusWaiters, Waiter } from "./status_store.ts";
 
 /** Longest `?wait=` accepted, in seconds (ingress proxies often cut idle upstreams at 60 s). */
 export const MAX_WAIT_SECONDS = 60;
@@ -56,6 +56,25 @@ export function parseStatusRequest(url: URL): StatusRequest {
   return { id: raw, waitMs };
 }
 
+/** Waits for the waiter, or until `timedMs` when the answer would change by itself then. */
+async function untilChangeOr(
+  waiter: Waiter,
+  timedMs: number | undefined,
+  now: () => number,
+): Promise<void> {
+  if (timedMs === undefined) {
+    await waiter.ended;
+    return;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timed = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, Math.max(0, timedMs - now()));
+  });
+  await Promise.race([waiter.ended, timed]);
+  clearTimeout(timer);
+  waiter.cancel();
+}
+
 /** Creates the GET /event/<id> route. */
 export function createStatusRoute(deps: StatusRouteDeps): Route {
   const notFound = () => json(404, { error: "not found" });
@@ -86,12 +105,19 @@ export function createStatusRoute(deps: StatusRouteDeps): Route {
     }
     log.event_id = parsed.id;
     const until = deps.now() + parsed.waitMs;
-    let status = await readOwned(parsed.id, repository);
-    while (status && !status.final && deps.now() < until && !deps.signal?.aborted) {
-      const timed = nextTimedChange(status, deps.reportTimeoutMs);
-      const wake = Math.min(until, timed !== undefined && timed > deps.now() ? timed : until);
-      const waiting = deps.waiters.wait(parsed.id, wake, deps.signal);
-      if (!waiting) {
+    let status: EventStatus | undefined;
+    for (;;) {
+      // The waiter is registered before the read: a change announced in between still wakes it.
+      const waiter = parsed.waitMs > 0 && deps.now() < until && !deps.signal?.aborted
+        ? deps.waiters.watch(parsed.id, until, deps.signal)
+        : undefined;
+      status = await readOwned(parsed.id, repository);
+      const done = !status || status.final || parsed.waitMs === 0 || deps.now() >= until;
+      if (done || deps.signal?.aborted) {
+        waiter?.cancel();
+        break;
+      }
+      if (!waiter) {
         count("busy");
         log.reason = "too_many_waiters";
         return json(429, { error: "too many requests are waiting; retry shortly" }, {
@@ -99,9 +125,8 @@ export function createStatusRoute(deps: StatusRouteDeps): Route {
         });
       }
       deps.metrics.statusWaiters.set(deps.waiters.size());
-      await waiting;
+      await untilChangeOr(waiter, nextTimedChange(status!, deps.reportTimeoutMs), deps.now);
       deps.metrics.statusWaiters.set(deps.waiters.size());
-      status = await readOwned(parsed.id, repository);
     }
     if (!status) {
       count("not_found");

@@ -90,10 +90,20 @@ export function createStatusReader(client: Valkey, logger: Logger): StatusReader
 /** Why a wait ended. */
 export type WaitEnd = "changed" | "deadline" | "aborted";
 
+/** One registered waiter: `ended` settles on a change, the deadline or abort; `cancel` frees it. */
+export interface Waiter {
+  ended: Promise<WaitEnd>;
+  cancel(): void;
+}
+
 /** Requests waiting for a record to change. */
 export interface StatusWaiters {
-  /** Waits until the record of `id` changes or `untilMs`; undefined when the bound is reached. */
-  wait(id: string, untilMs: number, signal?: AbortSignal): Promise<WaitEnd> | undefined;
+  /**
+   * Registers a waiter for changes of `id` until `untilMs`, or undefined when
+   * the bound is reached. Register before reading the record, so a change
+   * announced between the read and the wait is not missed.
+   */
+  watch(id: string, untilMs: number, signal?: AbortSignal): Waiter | undefined;
   /** A worker announced a change to this record. */
   notify(id: string): void;
   /** Wakes every waiter (after a gap in the subscription, notifications may be lost). */
@@ -116,13 +126,14 @@ export function createStatusWaiters(options: StatusWaitersOptions): StatusWaiter
     for (const wake of [...(wakers ?? [])]) wake("changed");
   };
   return {
-    wait(id, untilMs, signal) {
+    watch(id, untilMs, signal) {
       if (count >= options.max) return undefined;
       count++;
-      return new Promise<WaitEnd>((resolve) => {
+      let done!: (end: WaitEnd) => void;
+      const ended = new Promise<WaitEnd>((resolve) => {
         let set = byId.get(id);
         if (!set) byId.set(id, set = new Set());
-        const done = (end: WaitEnd) => {
+        done = (end: WaitEnd) => {
           clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
           const current = byId.get(id);
@@ -138,6 +149,7 @@ export function createStatusWaiters(options: StatusWaitersOptions): StatusWaiter
         if (signal?.aborted) onAbort();
         else signal?.addEventListener("abort", onAbort, { once: true });
       });
+      return { ended, cancel: () => done("aborted") };
     },
     notify: (id) => wakeAll(byId.get(id)),
     notifyAll: () => {

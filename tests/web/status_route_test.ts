@@ -31,7 +31,14 @@ function claimsFor(repositoryId: string): GitHubClaims {
   } as GitHubClaims;
 }
 
-function setUp(options: { maxWaiters?: number; clusters?: string[] } = {}) {
+interface SetUpOptions {
+  maxWaiters?: number;
+  clusters?: string[];
+  /** Runs after each read has taken its snapshot, before the route sees it. */
+  afterRead?: (id: string) => void;
+}
+
+function setUp(options: SetUpOptions = {}) {
   const status = memoryStatus(options);
   let reads = 0;
   const reader = status.statusReader;
@@ -42,7 +49,14 @@ function setUp(options: { maxWaiters?: number; clusters?: string[] } = {}) {
     verify: (token) => Promise.resolve(claimsFor(token.replace("repo-", ""))),
     authorize: createAuthorizer(orgOnlyPolicy()),
     publisher: status.publisher,
-    statusReader: { read: (id) => (reads++, reader.read(id)) },
+    statusReader: {
+      read: async (id) => {
+        reads++;
+        const snapshot = await reader.read(id);
+        options.afterRead?.(id);
+        return snapshot;
+      },
+    },
     statusWaiters: status.statusWaiters,
     statusReportTimeoutMs: 30_000,
     replay: {
@@ -205,4 +219,22 @@ Deno.test("status read metrics are exported at 0 from start-up", () => {
       new RegExp(`kuberollouttrigger_status_reads_total\\{answer="${answer}"\\} 0`),
     );
   }
+});
+
+Deno.test("GET /event/<id>?wait= is woken by a change announced while its read was in flight", async () => {
+  let land: ((id: string) => void) | undefined;
+  const { post, get, status } = setUp({ clusters: ["east"], afterRead: (id) => land?.(id) });
+  const accepted = await post();
+  // The report lands (and is announced) just after the first read took its snapshot.
+  land = (id) => {
+    land = undefined;
+    status.report(id, doneReport("east"));
+  };
+  const started = Date.now();
+  const body = await (await get(`${accepted.status}?wait=30`)).json();
+  assertEquals(body.state, "succeeded");
+  assert(
+    Date.now() - started < 10_000,
+    "the announcement was missed; the wait ran to its deadline",
+  );
 });
