@@ -115,6 +115,8 @@ export interface EventStatus {
   tags: string[];
   time: string;
   clusters: ClusterStatus[];
+  /** Why the event failed when no cluster is there to say it. */
+  reason?: string;
 }
 
 /** One cluster in the answer. */
@@ -126,6 +128,8 @@ export interface ClusterStatus {
   deployments: DeploymentReport[];
   omitted: number;
   updated?: string;
+  /** Why web judged the cluster itself (no_report, an unreadable report). */
+  reason?: string;
 }
 
 const CLUSTER_NAME = /^[A-Za-z0-9._-]{1,63}$/;
@@ -329,6 +333,8 @@ export interface StatusInputs {
   binding: StatusBinding;
   /** Every report in the record, by cluster name. */
   reports: ReadonlyMap<string, ClusterReport>;
+  /** Clusters whose report was there but unreadable: failed, not pending. */
+  unreadable?: readonly string[];
   now: number;
   /** How long after publishing a live cluster may take to report before it is no_report. */
   reportTimeoutMs: number;
@@ -342,16 +348,22 @@ export interface StatusInputs {
 export function summarizeStatus(inputs: StatusInputs): EventStatus {
   const published = Date.parse(inputs.binding.time);
   const overdue = !(inputs.now - published < inputs.reportTimeoutMs);
-  const names = [...new Set([...inputs.binding.clusters, ...inputs.reports.keys()])].sort();
+  const unreadable = new Set(inputs.unreadable ?? []);
+  const names = [
+    ...new Set([...inputs.binding.clusters, ...inputs.reports.keys(), ...unreadable]),
+  ].sort();
   const clusters: ClusterStatus[] = names.map((cluster) => {
     const report = inputs.reports.get(cluster);
     if (!report) {
+      const bare = { cluster, matched: 0, deployments: [], omitted: 0 };
+      if (unreadable.has(cluster)) {
+        return { ...bare, state: "failed", reason: "the cluster's report is unreadable" };
+      }
+      if (!overdue) return { ...bare, state: "pending" };
       return {
-        cluster,
-        state: overdue ? "no_report" : "pending",
-        matched: 0,
-        deployments: [],
-        omitted: 0,
+        ...bare,
+        state: "no_report",
+        reason: `no report within ${Math.round(inputs.reportTimeoutMs / 1000)}s of publishing`,
       };
     }
     return {
@@ -372,7 +384,7 @@ export function summarizeStatus(inputs: StatusInputs): EventStatus {
   } else if (states.some((s) => s === "failed" || s === "no_report")) state = "failed";
   else if (states.every((s) => s === "no_match")) state = "no_match";
   else state = "succeeded";
-  return {
+  const status: EventStatus = {
     id: inputs.id,
     state,
     final: state === "succeeded" || state === "failed" || state === "no_match",
@@ -381,6 +393,8 @@ export function summarizeStatus(inputs: StatusInputs): EventStatus {
     time: inputs.binding.time,
     clusters,
   };
+  if (states.length === 0 && overdue) status.reason = "no cluster was live or reported";
+  return status;
 }
 
 /** When the answer can next change without a report arriving (a pending cluster turning no_report). */

@@ -65,6 +65,12 @@ const positiveDuration = (raw: string) => {
   return ms;
 };
 
+const positiveInteger = (raw: string) => {
+  const v = raw.trim();
+  if (!/^[0-9]{1,9}$/.test(v) || Number(v) === 0) throw new Error("must be a whole number above 0");
+  return Number(v);
+};
+
 function listOf(check: (item: string) => string): (raw: string) => string[] {
   return (raw) => parseList(raw).map(check);
 }
@@ -372,6 +378,36 @@ export const SETTINGS = {
     default: "5s",
     help: "Bound on each request to the issuer (discovery document, keys).",
     parse: positiveDuration,
+  }),
+  statusTtl: setting<number>({
+    env: "STATUS_TTL",
+    flag: "status-ttl",
+    modes: WEB,
+    show: true,
+    default: "1h",
+    help:
+      "How long an event's rollout-feedback record (GET /event/<id>) is kept in Valkey after web publishes it.",
+    parse: positiveDuration,
+  }),
+  statusReportTimeout: setting<number>({
+    env: "STATUS_REPORT_TIMEOUT",
+    flag: "status-report-timeout",
+    modes: WEB,
+    show: true,
+    default: "30s",
+    help:
+      "How long after publishing a cluster that was live may take to report; after that it shows as no_report and the event as failed.",
+    parse: positiveDuration,
+  }),
+  statusMaxWaiters: setting<number>({
+    env: "STATUS_MAX_WAITERS",
+    flag: "status-max-waiters",
+    modes: WEB,
+    show: true,
+    default: "1000",
+    help:
+      "Most GET /event/<id>?wait= requests held open at once; more are answered 429 with Retry-After.",
+    parse: positiveInteger,
   }),
   devMode: setting<boolean>({
     env: "DEV_MODE",

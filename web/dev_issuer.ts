@@ -9,7 +9,7 @@ import { generateKeyPair, SignJWT } from "jose";
 import { AuthError } from "../shared/errors.ts";
 import { isLoopbackHost } from "../shared/setting_values.ts";
 import { parseStrictJson } from "../shared/strict_json.ts";
-import type { Route } from "./handler.ts";
+import type { Route } from "./route.ts";
 import type { KeyStore } from "./jwks.ts";
 import { json } from "../shared/probes.ts";
 

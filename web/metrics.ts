@@ -1,6 +1,26 @@
 /** The web mode's metric families, created once per process on a registry. */
 
-import { type Counter, type Histogram, LATENCY_BUCKETS, type Registry } from "../shared/metrics.ts";
+import {
+  type Counter,
+  type Gauge,
+  type Histogram,
+  LATENCY_BUCKETS,
+  type Registry,
+} from "../shared/metrics.ts";
+
+/** The answers kuberollouttrigger_status_reads_total counts, each exported from start-up. */
+export const STATUS_READ_ANSWERS = [
+  "pending",
+  "in_progress",
+  "succeeded",
+  "failed",
+  "no_match",
+  "not_found",
+  "bad_request",
+  "busy",
+] as const;
+/** One of STATUS_READ_ANSWERS. */
+export type StatusReadAnswer = typeof STATUS_READ_ANSWERS[number];
 
 /** Counters and histograms web updates. */
 export interface WebMetrics {
@@ -11,11 +31,24 @@ export interface WebMetrics {
   publishFailures: Counter;
   tokenReuse: Counter;
   issuerFetches: Counter;
+  statusReads: Counter;
+  statusWaiters: Gauge;
 }
 
 /** Registers web's metrics on `registry`. */
 export function createWebMetrics(registry: Registry): WebMetrics {
+  const statusReads = registry.counter(
+    "kuberollouttrigger_status_reads_total",
+    "GET /event/<id> answers: the overall state answered, or not_found, bad_request, busy (429).",
+  );
+  // Alerts on these must see 0, not an absent series, before the first read.
+  for (const answer of STATUS_READ_ANSWERS) statusReads.inc({ answer }, 0);
   return {
+    statusReads,
+    statusWaiters: registry.gauge(
+      "kuberollouttrigger_status_waiters",
+      "GET /event/<id>?wait= requests currently waiting for a change.",
+    ),
     requests: registry.counter(
       "kuberollouttrigger_http_requests_total",
       "HTTP requests by route and status code.",

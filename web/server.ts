@@ -16,6 +16,9 @@ import { createTokenVerifier } from "./oidc.ts";
 import { createAuthorizer } from "./policy.ts";
 import { createPublisher } from "./publisher.ts";
 import { createReplayGuard } from "./replay.ts";
+import { createStatusReader, createStatusWaiters, type StatusWaiters } from "./status_store.ts";
+import { statusChannel } from "../shared/event_status.ts";
+import type { Valkey } from "iovalkey";
 
 /** Effects web mode needs from its host process. */
 export interface WebRuntime {
@@ -39,7 +42,13 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     logger,
     offlineQueue: false,
   });
-  const publisher = createPublisher(valkey, config.valkeyChannel);
+  const publisher = createPublisher({
+    client: valkey,
+    channel: config.valkeyChannel,
+    statusTtlMs: config.statusTtl,
+  });
+  const statusWaiters = createStatusWaiters({ max: config.statusMaxWaiters });
+  const notifications = subscribeToStatusChanges(config, logger, statusWaiters);
   const override = runtime.issuerOverride ??
     (config.devMode
       ? await createDevIssuer({ audience: config.oidcAudience, allowedOrgs: config.allowedOrgs })
@@ -72,6 +81,10 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     }),
     authorize: createAuthorizer(config),
     publisher,
+    statusReader: createStatusReader(valkey, logger),
+    statusWaiters,
+    statusReportTimeoutMs: config.statusReportTimeout,
+    signal: runtime.signal,
     replay: createReplayGuard({
       client: valkey,
       clockToleranceMs: config.clockTolerance,
@@ -102,4 +115,33 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
   await server.finished;
   logger.info("web stopped; disconnecting from valkey");
   valkey.disconnect();
+  notifications.disconnect();
+}
+
+/**
+ * One subscription for every waiting status request: workers publish an
+ * event's id on the status channel when its record changes. After a gap in
+ * the subscription every waiter re-reads once, since notifications were lost.
+ */
+function subscribeToStatusChanges(
+  config: Config,
+  logger: Logger,
+  waiters: StatusWaiters,
+): Valkey {
+  const channel = statusChannel(config.valkeyChannel);
+  const subscriber = createValkeyConnection(config, {
+    name: "kuberollouttrigger-web-status",
+    logger,
+    offlineQueue: true,
+    onStateChange: (connected) => {
+      if (connected) waiters.notifyAll();
+    },
+  });
+  subscriber.subscribe(channel).catch(() => {
+    // Logged by the connection; iovalkey resubscribes when it reconnects.
+  });
+  subscriber.on("message", (from: string, id: string) => {
+    if (from === channel) waiters.notify(id);
+  });
+  return subscriber;
 }

@@ -15,6 +15,7 @@ import { createRandom, fuzzSeed, mutate } from "../helpers/random.ts";
 import { createLogger } from "../../shared/log.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { isAllowedRepository } from "../../shared/image_ref.ts";
+import { memoryStatus, permissiveReplay } from "../helpers/web_deps.ts";
 import { createHandler } from "../../web/handler.ts";
 import { createWebMetrics } from "../../web/metrics.ts";
 import { createTokenVerifier } from "../../web/oidc.ts";
@@ -48,6 +49,7 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
       await new SignJWT({
         repository: `${owner}/app`,
         repository_owner: owner,
+        repository_id: "2002",
         ref: "refs/heads/main",
       })
         .setProtectedHeader({ alg: "RS256", kid: "k1", typ: "JWT" })
@@ -74,6 +76,7 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
       ref: "refs/heads/main",
       repository_owner: i % 2 === 0 ? "evil" : "acme",
       repository: "acme/app",
+      repository_id: "2002",
     }).slice(0, -1) + (i % 2 === 0 ? ',"repository_owner":"acme"}' : "}");
     const input = `${b64(header)}.${b64(claims)}`;
     const signature = new Uint8Array(
@@ -84,7 +87,8 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
     tokens.push(token);
   }
   const signedParts = new Set(tokens.map((t) => t.split(".").map(decode).join("\u0001")));
-  const published: string[] = [];
+  const status = memoryStatus();
+  const published = status.published;
   const registry = createRegistry();
   const handler = createHandler({
     verify: createTokenVerifier({
@@ -98,16 +102,11 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
       maxTokenAgeMs: 600_000,
     }),
     authorize: createAuthorizer(orgOnlyPolicy()),
-    publisher: {
-      publish: (m) => (published.push(m), Promise.resolve(1)),
-      ping: () => Promise.resolve(true),
-    },
-    replay: {
-      begin: () =>
-        Promise.resolve({ kind: "first", claim: { key: "k", bodyHash: "h", ttlMs: 1000 } }),
-      complete: () => Promise.resolve(),
-      abandon: () => Promise.resolve(),
-    },
+    publisher: status.publisher,
+    statusReader: status.statusReader,
+    statusWaiters: status.statusWaiters,
+    statusReportTimeoutMs: 30_000,
+    replay: permissiveReplay(),
     prefixes: PREFIXES,
     logger: createLogger({ level: "error", write: () => {} }),
     metrics: createWebMetrics(registry),
@@ -159,7 +158,7 @@ Deno.test(`security: the token path answers only documented statuses over ${RUNS
     );
     if (res.status === 202) {
       assert(published.length === before + 1);
-      const message = JSON.parse(published[published.length - 1]);
+      const message = JSON.parse(published[published.length - 1].message);
       assert(
         isAllowedRepository(message.image, PREFIXES),
         `published outside the prefixes: ${message.image}`,

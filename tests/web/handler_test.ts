@@ -14,18 +14,20 @@ import { createWebMetrics } from "../../web/metrics.ts";
 import type { GitHubClaims } from "../../web/oidc.ts";
 import { createAuthorizer } from "../../web/policy.ts";
 import type { ReplayGuard } from "../../web/replay.ts";
+import { memoryStatus, type MemoryStatusOptions } from "../helpers/web_deps.ts";
 
 const BODY = '{"image":"ghcr.io/acme/app:dev"}';
 const INFO = { remoteAddr: { hostname: "127.0.0.1", port: 1 } };
 
 interface Options {
   replay?: ReplayGuard["begin"];
-  publish?: (message: string) => Promise<number>;
+  publish?: MemoryStatusOptions["publish"];
 }
 
 function setUp(options: Options = {}) {
   const lines: LogFields[] = [];
-  const published: string[] = [];
+  const status = memoryStatus({ publish: options.publish });
+  const published = status.published;
   const registry = createRegistry();
   const claims = {
     iss: "https://issuer",
@@ -34,15 +36,16 @@ function setUp(options: Options = {}) {
     exp: 1300,
     repository: "acme/app",
     repository_owner: "acme",
+    repository_id: "2002",
   } as GitHubClaims;
   const handler = createHandler({
     verify: (token) =>
       token === "good" ? Promise.resolve(claims) : Promise.reject(new Error("unreachable")),
     authorize: createAuthorizer(orgOnlyPolicy()),
-    publisher: {
-      publish: options.publish ?? ((m) => (published.push(m), Promise.resolve(1))),
-      ping: () => Promise.resolve(true),
-    },
+    publisher: status.publisher,
+    statusReader: status.statusReader,
+    statusWaiters: status.statusWaiters,
+    statusReportTimeoutMs: 30_000,
     replay: {
       begin: options.replay ??
         (() => Promise.resolve({ kind: "first", claim: { key: "k", bodyHash: "h", ttlMs: 1000 } })),

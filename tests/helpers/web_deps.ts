@@ -1,0 +1,93 @@
+/**
+ * In-memory stand-ins for web's Valkey-backed pieces (publisher, status
+ * record, replay guard), for in-process handler tests. They keep the record
+ * the way the real publish script does (binding plus one report per cluster);
+ * the real script and reader are proven on a real Valkey in tests/web/ and
+ * tests/e2e/.
+ */
+
+import type { ClusterReport, StatusBinding } from "../../shared/event_status.ts";
+import type { Publisher, PublishInput } from "../../web/publisher.ts";
+import type { ReplayGuard } from "../../web/replay.ts";
+import {
+  createStatusWaiters,
+  type StatusReader,
+  type StatusWaiters,
+} from "../../web/status_store.ts";
+
+/** One event's record as the fake keeps it. */
+export interface MemoryRecord {
+  binding: StatusBinding;
+  reports: Map<string, ClusterReport>;
+}
+
+/** The fakes and what they saw. */
+export interface MemoryStatus {
+  publisher: Publisher;
+  statusReader: StatusReader;
+  statusWaiters: StatusWaiters;
+  records: Map<string, MemoryRecord>;
+  published: PublishInput[];
+  /** Stores a cluster report and wakes waiters, as a worker would. */
+  report(id: string, report: ClusterReport): void;
+}
+
+/** Options for memoryStatus. */
+export interface MemoryStatusOptions {
+  /** Clusters "live" at publish time. */
+  clusters?: string[];
+  subscribers?: number;
+  maxWaiters?: number;
+  publish?: (input: PublishInput) => Promise<{ subscribers: number; clusters: string[] }>;
+}
+
+/** Builds the in-memory publisher, reader and (real) waiters. */
+export function memoryStatus(options: MemoryStatusOptions = {}): MemoryStatus {
+  const records = new Map<string, MemoryRecord>();
+  const published: PublishInput[] = [];
+  const statusWaiters = createStatusWaiters({ max: options.maxWaiters ?? 1000 });
+  const clusters = options.clusters ?? ["test"];
+  const publisher: Publisher = {
+    publish: options.publish ?? ((input) => {
+      published.push(input);
+      const subscribers = options.subscribers ?? 1;
+      if (subscribers > 0) {
+        records.set(input.eventId, {
+          binding: { ...input.binding, clusters },
+          reports: new Map(),
+        });
+      }
+      return Promise.resolve({ subscribers, clusters });
+    }),
+    ping: () => Promise.resolve(true),
+  };
+  const statusReader: StatusReader = {
+    read: (id) => {
+      const record = records.get(id);
+      return Promise.resolve(
+        record && { binding: record.binding, reports: new Map(record.reports), unreadable: [] },
+      );
+    },
+  };
+  return {
+    publisher,
+    statusReader,
+    statusWaiters,
+    records,
+    published,
+    report(id, report) {
+      records.get(id)?.reports.set(report.cluster, report);
+      statusWaiters.notify(id);
+    },
+  };
+}
+
+/** A replay guard that lets every request through as a first use. */
+export function permissiveReplay(): ReplayGuard {
+  return {
+    begin: () =>
+      Promise.resolve({ kind: "first", claim: { key: "k", bodyHash: "h", ttlMs: 1000 } }),
+    complete: () => Promise.resolve(),
+    abandon: () => Promise.resolve(),
+  };
+}

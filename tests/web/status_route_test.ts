@@ -1,0 +1,208 @@
+/**
+ * GET /event/<id> in-process: who may read a record, the 400s, waiting for a
+ * change without polling, and the bound on waiters. The real program and a
+ * real Valkey are exercised in tests/e2e/.
+ */
+
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { orgOnlyPolicy } from "../helpers/issuer.ts";
+import { memoryStatus, permissiveReplay } from "../helpers/web_deps.ts";
+import { type ClusterReport, emptyCounts } from "../../shared/event_status.ts";
+import { createLogger, type LogFields } from "../../shared/log.ts";
+import { createRegistry } from "../../shared/metrics.ts";
+import { createHandler } from "../../web/handler.ts";
+import { createWebMetrics } from "../../web/metrics.ts";
+import type { GitHubClaims } from "../../web/oidc.ts";
+import { createAuthorizer } from "../../web/policy.ts";
+import { parseStatusRequest } from "../../web/status_route.ts";
+
+const INFO = { remoteAddr: { hostname: "127.0.0.1", port: 1 } };
+const ID = "0b6f1f0e-3c1a-4d2b-9e8f-1a2b3c4d5e6f";
+
+function claimsFor(repositoryId: string): GitHubClaims {
+  return {
+    iss: "https://issuer",
+    jti: crypto.randomUUID(),
+    iat: 1000,
+    exp: 1300,
+    repository: "acme/app",
+    repository_owner: "acme",
+    repository_id: repositoryId,
+  } as GitHubClaims;
+}
+
+function setUp(options: { maxWaiters?: number; clusters?: string[] } = {}) {
+  const status = memoryStatus(options);
+  let reads = 0;
+  const reader = status.statusReader;
+  const registry = createRegistry();
+  const lines: LogFields[] = [];
+  const handler = createHandler({
+    // Tokens name the repository id they stand for: "repo-2002" → 2002.
+    verify: (token) => Promise.resolve(claimsFor(token.replace("repo-", ""))),
+    authorize: createAuthorizer(orgOnlyPolicy()),
+    publisher: status.publisher,
+    statusReader: { read: (id) => (reads++, reader.read(id)) },
+    statusWaiters: status.statusWaiters,
+    statusReportTimeoutMs: 30_000,
+    replay: {
+      ...permissiveReplay(),
+      begin: (use) => {
+        if (use.body === "") throw new Error("a status read went through the replay guard");
+        return permissiveReplay().begin(use);
+      },
+    },
+    prefixes: ["ghcr.io/acme"],
+    logger: createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) }),
+    metrics: createWebMetrics(registry),
+    registry,
+    readiness: {},
+  });
+  const post = async (token = "repo-2002") => {
+    const res = await handler(
+      new Request("http://127.0.0.1/event", {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: '{"image":"ghcr.io/acme/app:dev"}',
+      }),
+      INFO,
+    );
+    assertEquals(res.status, 202);
+    return await res.json();
+  };
+  const get = (path: string, token = "repo-2002") =>
+    handler(
+      new Request(`http://127.0.0.1${path}`, { headers: { authorization: `Bearer ${token}` } }),
+      INFO,
+    );
+  return { status, handler, post, get, registry, lines, reads: () => reads };
+}
+
+function doneReport(cluster: string): ClusterReport {
+  return {
+    cluster,
+    state: "succeeded",
+    matched: 1,
+    counts: { ...emptyCounts(), restarted: 1, complete: 1 },
+    deployments: [{
+      namespace: "staging",
+      name: "api",
+      result: "restarted",
+      rollout: { state: "complete", replicas: 1, updated: 1, ready: 1, available: 1 },
+    }],
+    omitted: 0,
+    updated: new Date().toISOString(),
+  };
+}
+
+Deno.test("parseStatusRequest() refuses malformed ids and query strings with a short reason", async (t) => {
+  const cases: [string, string | number][] = [
+    [`/event/${ID}`, 0],
+    [`/v1/event/${ID}?wait=25`, 25_000],
+    [`/event/${ID}?wait=60`, 60_000],
+    [`/event/${ID}?wait=0`, 0],
+    [`/event/not-a-uuid`, "event id"],
+    [`/event/${ID.toUpperCase()}`, "event id"],
+    [`/event/`, "event id"],
+    [`/event/${ID}?wait=61`, "wait must be"],
+    [`/event/${ID}?wait=-1`, "wait must be"],
+    [`/event/${ID}?wait=1.5`, "wait must be"],
+    [`/event/${ID}?wait=`, "wait must be"],
+    [`/event/${ID}?wait=1&wait=2`, "more than once"],
+    [`/event/${ID}?token=x`, "only query parameter"],
+    [`/event/${ID}?wait=1&${"x".repeat(5000)}`, "too long"],
+  ];
+  for (const [path, expected] of cases) {
+    await t.step(path.slice(0, 80), () => {
+      const parsed = parseStatusRequest(new URL(`http://h${path}`));
+      if (typeof expected === "number") assertEquals(parsed, { id: ID, waitMs: expected });
+      else assertMatch("error" in parsed ? parsed.error : "", new RegExp(expected));
+    });
+  }
+});
+
+Deno.test("GET /event/<id> answers the poster's repository with the record's state", async () => {
+  const { post, get, status } = setUp({ clusters: ["east"] });
+  const accepted = await post();
+  assertEquals(accepted.clusters, ["east"]);
+  assertEquals(accepted.status, `/event/${accepted.id}`);
+  const first = await get(accepted.status);
+  assertEquals(first.status, 200);
+  const body = await first.json();
+  assertEquals([body.state, body.final, body.image, body.tags], [
+    "pending",
+    false,
+    "ghcr.io/acme/app",
+    ["dev"],
+  ]);
+  status.report(accepted.id, doneReport("east"));
+  const done = await (await get(`/v1${accepted.status}`)).json();
+  assertEquals([done.state, done.final], ["succeeded", true]);
+  assertEquals(done.clusters[0].deployments[0].rollout.state, "complete");
+});
+
+Deno.test("security: GET /event/<id> answers one identical 404 for unknown, expired and other repositories' ids", async () => {
+  const { post, get, status } = setUp();
+  const accepted = await post("repo-2002");
+  const answers = [
+    await get(`/event/${accepted.id}`, "repo-3003"), // another repository, same org
+    await get(`/event/${ID}`), // unknown
+  ];
+  status.records.delete(accepted.id); // expired
+  answers.push(await get(`/event/${accepted.id}`));
+  for (const res of answers) {
+    assertEquals(res.status, 404);
+    assertEquals(await res.text(), '{"error":"not found"}');
+  }
+});
+
+Deno.test("security: GET /event/<id> authenticates before it looks at the id", async () => {
+  const { handler } = setUp();
+  const res = await handler(new Request("http://127.0.0.1/event/bad-id?wait=999"), INFO);
+  assertEquals(res.status, 403);
+});
+
+Deno.test("GET /event/<id>?wait= returns as soon as a report arrives, with one read per change", async () => {
+  const { post, get, status, reads } = setUp({ clusters: ["east"] });
+  const accepted = await post();
+  const before = reads();
+  setTimeout(() => status.report(accepted.id, doneReport("east")), 100);
+  const started = Date.now();
+  const body = await (await get(`${accepted.status}?wait=30`)).json();
+  assertEquals(body.state, "succeeded");
+  assert(Date.now() - started < 10_000, "the wait ended with the report, not at its deadline");
+  assertEquals(reads() - before, 2); // the first read, and one after the change
+});
+
+Deno.test("GET /event/<id>?wait= without a change answers at the deadline after exactly two reads", async () => {
+  const { post, get, reads } = setUp({ clusters: ["east"] });
+  const accepted = await post();
+  const before = reads();
+  const body = await (await get(`${accepted.status}?wait=1`)).json();
+  assertEquals([body.state, body.final], ["pending", false]);
+  assertEquals(reads() - before, 2); // no polling in between
+});
+
+Deno.test("security: waiting status reads are bounded; one past the bound gets 429 with Retry-After", async () => {
+  const { post, get, status, registry } = setUp({ maxWaiters: 1, clusters: ["east"] });
+  const accepted = await post();
+  const waiting = get(`${accepted.status}?wait=30`);
+  await new Promise((r) => setTimeout(r, 50));
+  const refused = await get(`${accepted.status}?wait=30`);
+  assertEquals(refused.status, 429);
+  assertEquals(refused.headers.get("retry-after"), "5");
+  status.report(accepted.id, doneReport("east"));
+  assertEquals((await (await waiting).json()).state, "succeeded");
+  assertMatch(registry.render(), /kuberollouttrigger_status_reads_total\{answer="busy"\} 1/);
+});
+
+Deno.test("status read metrics are exported at 0 from start-up", () => {
+  const { registry } = setUp();
+  const text = registry.render();
+  for (const answer of ["succeeded", "failed", "no_match", "not_found", "busy"]) {
+    assertMatch(
+      text,
+      new RegExp(`kuberollouttrigger_status_reads_total\\{answer="${answer}"\\} 0`),
+    );
+  }
+});

@@ -1,0 +1,113 @@
+/**
+ * POST /event as a chain of named steps: authenticate (shared with the status
+ * route) → content type and coding → bounded body → event → replay guard →
+ * publish with the status binding → 202. The token is verified before the body
+ * is read; the body is untrusted until parseEventRequest accepts it.
+ */
+
+import { AppError } from "../shared/errors.ts";
+import { encodeEventMessage, type EventMessage, parseEventRequest } from "../shared/event.ts";
+import type { LogFields } from "../shared/log.ts";
+import { json } from "../shared/probes.ts";
+import type { WebMetrics } from "./metrics.ts";
+import type { GitHubClaims } from "./oidc.ts";
+import type { Publisher } from "./publisher.ts";
+import type { ReplayGuard } from "./replay.ts";
+import { codingProblem, isJsonContentType, MAX_BODY_BYTES, readBody } from "./request_body.ts";
+import { type Authenticate, repositoryBinding } from "./request_steps.ts";
+import type { Route } from "./route.ts";
+
+/** What the POST route uses. */
+export interface EventRouteDeps {
+  authenticate: Authenticate;
+  publisher: Publisher;
+  replay: ReplayGuard;
+  prefixes: readonly string[];
+  metrics: WebMetrics;
+  now: () => Date;
+  newId: () => string;
+}
+
+/** The 202 body: the fields existing clients read, then those of SPEC §12. */
+function acceptedBody(path: string, id: string, subscribers: number, clusters: string[]): string {
+  return JSON.stringify({ id, subscribers, clusters, status: `${path}/${id}` });
+}
+
+/** Reads the event from the body; a Response when the request is refused before parsing. */
+async function readEventBody(req: Request, log: LogFields): Promise<string | Response> {
+  if (!isJsonContentType(req.headers.get("content-type"))) {
+    return json(415, { error: "content type must be application/json" });
+  }
+  const coding = codingProblem(req);
+  if (coding) return json(415, { error: coding });
+  const body = await readBody(req);
+  if (body === "too_large") return json(413, { error: `body exceeds ${MAX_BODY_BYTES} bytes` });
+  if (body === "too_slow") return json(408, { error: "request body was not received in time" });
+  if (body === "cut_short") {
+    log.reason = "body_incomplete";
+    return json(400, { error: "request body ended before it was complete" });
+  }
+  if (body === "bad_encoding") throw new AppError("ERR_EVENT_INVALID", "body is not valid UTF-8");
+  return body;
+}
+
+/** Creates the POST /event route for the path it is mounted on. */
+export function createEventRoute(deps: EventRouteDeps, path: string): Route {
+  const publish = async (
+    claims: GitHubClaims,
+    repository: string,
+    body: string,
+    log: LogFields,
+  ) => {
+    const event = parseEventRequest(body, deps.prefixes);
+    const start = await deps.replay.begin({
+      issuer: String(claims.iss),
+      jti: claims.jti,
+      exp: claims.exp,
+      iat: claims.iat,
+      body,
+    });
+    if (start.kind === "repeat") {
+      // A client retry: the same answer again, and nothing published twice.
+      log.replayed = true;
+      deps.metrics.tokenReuse.inc({ outcome: "repeat" });
+      return json(start.status, start.body);
+    }
+    try {
+      const message: EventMessage = { id: deps.newId(), time: deps.now().toISOString(), ...event };
+      Object.assign(log, { event_id: message.id, image: event.image, tags: event.tags });
+      const { subscribers, clusters } = await deps.publisher.publish({
+        eventId: message.id,
+        message: encodeEventMessage(message),
+        binding: {
+          repository,
+          image: event.image,
+          tags: event.tags,
+          time: message.time,
+        },
+      });
+      Object.assign(log, { subscribers, clusters });
+      if (subscribers === 0) {
+        deps.metrics.publishFailures.inc({ reason: "no_subscriber" });
+        throw new AppError("ERR_NO_SUBSCRIBER", "no worker is subscribed to the channel");
+      }
+      deps.metrics.published.inc();
+      const answer = acceptedBody(path, message.id, subscribers, clusters);
+      await deps.replay.complete(start.claim, 202, answer);
+      return json(202, answer);
+    } catch (err) {
+      // Nothing was delivered: let a retry with the same token try again.
+      await deps.replay.abandon(start.claim);
+      throw err;
+    }
+  };
+
+  return async (req, _info, log) => {
+    const claims = await deps.authenticate(req, log);
+    // Checked before the body is read: without a binding nobody could read the status.
+    const repository = repositoryBinding(claims);
+    const body = await readEventBody(req, log);
+    if (body instanceof Response) return body;
+    return await publish(claims, repository, body, log);
+  };
+}

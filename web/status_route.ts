@@ -1,0 +1,114 @@
+/**
+ * GET /event/<id>[?wait=<seconds>] (SPEC §12) as named steps: authenticate
+ * (the same steps as POST) → parse the id and query → read the record → check
+ * the repository binding → answer, or wait for a change and read again. Only
+ * the repository that posted the event may read it: unknown, expired and
+ * foreign ids get one identical 404. Reading is not a replay.
+ */
+
+import { type EventStatus, nextTimedChange, summarizeStatus } from "../shared/event_status.ts";
+import type { LogFields } from "../shared/log.ts";
+import { json } from "../shared/probes.ts";
+import type { StatusReadAnswer, WebMetrics } from "./metrics.ts";
+import { type Authenticate, repositoryBinding } from "./request_steps.ts";
+import type { Route } from "./route.ts";
+import type { StatusReader, StatusWaiters } from "./status_store.ts";
+
+/** Longest `?wait=` accepted, in seconds (ingress proxies often cut idle upstreams at 60 s). */
+export const MAX_WAIT_SECONDS = 60;
+/** The path of a status record, `/event/<id>` or `/v1/event/<id>`. */
+export const STATUS_PATH = /^\/(?:v1\/)?event\/([^/]*)$/;
+const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const MAX_QUERY_LENGTH = 64;
+
+/** What the status route uses. */
+export interface StatusRouteDeps {
+  authenticate: Authenticate;
+  reader: StatusReader;
+  waiters: StatusWaiters;
+  metrics: WebMetrics;
+  /** How long after publishing a live cluster may take to report. */
+  reportTimeoutMs: number;
+  now: () => number;
+  /** Aborted at shutdown: waiting requests are answered with what is known. */
+  signal?: AbortSignal;
+}
+
+/** A parsed status request, or the reason it is refused. */
+export type StatusRequest = { id: string; waitMs: number } | { error: string };
+
+/** Reads the id and the query; pure, so every refusal is a table row in tests. */
+export function parseStatusRequest(url: URL): StatusRequest {
+  const raw = STATUS_PATH.exec(url.pathname)?.[1] ?? "";
+  if (!EVENT_ID.test(raw)) return { error: "event id must be the id POST /event answered" };
+  if (url.search.length > MAX_QUERY_LENGTH) return { error: "query string is too long" };
+  let waitMs = 0;
+  let seen = false;
+  for (const [key, value] of url.searchParams) {
+    if (key !== "wait") return { error: "the only query parameter is wait" };
+    if (seen) return { error: "wait is given more than once" };
+    seen = true;
+    if (!/^[0-9]{1,2}$/.test(value) || Number(value) > MAX_WAIT_SECONDS) {
+      return { error: `wait must be whole seconds from 0 to ${MAX_WAIT_SECONDS}` };
+    }
+    waitMs = Number(value) * 1000;
+  }
+  return { id: raw, waitMs };
+}
+
+/** Creates the GET /event/<id> route. */
+export function createStatusRoute(deps: StatusRouteDeps): Route {
+  const notFound = () => json(404, { error: "not found" });
+  const count = (answer: StatusReadAnswer) => deps.metrics.statusReads.inc({ answer });
+
+  /** One read: the status, or undefined when this repository may not see a record of that id. */
+  const readOwned = async (id: string, repository: string): Promise<EventStatus | undefined> => {
+    const stored = await deps.reader.read(id);
+    // Security: a foreign binding answers exactly like a missing record.
+    if (!stored || stored.binding.repository !== repository) return undefined;
+    return summarizeStatus({
+      id,
+      binding: stored.binding,
+      reports: stored.reports,
+      unreadable: stored.unreadable,
+      now: deps.now(),
+      reportTimeoutMs: deps.reportTimeoutMs,
+    });
+  };
+
+  return async (req, _info, log: LogFields) => {
+    const claims = await deps.authenticate(req, log);
+    const repository = repositoryBinding(claims);
+    const parsed = parseStatusRequest(new URL(req.url));
+    if ("error" in parsed) {
+      count("bad_request");
+      return json(400, { error: parsed.error });
+    }
+    log.event_id = parsed.id;
+    const until = deps.now() + parsed.waitMs;
+    let status = await readOwned(parsed.id, repository);
+    while (status && !status.final && deps.now() < until && !deps.signal?.aborted) {
+      const timed = nextTimedChange(status, deps.reportTimeoutMs);
+      const wake = Math.min(until, timed !== undefined && timed > deps.now() ? timed : until);
+      const waiting = deps.waiters.wait(parsed.id, wake, deps.signal);
+      if (!waiting) {
+        count("busy");
+        log.reason = "too_many_waiters";
+        return json(429, { error: "too many requests are waiting; retry shortly" }, {
+          "retry-after": "5",
+        });
+      }
+      deps.metrics.statusWaiters.set(deps.waiters.size());
+      await waiting;
+      deps.metrics.statusWaiters.set(deps.waiters.size());
+      status = await readOwned(parsed.id, repository);
+    }
+    if (!status) {
+      count("not_found");
+      return notFound();
+    }
+    count(status.state);
+    log.state = status.state;
+    return json(200, status);
+  };
+}

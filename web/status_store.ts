@@ -1,0 +1,143 @@
+/**
+ * Reading an event's status record from Valkey (one HGETALL) and waking
+ * requests that wait on it. Workers announce each change by publishing the
+ * event id on the status channel; web holds one subscription for all waiters.
+ * Waiters are bounded and each is released at its deadline: a flood of
+ * waiting requests costs a timer each, never a poll.
+ */
+
+import type { Valkey } from "iovalkey";
+import { AppError, describeError } from "../shared/errors.ts";
+import {
+  BINDING_FIELD,
+  type ClusterReport,
+  parseBinding,
+  parseClusterReport,
+  type StatusBinding,
+  statusKey,
+} from "../shared/event_status.ts";
+import type { Logger } from "../shared/log.ts";
+
+/** A record as read: web's binding and each cluster's report (unreadable ones named). */
+export interface StoredStatus {
+  binding: StatusBinding;
+  reports: Map<string, ClusterReport>;
+  /** Clusters whose report field could not be read as a report. */
+  unreadable: string[];
+}
+
+/** Reads status records. */
+export interface StatusReader {
+  /** The record, or undefined when there is none (unknown, expired) or its binding is unreadable. */
+  read(id: string): Promise<StoredStatus | undefined>;
+}
+
+const REPORT_FIELD = /^cluster:([A-Za-z0-9._-]{1,63})$/;
+
+/** Creates the reader on web's command connection. */
+export function createStatusReader(client: Valkey, logger: Logger): StatusReader {
+  return {
+    async read(id) {
+      let fields: Record<string, string>;
+      try {
+        fields = await client.hgetall(statusKey(id));
+      } catch (err) {
+        throw new AppError("ERR_PUBLISH_FAILED", `status read failed: ${describeError(err)}`, {
+          cause: err,
+        });
+      }
+      const raw = fields[BINDING_FIELD];
+      if (raw === undefined) return undefined;
+      let binding: StatusBinding;
+      try {
+        binding = parseBinding(raw);
+      } catch (err) {
+        // Security: not written by web (or damaged); nobody can be shown to own it.
+        logger.warn("status binding unreadable; answering not found", {
+          event_id: id,
+          error: describeError(err),
+        });
+        return undefined;
+      }
+      const reports = new Map<string, ClusterReport>();
+      const unreadable: string[] = [];
+      for (const [field, value] of Object.entries(fields)) {
+        const cluster = REPORT_FIELD.exec(field)?.[1];
+        if (!cluster) continue;
+        try {
+          const report = parseClusterReport(value);
+          if (report.cluster !== cluster) throw new Error("names another cluster");
+          reports.set(cluster, report);
+        } catch (err) {
+          unreadable.push(cluster);
+          logger.warn("cluster report unreadable", {
+            event_id: id,
+            cluster,
+            error: describeError(err),
+          });
+        }
+      }
+      return { binding, reports, unreadable };
+    },
+  };
+}
+
+/** Why a wait ended. */
+export type WaitEnd = "changed" | "deadline" | "aborted";
+
+/** Requests waiting for a record to change. */
+export interface StatusWaiters {
+  /** Waits until the record of `id` changes or `untilMs`; undefined when the bound is reached. */
+  wait(id: string, untilMs: number, signal?: AbortSignal): Promise<WaitEnd> | undefined;
+  /** A worker announced a change to this record. */
+  notify(id: string): void;
+  /** Wakes every waiter (after a gap in the subscription, notifications may be lost). */
+  notifyAll(): void;
+  size(): number;
+}
+
+/** Options for createStatusWaiters. */
+export interface StatusWaitersOptions {
+  max: number;
+  now?: () => number;
+}
+
+/** Creates the waiter registry. */
+export function createStatusWaiters(options: StatusWaitersOptions): StatusWaiters {
+  const now = options.now ?? Date.now;
+  const byId = new Map<string, Set<(end: WaitEnd) => void>>();
+  let count = 0;
+  const wakeAll = (wakers: Iterable<(end: WaitEnd) => void> | undefined) => {
+    for (const wake of [...(wakers ?? [])]) wake("changed");
+  };
+  return {
+    wait(id, untilMs, signal) {
+      if (count >= options.max) return undefined;
+      count++;
+      return new Promise<WaitEnd>((resolve) => {
+        let set = byId.get(id);
+        if (!set) byId.set(id, set = new Set());
+        const done = (end: WaitEnd) => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          const current = byId.get(id);
+          if (current?.delete(done)) {
+            count--;
+            if (current.size === 0) byId.delete(id);
+          }
+          resolve(end);
+        };
+        const onAbort = () => done("aborted");
+        const timer = setTimeout(() => done("deadline"), Math.max(0, untilMs - now()));
+        set.add(done);
+        if (signal?.aborted) onAbort();
+        else signal?.addEventListener("abort", onAbort, { once: true });
+      });
+    },
+    notify: (id) => wakeAll(byId.get(id)),
+    notifyAll: () => {
+      for (const set of [...byId.values()]) wakeAll(set);
+    },
+    size: () => count,
+  };
+}
