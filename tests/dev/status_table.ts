@@ -54,16 +54,18 @@ export function restartedTotal(status: EventStatus): number {
   return total(status, "restarted");
 }
 
-/** The heading and the one-line totals above the table. */
+/** The heading, the one-line totals and web's reason (when it gives one) above the table. */
 export function statusHeadline(status: EventStatus, options: TableOptions = {}): string[] {
   const state = options.timedOut ? `timed out while ${status.state}` : status.state;
-  return [
+  const lines = [
     `kuberollouttrigger: ${state}`,
     `Event ${status.id} for ${status.image} (tags ${status.tags.join(", ")}): ` +
     `${total(status, "restarted")} restarted, ${total(status, "skipped")} skipped, ` +
     `${total(status, "failed")} failed; rollouts: ${total(status, "complete")} complete, ` +
     `${total(status, "progressing")} progressing, ${total(status, "rollout_failed")} failed`,
-  ].map(plain);
+  ];
+  if (status.reason) lines.push(`Reason: ${status.reason}`);
+  return lines.map(plain);
 }
 
 /** One row per named Deployment, one per cluster without any, one for those only counted. */
@@ -71,7 +73,7 @@ export function statusRows(status: EventStatus): string[][] {
   const rows: string[][] = [];
   for (const c of status.clusters) {
     if (c.deployments.length === 0 && c.omitted === 0) {
-      rows.push([c.cluster, c.state, "", "", "", "", "", "", NOTES[c.state] ?? ""]);
+      rows.push([c.cluster, c.state, "", "", "", "", "", "", c.reason ?? NOTES[c.state] ?? ""]);
       continue;
     }
     for (const d of c.deployments) {
@@ -112,13 +114,12 @@ function markdownCell(text: string): string {
 
 /** The job summary's Markdown, byte for byte what action.yml writes. */
 export function renderStatusMarkdown(status: EventStatus, options: TableOptions = {}): string {
-  const [heading, totals] = statusHeadline(status, options).map(markdownCell);
+  const [heading, ...paragraphs] = statusHeadline(status, options).map(markdownCell);
   const row = (cells: readonly string[]) => `| ${cells.map(markdownCell).join(" | ")} |`;
   return [
     `### ${heading}`,
     "",
-    totals,
-    "",
+    ...paragraphs.flatMap((p) => [p, ""]),
     row(STATUS_COLUMNS),
     `|${STATUS_COLUMNS.map(() => "---").join("|")}|`,
     ...statusRows(status).map(row),
@@ -127,10 +128,10 @@ export function renderStatusMarkdown(status: EventStatus, options: TableOptions 
 
 /** The same table for a terminal: aligned columns, no Markdown. */
 export function renderStatusText(status: EventStatus, options: TableOptions = {}): string {
-  const [heading, totals] = statusHeadline(status, options);
+  const [heading, ...paragraphs] = statusHeadline(status, options);
   const rows = [[...STATUS_COLUMNS], ...statusRows(status)];
   const widths = STATUS_COLUMNS.map((_, i) => Math.max(...rows.map((r) => [...r[i]].length)));
   const line = (cells: string[]) =>
     cells.map((cell, i) => cell + " ".repeat(widths[i] - [...cell].length)).join("  ").trimEnd();
-  return [heading, totals, "", ...rows.map(line)].join("\n") + "\n";
+  return [heading, ...paragraphs, "", ...rows.map(line)].join("\n") + "\n";
 }

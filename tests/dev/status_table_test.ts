@@ -53,7 +53,14 @@ const STATUS: EventStatus = {
       omitted: 2,
       updated: "2026-12-01T09:00:05.000Z",
     },
-    { cluster: "us-1", state: "no_report", matched: 0, deployments: [], omitted: 0 },
+    {
+      cluster: "us-1",
+      state: "no_report",
+      matched: 0,
+      deployments: [],
+      omitted: 0,
+      reason: "no report within 30s of publishing",
+    },
     { cluster: "ap-1", state: "pending", matched: 0, deployments: [], omitted: 0 },
     {
       cluster: "sa-1",
@@ -81,7 +88,7 @@ Deno.test("statusRows() gives one row per Deployment, per cluster without any, a
     ],
     ["eu-1", "failed", "shop/batch", "skipped", "", "", "", "", "paused"],
     ["eu-1", "failed", "… 2 more", "", "", "", "", "", "counted, not listed"],
-    ["us-1", "no_report", "", "", "", "", "", "", "no report: the cluster did not answer in time"],
+    ["us-1", "no_report", "", "", "", "", "", "", "no report within 30s of publishing"],
     ["ap-1", "pending", "", "", "", "", "", "", "waiting for its report"],
     ["sa-1", "no_match", "", "", "", "", "", "", "nothing here runs the image"],
   ]);
@@ -108,6 +115,20 @@ Deno.test("renderStatusMarkdown() writes the heading, the totals and the table",
     renderStatusMarkdown(STATUS, { timedOut: true }).split("\n")[0],
     "### kuberollouttrigger: timed out while failed",
   );
+});
+
+Deno.test("renderStatusMarkdown() shows web's reason when no cluster gives one", () => {
+  const lines = renderStatusMarkdown({
+    ...STATUS,
+    clusters: [],
+    reason: "no cluster was live or reported",
+  }).split("\n");
+  assertEquals(lines.slice(3, 7), [
+    "",
+    "Reason: no cluster was live or reported",
+    "",
+    `| ${STATUS_COLUMNS.join(" | ")} |`,
+  ]);
 });
 
 Deno.test("security: report text cannot break the Markdown table or inject HTML", () => {
