@@ -125,13 +125,15 @@ async function answer(event: ReceivedEvent, write: WriteReport): Promise<void> {
   }
 }
 
-async function setUp(options: { worker?: boolean } = {}): Promise<Env> {
+async function setUp(
+  options: { worker?: boolean; env?: Record<string, string> } = {},
+): Promise<Env> {
   const issuer = await startIssuer();
   const valkey = await startValkey();
   const worker = options.worker === false
     ? undefined
     : await startStandInWorker({ valkey, channel: CHANNEL, clusters: CLUSTERS, onEvent: answer });
-  const { program, url } = await startWeb(webEnv(issuer, valkey));
+  const { program, url } = await startWeb({ ...webEnv(issuer, valkey), ...options.env });
   return { issuer, valkey, web: program, url, worker };
 }
 
@@ -376,6 +378,52 @@ Deno.test({
       assertMatch(
         result.stdout,
         /POST http:\/\/127\.0\.0\.1:\d+\/event answered 503 \(no worker is subscribed; the event was not delivered\); retrying in 5s/,
+      );
+      assertEquals(result.outputs.state, "succeeded");
+    } finally {
+      await tearDown(env);
+    }
+  },
+});
+
+Deno.test({
+  name: "the Action asks again after a status read's 429 (too many waiters) and its Retry-After",
+  ignore: withoutValkey(),
+  async fn() {
+    const env = await setUp({ env: { STATUS_MAX_WAITERS: "1" } });
+    try {
+      // Another client holds web's only waiter slot on an event still in progress.
+      const posted = await fetch(`${env.url}/event`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${await env.issuer.sign()}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ image: "ghcr.io/acme/app", tags: ["slow"] }),
+      });
+      assertEquals(posted.status, 202);
+      const held = (await posted.json()).id;
+      await env.worker!.event(1);
+      const holder = fetch(`${env.url}/event/${held}?wait=60`, {
+        headers: { authorization: `Bearer ${await env.issuer.sign()}` },
+      }).then((r) => r.json());
+      for (let tries = 0;; tries++) {
+        const metrics = await (await fetch(`${env.url}/metrics`)).text();
+        if (/^kuberollouttrigger_status_waiters 1$/m.test(metrics)) break;
+        assert(tries < 200, "the holder took the waiter slot within 10 s");
+        await sleep(50);
+      }
+      const running = run(env, { tags: "succeed" });
+      await env.web.waitForLog((l) => l.reason === "too_many_waiters", 30_000);
+      // The held event ends; its waiter leaves, and the Action's next read gets the slot.
+      await env.worker!.write(held, clusterReport("eu-1", [complete("shop", "web")]));
+      await env.worker!.write(held, clusterReport("us-1", [complete("shop", "web")]));
+      assertEquals((await holder).state, "succeeded");
+      const { result } = await running;
+      assertEquals(result.code, 0, shown(result));
+      assertMatch(
+        result.stdout,
+        /answered 429 \(too many requests are waiting; retry shortly\); asking again in 5s/,
       );
       assertEquals(result.outputs.state, "succeeded");
     } finally {
