@@ -329,7 +329,13 @@ Deno.test({
 
       await t.step("wait: false passes on the 202 and reads no status", async () => {
         const before = env.worker!.events.length;
-        const { result, minted } = await run(env, { tags: "succeed", wait: "false" });
+        const { result, minted } = await run(env, {
+          tags: "succeed",
+          wait: "false",
+          // Empty optional inputs (an unset variable) mean their defaults.
+          "timeout-seconds": "",
+          "expand-versions": "",
+        });
         assertEquals(result.code, 0, shown(result));
         const event = await env.worker!.event(before + 1);
         assertEquals(result.outputs, { "event-id": event.id, state: "", restarted: "" });
