@@ -481,7 +481,7 @@ Deno.test("security: the Action refuses plain http to another host before it req
   }
 });
 
-Deno.test("the Action checks its inputs before it requests a token", async (t) => {
+Deno.test("the Action checks its inputs before it requests a token, and says when none is given", async (t) => {
   const issuer = await startIssuer();
   const tokens = startTokenService(issuer, { audience: TEST_AUDIENCE });
   const base = {
@@ -521,6 +521,23 @@ Deno.test("the Action checks its inputs before it requests a token", async (t) =
       ]);
     });
     assertEquals(tokens.queries, [], "no token was requested");
+    await t.step("a token service that refuses: the step fails with its answer", async () => {
+      const wrong = { ...tokens.env, ACTIONS_ID_TOKEN_REQUEST_TOKEN: "not-the-request-token" };
+      const result = await runAction({ with: base, env: wrong });
+      assertEquals(result.code, 1);
+      assertEquals(result.errors, [
+        'Cannot get an OIDC token from ACTIONS_ID_TOKEN_REQUEST_URL (answer 401): does the job have "permissions: id-token: write"?',
+      ]);
+      assertEquals(tokens.refused, ["wrong request token"]);
+      const other = await runAction({
+        with: { ...base, audience: "https://other.test" },
+        env: tokens.env,
+      });
+      assertEquals(other.code, 1);
+      assertMatch(other.errors[0], /^Cannot get an OIDC token .*\(answer 400\)/);
+      assertEquals(tokens.refused, ["wrong request token", 'audience ["https://other.test"]']);
+      assert(!shown(result).includes("not-the-request-token"), "the request token is not printed");
+    });
   } finally {
     await tokens.stop();
     await issuer.stop();
