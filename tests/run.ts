@@ -4,19 +4,24 @@
  * started per test (it is cheap); one kube-apiserver + etcd is started here
  * for the whole run and handed to tests through KRT_TEST_* variables. Missing
  * servers fail the run under CI=true and are reported loudly otherwise.
+ * The shared cluster runs kube-controller-manager (Deployment, ReplicaSet,
+ * ServiceAccount controllers) and a test node, so Deployments roll out; a
+ * second cluster is started only by the tests that need one.
  * Extra arguments go to `deno test` (e.g. `--filter web`).
  */
 
 import {
+  ASSETS_ENV,
   type ControlPlane,
   controlPlaneEnv,
+  describeTimings,
   ensureControlPlaneAssets,
+  KUBECTL_ENV,
   startControlPlane,
 } from "./helpers/control_plane.ts";
 import { ROOT } from "./helpers/program.ts";
+import { IN_CI } from "./helpers/skip.ts";
 import { findValkeyBinary } from "./helpers/valkey.ts";
-
-const IN_CI = Deno.env.get("CI") === "true";
 
 function say(text: string): void {
   console.error(`[test] ${text}`);
@@ -34,7 +39,9 @@ async function locateControlPlane(): Promise<string | undefined> {
   try {
     return await ensureControlPlaneAssets();
   } catch {
-    problem("kube-apiserver, etcd and kubectl are not available (see the message above)");
+    problem(
+      "kube-apiserver, etcd, kube-controller-manager and kubectl are not available (see the message above)",
+    );
     return undefined;
   }
 }
@@ -54,7 +61,7 @@ if (Deno.env.get("KRT_TEST_KUBE_SERVER")) {
   if (assets) {
     const started = performance.now();
     try {
-      controlPlane = await startControlPlane({ assetsDir: assets });
+      controlPlane = await startControlPlane({ assetsDir: assets, controllers: true });
     } catch (err) {
       problem(`the control plane did not start: ${(err as Error).message}`);
     }
@@ -62,11 +69,11 @@ if (Deno.env.get("KRT_TEST_KUBE_SERVER")) {
       say(
         `control plane up at ${controlPlane.server} in ${
           Math.round(performance.now() - started)
-        } ms`,
+        } ms (${describeTimings(controlPlane.timings)})`,
       );
       Object.assign(env, controlPlaneEnv(controlPlane), {
-        KRT_TEST_KUBECTL: `${assets}/kubectl`,
-        KRT_TEST_CONTROL_PLANE_ASSETS: assets,
+        [KUBECTL_ENV]: `${assets}/kubectl`,
+        [ASSETS_ENV]: assets,
       });
     }
   }

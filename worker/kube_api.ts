@@ -2,7 +2,8 @@
  * The few Kubernetes API calls the worker makes, on apps/v1 Deployments only:
  * list (paged), watch (streamed NDJSON), get and patch. Every call is counted
  * by verb so tests and benchmarks can prove how many requests an event costs.
- * Responses are untrusted JSON; callers validate what they use.
+ * Responses are untrusted JSON; callers validate what they use, except watch
+ * events, which are checked for shape here (parseWatchEvent) before anyone sees them.
  */
 
 import { AppError } from "../shared/errors.ts";
@@ -38,9 +39,39 @@ export interface DeploymentList {
 
 /** One event of a watch stream. */
 export type WatchEvent =
-  | { type: "ADDED" | "MODIFIED" | "DELETED"; object: Deployment }
+  | {
+    type: "ADDED" | "MODIFIED" | "DELETED";
+    object: Deployment & { metadata: { resourceVersion: string } };
+  }
   | { type: "BOOKMARK"; object: { metadata: { resourceVersion: string } } }
-  | { type: "ERROR"; object: { code?: number; reason?: string; message?: string } };
+  | { type: "ERROR"; object: { code: number; reason?: string; message?: string } };
+
+/** The watch event types the API server sends (apimachinery pkg/watch). */
+export const WATCH_EVENT_TYPES = ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"] as const;
+
+/** Options for one watch request. */
+export interface WatchOptions {
+  /** Where the watch resumes: the list's or the last event's resourceVersion. */
+  resourceVersion: string;
+  /** Aborting it ends the request and the stream. */
+  signal: AbortSignal;
+  /** The server-side bound on the watch (it sends a bookmark ~2 s before, then closes). */
+  timeoutSeconds?: number;
+  /** Called once the API server has accepted the watch (response headers received). */
+  onOpen?: () => void;
+}
+
+/**
+ * A watch stream line that is not JSON or not shaped like a watch event. The
+ * message names the line and the field, never the content (Security: API
+ * objects are untrusted and may hold anything).
+ */
+export class WatchEventError extends AppError {
+  constructor(message: string) {
+    super("ERR_KUBE", message);
+    this.name = "WatchEventError";
+  }
+}
 
 /** A failed API call: HTTP status (0 for a network failure) and the API's reason. */
 export class KubeApiError extends AppError {
@@ -73,12 +104,8 @@ export interface KubeApi {
     namespace: string | undefined,
     options?: { limit?: number; continueToken?: string },
   ): Promise<DeploymentList>;
-  watchDeployments(
-    namespace: string | undefined,
-    resourceVersion: string,
-    signal: AbortSignal,
-    timeoutSeconds?: number,
-  ): AsyncIterable<WatchEvent>;
+  /** Yields only events that passed parseWatchEvent; throws WatchEventError otherwise. */
+  watchDeployments(namespace: string | undefined, options: WatchOptions): AsyncIterable<WatchEvent>;
   getDeployment(namespace: string, name: string): Promise<Deployment>;
   /** Strategic-merge patch; returns the updated Deployment. */
   patchDeployment(namespace: string, name: string, patch: unknown): Promise<Deployment>;
@@ -88,6 +115,88 @@ function collectionPath(namespace: string | undefined): string {
   return namespace === undefined
     ? "/apis/apps/v1/deployments"
     : `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`;
+}
+
+/** Longest watch line accepted (etcd's object limit is 1.5 MiB; its JSON may be larger). */
+export const MAX_WATCH_LINE_CHARS = 16 * 1024 * 1024;
+
+type JsonObject = Record<string, unknown>;
+const isObject = (v: unknown): v is JsonObject =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const isNonEmptyString = (v: unknown): v is string => typeof v === "string" && v !== "";
+
+/**
+ * Checks one decoded watch line and returns it typed, or throws WatchEventError
+ * naming the missing field. Only what the inventory relies on is checked:
+ * a known type; an ERROR's numeric code; a resourceVersion on every other
+ * object; a name and namespace on ADDED, MODIFIED and DELETED objects.
+ */
+export function parseWatchEvent(value: unknown): WatchEvent {
+  if (!isObject(value)) throw new WatchEventError("watch event is not a JSON object");
+  const type = value.type;
+  if (typeof type !== "string" || !(WATCH_EVENT_TYPES as readonly string[]).includes(type)) {
+    throw new WatchEventError(`watch event type is not one of ${WATCH_EVENT_TYPES.join(", ")}`);
+  }
+  const object = value.object;
+  if (!isObject(object)) throw new WatchEventError(`${type} watch event has no object`);
+  if (type === "ERROR") {
+    if (typeof object.code !== "number" || !Number.isInteger(object.code)) {
+      throw new WatchEventError("ERROR watch event has no numeric code");
+    }
+    return {
+      type,
+      object: {
+        code: object.code,
+        reason: typeof object.reason === "string" ? object.reason : undefined,
+        message: typeof object.message === "string" ? object.message : undefined,
+      },
+    };
+  }
+  const metadata = object.metadata;
+  if (!isObject(metadata)) throw new WatchEventError(`${type} watch event object has no metadata`);
+  if (!isNonEmptyString(metadata.resourceVersion)) {
+    throw new WatchEventError(`${type} watch event has no metadata.resourceVersion string`);
+  }
+  if (type === "BOOKMARK") {
+    return { type, object: { metadata: { resourceVersion: metadata.resourceVersion } } };
+  }
+  for (const field of ["name", "namespace"]) {
+    if (!isNonEmptyString(metadata[field])) {
+      throw new WatchEventError(`${type} watch event has no metadata.${field} string`);
+    }
+  }
+  return {
+    type: type as "ADDED" | "MODIFIED" | "DELETED",
+    object: object as unknown as Deployment & { metadata: { resourceVersion: string } },
+  };
+}
+
+/** Splits a watch body into its non-empty lines (the API server sends one JSON event per line). */
+async function* watchLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  // Where the search for the next newline resumes: a large event arrives in many chunks, and
+  // rescanning what came before would cost quadratic time.
+  let scanned = 0;
+  for await (const chunk of body) {
+    pending += decoder.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = pending.indexOf("\n", scanned)) >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      scanned = 0;
+      if (line) yield line;
+    }
+    scanned = pending.length;
+    if (pending.length > MAX_WATCH_LINE_CHARS) {
+      throw new WatchEventError(`watch event longer than ${MAX_WATCH_LINE_CHARS} characters`);
+    }
+  }
+  pending += decoder.decode();
+  if (pending.trim()) {
+    // The connection ended inside an event: nothing was applied, so resuming is safe.
+    throw new KubeApiError(0, "NetworkError", "watch stream ended in the middle of an event");
+  }
 }
 
 /** Creates the API client. */
@@ -156,7 +265,7 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
         continueToken: body.metadata?.continue || undefined,
       };
     },
-    async *watchDeployments(namespace, resourceVersion, signal, timeoutSeconds = 300) {
+    async *watchDeployments(namespace, { resourceVersion, signal, timeoutSeconds = 300, onOpen }) {
       const params = new URLSearchParams({
         watch: "1",
         allowWatchBookmarks: "true",
@@ -166,16 +275,21 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
       const response = await request("watch", "GET", `${collectionPath(namespace)}?${params}`, {
         signal,
       });
-      const decoder = new TextDecoder();
-      let pending = "";
-      for await (const chunk of response.body!) {
-        pending += decoder.decode(chunk, { stream: true });
-        let nl;
-        while ((nl = pending.indexOf("\n")) >= 0) {
-          const line = pending.slice(0, nl).trim();
-          pending = pending.slice(nl + 1);
-          if (line) yield JSON.parse(line) as WatchEvent;
+      if (!response.body) throw new WatchEventError("watch response has no body");
+      onOpen?.();
+      let n = 0;
+      for await (const line of watchLines(response.body)) {
+        n++;
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch {
+          // Security: SyntaxError messages quote the input; report where, not what.
+          throw new WatchEventError(
+            `watch stream line ${n} is not JSON (${line.length} characters)`,
+          );
         }
+        yield parseWatchEvent(value);
       }
     },
     async getDeployment(namespace, name) {

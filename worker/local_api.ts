@@ -6,8 +6,10 @@
  */
 
 import { parseAllDocuments } from "yaml";
+import { sleep } from "../shared/backoff.ts";
 import { AppError, describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
+import { BOOKMARK_INTERVAL_MS } from "./inventory.ts";
 import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
 import { RESTARTED_AT_ANNOTATION } from "./plan.ts";
 
@@ -43,6 +45,7 @@ export function createLocalApi(
   deployments: Deployment[],
   logger: Logger,
   onRequest?: (verb: "list" | "watch" | "get" | "patch") => void,
+  bookmarkEveryMs = BOOKMARK_INTERVAL_MS,
 ): KubeApi {
   const items = new Map(deployments.map((d, i) => {
     const copy = structuredClone(d);
@@ -70,15 +73,16 @@ export function createLocalApi(
       );
       return Promise.resolve({ items: structuredClone(list), resourceVersion: String(version) });
     },
-    // A watch that never reports a change: the file is not watched.
-    // deno-lint-ignore require-yield
-    async *watchDeployments(_namespace, _resourceVersion, signal) {
+    // The file is not watched: nothing changes behind our back. Like kube-apiserver, the
+    // watch sends a bookmark now and then, so the inventory's idle deadline sees it alive.
+    async *watchDeployments(_namespace, { signal, onOpen }) {
       onRequest?.("watch");
-      // Nothing changes the file's contents behind our back: wait for shutdown.
-      await new Promise<void>((resolve) => {
-        if (signal.aborted) resolve();
-        else signal.addEventListener("abort", () => resolve(), { once: true });
-      });
+      onOpen?.();
+      while (!signal.aborted) {
+        await sleep(bookmarkEveryMs, signal);
+        if (signal.aborted) return;
+        yield { type: "BOOKMARK", object: { metadata: { resourceVersion: String(version) } } };
+      }
     },
     getDeployment(namespace, name) {
       onRequest?.("get");

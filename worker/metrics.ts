@@ -18,7 +18,10 @@ export interface WorkerMetrics {
   kubeRequests: Counter;
   relists: Counter;
   watchErrors: Counter;
+  watchIdle: Counter;
+  malformedEvents: Counter;
   inventorySize: Gauge;
+  inventoryCurrent: Gauge;
 }
 
 /** Registers the worker's metrics on `registry`. */
@@ -56,6 +59,18 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
     watchErrors: registry.counter(
       "kuberollouttrigger_worker_watch_errors_total",
       "Failed list/watch attempts, by scope.",
+    ),
+    watchIdle: registry.counter(
+      "kuberollouttrigger_worker_watch_idle_total",
+      "Watches aborted and resumed because no event or bookmark arrived within the idle deadline, by scope.",
+    ),
+    malformedEvents: registry.counter(
+      "kuberollouttrigger_worker_watch_malformed_total",
+      "Watch events or list items that were not valid JSON or not shaped as expected (each causes a relist), by scope.",
+    ),
+    inventoryCurrent: registry.gauge(
+      "kuberollouttrigger_worker_inventory_current",
+      "1 while the scope's inventory is current (listed, not relisting, heard from within the idle deadline).",
     ),
     inventorySize: registry.gauge(
       "kuberollouttrigger_worker_inventory_deployments",

@@ -3,6 +3,8 @@
  * the health server, Valkey coordination and the subscription. The worker
  * subscribes only once its inventory is synced, so an event is never matched
  * against a half-filled inventory (web answers 503 meanwhile: no subscriber).
+ * /readyz reports the inventory failing whenever it is not current (relisting,
+ * or nothing heard from the API server within the watch idle deadline).
  * Runs until the signal aborts, then finishes in-flight patches and stops.
  */
 
@@ -14,7 +16,7 @@ import type { Config } from "../shared/settings.ts";
 import { createValkeyConnection } from "../shared/valkey.ts";
 import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";
-import { createInventory } from "./inventory.ts";
+import { createInventory, type InventoryOptions } from "./inventory.ts";
 import { createKubeApi, type KubeApi } from "./kube_api.ts";
 import { loadKubeAccess } from "./kube_config.ts";
 import { createLocalApi, loadLocalInventory } from "./local_api.ts";
@@ -28,6 +30,8 @@ export interface WorkerRuntime {
   /** Replaces the real API (dev mode's local inventory); its requests are still counted. */
   api?: (onRequest: (verb: string) => void) => KubeApi;
   onListen?: (addr: { hostname: string; port: number }) => void;
+  /** Watch timing (idle deadline, watch timeout, random source); the defaults suit production. */
+  watch?: Pick<InventoryOptions, "watchIdleTimeoutMs" | "minWatchTimeoutSeconds" | "random">;
 }
 
 /** Runs worker mode until `runtime.signal` aborts. */
@@ -62,8 +66,11 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
     api,
     namespaces: config.watchNamespaces,
     logger,
+    ...runtime.watch,
     onRelist: (scope) => metrics.relists.inc({ scope }),
     onWatchError: (scope) => metrics.watchErrors.inc({ scope }),
+    onWatchIdle: (scope) => metrics.watchIdle.inc({ scope }),
+    onMalformedEvent: (scope) => metrics.malformedEvents.inc({ scope }),
   });
   const inventoryDone = inventory.run(stopping.signal);
 
@@ -71,10 +78,16 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
   const probes = probeRoutes({
     registry,
     readiness: {
-      inventory_synced: () => inventory.synced(),
+      // The name predates the idle deadline; it now means "synced and still current".
+      inventory_synced: () => inventory.current(),
       subscribed: () => subscription?.subscribed() ?? false,
     },
-    beforeScrape: () => metrics.inventorySize.set(inventory.size()),
+    beforeScrape: () => {
+      metrics.inventorySize.set(inventory.size());
+      for (const [scope, current] of Object.entries(inventory.scopes())) {
+        metrics.inventoryCurrent.set(current ? 1 : 0, { scope });
+      }
+    },
   });
   const server = Deno.serve({
     hostname: config.healthListenAddr.host,

@@ -85,7 +85,13 @@ export async function benchEndToEnd(options: {
     const seen: { at: number; value: string }[] = [];
     let wake: (() => void) | undefined;
     (async () => {
-      for await (const ev of api.watchDeployments(ns, list.resourceVersion, stop.signal, 600)) {
+      for await (
+        const ev of api.watchDeployments(ns, {
+          resourceVersion: list.resourceVersion,
+          signal: stop.signal,
+          timeoutSeconds: 600,
+        })
+      ) {
         if (ev.type !== "MODIFIED") continue;
         const value = ev.object.spec?.template?.metadata?.annotations
           ?.["kubectl.kubernetes.io/restartedAt"];

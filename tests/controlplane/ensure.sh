@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Provides the kube-apiserver, etcd and kubectl binaries for the integration
-# tests (kubectl applies k8s/ with its built-in kustomize, as users do).
+# Provides the kube-apiserver, etcd, kube-controller-manager and kubectl
+# binaries for the integration tests (the controller-manager runs the real
+# Deployment and ReplicaSet controllers; kubectl applies k8s/ with its built-in
+# kustomize and runs `rollout restart`, as users do).
 #
-# Prints, on its last stdout line, the absolute path of a folder holding
-# executable `kube-apiserver`, `etcd` and `kubectl`; progress goes to stderr.
-#   1. KUBEBUILDER_ASSETS, when it names a folder with all three (envtest's
-#      assets include kubectl);
+# Prints, on its last stdout line, the absolute path of a folder holding all
+# four as executables; progress goes to stderr.
+#   1. KUBEBUILDER_ASSETS, when it names a folder with all four (envtest's
+#      assets lack kube-controller-manager, so they rarely qualify);
 #   2. else the cache ${XDG_CACHE_HOME:-$HOME/.cache}/kuberollouttrigger/controlplane/<k8s>-<etcd>/;
 #   3. else builds the missing ones from the modules pinned in go.mod/go.sum
 #      next to this script (checksums verified by the Go toolchain), then
@@ -17,8 +19,18 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { printf 'ensure.sh: %s\n' "$*" >&2; }
 
+binaries=(etcd kube-apiserver kube-controller-manager kubectl)
+
+missing_in() { # folder: prints the binaries it lacks, space-separated
+  local name missing=()
+  for name in "${binaries[@]}"; do
+    [[ -x "$1/$name" ]] || missing+=("$name")
+  done
+  printf '%s' "${missing[*]}"
+}
+
 has_assets() {
-  [[ -x "$1/kube-apiserver" && -x "$1/etcd" && -x "$1/kubectl" ]]
+  [[ -z "$(missing_in "$1")" ]]
 }
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
@@ -26,7 +38,7 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
     (cd "$KUBEBUILDER_ASSETS" && pwd -P)
     exit 0
   fi
-  log "KUBEBUILDER_ASSETS=\"$KUBEBUILDER_ASSETS\" lacks an executable kube-apiserver, etcd or kubectl; using the pinned build instead"
+  log "KUBEBUILDER_ASSETS=\"$KUBEBUILDER_ASSETS\" lacks an executable $(missing_in "$KUBEBUILDER_ASSETS"); using the pinned build instead"
 fi
 
 # The versions come from go.mod, so the cache key cannot drift from what is built.
@@ -52,7 +64,7 @@ if [[ -z "$go_bin" && -x /usr/local/go/bin/go ]]; then
   go_bin=/usr/local/go/bin/go
 fi
 if [[ -z "$go_bin" ]]; then
-  echo "ensure.sh: missing kube-apiserver, etcd and kubectl: install Go >= 1.24 (https://go.dev/dl/) to build $k8s_version/$etcd_version, or set KUBEBUILDER_ASSETS to a folder containing kube-apiserver, etcd and kubectl" >&2
+  echo "ensure.sh: missing $(missing_in "$assets_dir"): install Go >= 1.24 (https://go.dev/dl/) to build $k8s_version/$etcd_version, or set KUBEBUILDER_ASSETS to a folder containing ${binaries[*]}" >&2
   exit 3
 fi
 
@@ -60,7 +72,10 @@ mkdir -p "$cache_root"
 # Serialise concurrent runs (parallel CI jobs sharing one cache).
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$cache_root/.lock"
-  flock 9
+  if ! flock -n 9; then
+    log "another ensure.sh is building into $cache_root; waiting for its lock"
+    flock 9
+  fi
   if has_assets "$assets_dir"; then
     printf '%s\n' "$assets_dir"
     exit 0
@@ -82,11 +97,12 @@ k8s_ldflags="-s -w -X $version_pkg.gitVersion=$k8s_version -X $version_pkg.gitMa
 k8s_ldflags+=" -X $version_pkg.gitMinor=$k8s_minor -X $version_pkg.gitTreeState=clean"
 
 start=$SECONDS
-log "building the missing control-plane binaries ($k8s_version, etcd $etcd_version) with $("$go_bin" version) (first run only; several minutes)"
+log "building $(missing_in "$assets_dir") ($k8s_version, etcd $etcd_version) with $("$go_bin" version); cached binaries are reused (first run only; several minutes each)"
 cd "$script_dir"
 mkdir -p "$assets_dir"
 build() { # name, ldflags, package
   [[ -x "$assets_dir/$1" ]] && return 0
+  log "building $1"
   "$go_bin" build -trimpath -ldflags "$2" -o "$tmp_dir/$1" "$3"
   # Move within one filesystem, so each binary appears whole or not at all.
   mv -f "$tmp_dir/$1" "$assets_dir/$1"
@@ -95,5 +111,6 @@ build() { # name, ldflags, package
 build etcd "-s -w" go.etcd.io/etcd/server/v3
 build kube-apiserver "$k8s_ldflags" k8s.io/kubernetes/cmd/kube-apiserver
 build kubectl "$k8s_ldflags" k8s.io/kubernetes/cmd/kubectl
+build kube-controller-manager "$k8s_ldflags" k8s.io/kubernetes/cmd/kube-controller-manager
 log "cached in $assets_dir"
 printf '%s\n' "$assets_dir"

@@ -963,24 +963,34 @@ Deno.test({
         await retry.body?.cancel();
         await env.sub.waitFor(1);
       });
-      await t.step("Valkey holds a hash of the jti, never the token or its claims", async () => {
-        const { Valkey } = await import("iovalkey");
-        const client = new Valkey({ host: env.valkey.host, port: env.valkey.port });
-        try {
-          const keys = await client.keys("*");
-          assert(
-            keys.length > 0 && keys.every((k) => /^kuberollouttrigger:jti:[0-9a-f]{64}$/.test(k)),
-            keys.join(),
-          );
-          const values = await Promise.all(keys.map((k) => client.get(k)));
-          const all = keys.join() + values.join();
-          for (const secret of ['acme/app"', "octocat", "refs/heads", "Bearer", "eyJ"]) {
-            assert(!all.includes(secret), `Valkey must not hold ${secret}`);
+      await t.step(
+        "Valkey holds hashes of the jti and of repository_id, never the token or its claims",
+        async () => {
+          const { Valkey } = await import("iovalkey");
+          const client = new Valkey({ host: env.valkey.host, port: env.valkey.port });
+          try {
+            const keys = await client.keys("*");
+            const replayKey = /^kuberollouttrigger:jti:[0-9a-f]{64}$/;
+            const statusKey = /^kuberollouttrigger:event-status:[0-9a-f-]{36}$/;
+            assert(keys.some((k) => replayKey.test(k)), keys.join());
+            assert(keys.every((k) => replayKey.test(k) || statusKey.test(k)), keys.join());
+            const values = await Promise.all(
+              keys.map(async (k) =>
+                statusKey.test(k) ? JSON.stringify(await client.hgetall(k)) : await client.get(k)
+              ),
+            );
+            const all = keys.join() + values.join();
+            // The image names acme/app too; the claim would stand as a JSON string of its own.
+            for (
+              const secret of ['"acme/app"', '"2002"', "octocat", "refs/heads", "Bearer", "eyJ"]
+            ) {
+              assert(!all.includes(secret), `Valkey must not hold ${secret}`);
+            }
+          } finally {
+            client.disconnect();
           }
-        } finally {
-          client.disconnect();
-        }
-      });
+        },
+      );
     } finally {
       await tearDown(env);
     }

@@ -11,6 +11,7 @@
 // deno-lint-ignore-file no-explicit-any
 import { type Cluster, deploymentManifest, eventually, WORKER_SA } from "./cluster.ts";
 import { createKubeClient } from "./control_plane.ts";
+import { waitForSettled } from "./rollout.ts";
 import { createLogger } from "../../shared/log.ts";
 import { createInventory } from "../../worker/inventory.ts";
 import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
@@ -104,18 +105,16 @@ function recordFailures(api: KubeApi) {
         throw err;
       }
     },
-    async *watchDeployments(namespace, resourceVersion, signal, timeoutSeconds) {
+    async *watchDeployments(namespace, options) {
       try {
-        for await (
-          const event of api.watchDeployments(namespace, resourceVersion, signal, timeoutSeconds)
-        ) {
+        for await (const event of api.watchDeployments(namespace, options)) {
           if (event.type === "ERROR" && event.object.code !== 410) {
             failures.watch ??= event.object.code ?? 0;
           }
           yield event;
         }
       } catch (err) {
-        if (!signal.aborted) failures.watch ??= statusOf(err);
+        if (!options.signal.aborted) failures.watch ??= statusOf(err);
         throw err;
       }
     },
@@ -199,6 +198,10 @@ export async function capabilities(
   const patch = restartOutcome(
     await restartDeployment(target, { api: kubeApi, event, maxAttempts: 1 }),
   );
+  // The restart rolls out; its status writes would outdate resourceVersions below.
+  if (patch === "ok" && cluster.info.controllers) {
+    await waitForSettled(cluster.admin, namespace, name);
+  }
 
   // get: a Deployment changed after it was matched is re-read before the patch
   // (only reachable when patch works: the conflict comes from a patch).

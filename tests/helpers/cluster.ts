@@ -8,12 +8,21 @@
 
 import { parseAllDocuments, stringify } from "yaml";
 import {
+  ASSETS_ENV,
+  type ControlPlane,
   type ControlPlaneInfo,
   createKubeClient,
+  describeTimings,
+  ensureControlPlaneAssets,
   type KubeClient,
+  startControlPlane,
   writeKubeconfig,
 } from "./control_plane.ts";
 import { ROOT } from "./program.ts";
+import { waitForSettled } from "./rollout.ts";
+import { READY_LABEL } from "./test_node.ts";
+
+export { eventually } from "./eventually.ts";
 
 /** The worker's ServiceAccount as k8s/ ships it. */
 export const WORKER_SA = { namespace: "kuberollouttrigger", name: "kuberollouttrigger-worker" };
@@ -32,6 +41,9 @@ export interface DeploymentOptions {
   paused?: boolean;
   annotations?: Record<string, string>;
   replicas?: number;
+  /** Pods that run but never become Ready on the test node (see READY_LABEL). */
+  unready?: boolean;
+  progressDeadlineSeconds?: number;
 }
 
 /** A minimal valid Deployment. */
@@ -50,9 +62,12 @@ export function deploymentManifest(
     spec: {
       replicas: options.replicas ?? 1,
       paused: options.paused,
+      progressDeadlineSeconds: options.progressDeadlineSeconds,
       selector: { matchLabels: { app: name } },
       template: {
-        metadata: { labels: { app: name } },
+        metadata: {
+          labels: { app: name, ...(options.unready ? { [READY_LABEL]: "false" } : {}) },
+        },
         spec: {
           containers: named(containers, "c"),
           initContainers: options.init ? named(options.init, "i") : undefined,
@@ -73,6 +88,11 @@ export interface Cluster {
   info: ControlPlaneInfo;
   /** Creates a namespace named `${prefix}-<random>` and remembers it for cleanup. */
   namespace(prefix: string, labels?: Record<string, string>): Promise<string>;
+  /**
+   * Creates the Deployment. On a cluster with controllers it also waits until
+   * it settled (first rollout complete, or pause recorded; not for unready
+   * pods), so it no longer changes by itself when the test reads it.
+   */
   createDeployment(manifest: ReturnType<typeof deploymentManifest>): Promise<void>;
   getDeployment(namespace: string, name: string): Promise<any>;
   /** Applies a k8s/ file as shipped; `namespace` rewrites namespaced objects (per-namespace RBAC). */
@@ -120,6 +140,8 @@ export function openCluster(info: ControlPlaneInfo): Cluster {
           }`,
         );
       }
+      const unready = manifest.spec.template.metadata.labels[READY_LABEL] === "false";
+      if (info.controllers && !unready) await waitForSettled(admin, ns, manifest.metadata.name);
     },
     async getDeployment(namespace, name) {
       const res = await admin.request(
@@ -168,22 +190,37 @@ export function openCluster(info: ControlPlaneInfo): Cluster {
   };
 }
 
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+/** A cluster of its own for one test, next to the shared one. */
+export interface ExtraCluster {
+  cluster: Cluster;
+  plane: ControlPlane;
+  /** Cleans up the fixtures, then stops every process of the cluster. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts another, independent cluster: its own etcd, kube-apiserver,
+ * kube-controller-manager and test node, with its own CA, tokens and
+ * service-account key, so nothing of the shared cluster is valid there.
+ * Costs several seconds: start it only in the tests that need two clusters.
+ * Logs how long each part took.
+ */
+export async function startExtraCluster(label: string): Promise<ExtraCluster> {
+  const assetsDir = Deno.env.get(ASSETS_ENV) || await ensureControlPlaneAssets();
+  const started = performance.now();
+  const plane = await startControlPlane({ assetsDir, controllers: true });
+  console.error(
+    `[test] cluster "${label}" up at ${plane.server} in ${
+      Math.round(performance.now() - started)
+    } ms (${describeTimings(plane.timings)})`,
+  );
+  const cluster = openCluster(plane);
+  return {
+    cluster,
+    plane,
+    async stop() {
+      await cluster.cleanup();
+      await plane.stop();
+    },
+  };
 }

@@ -5,6 +5,11 @@
  */
 
 import { Valkey } from "iovalkey";
+import { eventually } from "./eventually.ts";
+import { freePort } from "./processes.ts";
+
+// Re-exported: tests import the one freePort() from here or from ./processes.ts.
+export { freePort };
 
 /** A running server. */
 export interface TestValkey {
@@ -34,26 +39,16 @@ export function findValkeyBinary(): string | undefined {
   return undefined;
 }
 
-/** A free TCP port on 127.0.0.1 (closed again before returning). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
 async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  throw new Error(`valkey did not listen on ${port} within ${timeoutMs} ms`);
+  await eventually(
+    `valkey to listen on ${port}`,
+    async () => {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return true;
+    },
+    timeoutMs,
+    20,
+  );
 }
 
 /** Starts a server; extra arguments are passed to it (e.g. `--requirepass`). */
@@ -136,15 +131,16 @@ export async function subscribe(
   await client.subscribe(channel);
   return {
     messages,
-    async waitFor(count, timeoutMs = 3000) {
-      const deadline = Date.now() + timeoutMs;
-      while (messages.length < count) {
-        if (Date.now() > deadline) {
-          throw new Error(`expected ${count} messages, got ${messages.length}`);
-        }
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      return messages;
+    waitFor(count, timeoutMs = 3000) {
+      return eventually(
+        `${count} messages`,
+        () => {
+          if (messages.length >= count) return messages;
+          throw new Error(`got ${messages.length}`); // named in the timeout error
+        },
+        timeoutMs,
+        10,
+      );
     },
     close: () => client.disconnect(),
   };

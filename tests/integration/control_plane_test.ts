@@ -15,6 +15,8 @@ import {
   type KubeClient,
   startControlPlane,
 } from "../helpers/control_plane.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { waitForSettled } from "../helpers/rollout.ts";
 
 let shared: { info: ControlPlaneInfo; owned?: ControlPlane } | undefined;
 
@@ -44,19 +46,6 @@ function integrationTest(name: string, fn: () => Promise<void>): void {
 
 function uniqueName(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
-}
-
-/** Polls until `check` returns true, for at most `timeoutMs`. */
-async function eventually(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 function deploymentYaml(name: string, extra = ""): string {
@@ -121,7 +110,7 @@ subjects:
       await eventually("the RoleBinding to take effect", async () => {
         const response = await reader!.request("GET", listPath);
         listed = response.json;
-        return response.status === 200;
+        return response.status === 200 || undefined;
       });
       const names = (listed as { items: { metadata: { name: string } }[] }).items
         .map((item) => item.metadata.name);
@@ -146,6 +135,8 @@ integrationTest(
       await admin.createNamespace(namespace);
       await admin.applyYaml(deploymentYaml("app"), { fieldManager: "krt-test", namespace });
       const path = `/apis/apps/v1/namespaces/${namespace}/deployments/app`;
+      // With controllers, "before" is read once the first rollout wrote its status.
+      if ((await controlPlane()).controllers) await waitForSettled(admin, namespace, "app");
       const before = (await admin.request("GET", path)).json as Deployment;
 
       // kubectl formats the time as Go's time.RFC3339 (seconds, no fraction).
@@ -270,7 +261,7 @@ spec:
       await eventually("the policy to be enforced", async () => {
         try {
           await admin.applyYaml(wide, { fieldManager: "krt-test", namespace });
-          return false;
+          return undefined;
         } catch (error) {
           rejection = error;
           return true;

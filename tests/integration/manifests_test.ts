@@ -62,8 +62,13 @@ Deno.test({
       await t.step(
         "every Deployment's pod template passes a server-side dry run as a restricted Pod",
         async () => {
-          // The controller-manager would make the default ServiceAccount; none runs here.
-          await cluster.admin.createServiceAccount("kuberollouttrigger", "default");
+          // The ServiceAccount controller of the test cluster makes "default".
+          const defaultSa = "/api/v1/namespaces/kuberollouttrigger/serviceaccounts/default";
+          await eventually(
+            "the default ServiceAccount",
+            async () => (await cluster.admin.request("GET", defaultSa)).status === 200 || undefined,
+            30_000,
+          );
           for (const name of ["kuberollouttrigger-web", "kuberollouttrigger-worker", "valkey"]) {
             const d = await cluster.getDeployment("kuberollouttrigger", name);
             const pod = {

@@ -71,7 +71,7 @@ Deno.test({
           const silent: KubeApi = {
             ...api,
             // A watch that never delivers and never fails, until it is stopped.
-            async *watchDeployments(_namespace, _resourceVersion, signal) {
+            async *watchDeployments(_namespace, { signal }) {
               await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
               yield* [];
             },
