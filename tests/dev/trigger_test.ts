@@ -157,14 +157,14 @@ Deno.test({
           url,
           "--wait",
           "--timeout",
-          "3s",
+          "6s",
         ]);
         assertEquals(run.code, 1, run.stdout + run.stderr);
         const event = worker.events.at(-1)!;
         assertMatch(run.stdout, /kuberollouttrigger: timed out while in_progress/);
         assert(
           run.stderr.endsWith(
-            `deno task trigger: event ${event.id} is still in_progress after --timeout 3s\n`,
+            `deno task trigger: event ${event.id} is still in_progress after --timeout 6s\n`,
           ),
           run.stderr,
         );

@@ -308,7 +308,7 @@ Deno.test({
       await t.step(
         "a rollout still in progress at the timeout: exit 1, the last state kept",
         async () => {
-          const { result } = await run(env, { tags: "slow", timeout: "4s" });
+          const { result } = await run(env, { tags: "slow", timeout: "8s" });
           assertEquals(result.code, 1, shown(result));
           const event = env.worker!.events.at(-1)!;
           assertEquals(result.outputs, {
@@ -316,7 +316,7 @@ Deno.test({
             state: "in_progress",
             restarted: "1",
           });
-          assertEquals(result.errors, [`Event ${event.id} is still in_progress after timeout 4s`]);
+          assertEquals(result.errors, [`Event ${event.id} is still in_progress after timeout 8s`]);
           assert(
             result.summary.startsWith("### kuberollouttrigger: timed out while in_progress\n"),
           );
