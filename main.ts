@@ -6,7 +6,7 @@
 
 import denoJson from "./deno.json" with { type: "json" };
 import { parseCommandLine, renderHelp, summarizeConfig } from "./shared/config.ts";
-import { AppError, ConfigError } from "./shared/errors.ts";
+import { AppError, ConfigError, describeError } from "./shared/errors.ts";
 import { createLogger } from "./shared/log.ts";
 import { describePermissions, dropPermissions } from "./shared/permissions.ts";
 import type { Mode } from "./shared/settings.ts";
@@ -38,6 +38,41 @@ function exitUsage(message: string): never {
   printError(`kuberollouttrigger: ${message}`);
   printError(USAGE);
   Deno.exit(2);
+}
+
+/** What a failure to start looks like in the `cannot start` log line. */
+export interface StartupFailure {
+  code: string;
+  error: string;
+  /** For a bug: where it was thrown (file:line:column), as a start for the report. */
+  at?: string;
+}
+
+/**
+ * Reduces anything thrown while a mode starts to the fields of one log line
+ * (docs/operations.md, "Exit codes"). AppErrors carry their code and an
+ * operator's message; operating-system errors (a port in use, a file that may
+ * not be read) theirs. Anything else is a bug: it is reported as ERR_INTERNAL
+ * with the error's class and where it was thrown. Security: not with its
+ * message, which for a parser's error may quote the input (a token, a body).
+ */
+export function describeStartupFailure(err: unknown): StartupFailure {
+  if (err instanceof AppError) {
+    return { code: err.code, error: err.message };
+  }
+  if (Object.values(Deno.errors).some((kind) => err instanceof kind)) {
+    return { code: "ERR_SYSTEM", error: describeError(err) };
+  }
+  const name = err instanceof Error && /^\w{1,40}$/.test(err.name) ? err.name : typeof err;
+  // The first frame in a local module, relative to its folder: no argument values.
+  const frame = err instanceof Error
+    ? /file:\/\/\S*?([\w.-]+\/[\w.-]+\.ts:\d+:\d+)/.exec(err.stack ?? "")?.[1]
+    : undefined;
+  return {
+    code: "ERR_INTERNAL",
+    error: `${name}: an unexpected error (a bug); please report this line`,
+    ...(frame ? { at: frame } : {}),
+  };
 }
 
 function shutdownSignal(onSignal: (name: string) => void): AbortSignal {
@@ -75,20 +110,20 @@ async function runMode(mode: Mode, args: string[]): Promise<void> {
   if (mode === "web" && config.devMode) fields.dev_mode = true;
   if (mode === "worker" && config.localInventory) fields.local_inventory = true;
   const logger = createLogger({ level: config.logLevel, fields });
-  logger.info("starting", {
-    version: denoJson.version,
-    config: summarizeConfig(mode, origins),
-    permissions: await describePermissions(
-      [...PERMISSION_PROBE_PATHS, config.kubeconfig, config.localInventory].filter(Boolean),
-    ),
-  });
-  const signal = shutdownSignal((name) => logger.info("shutting down", { signal: name }));
   try {
+    logger.info("starting", {
+      version: denoJson.version,
+      config: summarizeConfig(mode, origins),
+      permissions: await describePermissions(
+        [...PERMISSION_PROBE_PATHS, config.kubeconfig, config.localInventory].filter(Boolean),
+      ),
+    });
+    const signal = shutdownSignal((name) => logger.info("shutting down", { signal: name }));
     if (mode === "web") await runWeb(config, { logger, signal });
     else await runWorker(config, { logger, signal });
   } catch (err) {
-    if (!(err instanceof AppError)) throw err;
-    logger.error("cannot start", { code: err.code, error: err.message });
+    // One line and an exit code for every failure, never a stack trace.
+    logger.error("cannot start", { ...describeStartupFailure(err) });
     Deno.exit(1);
   }
 }

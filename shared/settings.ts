@@ -474,7 +474,7 @@ export const SETTINGS = {
     show: true,
     default: "5s",
     help:
-      "Events for the same Deployment and tag within this window restart it once (0s turns it off).",
+      "After a restart, events for the same Deployment and image repository (any tag) within this window do not restart it again (0s: off).",
     parse: duration,
   }),
   localInventory: setting<string>({

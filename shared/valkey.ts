@@ -2,7 +2,12 @@
  * Valkey connections for both modes, built from the shared settings: ACL user
  * and password, optional TLS, bounded connect and command times, reconnect
  * with capped exponential backoff. Connection state changes are logged once
- * per change, never with the password.
+ * per change, never with the password: a connection we close ourselves is
+ * "closed" (info), one that drops is "lost" (warn).
+ *
+ * Security: Valkey's error replies can quote the command they refuse
+ * ("unknown command 'auth', with args beginning with: 'user' 'password'"), so
+ * replies are reported by describeValkeyError, never as they came.
  */
 
 import { Valkey } from "iovalkey";
@@ -29,6 +34,19 @@ export interface ValkeyConnectionOptions {
   offlineQueue: boolean;
   /** Reports every transition between connected and disconnected. */
   onStateChange?: (connected: boolean) => void;
+}
+
+/**
+ * A one-line description of a Valkey or connection error. A server reply keeps
+ * its error code and the words before the first quoted argument; the rest,
+ * which may echo command arguments (a password, a key), is dropped.
+ */
+export function describeValkeyError(err: unknown): string {
+  if (!(err instanceof Error) || err.name !== "ReplyError") return describeError(err);
+  const text = describeError(err);
+  const quote = text.search(/['"`]/);
+  if (quote < 0) return text;
+  return `${text.slice(0, quote).replace(/[\s,:;(]+$/, "")} (rest of the reply not shown)`;
 }
 
 /** Opens a connection (in the background) and returns the client. */
@@ -63,14 +81,22 @@ export function createValkeyConnection(
     options.onStateChange?.(true);
   });
   client.on("error", (err: unknown) => {
-    const message = describeError(err);
+    const message = describeValkeyError(err);
     if (message !== lastError) log.warn("valkey connection error", { error: message });
     lastError = message;
   });
-  client.on("close", () => {
+  // The client emits "close" for both; then "reconnecting" when the connection
+  // dropped, or "end" when disconnect()/quit() asked for it (no reconnect).
+  client.on("reconnecting", () => {
     if (!connected) return;
     connected = false;
     log.warn("valkey connection lost; reconnecting");
+    options.onStateChange?.(false);
+  });
+  client.on("end", () => {
+    if (!connected) return;
+    connected = false;
+    log.info("valkey connection closed");
     options.onStateChange?.(false);
   });
   client.connect().catch(() => {

@@ -7,7 +7,8 @@
  */
 
 import type { Valkey } from "iovalkey";
-import { AppError, describeError } from "../shared/errors.ts";
+import { AppError } from "../shared/errors.ts";
+import { describeValkeyError } from "../shared/valkey.ts";
 import {
   BINDING_FIELD,
   CLUSTER_LIVE_MS,
@@ -94,7 +95,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
       } catch (err) {
         throw new AppError(
           "ERR_PUBLISH_FAILED",
-          `publishing to Valkey failed: ${describeError(err)}`,
+          `publishing to Valkey failed: ${describeValkeyError(err)}`,
           { cause: err },
         );
       }

@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import type { Valkey } from "iovalkey";
 import { sleep } from "../shared/backoff.ts";
 import { AppError, AuthError, describeError, jsonErrorPosition } from "../shared/errors.ts";
+import { describeValkeyError } from "../shared/valkey.ts";
 
 /** A claimed token use: where it is remembered and what it was used with. */
 export interface ReplayClaim {
@@ -121,7 +122,7 @@ export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
   const now = options.now ?? Date.now;
   const waitMs = options.waitMs ?? 3000;
   const unavailable = (err: unknown) =>
-    new AppError("ERR_PUBLISH_FAILED", `replay check failed: ${describeError(err)}`, {
+    new AppError("ERR_PUBLISH_FAILED", `replay check failed: ${describeValkeyError(err)}`, {
       cause: err,
     });
 

@@ -17,6 +17,7 @@ import {
   statusKey,
 } from "../shared/event_status.ts";
 import type { Logger } from "../shared/log.ts";
+import { describeValkeyError } from "../shared/valkey.ts";
 
 /** A record as read: web's binding and each cluster's report (unreadable ones named). */
 export interface StoredStatus {
@@ -42,9 +43,13 @@ export function createStatusReader(client: Valkey, logger: Logger): StatusReader
       try {
         fields = await client.hgetall(statusKey(id));
       } catch (err) {
-        throw new AppError("ERR_PUBLISH_FAILED", `status read failed: ${describeError(err)}`, {
-          cause: err,
-        });
+        throw new AppError(
+          "ERR_PUBLISH_FAILED",
+          `status read failed: ${describeValkeyError(err)}`,
+          {
+            cause: err,
+          },
+        );
       }
       const raw = fields[BINDING_FIELD];
       if (raw === undefined) return undefined;

@@ -7,8 +7,8 @@
  */
 
 import type { Valkey } from "iovalkey";
-import { describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
+import { describeValkeyError } from "../shared/valkey.ts";
 
 /** The answer to a claim. */
 export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";
@@ -63,7 +63,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         // A missed restart is worse than a doubled one: go ahead without a claim.
         options.logger.warn("restart claim failed; restarting without coordination", {
           deployment,
-          error: describeError(err),
+          error: describeValkeyError(err),
         });
         return "unavailable";
       }

@@ -35,6 +35,7 @@ export interface EventSummary {
   event_id: string;
   image: string;
   tags: string[];
+  /** Deployments that used the image with one of the tags (digest pins are skipped, not matched). */
   matched: number;
   restarted: string[];
   skipped: { deployment: string; reason: string }[];
@@ -83,7 +84,7 @@ export function createEventHandler(
       event_id: message.id,
       image: message.image,
       tags: message.tags,
-      matched: plan.restarts.length + plan.skipped.length,
+      matched: plan.matched,
       restarted: [],
       skipped: plan.skipped.map((s) => ({
         deployment: `${s.namespace}/${s.name}`,

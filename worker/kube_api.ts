@@ -6,7 +6,7 @@
  * events, which are checked for shape here (parseWatchEvent) before anyone sees them.
  */
 
-import { AppError } from "../shared/errors.ts";
+import { AppError, describeError } from "../shared/errors.ts";
 
 /** A Deployment as the API returns it (only what we read is typed). */
 export interface Deployment {
@@ -199,6 +199,42 @@ async function* watchLines(body: ReadableStream<Uint8Array>): AsyncGenerator<str
   }
 }
 
+/** The media type of an answer, for errors: a bare token, or "an unknown type". */
+function contentType(response: Response): string {
+  const type = (response.headers.get("content-type") ?? "").split(";")[0].trim();
+  return /^[\w.+-]{1,40}\/[\w.+-]{1,60}$/.test(type) ? type : "an unknown type";
+}
+
+/**
+ * The reason and message of a failed call. Only a `kind: Status` object is
+ * read (metav1.Status): its reason must be a CamelCase word and its message is
+ * kept to one bounded line, as the operator needs it ("deployments.apps is
+ * forbidden: …"). Security: any other body (a proxy's page, an echo of the
+ * request) is never quoted.
+ */
+async function readStatus(response: Response): Promise<{ reason: string; message: string }> {
+  const fallback = /^[\w -]{1,40}$/.test(response.statusText) ? response.statusText : "Error";
+  let status: unknown;
+  try {
+    status = JSON.parse(await response.text());
+  } catch {
+    return { reason: fallback, message: "" };
+  }
+  if (
+    typeof status !== "object" || status === null ||
+    (status as { kind?: unknown }).kind !== "Status"
+  ) {
+    return { reason: fallback, message: "" };
+  }
+  const { reason, message } = status as { reason?: unknown; message?: unknown };
+  return {
+    reason: typeof reason === "string" && /^[A-Za-z]{1,64}$/.test(reason) ? reason : fallback,
+    message: typeof message === "string"
+      ? message.replace(/\p{Cc}+/gu, " ").replace(/\s+/g, " ").trim().slice(0, 300)
+      : "",
+  };
+}
+
 /** Creates the API client. */
 export function createKubeApi(options: KubeApiOptions): KubeApi {
   const doFetch = options.fetch ?? fetch;
@@ -212,8 +248,20 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
   ): Promise<Response> => {
     options.onRequest?.(verb);
     const headers = new Headers({ accept: "application/json" });
-    const auth = await options.authorization?.();
-    if (auth) headers.set("authorization", auth);
+    let auth: string | undefined;
+    try {
+      auth = await options.authorization?.();
+      if (auth) headers.set("authorization", auth);
+    } catch (err) {
+      // Security: Headers quote an invalid value (the token) in their TypeError.
+      throw new KubeApiError(
+        0,
+        "CredentialsUnavailable",
+        `${method} ${path}: no usable credentials${
+          err instanceof AppError ? `: ${err.message}` : " (the token cannot be sent as a header)"
+        }`,
+      );
+    }
     if (init.contentType) headers.set("content-type", init.contentType);
     let response: Response;
     try {
@@ -227,23 +275,19 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
       } as RequestInit);
     } catch (err) {
       if (init.signal?.aborted) throw err;
+      // Deno's "fetch failed" keeps what happened (refused, DNS, TLS) in its cause.
+      const cause = err instanceof Error && err.cause !== undefined
+        ? `: ${describeError(err.cause)}`
+        : "";
       throw new KubeApiError(
         0,
         "NetworkError",
-        `${method} ${path} failed: ${(err as Error).message}`,
+        `${method} ${path} failed: ${describeError(err)}${cause}`,
         { cause: err },
       );
     }
     if (!response.ok) {
-      let reason = response.statusText;
-      let message = "";
-      try {
-        const status = await response.json();
-        reason = status.reason ?? reason;
-        message = String(status.message ?? "").slice(0, 300);
-      } catch {
-        // not a Status object
-      }
+      const { reason, message } = await readStatus(response);
       throw new KubeApiError(
         response.status,
         reason,
@@ -253,12 +297,34 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
     return response;
   };
 
+  /** The JSON body of a successful answer; a body that is not JSON is never quoted. */
+  const readJson = async (response: Response, method: string, path: string) => {
+    const text = await response.text().catch((err) => {
+      throw new KubeApiError(
+        0,
+        "NetworkError",
+        `${method} ${path}: reading the answer failed: ${describeError(err)}`,
+      );
+    });
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new KubeApiError(
+        response.status,
+        "InvalidResponse",
+        `${method} ${path}: the answer is not JSON (${text.length} characters of ${
+          contentType(response)
+        }): is the server a Kubernetes API server?`,
+      );
+    }
+  };
+
   return {
     async listDeployments(namespace, { limit = 500, continueToken } = {}) {
       const params = new URLSearchParams({ limit: String(limit) });
       if (continueToken) params.set("continue", continueToken);
-      const body = await (await request("list", "GET", `${collectionPath(namespace)}?${params}`))
-        .json();
+      const path = `${collectionPath(namespace)}?${params}`;
+      const body = await readJson(await request("list", "GET", path), "GET", path);
       return {
         items: Array.isArray(body.items) ? body.items : [],
         resourceVersion: String(body.metadata?.resourceVersion ?? ""),
@@ -294,7 +360,7 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
     },
     async getDeployment(namespace, name) {
       const path = `${collectionPath(namespace)}/${encodeURIComponent(name)}`;
-      return await (await request("get", "GET", path)).json();
+      return await readJson(await request("get", "GET", path), "GET", path);
     },
     async patchDeployment(namespace, name, patch) {
       const path = `${collectionPath(namespace)}/${
@@ -304,7 +370,7 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
         body: JSON.stringify(patch),
         contentType: "application/strategic-merge-patch+json",
       });
-      return await response.json();
+      return await readJson(response, "PATCH", path);
     },
   };
 }

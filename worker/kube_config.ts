@@ -4,14 +4,31 @@
  * HTTP client (cluster CA, client certificate) and an Authorization header
  * that re-reads token files, so rotated ServiceAccount tokens are picked up.
  * The kubeconfig is the operator's; its secrets never reach a log or an error.
+ * Every value is checked here at startup (shape in kubeconfig_yaml.ts; base64,
+ * PEM and tokens in kube_credentials.ts; the server URL below), so a malformed
+ * input stops the worker with one ERR_KUBE line naming the field by position.
  *
  * Supported: token, tokenFile, client certificates (inline or files). Refused
  * with a clear error: exec plugins and auth providers (the worker may not run
  * processes), basic auth, insecure-skip-tls-verify, proxy-url, tls-server-name.
  */
 
-import { parse } from "yaml";
 import { AppError, describeError } from "../shared/errors.ts";
+import { isLoopbackHost } from "../shared/setting_values.ts";
+import {
+  checkPem,
+  checkToken,
+  createTlsClient,
+  decodeBase64Field,
+  type PemKind,
+} from "./kube_credentials.ts";
+import {
+  type Entry,
+  fieldsOf,
+  findNamed,
+  type Mapping,
+  parseKubeconfigYaml,
+} from "./kubeconfig_yaml.ts";
 
 /** What kube_api.ts needs to talk to the API server. */
 export interface KubeAccess {
@@ -58,25 +75,37 @@ function tokenFile(path: string, now: () => number): () => Promise<string> {
   let readAt = -Infinity;
   return async () => {
     if (now() - readAt >= TOKEN_REREAD_MS) {
-      cached = (await readText(path, "token file")).trim();
+      cached = checkToken((await readText(path, "token file")).trim(), `Token file ${path}`);
       readAt = now();
     }
     return cached;
   };
 }
 
-function decodeBase64(data: string): string {
-  return new TextDecoder().decode(
-    Uint8Array.from(atob(data.replace(/\s+/g, "")), (c) => c.charCodeAt(0)),
-  );
-}
-
-type Named<T> = { name?: string } & T;
-interface KubeconfigFile {
-  "current-context"?: string;
-  contexts?: Named<{ context?: { cluster?: string; user?: string } }>[];
-  clusters?: Named<{ cluster?: Record<string, unknown> }>[];
-  users?: Named<{ user?: Record<string, unknown> }>[];
+/**
+ * The API server's base URL, without a trailing slash. It is logged at startup
+ * and prefixed to every request, so it must be a plain https URL (http only to
+ * this machine, e.g. `kubectl proxy`). Security: a URL with a user or password
+ * is refused without quoting it.
+ */
+function checkServer(raw: string, field: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw kubeError(`${field} is not a URL (expected https://<host>:<port>)`);
+  }
+  if (url.username || url.password) {
+    throw kubeError(`${field} carries a user or password in the URL; the worker refuses it`);
+  }
+  const loopback = isLoopbackHost(url.hostname);
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
+    throw kubeError(
+      `${field} must be an https:// URL (http:// only to this machine): the token must not travel in clear text`,
+    );
+  }
+  if (url.search || url.hash) throw kubeError(`${field} must not have a query or fragment`);
+  return raw.trim().replace(/\/+$/, "");
 }
 
 function dirOf(path: string): string {
@@ -89,86 +118,114 @@ function resolvePath(base: string, path: string): string {
 }
 
 async function fromKubeconfig(path: string, now: () => number): Promise<KubeAccess> {
-  let doc: KubeconfigFile;
-  try {
-    doc = parse(await readText(path, "kubeconfig")) as KubeconfigFile;
-  } catch (err) {
-    if (err instanceof AppError) throw err;
-    throw kubeError(`Cannot parse kubeconfig ${path}: ${describeError(err)}`, err);
-  }
+  const doc = parseKubeconfigYaml(await readText(path, "kubeconfig"), path);
+  const top = fieldsOf(doc, `Kubeconfig ${path}:`);
   const base = dirOf(path);
-  const contextName = doc?.["current-context"];
-  const context = doc?.contexts?.find((c) => c.name === contextName)?.context;
+  const contextName = top.text("current-context");
+  const context = contextName
+    ? findNamed(doc, path, "contexts", "context", contextName)
+    : undefined;
   if (!contextName || !context) {
-    const names = (doc?.contexts ?? []).map((c) => c.name).join(", ") || "none";
+    const names = top.list("contexts").map((c) => c.name).filter((n) => typeof n === "string")
+      .map((n) => (n as string).slice(0, 63)).join(", ") || "none";
     throw kubeError(
       `Kubeconfig ${path} has no usable current-context (contexts: ${names}): set current-context`,
     );
   }
-  const cluster = doc.clusters?.find((c) => c.name === context.cluster)?.cluster;
-  const user = doc.users?.find((u) => u.name === context.user)?.user ?? {};
-  if (!cluster || typeof cluster.server !== "string") {
+  const clusterName = context.fields.text("cluster");
+  const userName = context.fields.text("user");
+  const clusterEntry = clusterName === undefined
+    ? undefined
+    : findNamed(doc, path, "clusters", "cluster", clusterName);
+  const userEntry = userName === undefined
+    ? undefined
+    : findNamed(doc, path, "users", "user", userName);
+  const rawServer = clusterEntry?.fields.text("server");
+  if (!clusterEntry || !rawServer) {
     throw kubeError(`Kubeconfig ${path}: context ${contextName} names no cluster with a server`);
   }
-  if (cluster["insecure-skip-tls-verify"]) {
+  const server = checkServer(rawServer, `${clusterEntry.where}.server`);
+  const clusterBody = clusterEntry.body;
+  const userBody = userEntry?.body ?? {};
+  const present = (body: Mapping, key: string) =>
+    body[key] !== undefined && body[key] !== null && body[key] !== false;
+  if (present(clusterBody, "insecure-skip-tls-verify")) {
     throw kubeError(
       "The kubeconfig sets insecure-skip-tls-verify, which the worker refuses: give the cluster's CA",
     );
   }
   for (const unsupported of ["proxy-url", "tls-server-name"]) {
-    if (cluster[unsupported]) {
+    if (present(clusterBody, unsupported)) {
       throw kubeError(`The kubeconfig sets ${unsupported}, which the worker does not support`);
     }
   }
   for (const unsupported of ["exec", "auth-provider"]) {
-    if (user[unsupported]) {
+    if (present(userBody, unsupported)) {
       throw kubeError(
         `The kubeconfig user authenticates with ${unsupported}, which the worker cannot use (it may not run processes): use a token, tokenFile or client certificate`,
       );
     }
   }
-  if (user.username || user.password) {
+  if (present(userBody, "username") || present(userBody, "password")) {
     throw kubeError(
       "The kubeconfig user uses basic auth, which Kubernetes removed: use a token or client certificate",
     );
   }
 
-  const ca = typeof cluster["certificate-authority-data"] === "string"
-    ? decodeBase64(cluster["certificate-authority-data"])
-    : typeof cluster["certificate-authority"] === "string"
-    ? await readText(resolvePath(base, cluster["certificate-authority"]), "certificate-authority")
-    : undefined;
-  const pemFrom = async (dataKey: string, fileKey: string) =>
-    typeof user[dataKey] === "string"
-      ? decodeBase64(user[dataKey] as string)
-      : typeof user[fileKey] === "string"
-      ? await readText(resolvePath(base, user[fileKey] as string), fileKey)
-      : undefined;
-  const cert = await pemFrom("client-certificate-data", "client-certificate");
-  const key = await pemFrom("client-key-data", "client-key");
+  const pemField = async (
+    entry: Entry | undefined,
+    dataKey: string,
+    fileKey: string,
+    kind: PemKind,
+  ) => {
+    if (!entry) return undefined;
+    const data = entry.fields.text(dataKey);
+    if (data !== undefined) {
+      const field = `${entry.where}.${dataKey}`;
+      return { pem: checkPem(decodeBase64Field(data, field), field, kind), field };
+    }
+    const file = entry.fields.text(fileKey);
+    if (file === undefined) return undefined;
+    const resolved = resolvePath(base, file);
+    const field = `${entry.where}.${fileKey} (${resolved})`;
+    return { pem: checkPem(await readText(resolved, fileKey), field, kind), field };
+  };
+  const ca = await pemField(
+    clusterEntry,
+    "certificate-authority-data",
+    "certificate-authority",
+    "certificate",
+  );
+  const cert = await pemField(
+    userEntry,
+    "client-certificate-data",
+    "client-certificate",
+    "certificate",
+  );
+  const key = await pemField(userEntry, "client-key-data", "client-key", "private key");
   if ((cert === undefined) !== (key === undefined)) {
     throw kubeError(
       "The kubeconfig user has a client certificate without its key, or a key without its certificate",
     );
   }
-  const readToken = typeof user.token === "string"
-    ? () => Promise.resolve(user.token as string)
-    : typeof user.tokenFile === "string"
-    ? tokenFile(resolvePath(base, user.tokenFile), now)
+  // An empty token counts as none, as in client-go.
+  const token = userEntry?.fields.text("token") || undefined;
+  const tokenPath = userEntry?.fields.text("tokenFile") || undefined;
+  const readToken = token !== undefined
+    ? (checkToken(token, `${userEntry?.where}.token`), () => Promise.resolve(token))
+    : tokenPath !== undefined
+    ? tokenFile(resolvePath(base, tokenPath), now)
     : undefined;
   if (!readToken && !cert) {
     throw kubeError("The kubeconfig user has no token, tokenFile or client certificate");
   }
   if (readToken) await readToken(); // fail at startup, not on the first event
   return {
-    server: cluster.server.replace(/\/+$/, ""),
-    httpClient: Deno.createHttpClient({
-      caCerts: ca ? [ca] : undefined,
-      ...(cert && key ? { cert, key } : {}),
-    }),
+    server,
+    httpClient: createTlsClient({ ca, cert, key }),
     authorization: async () => readToken ? `Bearer ${await readToken()}` : undefined,
     description: {
-      server: cluster.server,
+      server,
       source: "kubeconfig",
       context: contextName,
       auth: cert ? "client certificate" : "token",
@@ -186,13 +243,18 @@ async function inCluster(
       "KUBECONFIG is empty and KUBERNETES_SERVICE_HOST/PORT are unset: not running in a cluster; set KUBECONFIG",
     );
   }
-  const server = `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
-  const ca = await readText(`${options.serviceAccountDir}/ca.crt`, "service-account CA");
+  const server = checkServer(
+    `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    "KUBERNETES_SERVICE_HOST/PORT",
+  );
+  const caPath = `${options.serviceAccountDir}/ca.crt`;
+  const caField = `Service-account CA ${caPath}`;
+  const ca = checkPem(await readText(caPath, "service-account CA"), caField, "certificate");
   const readToken = tokenFile(`${options.serviceAccountDir}/token`, options.now);
   await readToken();
   return {
     server,
-    httpClient: Deno.createHttpClient({ caCerts: [ca] }),
+    httpClient: createTlsClient({ ca: { pem: ca, field: caField } }),
     authorization: async () => `Bearer ${await readToken()}`,
     description: {
       server,

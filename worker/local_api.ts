@@ -5,12 +5,13 @@
  * The file is the developer's own; it is still checked for shape.
  */
 
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, YAMLError } from "yaml";
 import { sleep } from "../shared/backoff.ts";
 import { AppError, describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { BOOKMARK_INTERVAL_MS } from "./inventory.ts";
 import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
+import { describeYamlError } from "./kubeconfig_yaml.ts";
 import { RESTARTED_AT_ANNOTATION } from "./plan.ts";
 
 /** Reads Deployments from a YAML file (documents of other kinds are ignored). */
@@ -22,9 +23,9 @@ export async function loadLocalInventory(path: string): Promise<Deployment[]> {
     if (failed) throw failed.errors[0];
     docs = parsed.map((d) => d.toJS());
   } catch (err) {
-    throw new AppError("ERR_CONFIG", `Cannot read LOCAL_INVENTORY ${path}: ${describeError(err)}`, {
-      cause: err,
-    });
+    // Security: a yaml error's message quotes the lines around it (env values, say).
+    const problem = err instanceof YAMLError ? describeYamlError(err) : describeError(err);
+    throw new AppError("ERR_CONFIG", `Cannot read LOCAL_INVENTORY ${path}: ${problem}`);
   }
   const deployments = docs.filter((d): d is Deployment =>
     !!d && typeof d === "object" && (d as { kind?: string }).kind === "Deployment"

@@ -60,6 +60,13 @@ export interface PlannedSkip {
 export interface RestartPlan {
   restarts: PlannedRestart[];
   skipped: PlannedSkip[];
+  /**
+   * Deployments that use the event's image with one of its tags: those to
+   * restart plus those skipped as paused or opted out. A digest-pinned one is
+   * in `skipped` (so the summary says why nothing happened) but not matched:
+   * it does not use the tag, it uses one fixed content.
+   */
+  matched: number;
 }
 
 // Kubernetes defaults imagePullPolicy to Always for :latest or no tag, else
@@ -119,7 +126,7 @@ export function planRestarts(
   event: ImageEvent,
   candidates: readonly DeploymentSummary[],
 ): RestartPlan {
-  const plan: RestartPlan = { restarts: [], skipped: [] };
+  const plan: RestartPlan = { restarts: [], skipped: [], matched: 0 };
   for (const d of candidates) {
     const matched: ContainerSummary[] = [];
     let pinned = false;
@@ -139,6 +146,7 @@ export function planRestarts(
       if (pinned) skip("digest_pinned");
       continue;
     }
+    plan.matched++;
     if (d.optedOut) skip("opted_out");
     else if (d.paused) skip("paused");
     else {

@@ -6,7 +6,13 @@
  */
 
 import type { Logger } from "../shared/log.ts";
-import { createValkeyConnection, type ValkeySettings } from "../shared/valkey.ts";
+import { backoffDelay } from "../shared/backoff.ts";
+import { describeError } from "../shared/errors.ts";
+import {
+  createValkeyConnection,
+  describeValkeyError,
+  type ValkeySettings,
+} from "../shared/valkey.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
 /** A running subscription. */
@@ -39,20 +45,23 @@ export function subscribe(options: SubscribeOptions): Subscription {
     logger,
     offlineQueue: true,
     onStateChange: (connected) => {
-      if (connected || !isSubscribed) return;
+      // A shutdown we asked for is not a gap: nothing is missed that a running worker would get.
+      if (connected || !isSubscribed || closing) return;
       isSubscribed = false;
       lostAt = Date.now();
       metrics.subscribed.set(0);
       metrics.subscriptionGaps.inc();
-      if (!closing) {
-        logger.warn("subscription lost; events published until it is back are not received");
-      }
+      logger.warn("subscription lost; events published until it is back are not received");
     },
   });
   // Subscribe ourselves on each ready, so the state we report is the one we saw confirmed.
   client.options.autoResubscribe = false;
-  client.on("ready", () => {
-    if (closing) return;
+  // A refused SUBSCRIBE (an ACL without the channel, a busy server) is retried
+  // with backoff while the connection stays up; a reconnect starts over.
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  let generation = 0;
+  const trySubscribe = (attempt: number, ready: number) => {
+    if (closing || ready !== generation) return;
     client.subscribe(options.channel).then(() => {
       isSubscribed = true;
       metrics.subscribed.set(1);
@@ -60,13 +69,24 @@ export function subscribe(options: SubscribeOptions): Subscription {
         logger.info("resubscribed", { channel: options.channel, gap_ms: Date.now() - lostAt });
       } else logger.info("subscribed", { channel: options.channel });
       everSubscribed = true;
-    }).catch((err: Error) =>
-      logger.warn("subscribe failed; will retry on reconnect", { error: err.message })
-    );
+    }).catch((err: unknown) => {
+      if (closing || ready !== generation) return;
+      const delay = backoffDelay(attempt);
+      logger.warn("subscribe failed; retrying", {
+        channel: options.channel,
+        error: describeValkeyError(err),
+        retry_in_ms: delay,
+      });
+      retry = setTimeout(() => trySubscribe(attempt + 1, ready), delay);
+    });
+  };
+  client.on("ready", () => {
+    clearTimeout(retry);
+    trySubscribe(0, ++generation);
   });
   client.on("message", (_channel: string, message: string) => {
     queue = queue.then(() => options.onMessage(message)).catch((err) =>
-      logger.error("event handling failed", { error: String(err).slice(0, 300) })
+      logger.error("event handling failed", { error: describeError(err) })
     );
   });
 
@@ -74,6 +94,7 @@ export function subscribe(options: SubscribeOptions): Subscription {
     subscribed: () => isSubscribed,
     async close(timeoutMs = 20_000) {
       closing = true;
+      clearTimeout(retry);
       await client.unsubscribe(options.channel).catch(() => {});
       isSubscribed = false;
       metrics.subscribed.set(0);

@@ -4,8 +4,12 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { startProgram, startWeb } from "../helpers/program.ts";
+import { type Program, ROOT, startProgram, startWeb } from "../helpers/program.ts";
+import { describeStartupFailure } from "../../main.ts";
+import { AppError } from "../../shared/errors.ts";
 import { settingsFor } from "../../shared/settings.ts";
+import { withoutValkey } from "../helpers/skip.ts";
+import { startValkey } from "../helpers/valkey.ts";
 
 const WEB_ENV = {
   VALKEY_ADDR: "127.0.0.1:1",
@@ -108,4 +112,136 @@ Deno.test("security: web runs with net and env only, also when started with the 
       }
     });
   }
+});
+
+const LOCAL_INVENTORY = `${ROOT}k8s/dev/local-inventory.yaml`;
+// What Deno itself prints for `-P=<set>` (permissions from deno.json).
+const DENO_NOTICE = /^Warning Permissions in the config file is an experimental feature/;
+
+/** stderr without Deno's own notice: must be empty for a clean one-line failure. */
+function strayStderr(program: Program): string[] {
+  return program.stderr().split("\n").filter((l) => l.trim() !== "" && !DENO_NOTICE.test(l));
+}
+
+Deno.test("describeStartupFailure() keeps an AppError's code and message, names OS errors, and reports a bug without its message", async (t) => {
+  await t.step("an AppError", () => {
+    assertEquals(describeStartupFailure(new AppError("ERR_KUBE", "Cannot read kubeconfig /k")), {
+      code: "ERR_KUBE",
+      error: "Cannot read kubeconfig /k",
+    });
+  });
+  await t.step("an operating-system error", () => {
+    assertEquals(
+      describeStartupFailure(new Deno.errors.AddrInUse("Address already in use (os error 98)")),
+      { code: "ERR_SYSTEM", error: "Address already in use (os error 98)" },
+    );
+  });
+  await t.step("security: a bug, whose message may quote input", () => {
+    let err: unknown;
+    try {
+      JSON.parse("{token-s3cret");
+    } catch (e) {
+      err = e;
+    }
+    const failure = describeStartupFailure(err);
+    assertEquals(failure.code, "ERR_INTERNAL");
+    assertMatch(failure.error, /^SyntaxError: an unexpected error \(a bug\)/);
+    assertMatch(failure.at ?? "", /^e2e\/cli_test\.ts:\d+:\d+$/);
+    assert(!JSON.stringify(failure).includes("s3cret"), "the input must not be quoted");
+  });
+});
+
+Deno.test("a mode that cannot start (its port is taken) exits 1 with one `cannot start` line and no stack trace", async (t) => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const addr = `127.0.0.1:${(busy.addr as Deno.NetAddr).port}`;
+  try {
+    const runs: [string, Program][] = [
+      [
+        "worker",
+        startProgram({
+          args: ["worker", "--health-listen-addr", addr],
+          env: { ...WEB_ENV, LOCAL_INVENTORY },
+          permissions: ["-P=worker", `--allow-read=${LOCAL_INVENTORY}`],
+        }),
+      ],
+      ["web", startProgram({ args: ["web", "--listen-addr", addr], env: WEB_ENV })],
+    ];
+    for (const [mode, program] of runs) {
+      await t.step(mode, async () => {
+        assertEquals((await program.status).code, 1);
+        const failures = program.logs.filter((l) => l.msg === "cannot start");
+        assertEquals(failures.length, 1, JSON.stringify(program.logs).slice(0, 1000));
+        assertEquals(failures[0].code, "ERR_SYSTEM");
+        assertMatch(String(failures[0].error), /in use/i);
+        assertEquals(strayStderr(program), [], "no stack trace on stderr");
+      });
+    }
+  } finally {
+    busy.close();
+  }
+});
+
+/** The worker on the dev inventory file (no cluster), with Valkey at `addr`. */
+function startLocalWorker(env: Record<string, string>): Program {
+  return startProgram({
+    args: ["worker", "--health-listen-addr", "127.0.0.1:0"],
+    env: { ALLOWED_IMAGE_PREFIX: "ghcr.io/acme", LOCAL_INVENTORY, LOG_LEVEL: "debug", ...env },
+    permissions: ["-P=worker", `--allow-read=${LOCAL_INVENTORY}`],
+  });
+}
+
+Deno.test({
+  name:
+    "the worker stopped by SIGTERM logs its Valkey connections as closed at info, warns of nothing and exits 0",
+  ignore: withoutValkey(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const valkey = await startValkey();
+    const program = startLocalWorker({ VALKEY_ADDR: valkey.addr });
+    try {
+      await program.waitForLog((l) => l.msg === "subscribed", 20_000);
+      assertEquals(await program.stop(), 0);
+      await program.waitForLog((l) => l.msg === "worker stopped");
+      const afterSignal = program.logs.slice(
+        program.logs.findIndex((l) => l.msg === "shutting down"),
+      );
+      assertEquals(
+        afterSignal.filter((l) => l.level !== "info" && l.level !== "debug"),
+        [],
+        "a requested shutdown warns of nothing",
+      );
+      assertEquals(afterSignal.filter((l) => l.msg === "valkey connection closed").length, 2);
+      assertEquals(strayStderr(program), []);
+    } finally {
+      await program.stop();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "security: the worker never logs a Valkey reply that quotes its password",
+  ignore: withoutValkey(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const secret = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
+    // With AUTH renamed away, the server's reply to AUTH quotes the user and password.
+    const valkey = await startValkey(["--rename-command", "AUTH", ""]);
+    const program = startLocalWorker({
+      VALKEY_ADDR: valkey.addr,
+      VALKEY_USERNAME: "worker",
+      VALKEY_PASSWORD: secret,
+    });
+    try {
+      const error = await program.waitForLog((l) => l.msg === "valkey connection error", 20_000);
+      assertEquals(error.error, "ERR unknown command (rest of the reply not shown)");
+    } finally {
+      await program.stop();
+      await valkey.stop();
+    }
+    assert(!JSON.stringify(program.logs).includes(secret), "the password reached stdout");
+    assert(!program.stderr().includes(secret), "the password reached stderr");
+  },
 });

@@ -1,7 +1,9 @@
 /**
  * The restart's retry policy against the real API server: injected 5xx and
  * 429 answers are retried until the real patch lands; a real 403 (RBAC
- * without patch) and a real 404 are not retried.
+ * without patch) and a real 404 are not retried; a real 409 (the Deployment
+ * changed since it was matched) re-reads and re-plans it, and a Deployment
+ * that no longer uses the image is skipped without any write.
  */
 
 import { assertEquals } from "../helpers/assert.ts";
@@ -32,7 +34,8 @@ function withFailures(api: KubeApi, statuses: number[]): KubeApi {
 }
 
 Deno.test({
-  name: "restartDeployment() retries 5xx and 429 and never retries 403 or 404",
+  name:
+    "restartDeployment() retries 5xx and 429, re-plans after a 409 and never retries 403 or 404",
   ignore: info === undefined,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -84,6 +87,76 @@ Deno.test({
         });
         assertEquals(outcome.status, "failed");
       });
+      const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
+      /** Changes the Deployment as its owner would, after the worker matched it. */
+      const ownerPatch = async (name: string, patch: unknown) => {
+        const res = await cluster.admin.request(
+          "PATCH",
+          `/apis/apps/v1/namespaces/${ns}/deployments/${name}`,
+          patch,
+          "application/strategic-merge-patch+json",
+        );
+        assertEquals(res.status, 200, `owner's patch of ${name}`);
+        return await cluster.getDeployment(ns, name);
+      };
+      const conflicts: [string, unknown, string][] = [
+        [
+          "a real 409 after the image changed to another is a skip, and nothing is written",
+          {
+            spec: {
+              template: { spec: { containers: [{ name: "c0", image: "ghcr.io/acme/other:dev" }] } },
+            },
+          },
+          "no_longer_uses_image",
+        ],
+        [
+          "a real 409 after the image was pinned by digest is a skip as digest_pinned",
+          {
+            spec: {
+              template: {
+                spec: {
+                  containers: [{ name: "c0", image: `ghcr.io/acme/app@sha256:${"a".repeat(64)}` }],
+                },
+              },
+            },
+          },
+          "digest_pinned",
+        ],
+        ["a real 409 after the Deployment was paused is a skip as paused", {
+          spec: { paused: true },
+        }, "paused"],
+      ];
+      for (const [name, change, reason] of conflicts) {
+        await t.step(name, async () => {
+          const d = await target(`conflict-${reason.replaceAll("_", "-")}`);
+          const changed = await ownerPatch(d.name, change);
+          calls.length = 0;
+          const outcome = await restartDeployment(d, { api, event });
+          assertEquals(outcome, { status: "skipped", reason });
+          assertEquals(calls, ["patch", "get"], "one refused patch, one re-read, no second patch");
+          const after = await cluster.getDeployment(ns, d.name);
+          assertEquals(
+            after.metadata.resourceVersion,
+            changed.metadata.resourceVersion,
+            "not written",
+          );
+          assertEquals(after.spec.template.metadata?.annotations?.[RESTARTED_AT], undefined);
+        });
+      }
+      await t.step(
+        "a real 409 while the Deployment still uses the image restarts it on the re-read version",
+        async () => {
+          const d = await target("conflict-still-uses");
+          await ownerPatch(d.name, { metadata: { annotations: { owner: "touched" } } });
+          calls.length = 0;
+          const outcome = await restartDeployment(d, { api, event });
+          assertEquals(outcome, { status: "restarted", attempts: 2 });
+          assertEquals(calls, ["patch", "get", "patch"]);
+          const after = await cluster.getDeployment(ns, d.name);
+          assertEquals(typeof after.spec.template.metadata.annotations[RESTARTED_AT], "string");
+          assertEquals(after.metadata.annotations.owner, "touched");
+        },
+      );
       await t.step("a real 404 (deleted Deployment) is not retried", async () => {
         calls.length = 0;
         const outcome = await restartDeployment(

@@ -185,6 +185,53 @@ Deno.test("planRestarts() skips digest pins, paused and opted-out Deployments wi
     ["paused", "paused"],
     ["ignored", "opted_out"],
   ]);
+  assertEquals(result.matched, 3, "not-ignored, paused and ignored use ghcr.io/acme/app:dev");
+});
+
+Deno.test("planRestarts() counts as matched only Deployments that use the image with an event tag", async (t) => {
+  const cases: [string, string[], Deployment[], number, [string, string][]][] = [
+    [
+      "a tag nothing uses, beside a digest pin: nothing matched, the pin skipped",
+      ["nothing"],
+      [
+        deployment("pinned", [{ image: `ghcr.io/acme/app@${DIGEST}` }]),
+        deployment("dev", [{ image: "ghcr.io/acme/app:dev" }]),
+      ],
+      0,
+      [["pinned", "digest_pinned"]],
+    ],
+    [
+      "a pinned container beside an unpinned one of the tag: matched",
+      ["dev"],
+      [
+        deployment("mixed", [
+          { image: `ghcr.io/acme/app:dev@${DIGEST}` },
+          { image: "ghcr.io/acme/app:dev" },
+        ]),
+      ],
+      1,
+      [],
+    ],
+    [
+      "paused and opted out use the image: matched and skipped",
+      ["dev"],
+      [
+        deployment("paused", [{ image: "ghcr.io/acme/app:dev" }], { paused: true }),
+        deployment("ignored", [{ image: "ghcr.io/acme/app:dev" }], {
+          annotations: { "kuberollouttrigger/ignore": "true" },
+        }),
+      ],
+      2,
+      [["paused", "paused"], ["ignored", "opted_out"]],
+    ],
+  ];
+  for (const [name, tags, ds, matched, skipped] of cases) {
+    await t.step(name, () => {
+      const result = plan("ghcr.io/acme/app", tags, ds);
+      assertEquals(result.matched, matched);
+      assertEquals(result.skipped.map((s) => [s.name, s.reason]), skipped);
+    });
+  }
 });
 
 Deno.test("planRestarts() warns when the effective pull policy is not Always", () => {
