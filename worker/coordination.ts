@@ -1,7 +1,9 @@
 /**
  * Coordination through Valkey so that replicas and bursts do not restart a
- * Deployment more than intended: one claim per cluster + event + Deployment
- * (two replicas receive every event; only the one that claims it patches), and
+ * Deployment more than intended: one claim per cluster + event (two replicas
+ * receive every event; only the one that claims it handles it: restarts,
+ * tracks, reports), one per cluster + event + Deployment (the same guard per
+ * restart, should the event claim have been unavailable), and
  * an optional window per cluster + Deployment + repository (several events for
  * the same image in a short burst restart it once). Keys hold no secrets.
  */
@@ -13,8 +15,13 @@ import { describeValkeyError } from "../shared/valkey.ts";
 /** The answer to a claim. */
 export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";
 
-/** Claims restarts. */
+/** The answer to an event claim. */
+export type EventClaim = "claimed" | "duplicate" | "unavailable";
+
+/** Claims events and restarts. */
 export interface Coordinator {
+  /** Claims the handling of one event for this replica of the cluster. */
+  claimEvent(eventId: string): Promise<EventClaim>;
   claim(eventId: string, deployment: string, repository: string): Promise<Claim>;
   /** Forgets the burst window of a restart that failed, so a later event may try again. */
   release(deployment: string, repository: string): Promise<void>;
@@ -40,6 +47,19 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const windowKey = (deployment: string, repository: string) =>
     `${base}:recent:${deployment}:${repository}`;
   return {
+    async claimEvent(eventId) {
+      try {
+        const first = await options.client.set(`${base}:handling:${eventId}`, "1", "EX", ttl, "NX");
+        return first === null ? "duplicate" : "claimed";
+      } catch (err) {
+        // A missed restart is worse than a doubled one: handle it without a claim.
+        options.logger.warn("event claim failed; handling the event without coordination", {
+          event_id: eventId,
+          error: describeValkeyError(err),
+        });
+        return "unavailable";
+      }
+    },
     async claim(eventId, deployment, repository) {
       try {
         const first = await options.client.set(

@@ -36,6 +36,7 @@ function handlerOver(deployments: Deployment[]) {
     },
   };
   const coordinator: Coordinator = {
+    claimEvent: () => Promise.resolve("claimed"),
     claim: () => Promise.resolve("claimed"),
     release: () => Promise.resolve(),
   };
