@@ -99,6 +99,8 @@ export interface StatusClient {
 /** A client on `server` for `channel`; records live an hour, as STATUS_TTL's default. */
 export function statusClient(server: TestValkey, channel: string): StatusClient {
   const valkey = new Valkey({ host: server.host, port: server.port, maxRetriesPerRequest: 1 });
+  // Tests stop the server on purpose; the client reconnects by itself.
+  valkey.on("error", () => {});
   const publisher = createPublisher({ client: valkey, channel, statusTtlMs: 3_600_000 });
   const api: StatusClient = {
     valkey,
