@@ -93,7 +93,8 @@ export function createEventHandler(
     const log = deps.logger.child({ event_id: message.id, image: message.image });
     // Both replicas of a cluster receive every event; one handles it, so the
     // cluster restarts, tracks and reports once.
-    if (await deps.coordinator.claimEvent(message.id) === "duplicate") {
+    const eventClaim = await deps.coordinator.claimEvent(message.id);
+    if (eventClaim === "duplicate") {
       deps.metrics.events.inc({ result: "other_replica" });
       log.debug("event handled by another replica of this cluster");
       return undefined;
@@ -225,6 +226,7 @@ export function createEventHandler(
     deps.metrics.eventDuration.observe(summary.duration_ms / 1000);
     const level = summary.failed.length > 0 ? "error" : "info";
     log[level]("event handled", { ...summary });
+    if (eventClaim === "claimed") await deps.coordinator.finishEvent(message.id);
     deps.feedback?.begin({
       eventId: message.id,
       matched: plan.matched,

@@ -37,6 +37,7 @@ function handlerOver(deployments: Deployment[]) {
   };
   const coordinator: Coordinator = {
     claimEvent: () => Promise.resolve("claimed"),
+    finishEvent: () => Promise.resolve(),
     claim: () => Promise.resolve("claimed"),
     release: () => Promise.resolve(),
   };
