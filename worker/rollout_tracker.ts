@@ -170,7 +170,15 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
       if (!d?.metadata?.name || !d.metadata.namespace) return;
       const k = key(d.metadata.namespace, d.metadata.name);
       if (type === "DELETED") latest.delete(k);
-      else latest.set(k, snapshotOf(d));
+      else {
+        const next = snapshotOf(d);
+        const known = latest.get(k);
+        // An API answer (the patch's) can be handled after newer watch events: a status the
+        // controller has moved past is older, and must not make a finished rollout look unfinished.
+        const observed = (s?: Snapshot) => Number(s?.status?.observedGeneration ?? 0) || 0;
+        if (known && known.uid === next.uid && observed(known) > observed(next)) return;
+        latest.set(k, next);
+      }
       for (const eventId of [...(followers.get(k) ?? [])]) {
         const held = events.get(eventId);
         if (!held) continue;

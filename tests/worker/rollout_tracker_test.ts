@@ -126,3 +126,13 @@ Deno.test("the tracker times out at once an event resumed after its deadline", a
   await clock.advance(0);
   assertEquals(finals, ["e1 late timed_out"]);
 });
+
+Deno.test("the tracker ignores an older status handed over after a newer one (a patch answer behind the watch)", () => {
+  const { finals, tracker, event } = setup();
+  // The watch already showed the controller done with generation 2 ...
+  tracker.observe("MODIFIED", deployment("fast", 2, complete));
+  // ... before the patch's own answer (observedGeneration 1) was handled.
+  tracker.observe("MODIFIED", deployment("fast", 2, { observedGeneration: 1 }));
+  tracker.track(event(["fast"]));
+  assertEquals(finals, ["e1 fast complete"]);
+});
