@@ -20,8 +20,8 @@ import {
 } from "../helpers/feedback.ts";
 import { getDeployment, rolloutComplete } from "../helpers/rollout.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey } from "../helpers/valkey.ts";
-import { CLUSTERS_KEY } from "../../shared/event_status.ts";
+import { publishRaw, startValkey } from "../helpers/valkey.ts";
+import { CLUSTERS_KEY, statusKey } from "../../shared/event_status.ts";
 
 const rollout = requireRolloutCluster("the rollout feedback tests");
 const options = {
@@ -196,6 +196,30 @@ Deno.test({
           "no label per Deployment",
         );
       });
+
+      await t.step(
+        "an event without web's binding is handled, but no record is created for it",
+        async () => {
+          const id = crypto.randomUUID();
+          const message = {
+            id,
+            time: new Date().toISOString(),
+            image: "ghcr.io/acme/app",
+            tags: ["dev"],
+          };
+          assertEquals(await publishRaw(valkey, "krt-feedback", JSON.stringify(message)), 2);
+          await eventually(
+            "the worker to find no record",
+            () =>
+              workers.flatMap((w) => w.logs).find((l) =>
+                l.msg === "no status record for the event; its report is not written" &&
+                l.event_id === id
+              ),
+            30_000,
+          );
+          assertEquals(await status.valkey.exists(statusKey(id)), 0);
+        },
+      );
     } finally {
       for (const w of workers) await w.stop();
       status.close();
