@@ -336,6 +336,8 @@ Deno.test({
           // The controllers' status writes may outdate a matched resourceVersion:
           // each conflict costs one get and one more patch.
           assertEquals(count("patch") - count("get"), 6, "three events x two Deployments");
+          // Following the rollouts reads the watch: the only other call is one Event per restart.
+          assertEquals(count("create_event"), 6, "one RolloutTriggered Event per restart");
         },
       );
 
