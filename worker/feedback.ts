@@ -73,6 +73,10 @@ interface Pending {
   event: TrackedEvent;
   final: boolean;
   giveUpAt: number;
+  /** The tracker has asked for a write. */
+  notified?: boolean;
+  /** The tracking state is gone from Valkey (removed after the final write). */
+  removed?: boolean;
 }
 
 /** Creates the feedback side of the worker. */
@@ -97,8 +101,10 @@ export function createFeedback(options: FeedbackOptions): Feedback {
       });
       const result = await options.reports.write(eventId, report);
       if (result === "written" && tracking && entry.event.targets.length > 0) {
-        if (entry.final) await options.tracking.remove(eventId);
-        else await options.tracking.save(entry.event);
+        if (entry.final) {
+          await options.tracking.remove(eventId);
+          entry.removed = true;
+        } else await options.tracking.save(entry.event);
       }
       return result;
     },
@@ -125,7 +131,7 @@ export function createFeedback(options: FeedbackOptions): Feedback {
       pending.delete(eventId);
       tracker.forget(eventId);
       // A report that will not land still must not leave tracking state behind.
-      if (entry && tracking && entry.event.targets.length > 0) {
+      if (entry && !entry.removed && tracking && entry.event.targets.length > 0) {
         options.tracking.remove(eventId).catch(() => {});
       }
     },
@@ -140,6 +146,7 @@ export function createFeedback(options: FeedbackOptions): Feedback {
       const now = tracker.get(eventId);
       if (now) entry.event = now;
       entry.final ||= final;
+      entry.notified = true;
       writer.update(eventId, entry.final, entry.giveUpAt);
     },
     onFinal(eventId, d) {
@@ -166,7 +173,7 @@ export function createFeedback(options: FeedbackOptions): Feedback {
     tracker.track(event);
     const entry = pending.get(event.eventId)!;
     // The first report goes out whatever the tracker made of it.
-    writer.update(event.eventId, entry.final, giveUpAt);
+    if (!entry.notified) writer.update(event.eventId, entry.final, giveUpAt);
   };
 
   return {
