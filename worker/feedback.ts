@@ -143,8 +143,9 @@ export function createFeedback(options: FeedbackOptions): Feedback {
     onChange(eventId, final) {
       const entry = pending.get(eventId);
       if (!entry) return;
-      const now = tracker.get(eventId);
-      if (now) entry.event = now;
+      // The live object, not a copy: a write reads it as it is then (latest wins).
+      const now = tracker.view(eventId);
+      if (now) entry.event = now as TrackedEvent;
       entry.final ||= final;
       entry.notified = true;
       writer.update(eventId, entry.final, entry.giveUpAt);

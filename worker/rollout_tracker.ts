@@ -52,6 +52,8 @@ export interface RolloutTracker {
   track(event: TrackedEvent): void;
   /** The event as it stands (a copy), or undefined when it is not followed. */
   get(eventId: string): TrackedEvent | undefined;
+  /** The event itself, not a copy (read only: the tracker changes it as rollouts move). */
+  view(eventId: string): Readonly<TrackedEvent> | undefined;
   /** Stops following an event. */
   forget(eventId: string): void;
   /** Events still followed. */
@@ -85,29 +87,42 @@ function snapshotOf(d: Deployment): Snapshot {
   };
 }
 
-const FINAL = new Set(["complete", "failed", "timed_out"]);
+const FINAL = new Set<string>(["complete", "failed", "timed_out"]);
 
-/** Creates a tracker. */
+interface Held {
+  event: TrackedEvent;
+  /** Deployment key → its target and report entry (the entry is inside event.deployments). */
+  byKey: Map<string, { target: TrackTarget; entry: DeploymentReport }>;
+  /** Targets whose rollout is not final yet. */
+  open: number;
+  cancel: () => void;
+}
+
+/**
+ * Creates a tracker. Cost per watch event is constant per event following
+ * that Deployment (indexes, a counter of open rollouts), so an event that
+ * restarted 10,000 Deployments is followed without quadratic work.
+ */
 export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTracker {
   const latest = new Map<string, Snapshot>();
-  const events = new Map<string, { event: TrackedEvent; cancel: () => void }>();
+  const events = new Map<string, Held>();
   /** Deployment key → ids of events following it. */
   const followers = new Map<string, Set<string>>();
 
-  const entryOf = (event: TrackedEvent, k: string) =>
-    event.deployments.find((d) => key(d.namespace, d.name) === k && d.result === "restarted");
-
-  const isFinal = (event: TrackedEvent) =>
-    event.targets.every((t) =>
-      FINAL.has(entryOf(event, key(t.namespace, t.name))?.rollout?.state ?? "")
-    );
+  const progressing = (): RolloutReport => ({
+    state: "progressing",
+    replicas: 0,
+    updated: 0,
+    ready: 0,
+    available: 0,
+  });
 
   /** Re-reads one target of one event; true when its rollout changed. */
-  const evaluate = (event: TrackedEvent, target: TrackTarget): boolean => {
-    const k = key(target.namespace, target.name);
-    const entry = entryOf(event, k);
-    if (!entry?.rollout || FINAL.has(entry.rollout.state)) return false;
-    const before = JSON.stringify(entry.rollout);
+  const evaluate = (held: Held, k: string): boolean => {
+    const item = held.byKey.get(k);
+    if (!item) return false;
+    const { target, entry } = item;
+    if (!entry.rollout || FINAL.has(entry.rollout.state)) return false;
     const snapshot = latest.get(k);
     let next: RolloutReport;
     if (!snapshot) {
@@ -121,16 +136,19 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
     } else {
       next = rolloutProgress(snapshot, target.generation);
     }
-    if (JSON.stringify(next) === before) return false;
+    if (JSON.stringify(next) === JSON.stringify(entry.rollout)) return false;
     entry.rollout = next;
-    if (FINAL.has(next.state)) options.onFinal?.(event.eventId, entry);
+    if (FINAL.has(next.state)) {
+      held.open--;
+      options.onFinal?.(held.event.eventId, entry);
+    }
     return true;
   };
 
   const settle = (eventId: string, changed: boolean) => {
     const held = events.get(eventId);
     if (!held) return;
-    const final = isFinal(held.event);
+    const final = held.open === 0;
     if (changed || final) options.onChange(eventId, final);
     if (final) forget(eventId);
   };
@@ -139,13 +157,14 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
     const held = events.get(eventId);
     if (!held) return;
     let changed = false;
-    for (const entry of held.event.deployments) {
+    for (const { entry } of held.byKey.values()) {
       if (entry.rollout?.state !== "progressing") continue;
       entry.rollout = {
         ...entry.rollout,
         state: "timed_out",
         reason: `not complete within ROLLOUT_TIMEOUT (${options.timeoutText})`,
       };
+      held.open--;
       options.onFinal?.(eventId, entry);
       changed = true;
     }
@@ -157,8 +176,7 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
     if (!held) return;
     held.cancel();
     events.delete(eventId);
-    for (const t of held.event.targets) {
-      const k = key(t.namespace, t.name);
+    for (const k of held.byKey.keys()) {
       const set = followers.get(k);
       set?.delete(eventId);
       if (set?.size === 0) followers.delete(k);
@@ -179,53 +197,50 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
         if (known && known.uid === next.uid && observed(known) > observed(next)) return;
         latest.set(k, next);
       }
-      for (const eventId of [...(followers.get(k) ?? [])]) {
+      const ids = followers.get(k);
+      if (!ids) return;
+      for (const eventId of [...ids]) {
         const held = events.get(eventId);
-        if (!held) continue;
-        let changed = false;
-        for (const t of held.event.targets) {
-          if (key(t.namespace, t.name) === k) changed = evaluate(held.event, t) || changed;
-        }
-        settle(eventId, changed);
+        if (held) settle(eventId, evaluate(held, k));
       }
     },
     track(input) {
       forget(input.eventId);
       const event = structuredClone(input);
-      const progressing = (): RolloutReport => ({
-        state: "progressing",
-        replicas: 0,
-        updated: 0,
-        ready: 0,
-        available: 0,
-      });
-      for (const t of event.targets) {
+      const restarted = new Map<string, DeploymentReport>();
+      for (const d of event.deployments) {
+        if (d.result === "restarted") restarted.set(key(d.namespace, d.name), d);
+      }
+      const byKey = new Map<string, { target: TrackTarget; entry: DeploymentReport }>();
+      let open = 0;
+      for (const target of event.targets) {
+        const k = key(target.namespace, target.name);
         // Every followed rollout is named in the report, whatever the caller listed.
-        const entry = entryOf(event, key(t.namespace, t.name));
+        let entry = restarted.get(k);
         if (!entry) {
-          event.deployments.push({
-            namespace: t.namespace,
-            name: t.name,
-            result: "restarted",
-            rollout: progressing(),
-          });
-        } else entry.rollout ??= progressing();
+          entry = { namespace: target.namespace, name: target.name, result: "restarted" };
+          event.deployments.push(entry);
+        }
+        entry.rollout ??= progressing();
+        if (!FINAL.has(entry.rollout.state)) open++;
+        byKey.set(k, { target, entry });
       }
       const cancel = options.clock.schedule(
         () => timeOut(event.eventId),
         Math.max(0, event.deadline - options.clock.now()),
       );
-      events.set(event.eventId, { event, cancel });
-      for (const t of event.targets) {
-        const k = key(t.namespace, t.name);
+      const held: Held = { event, byKey, open, cancel };
+      events.set(event.eventId, held);
+      for (const k of byKey.keys()) {
         let set = followers.get(k);
         if (!set) followers.set(k, set = new Set());
         set.add(event.eventId);
       }
       let changed = false;
-      for (const t of event.targets) changed = evaluate(event, t) || changed;
+      for (const k of byKey.keys()) changed = evaluate(held, k) || changed;
       settle(event.eventId, changed);
     },
+    view: (eventId) => events.get(eventId)?.event,
     get(eventId) {
       const held = events.get(eventId);
       return held && structuredClone(held.event);
