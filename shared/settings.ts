@@ -477,6 +477,16 @@ export const SETTINGS = {
       "After a restart, events for the same Deployment and image repository (any tag) within this window do not restart it again (0s: off).",
     parse: duration,
   }),
+  rolloutTimeout: setting<number>({
+    env: "ROLLOUT_TIMEOUT",
+    flag: "rollout-timeout",
+    modes: WORKER,
+    show: true,
+    default: "10m",
+    help:
+      "How long the worker follows each restarted Deployment's rollout for the event's status; not complete by then is timed_out (0s: no tracking, the report says only what was restarted).",
+    parse: duration,
+  }),
   localInventory: setting<string>({
     env: "LOCAL_INVENTORY",
     flag: "local-inventory",

@@ -1,7 +1,9 @@
 /**
  * Coordination through Valkey so that replicas and bursts do not restart a
- * Deployment more than intended: one claim per cluster + event + Deployment
- * (two replicas receive every event; only the one that claims it patches), and
+ * Deployment more than intended: one claim per cluster + event (two replicas
+ * receive every event; only the one that claims it handles it: restarts,
+ * tracks, reports), one per cluster + event + Deployment (the same guard per
+ * restart, should the event claim have been unavailable), and
  * an optional window per cluster + Deployment + repository (several events for
  * the same image in a short burst restart it once). Keys hold no secrets.
  */
@@ -13,8 +15,20 @@ import { describeValkeyError } from "../shared/valkey.ts";
 /** The answer to a claim. */
 export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";
 
-/** Claims restarts. */
+/** The answer to an event claim. */
+export type EventClaim = "claimed" | "duplicate" | "unavailable";
+
+/** Claims events and restarts. */
 export interface Coordinator {
+  /**
+   * Claims the handling of one event for this replica of the cluster. While
+   * another replica holds it, waits: for it to finish (duplicate) or for its
+   * lease to lapse because it died (then claims it). A claim is held with a
+   * short lease, renewed until finishEvent().
+   */
+  claimEvent(eventId: string): Promise<EventClaim>;
+  /** Marks a claimed event handled (kept for the claim TTL) and stops renewing its lease. */
+  finishEvent(eventId: string): Promise<void>;
   claim(eventId: string, deployment: string, repository: string): Promise<Claim>;
   /** Forgets the burst window of a restart that failed, so a later event may try again. */
   release(deployment: string, repository: string): Promise<void>;
@@ -29,7 +43,14 @@ export interface CoordinatorOptions {
   logger: Logger;
   /** How long an event claim is remembered. */
   claimTtlSeconds?: number;
+  /** How long a handling claim lives without renewal (a dead replica's lapses); default 5 s. */
+  leaseMs?: number;
+  /** How long a replica waits for another to finish an event before leaving it to it; default 120 s. */
+  maxWaitMs?: number;
 }
+
+/** The value of a handled event's claim. */
+const DONE = "done";
 
 const PREFIX = "kuberollouttrigger";
 
@@ -39,7 +60,47 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const base = `${PREFIX}:${options.clusterName}`;
   const windowKey = (deployment: string, repository: string) =>
     `${base}:recent:${deployment}:${repository}`;
+  const leaseMs = options.leaseMs ?? 5000;
+  const maxWaitMs = options.maxWaitMs ?? 120_000;
+  const owner = crypto.randomUUID();
+  const renewals = new Map<string, ReturnType<typeof setInterval>>();
+  const handlingKey = (eventId: string) => `${base}:handling:${eventId}`;
+  // Renew only our own lease: a lapsed one may already be another replica's.
+  const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
   return {
+    async claimEvent(eventId) {
+      const key = handlingKey(eventId);
+      const started = Date.now();
+      try {
+        while (true) {
+          const first = await options.client.set(key, owner, "PX", leaseMs, "NX");
+          if (first !== null) break;
+          const holder = await options.client.get(key);
+          if (holder === DONE || Date.now() - started > maxWaitMs) return "duplicate";
+          await new Promise((r) => setTimeout(r, Math.min(250, leaseMs / 4)));
+        }
+      } catch (err) {
+        // A missed restart is worse than a doubled one: handle it without a claim.
+        options.logger.warn("event claim failed; handling the event without coordination", {
+          event_id: eventId,
+          error: describeValkeyError(err),
+        });
+        return "unavailable";
+      }
+      renewals.set(
+        eventId,
+        setInterval(() => {
+          options.client.eval(RENEW, 1, key, owner, String(leaseMs)).catch(() => {});
+        }, Math.max(100, Math.floor(leaseMs / 3))),
+      );
+      return "claimed";
+    },
+    async finishEvent(eventId) {
+      clearInterval(renewals.get(eventId));
+      renewals.delete(eventId);
+      await options.client.set(handlingKey(eventId), DONE, "EX", ttl).catch(() => {});
+    },
     async claim(eventId, deployment, repository) {
       try {
         const first = await options.client.set(

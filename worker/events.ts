@@ -1,19 +1,25 @@
 /**
- * Handles one channel message end to end: re-validate with web's rules,
- * match against the inventory, claim each restart through Valkey, patch (or,
- * in dry-run, only log), and write one summary line. Messages are untrusted:
+ * Handles one channel message end to end: re-validate with web's rules, claim
+ * the event for this replica of the cluster, match against the inventory,
+ * claim each restart through Valkey, patch (or, in dry-run, only log), record
+ * a Kubernetes Event per restart, write one summary line, and hand the
+ * outcome to the rollout feedback (report and tracking). Messages are untrusted:
  * anyone who can publish to Valkey can send one, so an invalid one is logged,
  * counted and dropped, never thrown.
  */
 
 import { describeError } from "../shared/errors.ts";
 import { parseEventMessage } from "../shared/event.ts";
+import type { DeploymentReport } from "../shared/event_status.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Coordinator } from "./coordination.ts";
+import type { Feedback } from "./feedback.ts";
 import type { Inventory } from "./inventory.ts";
-import type { KubeApi } from "./kube_api.ts";
+import type { Deployment, KubeApi } from "./kube_api.ts";
 import type { WorkerMetrics } from "./metrics.ts";
+import { rolloutTriggeredEvent } from "./kube_events.ts";
 import { planRestarts } from "./plan.ts";
+import { restartFailureReason } from "./report.ts";
 import { restartDeployment, type RestartOutcome } from "./restart.ts";
 
 /** Everything the event handler uses. */
@@ -25,6 +31,10 @@ export interface EventHandlerDeps {
   logger: Logger;
   metrics: WorkerMetrics;
   dryRun: boolean;
+  /** Receives each handled event's outcome; without it nothing is reported. */
+  feedback?: Feedback;
+  /** Names the cluster in the Kubernetes Events' reportingInstance. */
+  clusterName?: string;
   now?: () => Date;
   /** Patches in flight at once for one event. */
   concurrency?: number;
@@ -65,6 +75,8 @@ export function createEventHandler(
   deps: EventHandlerDeps,
 ): (raw: string) => Promise<EventSummary | undefined> {
   const concurrency = deps.concurrency ?? 8;
+  const now = deps.now ?? (() => new Date());
+
   return async (raw) => {
     const started = performance.now();
     let message;
@@ -79,7 +91,40 @@ export function createEventHandler(
       return undefined;
     }
     const log = deps.logger.child({ event_id: message.id, image: message.image });
+    // Both replicas of a cluster receive every event; one handles it, so the
+    // cluster restarts, tracks and reports once.
+    const eventClaim = await deps.coordinator.claimEvent(message.id);
+    if (eventClaim === "duplicate") {
+      deps.metrics.events.inc({ result: "other_replica" });
+      log.debug("event handled by another replica of this cluster");
+      return undefined;
+    }
     const plan = planRestarts(message, deps.inventory.candidates(message.image));
+    const entries: DeploymentReport[] = plan.skipped.map((s) => ({
+      namespace: s.namespace,
+      name: s.name,
+      result: "skipped",
+      reason: s.reason,
+    }));
+    const outcomes: DeploymentReport[] = new Array(plan.restarts.length);
+    const restartedObjects: Deployment[] = [];
+    // The audit trail in the cluster; failing it never fails the restart.
+    const recordEvent = async (restarted: Deployment, fields: Record<string, unknown>) => {
+      try {
+        await deps.api.createEvent(
+          restarted.metadata.namespace,
+          rolloutTriggeredEvent(restarted, message, deps.clusterName ?? "default", now()),
+        );
+        deps.metrics.kubeEvents.inc({ result: "created" });
+      } catch (err) {
+        deps.metrics.kubeEvents.inc({ result: "failed" });
+        log.warn("could not record the Kubernetes Event for the restart", {
+          ...fields,
+          error: describeError(err),
+          hint: "the worker's Role needs create on events (core group) in this namespace",
+        });
+      }
+    };
     const summary: EventSummary = {
       event_id: message.id,
       image: message.image,
@@ -100,62 +145,77 @@ export function createEventHandler(
         reason: s.reason,
       });
     }
-    await mapLimited(plan.restarts, concurrency, async (target) => {
-      const name = `${target.namespace}/${target.name}`;
-      const fields = {
-        namespace: target.namespace,
-        deployment: target.name,
-        containers: target.containers,
-      };
-      if (target.pullPolicyWarnings.length > 0) {
-        log.warn(
-          "imagePullPolicy is not Always: nodes that cached the tag may keep the old image",
-          {
-            ...fields,
-            containers: target.pullPolicyWarnings,
-          },
-        );
-      }
-      if (deps.dryRun) {
-        log.info("dry run: would restart deployment", fields);
-        summary.skipped.push({ deployment: name, reason: "dry_run" });
-        return;
-      }
-      const claim = await deps.coordinator.claim(message.id, name, message.image);
-      if (claim === "duplicate" || claim === "recent") {
-        const reason = claim === "duplicate"
-          ? "claimed_by_another_worker"
-          : "restarted_within_window";
-        log.info("skipped deployment", { ...fields, reason });
-        summary.skipped.push({ deployment: name, reason });
-        return;
-      }
-      const outcome: RestartOutcome = await restartDeployment(target, {
-        api: deps.api,
-        event: message,
-        now: deps.now,
-        onObject: (d) => deps.inventory.upsert(d),
-      });
-      if (outcome.status === "restarted") {
-        log.info("restarted deployment", fields);
-        summary.restarted.push(name);
-      } else if (outcome.status === "skipped") {
-        log.info("skipped deployment", { ...fields, reason: outcome.reason });
-        summary.skipped.push({ deployment: name, reason: outcome.reason });
-      } else {
-        await deps.coordinator.release(name, message.image);
-        const hint = outcome.httpStatus === 403
-          ? "the worker's ServiceAccount may not patch this Deployment: check the RoleBinding and the admission policy"
-          : undefined;
-        log.error("restart failed", {
-          ...fields,
-          error: outcome.error,
-          status: outcome.httpStatus,
-          hint,
+    await mapLimited(
+      plan.restarts.map((t, i) => ({ t, i })),
+      concurrency,
+      async ({ t: target, i }) => {
+        const name = `${target.namespace}/${target.name}`;
+        const entry = (result: DeploymentReport["result"], reason?: string) => {
+          outcomes[i] = { namespace: target.namespace, name: target.name, result };
+          if (reason !== undefined) outcomes[i].reason = reason;
+        };
+        const fields = {
+          namespace: target.namespace,
+          deployment: target.name,
+          containers: target.containers,
+        };
+        if (target.pullPolicyWarnings.length > 0) {
+          log.warn(
+            "imagePullPolicy is not Always: nodes that cached the tag may keep the old image",
+            {
+              ...fields,
+              containers: target.pullPolicyWarnings,
+            },
+          );
+        }
+        if (deps.dryRun) {
+          log.info("dry run: would restart deployment", fields);
+          summary.skipped.push({ deployment: name, reason: "dry_run" });
+          entry("dry_run");
+          return;
+        }
+        const claim = await deps.coordinator.claim(message.id, name, message.image);
+        if (claim === "duplicate" || claim === "recent") {
+          const reason = claim === "duplicate"
+            ? "claimed_by_another_worker"
+            : "restarted_within_window";
+          log.info("skipped deployment", { ...fields, reason });
+          summary.skipped.push({ deployment: name, reason });
+          entry("skipped", reason);
+          return;
+        }
+        const outcome: RestartOutcome = await restartDeployment(target, {
+          api: deps.api,
+          event: message,
+          now: deps.now,
+          onObject: (d) => deps.inventory.upsert(d),
         });
-        summary.failed.push({ deployment: name, error: outcome.error });
-      }
-    });
+        if (outcome.status === "restarted") {
+          log.info("restarted deployment", fields);
+          summary.restarted.push(name);
+          entry("restarted");
+          restartedObjects.push(outcome.deployment);
+          await recordEvent(outcome.deployment, fields);
+        } else if (outcome.status === "skipped") {
+          log.info("skipped deployment", { ...fields, reason: outcome.reason });
+          summary.skipped.push({ deployment: name, reason: outcome.reason });
+          entry("skipped", outcome.reason);
+        } else {
+          await deps.coordinator.release(name, message.image);
+          const hint = outcome.httpStatus === 403
+            ? "the worker's ServiceAccount may not patch this Deployment: check the RoleBinding and the admission policy"
+            : undefined;
+          log.error("restart failed", {
+            ...fields,
+            error: outcome.error,
+            status: outcome.httpStatus,
+            hint,
+          });
+          summary.failed.push({ deployment: name, error: outcome.error });
+          entry("failed", restartFailureReason(outcome.error));
+        }
+      },
+    );
     summary.duration_ms = Math.round((performance.now() - started) * 10) / 10;
     deps.metrics.events.inc({ result: "handled" });
     deps.metrics.restarts.inc({ result: "restarted" }, summary.restarted.length);
@@ -166,6 +226,13 @@ export function createEventHandler(
     deps.metrics.eventDuration.observe(summary.duration_ms / 1000);
     const level = summary.failed.length > 0 ? "error" : "info";
     log[level]("event handled", { ...summary });
+    if (eventClaim === "claimed") await deps.coordinator.finishEvent(message.id);
+    deps.feedback?.begin({
+      eventId: message.id,
+      matched: plan.matched,
+      deployments: [...entries, ...outcomes.filter(Boolean)],
+      restarted: restartedObjects,
+    });
     return summary;
   };
 }

@@ -75,6 +75,12 @@ export interface InventoryOptions {
   onWatchError?: (scope: string) => void;
   onWatchIdle?: (scope: string) => void;
   onMalformedEvent?: (scope: string) => void;
+  /**
+   * Receives every Deployment as list, watch or upsert() deliver it, before it
+   * is summarized (the rollout tracker reads its status from here: no API call
+   * of its own), and DELETED for one that is gone, from the watch or a relist.
+   */
+  onObject?: (type: "ADDED" | "MODIFIED" | "DELETED", d: Deployment) => void;
 }
 
 /** The live index of Deployments in scope. */
@@ -177,6 +183,7 @@ export function createInventory(options: InventoryOptions): Inventory {
         if (!inScope(key(namespace, name), scope)) {
           throw new WatchEventError(`list item ${i} is outside ${labelOf(scope)}`);
         }
+        options.onObject?.("ADDED", d);
         upsert(d);
         seen.add(key(namespace, name));
       }
@@ -185,7 +192,12 @@ export function createInventory(options: InventoryOptions): Inventory {
     } while (continueToken);
     // An empty resourceVersion would make the watch start "now" and miss what changed meanwhile.
     if (!resourceVersion) throw new Error("the list answer carries no resourceVersion");
-    for (const k of [...byKey.keys()]) if (inScope(k, scope) && !seen.has(k)) unindex(k);
+    for (const k of [...byKey.keys()]) {
+      if (!inScope(k, scope) || seen.has(k)) continue;
+      const gone = byKey.get(k)!;
+      unindex(k);
+      options.onObject?.("DELETED", { metadata: { namespace: gone.namespace, name: gone.name } });
+    }
     return resourceVersion;
   };
 
@@ -205,6 +217,7 @@ export function createInventory(options: InventoryOptions): Inventory {
       if (!inScope(key(namespace, name), scope)) {
         throw new WatchEventError(`${event.type} watch event is outside ${labelOf(scope)}`);
       }
+      options.onObject?.(event.type, event.object);
       if (event.type === "DELETED") unindex(key(namespace, name));
       else upsert(event.object);
     }
@@ -336,7 +349,11 @@ export function createInventory(options: InventoryOptions): Inventory {
       if (!keys) return [];
       return [...keys].map((k) => byKey.get(k)!).filter(Boolean);
     },
-    upsert,
+    upsert(d) {
+      if (!d?.metadata?.name || !d.metadata.namespace) return;
+      options.onObject?.("MODIFIED", d);
+      upsert(d);
+    },
     size: () => byKey.size,
   };
 }

@@ -1,6 +1,7 @@
 /**
- * The few Kubernetes API calls the worker makes, on apps/v1 Deployments only:
- * list (paged), watch (streamed NDJSON), get and patch. Every call is counted
+ * The few Kubernetes API calls the worker makes: on apps/v1 Deployments list
+ * (paged), watch (streamed NDJSON), get and patch, and one core/v1 Event
+ * create per restart (the audit trail in the cluster). Every call is counted
  * by verb so tests and benchmarks can prove how many requests an event costs.
  * Responses are untrusted JSON; callers validate what they use, except watch
  * events, which are checked for shape here (parseWatchEvent) before anyone sees them.
@@ -20,6 +21,8 @@ export interface Deployment {
   };
   spec?: {
     paused?: boolean;
+    replicas?: number;
+    progressDeadlineSeconds?: number;
     template?: {
       metadata?: { annotations?: Record<string, string> };
       spec?: {
@@ -28,7 +31,43 @@ export interface Deployment {
       };
     };
   };
+  /** What the rollout tracker reads (worker/rollout_progress.ts checks every field). */
+  status?: {
+    observedGeneration?: number;
+    replicas?: number;
+    updatedReplicas?: number;
+    readyReplicas?: number;
+    availableReplicas?: number;
+    conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
+  };
 }
+
+/** A core/v1 Event as the worker creates it (see worker/kube_events.ts). */
+export interface KubeEvent {
+  apiVersion: "v1";
+  kind: "Event";
+  metadata: { generateName: string; namespace: string };
+  involvedObject: {
+    apiVersion: string;
+    kind: string;
+    namespace: string;
+    name: string;
+    uid?: string;
+    resourceVersion?: string;
+  };
+  reason: string;
+  message: string;
+  type: "Normal" | "Warning";
+  source: { component: string };
+  reportingComponent: string;
+  reportingInstance: string;
+  firstTimestamp: string;
+  lastTimestamp: string;
+  count: number;
+}
+
+/** The verbs the worker's requests are counted by. */
+export type KubeVerb = "list" | "watch" | "get" | "patch" | "create_event";
 
 /** One page of a list call. */
 export interface DeploymentList {
@@ -93,7 +132,7 @@ export interface KubeApiOptions {
   authorization?: () => Promise<string | undefined>;
   fetch?: typeof fetch;
   /** Called once per request with its verb, for metrics. */
-  onRequest?: (verb: "list" | "watch" | "get" | "patch") => void;
+  onRequest?: (verb: KubeVerb) => void;
   /** Bound on each non-watch request. */
   timeoutMs?: number;
 }
@@ -109,6 +148,8 @@ export interface KubeApi {
   getDeployment(namespace: string, name: string): Promise<Deployment>;
   /** Strategic-merge patch; returns the updated Deployment. */
   patchDeployment(namespace: string, name: string, patch: unknown): Promise<Deployment>;
+  /** Creates a core/v1 Event in `namespace`. */
+  createEvent(namespace: string, event: KubeEvent): Promise<void>;
 }
 
 function collectionPath(namespace: string | undefined): string {
@@ -241,7 +282,7 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
   const timeoutMs = options.timeoutMs ?? 15_000;
 
   const request = async (
-    verb: "list" | "watch" | "get" | "patch",
+    verb: KubeVerb,
     method: string,
     path: string,
     init: { body?: string; contentType?: string; signal?: AbortSignal } = {},
@@ -371,6 +412,15 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
         contentType: "application/strategic-merge-patch+json",
       });
       return await readJson(response, "PATCH", path);
+    },
+    async createEvent(namespace, event) {
+      const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`;
+      const response = await request("create_event", "POST", path, {
+        body: JSON.stringify(event),
+        contentType: "application/json",
+      });
+      // Nothing of the created object is needed.
+      await response.body?.cancel();
     },
   };
 }

@@ -10,7 +10,7 @@ import { sleep } from "../shared/backoff.ts";
 import { AppError, describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import { BOOKMARK_INTERVAL_MS } from "./inventory.ts";
-import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
+import { type Deployment, type KubeApi, KubeApiError, type KubeVerb } from "./kube_api.ts";
 import { describeYamlError } from "./kubeconfig_yaml.ts";
 import { RESTARTED_AT_ANNOTATION } from "./plan.ts";
 
@@ -45,7 +45,7 @@ export async function loadLocalInventory(path: string): Promise<Deployment[]> {
 export function createLocalApi(
   deployments: Deployment[],
   logger: Logger,
-  onRequest?: (verb: "list" | "watch" | "get" | "patch") => void,
+  onRequest?: (verb: KubeVerb) => void,
   bookmarkEveryMs = BOOKMARK_INTERVAL_MS,
 ): KubeApi {
   const items = new Map(deployments.map((d, i) => {
@@ -115,6 +115,16 @@ export function createLocalApi(
         restarted_at: at,
       });
       return Promise.resolve(structuredClone(d));
+    },
+    createEvent(namespace, event) {
+      onRequest?.("create_event");
+      logger.info("LOCAL INVENTORY: Kubernetes Event recorded in the log only", {
+        namespace,
+        deployment: event.involvedObject.name,
+        reason: event.reason,
+        message: event.message,
+      });
+      return Promise.resolve();
     },
   };
 }

@@ -12,6 +12,9 @@ import {
 export interface WorkerMetrics {
   events: Counter;
   restarts: Counter;
+  rollouts: Counter;
+  reportWrites: Counter;
+  kubeEvents: Counter;
   eventDuration: Histogram;
   subscribed: Gauge;
   subscriptionGaps: Counter;
@@ -24,8 +27,25 @@ export interface WorkerMetrics {
   inventoryCurrent: Gauge;
 }
 
+/** Every result label of restarts_total, exported at 0 from start-up. */
+export const RESTART_RESULTS = ["restarted", "skipped", "failed", "dry_run"] as const;
+/** Every final rollout state of rollouts_total, exported at 0 from start-up. */
+export const ROLLOUT_FINAL_STATES = ["complete", "failed", "timed_out"] as const;
+
 /** Registers the worker's metrics on `registry`. */
 export function createWorkerMetrics(registry: Registry): WorkerMetrics {
+  const metrics = createFamilies(registry);
+  // Alerts on these must see a 0, not an absent series, before the first event.
+  for (const result of RESTART_RESULTS) metrics.restarts.inc({ result }, 0);
+  for (const state of ROLLOUT_FINAL_STATES) metrics.rollouts.inc({ state }, 0);
+  for (const result of ["written", "failed", "no_record", "abandoned"]) {
+    metrics.reportWrites.inc({ result }, 0);
+  }
+  for (const result of ["created", "failed"]) metrics.kubeEvents.inc({ result }, 0);
+  return metrics;
+}
+
+function createFamilies(registry: Registry): WorkerMetrics {
   return {
     events: registry.counter(
       "kuberollouttrigger_worker_events_total",
@@ -34,6 +54,18 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
     restarts: registry.counter(
       "kuberollouttrigger_worker_restarts_total",
       "Deployments per outcome: restarted, skipped, failed or dry_run.",
+    ),
+    rollouts: registry.counter(
+      "kuberollouttrigger_worker_rollouts_total",
+      "Rollouts of restarted Deployments by final state: complete, failed (ProgressDeadlineExceeded, deleted) or timed_out (ROLLOUT_TIMEOUT).",
+    ),
+    reportWrites: registry.counter(
+      "kuberollouttrigger_worker_report_writes_total",
+      "Cluster report writes to the status record by result: written, failed (retried), no_record (expired or not web's) or abandoned.",
+    ),
+    kubeEvents: registry.counter(
+      "kuberollouttrigger_worker_kube_events_total",
+      "RolloutTriggered Kubernetes Events by result: created or failed (the restart stands either way).",
     ),
     eventDuration: registry.histogram(
       "kuberollouttrigger_worker_event_duration_seconds",

@@ -20,7 +20,7 @@ import {
 
 /** What happened to one planned restart. */
 export type RestartOutcome =
-  | { status: "restarted"; attempts: number }
+  | { status: "restarted"; attempts: number; deployment: Deployment }
   | { status: "skipped"; reason: string }
   | { status: "failed"; error: string; httpStatus: number };
 
@@ -73,7 +73,7 @@ export async function restartDeployment(
         restartPatch(resourceVersion, restartedAt(now())),
       );
       options.onObject?.(updated);
-      return { status: "restarted", attempts: attempt };
+      return { status: "restarted", attempts: attempt, deployment: updated };
     } catch (err) {
       lastError = err;
       if (err instanceof KubeApiError && err.status === 409) {

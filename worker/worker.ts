@@ -1,6 +1,7 @@
 /**
  * Wires worker mode together from a Config: Kubernetes access, the inventory,
- * the health server, Valkey coordination and the subscription. The worker
+ * the health server, Valkey coordination, the subscription, the cluster
+ * heartbeat and rollout feedback (reports, tracking, resuming). The worker
  * subscribes only once its inventory is synced, so an event is never matched
  * against a half-filled inventory (web answers 503 meanwhile: no subscriber).
  * /readyz reports the inventory failing whenever it is not current (relisting,
@@ -16,6 +17,9 @@ import type { Config } from "../shared/settings.ts";
 import { createValkeyConnection } from "../shared/valkey.ts";
 import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";
+import { createFeedback } from "./feedback.ts";
+import { createReportStore, createTrackingStore } from "./feedback_store.ts";
+import { startHeartbeat } from "./heartbeat.ts";
 import { createInventory, type InventoryOptions } from "./inventory.ts";
 import { createKubeApi, type KubeApi } from "./kube_api.ts";
 import { loadKubeAccess } from "./kube_config.ts";
@@ -62,6 +66,24 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
 
   const stopping = new AbortController();
   signal.addEventListener("abort", () => stopping.abort(), { once: true });
+  const commands = createValkeyConnection(config, {
+    name: "kuberollouttrigger-worker-commands",
+    logger,
+    offlineQueue: false,
+  });
+  // The local inventory has no controller: no rollout would ever progress.
+  const rolloutTimeoutMs = config.localInventory ? 0 : config.rolloutTimeout;
+  if (config.localInventory && config.rolloutTimeout > 0) {
+    logger.info("LOCAL INVENTORY: rollouts are not tracked; reports say only what was restarted");
+  }
+  const feedback = createFeedback({
+    clusterName: config.clusterName,
+    rolloutTimeoutMs,
+    reports: createReportStore(commands, config.valkeyChannel),
+    tracking: createTrackingStore({ client: commands, clusterName: config.clusterName }),
+    logger,
+    metrics,
+  });
   const inventory = createInventory({
     api,
     namespaces: config.watchNamespaces,
@@ -71,6 +93,7 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
     onWatchError: (scope) => metrics.watchErrors.inc({ scope }),
     onWatchIdle: (scope) => metrics.watchIdle.inc({ scope }),
     onMalformedEvent: (scope) => metrics.malformedEvents.inc({ scope }),
+    onObject: (type, d) => feedback.observe(type, d),
   });
   const inventoryDone = inventory.run(stopping.signal);
 
@@ -107,12 +130,10 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
   });
 
   while (!inventory.synced() && !signal.aborted) await sleep(50, signal);
-  const commands = createValkeyConnection(config, {
-    name: "kuberollouttrigger-worker-commands",
-    logger,
-    offlineQueue: false,
-  });
+  let heartbeat: Promise<void> | undefined;
   if (!signal.aborted) {
+    // The inventory holds every Deployment's status now: resumed rollouts start from it.
+    void feedback.resume();
     subscription = subscribe({
       settings: config,
       channel: config.valkeyChannel,
@@ -131,7 +152,16 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
         logger,
         metrics,
         dryRun: config.dryRun,
+        feedback,
+        clusterName: config.clusterName,
       }),
+    });
+    heartbeat = startHeartbeat({
+      client: commands,
+      clusterName: config.clusterName,
+      ready: () => inventory.current() && (subscription?.subscribed() ?? false),
+      logger,
+      signal: stopping.signal,
     });
   }
 
@@ -141,6 +171,10 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
   });
   logger.info("worker stopping: finishing the event in progress");
   await subscription?.close();
+  await heartbeat;
+  // Reports still being written get a moment; tracking state lets the next worker resume the rest.
+  await feedback.idle(AbortSignal.timeout(2000));
+  feedback.stop();
   commands.disconnect();
   await server.finished;
   await inventoryDone;

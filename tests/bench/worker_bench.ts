@@ -271,6 +271,14 @@ export async function benchWorkerScale(options: {
         unit: "count",
         target: `${hot.size} (restarted)`,
       });
+      // Rollout tracking reads the watch; the audit trail is the only other call.
+      options.record({
+        scenario,
+        metric: "Kubernetes Event creates per event",
+        value: delta("create_event"),
+        unit: "count",
+        target: `${hot.size} (one per restart)`,
+      });
       await program.stop();
       program = undefined;
 

@@ -13,7 +13,10 @@ import {
 } from "../helpers/capabilities.ts";
 import { deploymentManifest, eventually, openCluster, WORKER_SA } from "../helpers/cluster.ts";
 import { createKubeClient, requireControlPlane } from "../helpers/control_plane.ts";
-import { type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
+import { type Deployment, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
+import { rolloutTriggeredEvent } from "../../worker/kube_events.ts";
+import { ROOT } from "../helpers/program.ts";
+import { parseAllDocuments } from "yaml";
 
 const info = requireControlPlane("the RBAC and admission tests");
 const options = { ignore: info === undefined, sanitizeOps: false, sanitizeResources: false };
@@ -126,6 +129,56 @@ Deno.test({
       }
 
       await t.step(
+        "create on events records the RolloutTriggered Event under the admission policy; without it the create is refused",
+        async () => {
+          await cluster.createDeployment(
+            deploymentManifest(ns, "audited", [{ image: "ghcr.io/acme/app:dev" }]),
+          );
+          const d = await cluster.getDeployment(ns, "audited");
+          const event = rolloutTriggeredEvent(
+            d as Deployment,
+            {
+              id: crypto.randomUUID(),
+              time: new Date().toISOString(),
+              image: "ghcr.io/acme/app",
+              tags: ["dev"],
+            },
+            "rbac",
+            new Date(),
+          );
+          await api.createEvent(ns, event);
+          await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", {
+            namespace: ns,
+            edit: (doc) => {
+              if (doc.kind === "Role") doc.rules = doc.rules.slice(0, 1);
+            },
+          });
+          const refused = await eventually(
+            "RBAC to refuse creating events",
+            () => api.createEvent(ns, event).then(() => undefined, (e) => e as KubeApiError),
+            30_000,
+          );
+          assertEquals([refused.status, refused.reason], [403, "Forbidden"]);
+          await cluster.applyManifest("k8s/rbac/namespaced/rbac.yaml", { namespace: ns });
+          await eventually(
+            "RBAC to allow creating events again",
+            () => api.createEvent(ns, event).then(() => true, () => undefined),
+            30_000,
+          );
+        },
+      );
+
+      await t.step("the cluster-wide RBAC grants exactly the namespaced Role's rules", async () => {
+        const rules = async (path: string, kind: string) =>
+          parseAllDocuments(await Deno.readTextFile(`${ROOT}${path}`))
+            .map((doc) => doc.toJS()).find((doc) => doc?.kind === kind).rules;
+        assertEquals(
+          await rules("k8s/rbac/cluster-wide/rbac.yaml", "ClusterRole"),
+          await rules("k8s/rbac/namespaced/rbac.yaml", "Role"),
+        );
+      });
+
+      await t.step(
         "the worker cannot read secrets or pods, nor touch Deployments outside its namespaces",
         async () => {
           const other = await cluster.namespace("krt-rbac-other");
@@ -140,6 +193,7 @@ Deno.test({
               const path of [
                 `/api/v1/namespaces/${ns}/secrets`,
                 `/api/v1/namespaces/${ns}/pods`,
+                `/api/v1/namespaces/${ns}/events`,
                 `/apis/apps/v1/namespaces/${other}/deployments`,
                 "/apis/apps/v1/deployments",
               ]

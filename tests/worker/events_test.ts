@@ -36,6 +36,8 @@ function handlerOver(deployments: Deployment[]) {
     },
   };
   const coordinator: Coordinator = {
+    claimEvent: () => Promise.resolve("claimed"),
+    finishEvent: () => Promise.resolve(),
     claim: () => Promise.resolve("claimed"),
     release: () => Promise.resolve(),
   };

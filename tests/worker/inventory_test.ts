@@ -138,6 +138,7 @@ function fakeApi(
     },
     getDeployment: () => Promise.reject(new Error("not used")),
     patchDeployment: () => Promise.reject(new Error("not used")),
+    createEvent: () => Promise.reject(new Error("not used")),
   };
   return { api, watches, lists };
 }
