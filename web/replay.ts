@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import type { Valkey } from "iovalkey";
 import { sleep } from "../shared/backoff.ts";
-import { AppError, AuthError, describeError, jsonErrorPosition } from "../shared/errors.ts";
+import { AppError, AuthError, jsonErrorPosition } from "../shared/errors.ts";
 import { describeValkeyError } from "../shared/valkey.ts";
 
 /** A claimed token use: where it is remembered and what it was used with. */

@@ -154,6 +154,8 @@ Deno.test({
       const slow = "ghcr.io/acme/fb-slow";
       const mixed = "ghcr.io/acme/fb-mixed";
       const denied = "ghcr.io/acme/fb-denied";
+      // The Action's own image: a second event for `good` could fall in RESTART_DEDUP_WINDOW.
+      const viaAction = "ghcr.io/acme/fb-action";
       await env.cluster.createDeployment(
         deploymentManifest(ns, "good-a", [{ image: `${good}:dev` }], { replicas: 2 }),
       );
@@ -177,6 +179,12 @@ Deno.test({
       );
       await env.cluster.createDeployment(
         deploymentManifest(noPatch, "denied", [{ image: `${denied}:dev` }]),
+      );
+      await env.cluster.createDeployment(
+        deploymentManifest(ns, "action-a", [{ image: `${viaAction}:dev` }], { replicas: 2 }),
+      );
+      await env.cluster.createDeployment(
+        deploymentManifest(ns, "action-b", [{ image: `${viaAction}:dev` }]),
       );
       await worker(env, "fb-a", [ns, noPatch], kubeconfig);
 
@@ -259,7 +267,7 @@ Deno.test({
               with: {
                 url: `${env.web.url}/event`,
                 audience: TEST_AUDIENCE,
-                image: good,
+                image: viaAction,
                 tags: "dev",
                 timeout: "2m",
               },
@@ -269,7 +277,7 @@ Deno.test({
             assertEquals(run.code, 0, run.stderr);
             assertEquals(run.outputs.state, "succeeded");
             assertEquals(run.outputs.restarted, "2");
-            assertMatch(run.summary, /good-a/);
+            assertMatch(run.summary, /action-a/);
             for (const token of tokens.minted) {
               for (const text of [run.stdout, run.stderr, run.summary, run.outputFile]) {
                 const shown = text.split("\n").filter((l) => !l.startsWith("::add-mask::")).join(
