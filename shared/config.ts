@@ -101,6 +101,12 @@ export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): Pa
   }
   if (values.help) return { kind: "help" };
 
+  // A required setting may be waived by another one being given (VALKEY_ADDR by VALKEY_SENTINELS).
+  const givenInstead = (s: Setting<unknown>) => {
+    const other = s.unless ? SETTINGS[s.unless as SettingKey] : undefined;
+    return other !== undefined &&
+      [values[other.flag], env(other.env)].some((v) => typeof v === "string" && v.trim() !== "");
+  };
   const config: Record<string, unknown> = {};
   const origins: Origins = {};
   for (const [key, s] of Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][]) {
@@ -120,7 +126,7 @@ export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): Pa
     }
     origins[key] = { source, raw };
     const name = `${s.env} (--${s.flag})`;
-    if (raw.trim() === "" && s.required && active) {
+    if (raw.trim() === "" && s.required && active && !givenInstead(s)) {
       problems.push(`${name} is required`);
       continue;
     }

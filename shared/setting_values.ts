@@ -107,3 +107,77 @@ export function isGitHubName(text: string): boolean {
 export function asciiLowerCase(text: string): string {
   return text.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 }
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]{1,40})-----\r?\n([A-Za-z0-9+/=\r\n]+?)-----END \1-----/y;
+
+/**
+ * Splits PEM text into its blocks and checks each one's shape and base64
+ * body. Security: the messages describe the problem, never the text, which
+ * for a private key is a secret.
+ */
+function pemBlocks(raw: string): { label: string; der: Uint8Array }[] {
+  const text = raw.trim();
+  if (text === "") throw new Error("is empty");
+  if (!text.startsWith("-----BEGIN ")) {
+    throw new Error(
+      text.includes("\\n")
+        ? "is not PEM: it holds the two characters \\n instead of line breaks; give the PEM as it is, with its line breaks"
+        : "is not PEM: it must start with a -----BEGIN ...----- line (give the PEM text, not a path or base64 of it)",
+    );
+  }
+  const blocks: { label: string; der: Uint8Array }[] = [];
+  let index = 0;
+  while (index < text.length) {
+    PEM_BLOCK.lastIndex = index;
+    const m = PEM_BLOCK.exec(text);
+    if (!m) {
+      throw new Error(
+        `is not PEM: block ${
+          blocks.length + 1
+        } is cut off or has no matching -----END ...----- line`,
+      );
+    }
+    let der: Uint8Array;
+    try {
+      der = Uint8Array.from(atob(m[2].replace(/\s+/g, "")), (c) => c.charCodeAt(0));
+    } catch {
+      throw new Error(`is not PEM: the base64 inside block ${blocks.length + 1} is damaged`);
+    }
+    // DER always starts with a SEQUENCE.
+    if (der.length < 16 || der[0] !== 0x30) {
+      throw new Error(`is not PEM: block ${blocks.length + 1} does not hold DER data`);
+    }
+    blocks.push({ label: m[1], der });
+    index = PEM_BLOCK.lastIndex;
+    while (index < text.length && /\s/.test(text[index])) index++;
+  }
+  return blocks;
+}
+
+/** Checks PEM text of one or more certificates (a bundle); returns it trimmed. */
+export function parsePemCertificates(raw: string): string {
+  const blocks = pemBlocks(raw);
+  const other = blocks.findIndex((b) => b.label !== "CERTIFICATE");
+  if (other >= 0) {
+    throw new Error(
+      `block ${other + 1} is a ${blocks[other].label}, not a CERTIFICATE; give certificates only`,
+    );
+  }
+  return raw.trim() + "\n";
+}
+
+/** Checks PEM text of one unencrypted private key; returns it trimmed. */
+export function parsePemPrivateKey(raw: string): string {
+  const blocks = pemBlocks(raw);
+  if (blocks.length !== 1) {
+    throw new Error(`holds ${blocks.length} PEM blocks; give exactly one key`);
+  }
+  const { label } = blocks[0];
+  if (label === "ENCRYPTED PRIVATE KEY") {
+    throw new Error("is an encrypted key; give it unencrypted (keep it in a Secret)");
+  }
+  if (!/^(RSA |EC )?PRIVATE KEY$/.test(label)) {
+    throw new Error(`is a ${label}, not a PRIVATE KEY`);
+  }
+  return raw.trim() + "\n";
+}

@@ -18,6 +18,8 @@ import {
   parseHostPort,
   parseList,
   parseListenAddr,
+  parsePemCertificates,
+  parsePemPrivateKey,
 } from "./setting_values.ts";
 
 /** The two long-running modes. */
@@ -31,6 +33,8 @@ export interface Setting<T> {
   /** Raw default, parsed like user input; "" means unset. */
   default: string;
   required: boolean;
+  /** `required` is waived when this other setting is given (VALKEY_ADDR with VALKEY_SENTINELS). */
+  unless?: string;
   /**
    * Security: the startup summary prints a value only when its setting opts in
    * here (an allow-list); every other setting is shown as set or unset.
@@ -169,14 +173,16 @@ export const SETTINGS = {
     help: "Lowest level logged: debug, info, warn or error.",
     parse: logLevel,
   }),
-  valkeyAddr: setting<HostPort>({
+  valkeyAddr: setting<HostPort | undefined>({
     env: "VALKEY_ADDR",
     flag: "valkey-addr",
     modes: BOTH,
     show: true,
     required: true,
-    help: "Valkey server as host:port (IPv6 as [::1]:6379).",
-    parse: parseHostPort,
+    unless: "valkeySentinels",
+    help:
+      "Valkey server as host:port (IPv6 as [::1]:6379). Required unless VALKEY_SENTINELS is set; then it must be unset.",
+    parse: (raw) => raw.trim() === "" ? undefined : parseHostPort(raw),
   }),
   valkeyChannel: setting<string>({
     env: "VALKEY_CHANNEL",
@@ -209,7 +215,8 @@ export const SETTINGS = {
     show: true,
     boolean: true,
     default: "false",
-    help: "Connect to Valkey over TLS, verifying its certificate against the system roots.",
+    help:
+      "Connect to Valkey (and to the Sentinels) over TLS, verifying the certificate against Deno's root CAs, or VALKEY_TLS_CA_CERT when set.",
     parse: bool,
   }),
   valkeyTimeout: setting<number>({
@@ -220,6 +227,80 @@ export const SETTINGS = {
     default: "5s",
     help: "Bound on connecting to Valkey and on each command.",
     parse: positiveDuration,
+  }),
+  valkeyTlsCaCert: setting<string>({
+    env: "VALKEY_TLS_CA_CERT",
+    flag: "valkey-tls-ca-cert",
+    modes: BOTH,
+    help:
+      "PEM of the CA (or a bundle of CAs) that signed Valkey's certificate, as the value itself; replaces the root CAs. Needs VALKEY_TLS_ENABLED.",
+    parse: (raw) => raw.trim() === "" ? "" : parsePemCertificates(raw),
+  }),
+  valkeyTlsCaFile: setting<string>({
+    env: "VALKEY_TLS_CA_FILE",
+    flag: "valkey-tls-ca-file",
+    modes: WORKER,
+    show: true,
+    help:
+      "Path of a PEM file of the CA (or CAs) that signed Valkey's certificate, read at startup; must be under /etc/kuberollouttrigger (the worker may read only there). Instead of VALKEY_TLS_CA_CERT.",
+    parse: text,
+  }),
+  valkeyTlsClientCert: setting<string>({
+    env: "VALKEY_TLS_CLIENT_CERT",
+    flag: "valkey-tls-client-cert",
+    modes: BOTH,
+    help:
+      "PEM of a client certificate (and its chain) for Valkey servers that require one (tls-auth-clients yes). Needs VALKEY_TLS_CLIENT_KEY.",
+    parse: (raw) => raw.trim() === "" ? "" : parsePemCertificates(raw),
+  }),
+  valkeyTlsClientKey: setting<string>({
+    env: "VALKEY_TLS_CLIENT_KEY",
+    flag: "valkey-tls-client-key",
+    modes: BOTH,
+    help:
+      "PEM of the client certificate's private key, unencrypted. A secret: give it from a Secret via env, never as a flag.",
+    parse: (raw) => raw.trim() === "" ? "" : parsePemPrivateKey(raw),
+  }),
+  valkeySentinels: setting<HostPort[]>({
+    env: "VALKEY_SENTINELS",
+    flag: "valkey-sentinels",
+    modes: BOTH,
+    show: true,
+    help:
+      "Comma-separated Sentinels as host:port; when set, the primary of VALKEY_SENTINEL_MASTER is asked of them (and followed through failovers) instead of VALKEY_ADDR.",
+    parse: (raw) =>
+      parseList(raw).map((item) => {
+        try {
+          return parseHostPort(item);
+        } catch (err) {
+          throw new Error(`"${item}": ${(err as Error).message}`);
+        }
+      }),
+  }),
+  valkeySentinelMaster: setting<string>({
+    env: "VALKEY_SENTINEL_MASTER",
+    flag: "valkey-sentinel-master",
+    modes: BOTH,
+    show: true,
+    help:
+      "Name the Sentinels know the primary by (sentinel monitor <name> ...); needs VALKEY_SENTINELS.",
+    parse: (raw) => raw.trim() === "" ? "" : channel(raw),
+  }),
+  valkeySentinelUsername: setting<string>({
+    env: "VALKEY_SENTINEL_USERNAME",
+    flag: "valkey-sentinel-username",
+    modes: BOTH,
+    show: true,
+    help:
+      "ACL user name for the Sentinels themselves (optional; Sentinel auth is separate from Valkey's).",
+    parse: text,
+  }),
+  valkeySentinelPassword: setting<string>({
+    env: "VALKEY_SENTINEL_PASSWORD",
+    flag: "valkey-sentinel-password",
+    modes: BOTH,
+    help: "Password for the Sentinels themselves (optional). Prefer the env var.",
+    parse: (raw) => raw,
   }),
   allowedImagePrefixes: setting<string[]>({
     env: "ALLOWED_IMAGE_PREFIX",
@@ -517,9 +598,54 @@ export function checkCombinations(mode: Mode, config: Config): string[] {
       "DEV_MODE (--dev-mode) needs a loopback WEB_LISTEN_ADDR such as 127.0.0.1:8080: dev tokens must never be reachable from another machine",
     );
   }
+  problems.push(...checkValkeyCombinations(mode, config));
   if (mode === "worker" && config.localInventory && config.kubeconfig) {
     problems.push(
       "LOCAL_INVENTORY (--local-inventory) and KUBECONFIG (--kubeconfig) exclude each other: choose one",
+    );
+  }
+  return problems;
+}
+
+function checkValkeyCombinations(mode: Mode, config: Config): string[] {
+  const problems: string[] = [];
+  const name = (key: SettingKey) => `${SETTINGS[key].env} (--${SETTINGS[key].flag})`;
+  const sentinels = config.valkeySentinels.length > 0;
+  if (sentinels && config.valkeyAddr) {
+    problems.push(
+      `${name("valkeyAddr")} and ${
+        name("valkeySentinels")
+      } exclude each other: with Sentinel the primary's address comes from the Sentinels`,
+    );
+  }
+  if (sentinels && !config.valkeySentinelMaster) {
+    problems.push(`${name("valkeySentinelMaster")} is required with ${name("valkeySentinels")}`);
+  }
+  for (
+    const key of [
+      "valkeySentinelMaster",
+      "valkeySentinelUsername",
+      "valkeySentinelPassword",
+    ] as const
+  ) {
+    if (!sentinels && config[key]) problems.push(`${name(key)} needs ${name("valkeySentinels")}`);
+  }
+  const tlsOnly = ["valkeyTlsCaCert", "valkeyTlsClientCert", "valkeyTlsClientKey"] as const;
+  for (const key of mode === "worker" ? [...tlsOnly, "valkeyTlsCaFile" as const] : tlsOnly) {
+    if (!config.valkeyTls && config[key]) {
+      problems.push(`${name(key)} needs ${name("valkeyTls")} set to true`);
+    }
+  }
+  if (mode === "worker" && config.valkeyTlsCaCert && config.valkeyTlsCaFile) {
+    problems.push(
+      `${name("valkeyTlsCaCert")} and ${name("valkeyTlsCaFile")} exclude each other: choose one`,
+    );
+  }
+  if (Boolean(config.valkeyTlsClientCert) !== Boolean(config.valkeyTlsClientKey)) {
+    problems.push(
+      `${name("valkeyTlsClientCert")} and ${
+        name("valkeyTlsClientKey")
+      } go together: give both or neither`,
     );
   }
   return problems;

@@ -5,14 +5,11 @@
  * nobody listened. Messages are handed on one at a time, in order.
  */
 
+import type { Valkey } from "iovalkey";
 import type { Logger } from "../shared/log.ts";
 import { backoffDelay } from "../shared/backoff.ts";
 import { describeError } from "../shared/errors.ts";
-import {
-  createValkeyConnection,
-  describeValkeyError,
-  type ValkeySettings,
-} from "../shared/valkey.ts";
+import { describeValkeyError } from "../shared/valkey.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
 /** A running subscription. */
@@ -24,38 +21,40 @@ export interface Subscription {
 
 /** Options for subscribe. */
 export interface SubscribeOptions {
-  settings: ValkeySettings;
+  /**
+   * A connection of its own (it enters subscriber mode), made by
+   * createValkeyConnection with `offlineQueue: true` and `autoResubscribe:
+   * false`: this module subscribes on each ready, so the state it reports is
+   * the one it saw confirmed. subscribe() disconnects it on close().
+   */
+  client: Valkey;
   channel: string;
   logger: Logger;
   metrics: WorkerMetrics;
   onMessage: (message: string) => Promise<unknown>;
 }
 
-/** Subscribes to the channel and keeps the subscription alive. */
+/** Subscribes to the channel on the given connection and keeps the subscription alive. */
 export function subscribe(options: SubscribeOptions): Subscription {
-  const { logger, metrics } = options;
+  const { logger, metrics, client } = options;
   let isSubscribed = false;
   let everSubscribed = false;
   let lostAt = 0;
   let queue: Promise<unknown> = Promise.resolve();
   let closing = false;
 
-  const client = createValkeyConnection(options.settings, {
-    name: "kuberollouttrigger-worker-subscriber",
-    logger,
-    offlineQueue: true,
-    onStateChange: (connected) => {
-      // A shutdown we asked for is not a gap: nothing is missed that a running worker would get.
-      if (connected || !isSubscribed || closing) return;
-      isSubscribed = false;
-      lostAt = Date.now();
-      metrics.subscribed.set(0);
-      metrics.subscriptionGaps.inc();
-      logger.warn("subscription lost; events published until it is back are not received");
-    },
-  });
-  // Subscribe ourselves on each ready, so the state we report is the one we saw confirmed.
-  client.options.autoResubscribe = false;
+  // "reconnecting" after a drop, "end" after disconnect(): either ends the subscription.
+  const onLost = () => {
+    // A shutdown we asked for is not a gap: nothing is missed that a running worker would get.
+    if (!isSubscribed || closing) return;
+    isSubscribed = false;
+    lostAt = Date.now();
+    metrics.subscribed.set(0);
+    metrics.subscriptionGaps.inc();
+    logger.warn("subscription lost; events published until it is back are not received");
+  };
+  client.on("reconnecting", onLost);
+  client.on("end", onLost);
   // A refused SUBSCRIBE (an ACL without the channel, a busy server) is retried
   // with backoff while the connection stays up; a reconnect starts over.
   let retry: ReturnType<typeof setTimeout> | undefined;
@@ -84,6 +83,8 @@ export function subscribe(options: SubscribeOptions): Subscription {
     clearTimeout(retry);
     trySubscribe(0, ++generation);
   });
+  // Handed over already connected: that ready was before our listener.
+  if (client.status === "ready") trySubscribe(0, ++generation);
   client.on("message", (_channel: string, message: string) => {
     queue = queue.then(() => options.onMessage(message)).catch((err) =>
       logger.error("event handling failed", { error: describeError(err) })

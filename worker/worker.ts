@@ -14,7 +14,7 @@ import type { Logger } from "../shared/log.ts";
 import { createRegistry } from "../shared/metrics.ts";
 import { json, probeRoutes } from "../shared/probes.ts";
 import type { Config } from "../shared/settings.ts";
-import { createValkeyConnection } from "../shared/valkey.ts";
+import { createValkeyConnection, loadValkeyCaFile } from "../shared/valkey.ts";
 import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";
 import { createFeedback } from "./feedback.ts";
@@ -41,6 +41,7 @@ export interface WorkerRuntime {
 /** Runs worker mode until `runtime.signal` aborts. */
 export async function runWorker(config: Config, runtime: WorkerRuntime): Promise<void> {
   const { logger, signal } = runtime;
+  const valkey = await loadValkeyCaFile(config);
   const registry = createRegistry();
   const metrics = createWorkerMetrics(registry);
   const onRequest = (verb: string) => metrics.kubeRequests.inc({ verb });
@@ -66,7 +67,7 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
 
   const stopping = new AbortController();
   signal.addEventListener("abort", () => stopping.abort(), { once: true });
-  const commands = createValkeyConnection(config, {
+  const commands = createValkeyConnection(valkey, {
     name: "kuberollouttrigger-worker-commands",
     logger,
     offlineQueue: false,
@@ -135,7 +136,12 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
     // The inventory holds every Deployment's status now: resumed rollouts start from it.
     void feedback.resume();
     subscription = subscribe({
-      settings: config,
+      client: createValkeyConnection(valkey, {
+        name: "kuberollouttrigger-worker-subscriber",
+        logger,
+        offlineQueue: true,
+        autoResubscribe: false,
+      }),
       channel: config.valkeyChannel,
       logger,
       metrics,

@@ -8,11 +8,21 @@ import { assertEquals, assertMatch } from "../helpers/assert.ts";
 import { eventually } from "../helpers/cluster.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { startValkey } from "../helpers/valkey.ts";
-import { createLogger, type LogFields } from "../../shared/log.ts";
+import { createLogger, type LogFields, type Logger } from "../../shared/log.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { parseHostPort } from "../../shared/setting_values.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
+import { createValkeyConnection, type ValkeySettings } from "../../shared/valkey.ts";
 import { subscribe } from "../../worker/subscriber.ts";
+
+function subscriberConnection(settings: ValkeySettings, logger: Logger) {
+  return createValkeyConnection(settings, {
+    name: "kuberollouttrigger-worker-subscriber",
+    logger,
+    offlineQueue: true,
+    autoResubscribe: false,
+  });
+}
 
 Deno.test({
   ignore: withoutValkey(),
@@ -25,13 +35,13 @@ Deno.test({
     const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
     const metrics = createWorkerMetrics(createRegistry());
     const subscription = subscribe({
-      settings: {
+      client: subscriberConnection({
         valkeyAddr: parseHostPort(valkey.addr),
         valkeyUsername: "",
         valkeyPassword: "",
         valkeyTls: false,
         valkeyTimeout: 2000,
-      },
+      }, logger),
       channel: "krt-subscriber-test",
       logger,
       metrics,
@@ -79,13 +89,13 @@ Deno.test({
     const lines: (LogFields & { msg: string; level: string })[] = [];
     const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
     const subscription = subscribe({
-      settings: {
+      client: subscriberConnection({
         valkeyAddr: parseHostPort(valkey.addr),
         valkeyUsername: "worker",
         valkeyPassword: "pw",
         valkeyTls: false,
         valkeyTimeout: 2000,
-      },
+      }, logger),
       channel: "krt-acl-test",
       logger,
       metrics: createWorkerMetrics(createRegistry()),
