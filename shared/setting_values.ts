@@ -118,11 +118,14 @@ const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]{1,40})-----\r?\n([A-Za-z0-9+/=\r\n]+?)-
 function pemBlocks(raw: string): { label: string; der: Uint8Array }[] {
   const text = raw.trim();
   if (text === "") throw new Error("is empty");
+  if (!text.includes("\n") && text.includes("\\n")) {
+    throw new Error(
+      "is not PEM: it holds the two characters \\n instead of line breaks; give the PEM as it is, with its line breaks",
+    );
+  }
   if (!text.startsWith("-----BEGIN ")) {
     throw new Error(
-      text.includes("\\n")
-        ? "is not PEM: it holds the two characters \\n instead of line breaks; give the PEM as it is, with its line breaks"
-        : "is not PEM: it must start with a -----BEGIN ...----- line (give the PEM text, not a path or base64 of it)",
+      "is not PEM: it must start with a -----BEGIN ...----- line (give the PEM text, not a path or base64 of it)",
     );
   }
   const blocks: { label: string; der: Uint8Array }[] = [];

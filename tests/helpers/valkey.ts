@@ -1,7 +1,8 @@
 /**
- * Starts a real Valkey-compatible server (valkey-server, else redis-server) on
- * a free loopback port for one test, with persistence off, and stops it. Also
- * a subscriber that records every message on a channel.
+ * Starts real Valkey-compatible servers (valkey-server, else redis-server) on
+ * free loopback ports for one test, with persistence off, and stops them:
+ * plain or TLS (with throwaway certificates made here), a replica, and a
+ * Sentinel group. Also a subscriber that records every message on a channel.
  */
 
 import { Valkey } from "iovalkey";
@@ -11,17 +12,30 @@ import { freePort } from "./processes.ts";
 // Re-exported: tests import the one freePort() from here or from ./processes.ts.
 export { freePort };
 
+/** TLS files for a server: its certificate and key, and the CA its clients' certificates come from. */
+export interface ServerTls {
+  cert: string;
+  key: string;
+  ca: string;
+  /** tls-auth-clients: require a client certificate (default false). */
+  authClients?: boolean;
+}
+
 /** A running server. */
 export interface TestValkey {
   host: string;
   port: number;
   /** `127.0.0.1:<port>`, as VALKEY_ADDR takes it. */
   addr: string;
+  /** The server process's id while it runs. */
+  pid(): number | undefined;
   stop(): Promise<void>;
   /** Stops the server and starts it again on the same port. */
   restart(): Promise<void>;
   /** Starts the server again after stop(), on the same port. */
   start(): Promise<void>;
+  /** Restarts it on the same port with other TLS files, or without TLS (undefined). */
+  restartWithTls(tls: ServerTls | undefined): Promise<void>;
 }
 
 /** The server binary found on PATH, or undefined. */
@@ -51,19 +65,48 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   );
 }
 
-/** Starts a server; extra arguments are passed to it (e.g. `--requirepass`). */
-export async function startValkey(extraArgs: string[] = []): Promise<TestValkey> {
+function requireBinary(): string {
   const binary = findValkeyBinary();
   if (!binary) {
     throw new Error("no valkey-server or redis-server on PATH: apt-get install redis-server");
   }
-  const port = freePort();
+  return binary;
+}
+
+function tlsArgs(port: number, tls: ServerTls | undefined): string[] {
+  if (!tls) return ["--port", String(port)];
+  return [
+    "--port",
+    "0",
+    "--tls-port",
+    String(port),
+    "--tls-cert-file",
+    tls.cert,
+    "--tls-key-file",
+    tls.key,
+    "--tls-ca-cert-file",
+    tls.ca,
+    "--tls-auth-clients",
+    tls.authClients ? "yes" : "no",
+  ];
+}
+
+/**
+ * Starts a server; extra arguments are passed to it (e.g. `--requirepass`).
+ * With `tls`, it speaks only TLS on its port.
+ */
+export async function startValkey(
+  extraArgs: string[] = [],
+  options: { tls?: ServerTls; port?: number } = {},
+): Promise<TestValkey> {
+  const binary = requireBinary();
+  const port = options.port ?? freePort();
+  let tls = options.tls;
   let child: Deno.ChildProcess | undefined;
   const start = async () => {
     child = new Deno.Command(binary, {
       args: [
-        "--port",
-        String(port),
+        ...tlsArgs(port, tls),
         "--bind",
         "127.0.0.1",
         "--save",
@@ -96,11 +139,252 @@ export async function startValkey(extraArgs: string[] = []): Promise<TestValkey>
     host: "127.0.0.1",
     port,
     addr: `127.0.0.1:${port}`,
+    pid: () => child?.pid,
     stop,
     start,
     async restart() {
       await stop();
       await start();
+    },
+    async restartWithTls(next) {
+      await stop();
+      tls = next;
+      await start();
+    },
+  };
+}
+
+/** Certificates for TLS tests, as files (paths) and PEM text. */
+export interface ValkeyCertificates {
+  /** The private CA clients are told to trust. */
+  ca: { cert: string; pem: string };
+  /** Another CA nobody trusts. */
+  otherCa: { cert: string; pem: string };
+  /** For IP:127.0.0.1 and DNS:localhost, signed by `ca`: the good one. */
+  server: ServerTls;
+  /** Signed by `ca` for other.example and 127.0.0.2 only. */
+  wrongName: ServerTls;
+  /** Signed by `ca` for the right names, but past its notAfter. */
+  expired: ServerTls;
+  /** For the right names, signed by `otherCa`. */
+  untrusted: ServerTls;
+  /** A client certificate signed by `ca`, as PEM text (the key is a secret). */
+  client: { certPem: string; keyPem: string };
+}
+
+/** Makes a throwaway CA and the server and client certificates TLS tests need, in `dir`. */
+export async function generateValkeyCertificates(dir: string): Promise<ValkeyCertificates> {
+  const p = (name: string) => `${dir}/${name}`;
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const makeCa = async (name: string) => {
+    await openssl([
+      "req",
+      "-x509",
+      ...ec,
+      "-days",
+      "1",
+      "-keyout",
+      p(`${name}.key`),
+      "-out",
+      p(`${name}.crt`),
+      "-subj",
+      `/CN=kuberollouttrigger-test-${name}`,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    ]);
+    return { cert: p(`${name}.crt`), pem: await Deno.readTextFile(p(`${name}.crt`)) };
+  };
+  const ca = await makeCa("ca");
+  const otherCa = await makeCa("other-ca");
+  // -days -1 puts notAfter a day before notBefore: a certificate that is past its end.
+  const issue = async (name: string, san: string, usage: string, signer: string, days = "1") => {
+    await Deno.writeTextFile(
+      p(`${name}.ext`),
+      `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=${usage}\n${san}\n`,
+    );
+    await openssl(["req", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.csr`)].concat(
+      ["-subj", `/CN=${name}`],
+    ));
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      p(`${name}.csr`),
+      "-days",
+      days,
+      "-extfile",
+      p(`${name}.ext`),
+      "-CA",
+      p(`${signer}.crt`),
+      "-CAkey",
+      p(`${signer}.key`),
+      "-CAcreateserial",
+      "-out",
+      p(`${name}.crt`),
+    ]);
+    return { cert: p(`${name}.crt`), key: p(`${name}.key`), ca: ca.cert };
+  };
+  const right = "subjectAltName=IP:127.0.0.1,DNS:localhost";
+  const server = await issue("server", right, "serverAuth", "ca");
+  const wrongName = await issue(
+    "wrong-name",
+    "subjectAltName=DNS:other.example,IP:127.0.0.2",
+    "serverAuth",
+    "ca",
+  );
+  const expired = await issue("expired", right, "serverAuth", "ca", "-1");
+  const untrusted = await issue("untrusted", right, "serverAuth", "other-ca");
+  const client = await issue("client", "subjectAltName=DNS:worker", "clientAuth", "ca");
+  return {
+    ca,
+    otherCa,
+    server,
+    wrongName,
+    expired,
+    untrusted,
+    client: {
+      certPem: await Deno.readTextFile(client.cert),
+      keyPem: await Deno.readTextFile(client.key),
+    },
+  };
+}
+
+async function openssl(args: string[]): Promise<void> {
+  const output = await new Deno.Command("openssl", {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output().catch((error) => {
+    throw new Error("Cannot run openssl (needed to generate test certificates); install it", {
+      cause: error,
+    });
+  });
+  if (!output.success) {
+    const stderr = new TextDecoder().decode(output.stderr).trim();
+    throw new Error(`openssl ${args[0]} failed with code ${output.code}: ${stderr}`);
+  }
+}
+
+/** A primary, a replica and three Sentinels watching them, all on loopback. */
+export interface SentinelGroup {
+  master: string;
+  primary: TestValkey;
+  replica: TestValkey;
+  /** `127.0.0.1:<port>` of each Sentinel, as VALKEY_SENTINELS takes them. */
+  sentinels: string[];
+  /** The primary's address as the first answering Sentinel reports it now. */
+  currentPrimary(): Promise<string | undefined>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a primary, a replica of it and three Sentinels (`--sentinel`, each
+ * with its own generated sentinel.conf in `dir`) with short timeouts: down
+ * after 1 s, failover timeout 3 s. Resolves once the replica is in sync and
+ * every Sentinel knows the replica and the two other Sentinels.
+ */
+export async function startSentinelGroup(dir: string, master = "krt"): Promise<SentinelGroup> {
+  const binary = requireBinary();
+  const primary = await startValkey();
+  const replica = await startValkey(["--replicaof", "127.0.0.1", String(primary.port)]);
+  const children: Deno.ChildProcess[] = [];
+  const ports = [freePort(), freePort(), freePort()];
+  const admin = (port: number) =>
+    new Valkey({ host: "127.0.0.1", port, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await eventually("the replica in sync", async () => {
+      const client = admin(replica.port);
+      client.on("error", () => {});
+      try {
+        return /master_link_status:up/.test(await client.info("replication")) || undefined;
+      } finally {
+        client.disconnect();
+      }
+    }, 10_000);
+    for (const [i, port] of ports.entries()) {
+      const conf = `${dir}/sentinel-${i}.conf`;
+      await Deno.writeTextFile(
+        conf,
+        [
+          `port ${port}`,
+          "bind 127.0.0.1",
+          `dir ${dir}`,
+          `sentinel monitor ${master} 127.0.0.1 ${primary.port} 2`,
+          `sentinel down-after-milliseconds ${master} 1000`,
+          `sentinel failover-timeout ${master} 3000`,
+          `sentinel parallel-syncs ${master} 1`,
+          "",
+        ].join("\n"),
+      );
+      children.push(
+        new Deno.Command(binary, {
+          args: [conf, "--sentinel"],
+          stdout: "null",
+          stderr: "null",
+          stdin: "null",
+        }).spawn(),
+      );
+      await waitForPort(port, 5000);
+    }
+    await eventually(
+      "every Sentinel to know the replica and its two peers",
+      async () => {
+        for (const port of ports) {
+          const client = admin(port);
+          client.on("error", () => {});
+          try {
+            const replicas = await client.call("SENTINEL", "REPLICAS", master) as unknown[];
+            const peers = await client.call("SENTINEL", "SENTINELS", master) as unknown[];
+            if (replicas.length < 1 || peers.length < 2) return undefined;
+          } finally {
+            client.disconnect();
+          }
+        }
+        return true;
+      },
+      20_000,
+      200,
+    );
+  } catch (err) {
+    for (const c of children) c.kill("SIGKILL");
+    await primary.stop();
+    await replica.stop();
+    throw err;
+  }
+  return {
+    master,
+    primary,
+    replica,
+    sentinels: ports.map((port) => `127.0.0.1:${port}`),
+    async currentPrimary() {
+      for (const port of ports) {
+        const client = admin(port);
+        client.on("error", () => {});
+        try {
+          const reply = await client.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", master);
+          if (Array.isArray(reply)) return `${reply[0]}:${reply[1]}`;
+        } catch {
+          // this Sentinel does not answer; ask the next
+        } finally {
+          client.disconnect();
+        }
+      }
+      return undefined;
+    },
+    async stop() {
+      for (const c of children) {
+        try {
+          c.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+        await c.status;
+      }
+      await primary.stop();
+      await replica.stop();
     },
   };
 }

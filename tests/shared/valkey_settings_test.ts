@@ -1,0 +1,181 @@
+/**
+ * The Valkey TLS and Sentinel settings: PEM values are checked before Deno
+ * sees them, with one line that never quotes the material; VALKEY_ADDR is
+ * required unless VALKEY_SENTINELS is given; combinations that cannot work
+ * are listed together; secrets stay out of the startup summary.
+ */
+
+import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
+import { parseCommandLine, summarizeConfig } from "../../shared/config.ts";
+import { ConfigError } from "../../shared/errors.ts";
+import { parsePemCertificates, parsePemPrivateKey } from "../../shared/setting_values.ts";
+
+const SECRET = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
+// A syntactically valid block: base64 of a DER-looking SEQUENCE.
+const body = (seed: string) =>
+  btoa("\x30\x82" + seed.padEnd(48, "x")).match(/.{1,64}/g)!.join("\n");
+const CERT = `-----BEGIN CERTIFICATE-----\n${body("cert")}\n-----END CERTIFICATE-----\n`;
+const KEY = `-----BEGIN PRIVATE KEY-----\n${body(SECRET)}\n-----END PRIVATE KEY-----\n`;
+
+const WORKER_ENV: Record<string, string> = { ALLOWED_IMAGE_PREFIX: "ghcr.io/acme" };
+
+function problems(mode: "web" | "worker", env: Record<string, string>): string[] {
+  const err = assertThrows(() => parseCommandLine(mode, [], (n) => env[n]));
+  assert(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+  return [...(err as ConfigError).problems];
+}
+
+Deno.test("parsePemCertificates() takes one certificate or a bundle, and says what is wrong otherwise", async (t) => {
+  await t.step("one and two certificates", () => {
+    assertEquals(parsePemCertificates(`  ${CERT}`), CERT);
+    assertEquals(parsePemCertificates(CERT + "\n" + CERT), CERT + "\n" + CERT);
+  });
+  const cases: [string, string, string][] = [
+    ["a path", "/etc/ssl/ca.pem", "is not PEM: it must start with a -----BEGIN ...----- line"],
+    [
+      "escaped newlines",
+      CERT.replaceAll("\n", "\\n"),
+      "is not PEM: it holds the two characters \\n instead of line breaks",
+    ],
+    ["a cut-off block", CERT.slice(0, 80), "is not PEM: block 1 is cut off"],
+    ["a second block cut off", CERT + CERT.slice(0, 60), "is not PEM: block 2 is cut off"],
+    ["a key instead", KEY, "block 1 is a PRIVATE KEY, not a CERTIFICATE"],
+    [
+      "no DER inside",
+      "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQgaGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----",
+      "is not PEM: block 1 does not hold DER data",
+    ],
+  ];
+  for (const [name, raw, message] of cases) {
+    await t.step(name, () => {
+      const err = assertThrows(() => parsePemCertificates(raw));
+      assert(err.message.startsWith(message), err.message);
+    });
+  }
+});
+
+Deno.test("security: parsePemPrivateKey() refuses what it cannot use without quoting the key", async (t) => {
+  assertEquals(parsePemPrivateKey(KEY), KEY);
+  const cases: [string, string, string][] = [
+    ["two keys", KEY + KEY, "holds 2 PEM blocks; give exactly one key"],
+    [
+      "an encrypted key",
+      KEY.replaceAll("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"),
+      "is an encrypted key; give it unencrypted",
+    ],
+    ["a certificate", CERT, "is a CERTIFICATE, not a PRIVATE KEY"],
+    ["a damaged key", KEY.replace("\n", "\n!!"), "is not PEM: block 1 is cut off"],
+  ];
+  for (const [name, raw, message] of cases) {
+    await t.step(name, () => {
+      const err = assertThrows(() => parsePemPrivateKey(raw));
+      assert(err.message.startsWith(message), err.message);
+      assert(
+        !err.message.includes(SECRET.slice(0, 20)) &&
+          !err.message.includes(body(SECRET).slice(0, 20)),
+      );
+    });
+  }
+});
+
+Deno.test("security: a bad TLS value is one line naming the setting, and no part of the value", () => {
+  const found = problems("web", {
+    ...WORKER_ENV,
+    VALKEY_ADDR: "127.0.0.1:6379",
+    GITHUB_OIDC_AUDIENCE: "a",
+    GITHUB_ALLOWED_ORG: "acme",
+    VALKEY_TLS_ENABLED: "true",
+    VALKEY_TLS_CLIENT_CERT: CERT,
+    VALKEY_TLS_CLIENT_KEY: KEY.slice(0, 90),
+  });
+  assertEquals(found, [
+    "VALKEY_TLS_CLIENT_KEY (--valkey-tls-client-key): is not PEM: block 1 is cut off or has no matching -----END ...----- line",
+  ]);
+});
+
+Deno.test("VALKEY_ADDR is required unless VALKEY_SENTINELS is given, and the two exclude each other", async (t) => {
+  await t.step("neither: VALKEY_ADDR is required", () => {
+    assertEquals(problems("worker", WORKER_ENV), ["VALKEY_ADDR (--valkey-addr) is required"]);
+  });
+  await t.step("Sentinels with a master name: no VALKEY_ADDR needed", () => {
+    const parsed = parseCommandLine("worker", [], (n) =>
+      ({
+        ...WORKER_ENV,
+        VALKEY_SENTINELS: "10.0.0.1:26379, sentinel-2:26379",
+        VALKEY_SENTINEL_MASTER: "mymaster",
+      })[n]);
+    assert(parsed.kind === "config");
+    assertEquals(parsed.config.valkeyAddr, undefined);
+    assertEquals(parsed.config.valkeySentinels, [
+      { host: "10.0.0.1", port: 26379 },
+      { host: "sentinel-2", port: 26379 },
+    ]);
+  });
+  await t.step("both, or Sentinels without a master name", () => {
+    assertEquals(
+      problems("worker", {
+        ...WORKER_ENV,
+        VALKEY_ADDR: "127.0.0.1:6379",
+        VALKEY_SENTINELS: "127.0.0.1:26379",
+      }),
+      [
+        "VALKEY_ADDR (--valkey-addr) and VALKEY_SENTINELS (--valkey-sentinels) exclude each other: with Sentinel the primary's address comes from the Sentinels",
+        "VALKEY_SENTINEL_MASTER (--valkey-sentinel-master) is required with VALKEY_SENTINELS (--valkey-sentinels)",
+      ],
+    );
+  });
+  await t.step("a bad Sentinel address names the item", () => {
+    assertEquals(
+      problems("worker", { ...WORKER_ENV, VALKEY_SENTINELS: "127.0.0.1:26379,sentinel" }),
+      [`VALKEY_SENTINELS (--valkey-sentinels) "127.0.0.1:26379,sentinel": "sentinel": expected host:port (IPv6 as [::1]:6379)`],
+    );
+  });
+});
+
+Deno.test("settings that cannot work together are listed at once", () => {
+  assertEquals(
+    problems("worker", {
+      ...WORKER_ENV,
+      VALKEY_ADDR: "127.0.0.1:6379",
+      VALKEY_SENTINEL_MASTER: "mymaster",
+      VALKEY_SENTINEL_PASSWORD: SECRET,
+      VALKEY_TLS_CA_CERT: CERT,
+      VALKEY_TLS_CA_FILE: "/etc/kuberollouttrigger/ca.pem",
+      VALKEY_TLS_CLIENT_CERT: CERT,
+    }),
+    [
+      "VALKEY_SENTINEL_MASTER (--valkey-sentinel-master) needs VALKEY_SENTINELS (--valkey-sentinels)",
+      "VALKEY_SENTINEL_PASSWORD (--valkey-sentinel-password) needs VALKEY_SENTINELS (--valkey-sentinels)",
+      "VALKEY_TLS_CA_CERT (--valkey-tls-ca-cert) needs VALKEY_TLS_ENABLED (--valkey-tls) set to true",
+      "VALKEY_TLS_CLIENT_CERT (--valkey-tls-client-cert) needs VALKEY_TLS_ENABLED (--valkey-tls) set to true",
+      "VALKEY_TLS_CA_FILE (--valkey-tls-ca-file) needs VALKEY_TLS_ENABLED (--valkey-tls) set to true",
+      "VALKEY_TLS_CA_CERT (--valkey-tls-ca-cert) and VALKEY_TLS_CA_FILE (--valkey-tls-ca-file) exclude each other: choose one",
+      "VALKEY_TLS_CLIENT_CERT (--valkey-tls-client-cert) and VALKEY_TLS_CLIENT_KEY (--valkey-tls-client-key) go together: give both or neither",
+    ],
+  );
+});
+
+Deno.test("security: the startup summary shows the CA file path and Sentinels, and only (set) for PEM values and passwords", () => {
+  const env: Record<string, string> = {
+    ...WORKER_ENV,
+    VALKEY_SENTINELS: "127.0.0.1:26379",
+    VALKEY_SENTINEL_MASTER: "mymaster",
+    VALKEY_SENTINEL_USERNAME: "krt",
+    VALKEY_SENTINEL_PASSWORD: SECRET,
+    VALKEY_TLS_ENABLED: "true",
+    VALKEY_TLS_CA_FILE: "/etc/kuberollouttrigger/ca.pem",
+    VALKEY_TLS_CLIENT_CERT: CERT,
+    VALKEY_TLS_CLIENT_KEY: KEY,
+  };
+  const parsed = parseCommandLine("worker", [], (n) => env[n]);
+  assert(parsed.kind === "config");
+  const summary = summarizeConfig("worker", parsed.origins);
+  assertEquals(summary.VALKEY_SENTINELS, "127.0.0.1:26379");
+  assertEquals(summary.VALKEY_SENTINEL_MASTER, "mymaster");
+  assertEquals(summary.VALKEY_TLS_CA_FILE, "/etc/kuberollouttrigger/ca.pem");
+  assertEquals(summary.VALKEY_TLS_CA_CERT, "(unset)");
+  assertEquals(summary.VALKEY_TLS_CLIENT_CERT, "(set)");
+  assertEquals(summary.VALKEY_TLS_CLIENT_KEY, "(set)");
+  assertEquals(summary.VALKEY_SENTINEL_PASSWORD, "(set)");
+  assert(!JSON.stringify(summary).includes(SECRET));
+});
