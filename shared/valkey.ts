@@ -176,11 +176,14 @@ export function createValkeyConnection(
   options: ValkeyConnectionOptions,
 ): Valkey {
   const tls = tlsOptions(settings);
-  // Reconnect forever: 100 ms doubling to 5 s, jittered.
-  const retry = (attempt: number) => backoffDelay(attempt - 1);
-  const target = settings.valkeySentinels?.length
+  const sentinel = Boolean(settings.valkeySentinels?.length);
+  // Reconnect forever: 100 ms doubling to 5 s, jittered. With Sentinel at most
+  // 1 s: each try only asks the Sentinels, and in a failover the new primary is
+  // wanted as soon as they name it.
+  const retry = (attempt: number) => backoffDelay(attempt - 1, 100, sentinel ? 1000 : 5000);
+  const target = sentinel
     ? {
-      sentinels: settings.valkeySentinels.map(({ host, port }) => ({ host, port })),
+      sentinels: (settings.valkeySentinels ?? []).map(({ host, port }) => ({ host, port })),
       name: settings.valkeySentinelMaster,
       sentinelUsername: settings.valkeySentinelUsername || undefined,
       sentinelPassword: settings.valkeySentinelPassword || undefined,
