@@ -18,6 +18,7 @@ import { createLogger, type LogFields } from "../../shared/log.ts";
 import { parseHostPort } from "../../shared/setting_values.ts";
 import {
   createValkeyConnection,
+  describeConnectionError,
   describeValkeyError,
   loadValkeyCaFile,
   type ValkeySettings,
@@ -326,4 +327,19 @@ Deno.test("loadValkeyCaFile() reads the worker's CA file, and names the file, ne
     );
     assertEquals(loaded.valkeyTlsCaCert, pem);
   });
+});
+
+Deno.test("describeConnectionError() says the same about every retry, so it is logged once", () => {
+  const attempt = (ms: number) =>
+    new Error(
+      `All sentinels are unreachable. Retrying from scratch after ${ms}ms. Last error: connect ECONNREFUSED 127.0.0.1:26379`,
+    );
+  assertEquals(
+    describeConnectionError(attempt(523), false),
+    "All sentinels are unreachable. Last error: connect ECONNREFUSED 127.0.0.1:26379",
+  );
+  assertEquals(
+    describeConnectionError(attempt(812), false),
+    describeConnectionError(attempt(97), false),
+  );
 });
