@@ -283,17 +283,33 @@ export interface SentinelGroup {
 /**
  * Starts a primary, a replica of it and three Sentinels (`--sentinel`, each
  * with its own generated sentinel.conf in `dir`) with short timeouts: down
- * after 1 s, failover timeout 3 s. Resolves once the replica is in sync and
+ * after 1 s, failover timeout 3 s. With `tls`, all of them speak only TLS. Resolves once the replica is in sync and
  * every Sentinel knows the replica and the two other Sentinels.
  */
-export async function startSentinelGroup(dir: string, master = "krt"): Promise<SentinelGroup> {
+export async function startSentinelGroup(
+  dir: string,
+  options: { master?: string; tls?: ServerTls } = {},
+): Promise<SentinelGroup> {
   const binary = requireBinary();
-  const primary = await startValkey();
-  const replica = await startValkey(["--replicaof", "127.0.0.1", String(primary.port)]);
+  const { master = "krt", tls } = options;
+  // With TLS every process speaks only TLS, replication and Sentinel's own connections included.
+  const tlsReplication = tls ? ["--tls-replication", "yes"] : [];
+  const primary = await startValkey(tlsReplication, { tls });
+  const replica = await startValkey(
+    ["--replicaof", "127.0.0.1", String(primary.port), ...tlsReplication],
+    { tls },
+  );
   const children: Deno.ChildProcess[] = [];
   const ports = [freePort(), freePort(), freePort()];
+  const clientTls = tls ? { ca: await Deno.readTextFile(tls.ca) } : undefined;
   const admin = (port: number) =>
-    new Valkey({ host: "127.0.0.1", port, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    new Valkey({
+      host: "127.0.0.1",
+      port,
+      tls: clientTls,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
   try {
     await eventually("the replica in sync", async () => {
       const client = admin(replica.port);
@@ -309,7 +325,17 @@ export async function startSentinelGroup(dir: string, master = "krt"): Promise<S
       await Deno.writeTextFile(
         conf,
         [
-          `port ${port}`,
+          ...(tls
+            ? [
+              "port 0",
+              `tls-port ${port}`,
+              `tls-cert-file ${tls.cert}`,
+              `tls-key-file ${tls.key}`,
+              `tls-ca-cert-file ${tls.ca}`,
+              "tls-auth-clients no",
+              "tls-replication yes",
+            ]
+            : [`port ${port}`]),
           "bind 127.0.0.1",
           `dir ${dir}`,
           `sentinel monitor ${master} 127.0.0.1 ${primary.port} 2`,

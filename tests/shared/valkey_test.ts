@@ -11,6 +11,7 @@ import { withoutValkey } from "../helpers/skip.ts";
 import {
   generateValkeyCertificates,
   type ServerTls,
+  startSentinelGroup,
   startValkey,
   type ValkeyCertificates,
 } from "../helpers/valkey.ts";
@@ -342,4 +343,45 @@ Deno.test("describeConnectionError() says the same about every retry, so it is l
     describeConnectionError(attempt(812), false),
     describeConnectionError(attempt(97), false),
   );
+});
+
+Deno.test({
+  ...options,
+  name:
+    "Sentinel over TLS: the Sentinels and the primary they name are verified with the private CA, also after a failover",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "krt-sentinel-tls-" });
+    const certs = await generateValkeyCertificates(dir);
+    const group = await startSentinelGroup(dir, { tls: certs.server });
+    const { lines, logger } = recordingLogger();
+    const client = createValkeyConnection({
+      ...settings("127.0.0.1:1"),
+      valkeyAddr: undefined,
+      valkeyTls: true,
+      valkeyTlsCaCert: certs.ca.pem,
+      valkeySentinels: group.sentinels.map(parseHostPort),
+      valkeySentinelMaster: group.master,
+    }, { name: "test", logger, offlineQueue: false });
+    try {
+      const connected = await eventually(
+        "connected",
+        () => lines.find((l) => l.msg === "valkey connected"),
+      );
+      assertEquals(connected.primary, group.primary.addr);
+      assertMatch(String(connected.valkey), /^sentinel master krt via 127\.0\.0\.1:\d+,/);
+      assertEquals(await client.set("k", "v"), "OK");
+      await group.primary.stop();
+      const after = await eventually(
+        "connected to the new primary",
+        () => lines.find((l) => l.msg === "valkey connected" && l.primary === group.replica.addr),
+        20_000,
+      );
+      assertEquals(after.level, "info");
+      assertEquals(await client.get("k"), "v");
+    } finally {
+      client.disconnect();
+      await group.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
