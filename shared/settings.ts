@@ -242,7 +242,7 @@ export const SETTINGS = {
     modes: WORKER,
     show: true,
     help:
-      "Path of a PEM file of the CA (or CAs) that signed Valkey's certificate, read at startup; must be under /etc/kuberollouttrigger (the worker may read only there). Instead of VALKEY_TLS_CA_CERT.",
+      "Path of a PEM file of the CA (or CAs) that signed Valkey's certificate, read at startup. The worker may read only under /etc/kuberollouttrigger (or what --allow-read grants), so mount it there. Instead of VALKEY_TLS_CA_CERT.",
     parse: text,
   }),
   valkeyTlsClientCert: setting<string>({
