@@ -294,9 +294,11 @@ export async function startSentinelGroup(
   const { master = "krt", tls } = options;
   // With TLS every process speaks only TLS, replication and Sentinel's own connections included.
   const tlsReplication = tls ? ["--tls-replication", "yes"] : [];
-  const primary = await startValkey(tlsReplication, { tls });
+  // A replica keeps the RDB of its full sync in its working directory: the test's, not the repository.
+  const own = ["--dir", dir, ...tlsReplication];
+  const primary = await startValkey([...own, "--dbfilename", "primary.rdb"], { tls });
   const replica = await startValkey(
-    ["--replicaof", "127.0.0.1", String(primary.port), ...tlsReplication],
+    ["--replicaof", "127.0.0.1", String(primary.port), ...own, "--dbfilename", "replica.rdb"],
     { tls },
   );
   const children: Deno.ChildProcess[] = [];
