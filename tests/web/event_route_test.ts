@@ -83,7 +83,12 @@ Deno.test({
     const settled = async () => {
       const marker = await post(crypto.randomUUID(), '{"image":"ghcr.io/acme/marker:x"}');
       const { id } = await marker.json();
-      await eventually("the marker", () => worker!.messages.some((m) => m.includes(id)), 3000);
+      await eventually(
+        "the marker",
+        () => worker!.messages.some((m) => m.includes(id)) || undefined,
+        3000,
+        10,
+      );
       return worker!.messages.filter((m) => !m.includes(id)).map((m) => JSON.parse(m));
     };
     try {
