@@ -20,6 +20,28 @@ Deno.test("Reason names each reason of the table by itself, and only those", () 
 Deno.test("claimDenial() gives claim_<name> for a listed claim and invalid_token for any other", () => {
   assertEquals(claimDenial("aud"), "claim_aud");
   assertEquals(claimDenial("repository_owner_id"), "claim_repository_owner_id");
+  // Every claim the verifier or a policy rule reads has its own tag.
+  for (
+    const name of [
+      "iss",
+      "aud",
+      "exp",
+      "iat",
+      "nbf",
+      "jti",
+      "repository",
+      "repository_owner",
+      "repository_id",
+      "ref",
+      "event_name",
+      "environment",
+      "workflow_ref",
+      "job_workflow_ref",
+      "repository_owner_id",
+    ]
+  ) {
+    assertEquals(claimDenial(name), `claim_${name}`, name);
+  }
   // jose may name a claim we never configured it to check; the tag stays one the docs list.
   assertEquals(claimDenial("sub"), "invalid_token");
   assertEquals(claimDenial("typ"), "invalid_token");
