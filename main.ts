@@ -6,7 +6,7 @@
 
 import denoJson from "./deno.json" with { type: "json" };
 import { parseCommandLine, renderHelp, summarizeConfig } from "./shared/config.ts";
-import { AppError, ConfigError, describeError } from "./shared/errors.ts";
+import { AppError, ConfigError, describeError, type ErrorCode } from "./shared/errors.ts";
 import { createLogger } from "./shared/log.ts";
 import { describePermissions, dropPermissions } from "./shared/permissions.ts";
 import type { Mode } from "./shared/settings.ts";
@@ -42,7 +42,7 @@ function exitUsage(message: string): never {
 
 /** What a failure to start looks like in the `cannot start` log line. */
 export interface StartupFailure {
-  code: string;
+  code: ErrorCode;
   error: string;
   /** For a bug: where it was thrown (file:line:column), as a start for the report. */
   at?: string;

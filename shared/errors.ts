@@ -9,20 +9,39 @@
  * passed through describeError.
  */
 
-/** Stable error codes; part of the log contract, documented in docs/operations.md. */
-export type ErrorCode =
-  | "ERR_USAGE"
-  | "ERR_CONFIG"
-  | "ERR_AUTH"
-  | "ERR_AUTH_UNAVAILABLE"
-  | "ERR_EVENT_INVALID"
-  | "ERR_IMAGE_NOT_ALLOWED"
-  | "ERR_PUBLISH_FAILED"
-  | "ERR_NO_SUBSCRIBER"
-  | "ERR_REPLAY_IN_PROGRESS"
-  | "ERR_KUBE"
-  | "ERR_STATUS_CORRUPT"
-  | "ERR_INTERNAL";
+import type { DenialReason } from "./reasons.ts";
+
+/**
+ * Stable error codes with the line docs/operations.md shows for each (`deno
+ * task docs` writes that table; tests/docs_test.ts fails on drift). Part of the
+ * log contract: callers and operators branch on these, never on message text.
+ */
+export const ERROR_CODES = {
+  ERR_USAGE: "bad command line (exit code 2)",
+  ERR_CONFIG: "invalid configuration (exit code 2, or 1 when found while starting)",
+  ERR_AUTH: "authentication or authorization denied (`403`); the `reason` says which",
+  ERR_AUTH_UNAVAILABLE: "the issuer's keys cannot be had (`503`)",
+  ERR_EVENT_INVALID: "the body is not a valid event (`400`)",
+  ERR_IMAGE_NOT_ALLOWED: "the image is outside `ALLOWED_IMAGE_PREFIX` (`400`)",
+  ERR_PUBLISH_FAILED: "Valkey failed or holds an unreadable replay record (`503`)",
+  ERR_NO_SUBSCRIBER: "Valkey took the event but no worker listens (`503`)",
+  ERR_REPLAY_IN_PROGRESS: "the first request with this token had not finished (`409`)",
+  ERR_KUBE: "the Kubernetes API or the kubeconfig failed",
+  ERR_STATUS_CORRUPT:
+    "a status record in Valkey is not one the program writes (logged; read as unreadable)",
+  ERR_SYSTEM:
+    "the operating system refused while starting (a listen address in use, a file that may not be read)",
+  ERR_INTERNAL: "a bug: an error that is not one of the above (`500`); please report it",
+} as const;
+
+/** A stable error code. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The Markdown table of docs/operations.md: every code with its line. */
+export function renderErrorCodeTable(): string {
+  const rows = Object.entries(ERROR_CODES).map(([code, doc]) => `| \`${code}\` | ${doc} |`);
+  return ["| code | meaning |", "| --- | --- |", ...rows].join("\n");
+}
 
 /** The one error class of the product: a code, a one-line message, the library error as cause. */
 export class AppError extends Error {
@@ -52,9 +71,9 @@ export class ConfigError extends AppError {
  * and neither may contain the token.
  */
 export class AuthError extends AppError {
-  readonly reason: string;
+  readonly reason: DenialReason;
 
-  constructor(reason: string, detail: string, options?: { cause?: unknown }) {
+  constructor(reason: DenialReason, detail: string, options?: { cause?: unknown }) {
     super("ERR_AUTH", detail, options);
     this.name = "AuthError";
     this.reason = reason;

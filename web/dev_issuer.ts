@@ -7,6 +7,7 @@
 
 import { generateKeyPair, SignJWT } from "jose";
 import { AuthError } from "../shared/errors.ts";
+import { Reason } from "../shared/reasons.ts";
 import { isLoopbackHost } from "../shared/setting_values.ts";
 import { parseStrictJson } from "../shared/strict_json.ts";
 import type { Route } from "./route.ts";
@@ -53,7 +54,7 @@ export async function createDevIssuer(options: DevIssuerOptions): Promise<DevIss
     // Security: only a process on this machine may mint tokens.
     if (!isLoopbackHost(info.remoteAddr.hostname)) {
       throw new AuthError(
-        "dev_token_not_loopback",
+        Reason.dev_token_not_loopback,
         `dev token requested from ${info.remoteAddr.hostname}`,
       );
     }

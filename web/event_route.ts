@@ -6,6 +6,7 @@
  */
 
 import { AppError } from "../shared/errors.ts";
+import { Reason } from "../shared/reasons.ts";
 import { encodeEventMessage, type EventMessage, parseEventRequest } from "../shared/event.ts";
 import type { LogFields } from "../shared/log.ts";
 import { json } from "../shared/probes.ts";
@@ -44,7 +45,7 @@ async function readEventBody(req: Request, log: LogFields): Promise<string | Res
   if (body === "too_large") return json(413, { error: `body exceeds ${MAX_BODY_BYTES} bytes` });
   if (body === "too_slow") return json(408, { error: "request body was not received in time" });
   if (body === "cut_short") {
-    log.reason = "body_incomplete";
+    log.reason = Reason.body_incomplete;
     return json(400, { error: "request body ended before it was complete" });
   }
   if (body === "bad_encoding") throw new AppError("ERR_EVENT_INVALID", "body is not valid UTF-8");

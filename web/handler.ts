@@ -6,7 +6,8 @@
  * dependency failed). The token and request headers are never logged.
  */
 
-import { AppError, AuthError } from "../shared/errors.ts";
+import { AppError, AuthError, type ErrorCode } from "../shared/errors.ts";
+import { Reason } from "../shared/reasons.ts";
 import type { LogFields, Logger } from "../shared/log.ts";
 import type { Registry } from "../shared/metrics.ts";
 import { json, probeRoutes } from "../shared/probes.ts";
@@ -93,11 +94,14 @@ function noteError(err: unknown, log: LogFields, metrics: WebMetrics): void {
       metrics.publishFailures.inc({ reason: "error" });
     } else if (err.code === "ERR_REPLAY_IN_PROGRESS") {
       // Nothing failed: the first request holds the token and may still deliver.
-      log.reason = "replay_in_progress";
+      log.reason = Reason.replay_in_progress;
       metrics.tokenReuse.inc({ outcome: "in_progress" });
     }
   } else {
-    Object.assign(log, { code: "ERR_INTERNAL", detail: String(err).slice(0, 300) });
+    Object.assign(log, {
+      code: "ERR_INTERNAL" satisfies ErrorCode,
+      detail: String(err).slice(0, 300),
+    });
   }
 }
 
@@ -152,7 +156,7 @@ export function createHandler(
     let response: Response;
     try {
       if (!url) {
-        log.reason = "bad_host";
+        log.reason = Reason.bad_host;
         response = json(400, { error: "Host header is not a valid host[:port]" });
       } else if (!entry) response = json(404, { error: "not found" });
       else if (req.method !== entry.method && !(entry.method === "GET" && req.method === "HEAD")) {

@@ -9,6 +9,7 @@
 
 import { base64url, errors, type JWTPayload, jwtVerify } from "jose";
 import { AppError, AuthError, jsonErrorPosition } from "../shared/errors.ts";
+import { claimDenial, Reason } from "../shared/reasons.ts";
 import { type JsonValue, parseStrictJson } from "../shared/strict_json.ts";
 import type { KeyStore } from "./jwks.ts";
 
@@ -63,7 +64,7 @@ function decodeSegment(segment: string, what: "header" | "claims"): JsonObject {
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(base64url.decode(segment));
   } catch {
-    throw new AuthError("malformed", `token ${what} is not base64url-encoded UTF-8`);
+    throw new AuthError(Reason.malformed, `token ${what} is not base64url-encoded UTF-8`);
   }
   let value: JsonValue;
   try {
@@ -74,10 +75,10 @@ function decodeSegment(segment: string, what: "header" | "claims"): JsonObject {
     if (err instanceof Error && err.message.startsWith("duplicate key")) {
       throw new AuthError(`duplicate_${what}_member`, `token ${what} repeats a member${where}`);
     }
-    throw new AuthError("malformed", `token ${what} is not valid JSON${where}`);
+    throw new AuthError(Reason.malformed, `token ${what} is not valid JSON${where}`);
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new AuthError("malformed", `token ${what} is not a JSON object`);
+    throw new AuthError(Reason.malformed, `token ${what} is not a JSON object`);
   }
   return value;
 }
@@ -100,47 +101,51 @@ function mapJoseError(err: unknown): AuthError {
   if (err instanceof errors.JWTExpired) {
     // jose reports the maxTokenAge bound as an expiry of the iat claim.
     if (err.claim === "iat") {
-      return new AuthError("claim_iat", "token is older than the maximum token age");
+      return new AuthError(Reason.claim_iat, "token is older than the maximum token age");
     }
-    return new AuthError("expired", "token has expired");
+    return new AuthError(Reason.expired, "token has expired");
   }
   if (err instanceof errors.JWTClaimValidationFailed) {
-    return new AuthError(`claim_${err.claim}`, `claim ${err.claim} rejected: ${err.reason}`);
+    return new AuthError(claimDenial(err.claim), `claim ${err.claim} rejected: ${err.reason}`);
   }
   if (err instanceof errors.JWSSignatureVerificationFailed) {
-    return new AuthError("bad_signature", "signature does not verify");
+    return new AuthError(Reason.bad_signature, "signature does not verify");
   }
   if (err instanceof errors.JOSEAlgNotAllowed) {
-    return new AuthError("alg_not_allowed", "algorithm not allowed");
+    return new AuthError(Reason.alg_not_allowed, "algorithm not allowed");
   }
   const code = (err as { code?: string }).code ?? "unknown";
-  return new AuthError("invalid_token", `token rejected by verifier (${code})`);
+  return new AuthError(Reason.invalid_token, `token rejected by verifier (${code})`);
 }
 
 /** Creates a verifier for one issuer and audience. */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const now = options.now ?? Date.now;
   return async (token) => {
-    if (token.length > MAX_TOKEN_LENGTH) throw new AuthError("malformed", "token is too long");
-    if (!COMPACT_JWS.test(token)) throw new AuthError("malformed", "token is not a compact JWS");
+    if (token.length > MAX_TOKEN_LENGTH) throw new AuthError(Reason.malformed, "token is too long");
+    if (!COMPACT_JWS.test(token)) {
+      throw new AuthError(Reason.malformed, "token is not a compact JWS");
+    }
     const [headerPart, claimsPart] = token.split(".");
     const header = decodeSegment(headerPart, "header");
     checkNumericDates(decodeSegment(claimsPart, "claims"));
     if (header.alg !== "RS256") {
       throw new AuthError(
-        "alg_not_allowed",
+        Reason.alg_not_allowed,
         `algorithm ${String(header.alg).slice(0, 20)} is not RS256`,
       );
     }
     const keyHeader = KEY_HEADERS.find((name) => Object.hasOwn(header, name));
-    if (keyHeader) throw new AuthError("untrusted_header_key", `token header carries ${keyHeader}`);
+    if (keyHeader) {
+      throw new AuthError(Reason.untrusted_header_key, `token header carries ${keyHeader}`);
+    }
     if (typeof header.kid !== "string" || header.kid === "" || header.kid.length > 256) {
-      throw new AuthError("missing_kid", "token header has no usable kid");
+      throw new AuthError(Reason.missing_kid, "token header has no usable kid");
     }
     const key = await options.keys.getKey(header.kid);
     if (!key) {
       throw new AuthError(
-        "unknown_kid",
+        Reason.unknown_kid,
         `no published key has kid ${JSON.stringify(header.kid.slice(0, 80))}`,
       );
     }
@@ -165,9 +170,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     const aud = payload.aud;
     const exact = aud === options.audience ||
       (Array.isArray(aud) && aud.length === 1 && aud[0] === options.audience);
-    if (!exact) throw new AuthError("claim_aud", "aud is not exactly the configured audience");
+    if (!exact) throw new AuthError(Reason.claim_aud, "aud is not exactly the configured audience");
     if (typeof payload.jti !== "string" || payload.jti === "" || payload.jti.length > 256) {
-      throw new AuthError("claim_jti", "jti is missing or not a string");
+      throw new AuthError(Reason.claim_jti, "jti is missing or not a string");
     }
     return payload as GitHubClaims;
   };

@@ -7,6 +7,7 @@
  */
 
 import { AuthError } from "../shared/errors.ts";
+import { claimDenial, type DenialReason, Reason } from "../shared/reasons.ts";
 import { asciiLowerCase, isGitHubName } from "../shared/setting_values.ts";
 import type { GitHubClaims } from "./oidc.ts";
 
@@ -30,7 +31,7 @@ function claim(claims: GitHubClaims, name: keyof GitHubClaims): string {
   const value = claims[name];
   if (typeof value !== "string" || value === "") {
     throw new AuthError(
-      `claim_${String(name)}`,
+      claimDenial(String(name)),
       `claim ${String(name)} is missing or not a string`,
     );
   }
@@ -46,7 +47,7 @@ function ownerOf(claims: GitHubClaims): string {
   // case folding, so no Unicode letter can fold onto an allowed org.
   if (!isGitHubName(owner)) {
     throw new AuthError(
-      "claim_repository_owner",
+      Reason.claim_repository_owner,
       `repository_owner ${quote(owner)} is not an ASCII GitHub name`,
     );
   }
@@ -59,13 +60,13 @@ function repositoryOf(claims: GitHubClaims, owner: string): string {
   const [ownerPart, name, ...rest] = repository.split("/");
   if (name === undefined || rest.length > 0 || !isGitHubName(ownerPart) || !isGitHubName(name)) {
     throw new AuthError(
-      "claim_repository",
+      Reason.claim_repository,
       `repository ${quote(repository)} is not <owner>/<name> in ASCII`,
     );
   }
   if (asciiLowerCase(ownerPart) !== owner) {
     throw new AuthError(
-      "repository_mismatch",
+      Reason.repository_mismatch,
       `repository ${quote(repository)} is not owned by ${owner}`,
     );
   }
@@ -74,25 +75,28 @@ function repositoryOf(claims: GitHubClaims, owner: string): string {
 
 /** Creates the authorizer for a fixed set of rules. */
 export function createAuthorizer(options: PolicyOptions): Authorizer {
-  const rules: [keyof GitHubClaims, readonly string[], string][] = [
-    ["ref", options.allowedRefs, "ref_not_allowed"],
-    ["event_name", options.allowedEventNames, "event_name_not_allowed"],
-    ["environment", options.allowedEnvironments, "environment_not_allowed"],
-    ["workflow_ref", options.allowedWorkflowRefs, "workflow_ref_not_allowed"],
-    ["job_workflow_ref", options.allowedJobWorkflowRefs, "job_workflow_ref_not_allowed"],
-    ["repository_owner_id", options.allowedOwnerIds, "owner_id_not_allowed"],
-    ["repository_id", options.allowedRepositoryIds, "repository_id_not_allowed"],
+  const rules: [keyof GitHubClaims, readonly string[], DenialReason][] = [
+    ["ref", options.allowedRefs, Reason.ref_not_allowed],
+    ["event_name", options.allowedEventNames, Reason.event_name_not_allowed],
+    ["environment", options.allowedEnvironments, Reason.environment_not_allowed],
+    ["workflow_ref", options.allowedWorkflowRefs, Reason.workflow_ref_not_allowed],
+    ["job_workflow_ref", options.allowedJobWorkflowRefs, Reason.job_workflow_ref_not_allowed],
+    ["repository_owner_id", options.allowedOwnerIds, Reason.owner_id_not_allowed],
+    ["repository_id", options.allowedRepositoryIds, Reason.repository_id_not_allowed],
   ];
   return (claims) => {
     const owner = ownerOf(claims);
     if (!options.allowedOrgs.includes(owner)) {
-      throw new AuthError("org_not_allowed", `repository_owner ${owner} is not an allowed org`);
+      throw new AuthError(
+        Reason.org_not_allowed,
+        `repository_owner ${owner} is not an allowed org`,
+      );
     }
     const repository = repositoryOf(claims, owner);
     if (
       options.allowedRepositories.length > 0 && !options.allowedRepositories.includes(repository)
     ) {
-      throw new AuthError("repository_not_allowed", `repository ${repository} is not allowed`);
+      throw new AuthError(Reason.repository_not_allowed, `repository ${repository} is not allowed`);
     }
     for (const [name, allowed, reason] of rules) {
       if (allowed.length === 0) continue;

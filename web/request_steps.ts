@@ -7,6 +7,7 @@
 
 import { createHash } from "node:crypto";
 import { AuthError } from "../shared/errors.ts";
+import { Reason } from "../shared/reasons.ts";
 import type { LogFields } from "../shared/log.ts";
 import type { GitHubClaims, TokenVerifier } from "./oidc.ts";
 import type { Authorizer } from "./policy.ts";
@@ -16,11 +17,11 @@ const BEARER = /^bearer +([^\s,]+)$/i;
 /** Reads the Bearer token from the Authorization header; throws AuthError. */
 export function bearerToken(req: Request): string {
   const header = req.headers.get("authorization");
-  if (header === null) throw new AuthError("missing_token", "no Authorization header");
+  if (header === null) throw new AuthError(Reason.missing_token, "no Authorization header");
   const match = BEARER.exec(header);
   // Two Authorization headers arrive joined by ", " and fail this match.
   if (!match) {
-    throw new AuthError("malformed_authorization", "Authorization is not one Bearer token");
+    throw new AuthError(Reason.malformed_authorization, "Authorization is not one Bearer token");
   }
   return match[1];
 }
@@ -67,7 +68,10 @@ export function createAuthenticate(verify: TokenVerifier, authorize: Authorizer)
 export function repositoryBinding(claims: GitHubClaims): string {
   const id = claims.repository_id;
   if (typeof id !== "string" || !/^[0-9]{1,20}$/.test(id)) {
-    throw new AuthError("claim_repository_id", "claim repository_id is missing or not numeric");
+    throw new AuthError(
+      Reason.claim_repository_id,
+      "claim repository_id is missing or not numeric",
+    );
   }
   return createHash("sha256").update(`github-repository-id:${id}`).digest("hex");
 }

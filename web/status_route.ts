@@ -6,6 +6,7 @@
  * foreign ids get one identical 404. Reading is not a replay.
  */
 
+import { Reason } from "../shared/reasons.ts";
 import { type EventStatus, nextTimedChange, summarizeStatus } from "../shared/event_status.ts";
 import type { LogFields } from "../shared/log.ts";
 import { json } from "../shared/probes.ts";
@@ -119,7 +120,7 @@ export function createStatusRoute(deps: StatusRouteDeps): Route {
       }
       if (!waiter) {
         count("busy");
-        log.reason = "too_many_waiters";
+        log.reason = Reason.too_many_waiters;
         return json(429, { error: "too many requests are waiting; retry shortly" }, {
           "retry-after": "5",
         });

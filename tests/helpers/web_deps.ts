@@ -3,13 +3,16 @@
  * record, replay guard), for in-process handler tests. They keep the record
  * the way the real publish script does (binding plus one report per cluster);
  * the real script and reader are proven on a real Valkey in tests/web/ and
- * tests/e2e/.
+ * tests/e2e/, built by valkeyWebParts() below.
  */
 
+import type { Valkey } from "iovalkey";
 import type { ClusterReport, StatusBinding } from "../../shared/event_status.ts";
-import type { Publisher, PublishInput } from "../../web/publisher.ts";
-import type { ReplayGuard } from "../../web/replay.ts";
+import type { Logger } from "../../shared/log.ts";
+import { createPublisher, type Publisher, type PublishInput } from "../../web/publisher.ts";
+import { createReplayGuard, type ReplayGuard } from "../../web/replay.ts";
 import {
+  createStatusReader,
   createStatusWaiters,
   type StatusReader,
   type StatusWaiters,
@@ -89,5 +92,34 @@ export function permissiveReplay(): ReplayGuard {
       Promise.resolve({ kind: "first", claim: { key: "k", bodyHash: "h", ttlMs: 1000 } }),
     complete: () => Promise.resolve(),
     abandon: () => Promise.resolve(),
+  };
+}
+
+/** Web's Valkey-backed parts on one real connection, built as web/server.ts builds them. */
+export interface ValkeyWebParts {
+  publisher: Publisher;
+  replay: ReplayGuard;
+  statusReader: StatusReader;
+}
+
+/**
+ * The real publisher, replay guard and status reader on `client`, so
+ * in-process tests prove the user-visible behaviour (one message per event,
+ * the first answer to a retry, a different body refused) against a real
+ * server. The one place to follow when their constructors change.
+ */
+export function valkeyWebParts(
+  client: Valkey,
+  options: { channel: string; logger: Logger; replayWaitMs?: number },
+): ValkeyWebParts {
+  return {
+    publisher: createPublisher({ client, channel: options.channel, statusTtlMs: 60_000 }),
+    replay: createReplayGuard({
+      client,
+      clockToleranceMs: 15_000,
+      maxTokenAgeMs: 600_000,
+      waitMs: options.replayWaitMs,
+    }),
+    statusReader: createStatusReader(client, options.logger),
   };
 }

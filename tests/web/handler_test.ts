@@ -11,7 +11,7 @@ import { createLogger, type LogFields } from "../../shared/log.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { createHandler } from "../../web/handler.ts";
 import { createWebMetrics } from "../../web/metrics.ts";
-import type { GitHubClaims } from "../../web/oidc.ts";
+import type { GitHubClaims, TokenVerifier } from "../../web/oidc.ts";
 import { createAuthorizer } from "../../web/policy.ts";
 import type { ReplayGuard } from "../../web/replay.ts";
 import { memoryStatus, type MemoryStatusOptions } from "../helpers/web_deps.ts";
@@ -22,11 +22,13 @@ const INFO = { remoteAddr: { hostname: "127.0.0.1", port: 1 } };
 interface Options {
   replay?: ReplayGuard["begin"];
   publish?: MemoryStatusOptions["publish"];
+  subscribers?: number;
+  verify?: TokenVerifier;
 }
 
 function setUp(options: Options = {}) {
   const lines: LogFields[] = [];
-  const status = memoryStatus({ publish: options.publish });
+  const status = memoryStatus({ publish: options.publish, subscribers: options.subscribers });
   const published = status.published;
   const registry = createRegistry();
   const claims = {
@@ -39,8 +41,9 @@ function setUp(options: Options = {}) {
     repository_id: "2002",
   } as GitHubClaims;
   const handler = createHandler({
-    verify: (token) =>
-      token === "good" ? Promise.resolve(claims) : Promise.reject(new Error("unreachable")),
+    verify: options.verify ??
+      ((token) =>
+        token === "good" ? Promise.resolve(claims) : Promise.reject(new Error("unreachable"))),
     authorize: createAuthorizer(orgOnlyPolicy()),
     publisher: status.publisher,
     statusReader: status.statusReader,
@@ -68,7 +71,7 @@ function setUp(options: Options = {}) {
       INFO,
     );
   const requestLog = () => lines.filter((l) => l.msg === "request").at(-1)!;
-  return { handler, post, published, registry, requestLog };
+  return { handler, post, published, registry, requestLog, lines };
 }
 
 Deno.test("createHandler() publishes a body sent with Content-Encoding identity", async () => {
@@ -161,4 +164,210 @@ Deno.test("createHandler() logs an unexpected error as ERR_INTERNAL and answers 
   const res = await post();
   assertEquals(res.status, 500);
   assertEquals(requestLog().code, "ERR_INTERNAL");
+});
+
+Deno.test("createHandler() accepts an event with 202, publishes it once and logs who sent it", async () => {
+  const { post, published, registry, requestLog } = setUp();
+  const res = await post({}, '{"image":"ghcr.io/acme/app","tags":["dev","v1"]}');
+  assertEquals(res.status, 202);
+  const body = await res.json();
+  assertMatch(body.id, /^[0-9a-f-]{36}$/);
+  assertEquals(body, {
+    id: body.id,
+    subscribers: 1,
+    clusters: ["test"],
+    status: `/event/${body.id}`,
+  });
+  assertEquals(published.length, 1);
+  assertEquals(published[0].eventId, body.id);
+  assertEquals(JSON.parse(published[0].message).image, "ghcr.io/acme/app");
+  const log = requestLog();
+  assertEquals(log.level, "info");
+  assertEquals([log.status, log.event_id, log.image, log.repository], [
+    202,
+    body.id,
+    "ghcr.io/acme/app",
+    "acme/app",
+  ]);
+  assertEquals(log.tags, ["dev", "v1"]);
+  assertMatch(registry.render(), /kuberollouttrigger_events_published_total 1\n/);
+  assertMatch(
+    registry.render(),
+    /kuberollouttrigger_http_requests_total\{code="202",route="\/event"\} 1/,
+  );
+});
+
+Deno.test("createHandler() answers a wrong method with 405 and Allow, an unknown path with 404", async (t) => {
+  const { handler, requestLog } = setUp();
+  for (
+    const [method, path, status, allow] of [
+      ["GET", "/event", 405, "POST"],
+      ["PUT", "/v1/event", 405, "POST"],
+      ["POST", "/healthz", 405, "GET"],
+      ["DELETE", "/event/0b6f8c1e-0000-4000-8000-000000000000", 405, "GET"],
+      ["GET", "/nope", 404, null],
+    ] as const
+  ) {
+    await t.step(`${method} ${path}`, async () => {
+      const res = await handler(new Request(`http://127.0.0.1${path}`, { method }), INFO);
+      assertEquals(res.status, status);
+      assertEquals(res.headers.get("allow"), allow);
+      assertEquals(requestLog().status, status);
+      assertEquals(requestLog().level, "warn");
+    });
+  }
+});
+
+Deno.test("createHandler() refuses a body that is not JSON by type with 415 and one over the limit with 413, publishing nothing", async (t) => {
+  for (
+    const [name, headers, body, status] of [
+      ["text/plain", { "content-type": "text/plain" }, BODY, 415],
+      [
+        "JSON in another charset",
+        { "content-type": "application/json; charset=latin1" },
+        BODY,
+        415,
+      ],
+      ["9 KiB", {}, JSON.stringify({ image: "ghcr.io/acme/app:dev", pad: "x".repeat(9000) }), 413],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const { post, published } = setUp();
+      const res = await post(headers, body);
+      assertEquals(res.status, status);
+      assertEquals(published.length, 0);
+    });
+  }
+});
+
+Deno.test("security: createHandler() denies with the same 403 bytes whatever failed, and logs the reason but never the token", async (t) => {
+  const { AuthError } = await import("../../shared/errors.ts");
+  const token = "eyJhbGciOiJSUzI1NiJ9.eyJzZWNyZXQiOjF9.c2lnbmF0dXJl";
+  for (
+    const [name, headers, verify, reason] of [
+      ["no Authorization", { authorization: "" }, undefined, "missing_token"],
+      [
+        "Basic credentials",
+        { authorization: "Basic dXNlcjpwYXNz" },
+        undefined,
+        "malformed_authorization",
+      ],
+      [
+        "a token the verifier refuses",
+        { authorization: `Bearer ${token}` },
+        () => Promise.reject(new AuthError("bad_signature", "signature does not verify")),
+        "bad_signature",
+      ],
+      [
+        "an org outside ALLOWED_ORGS",
+        { authorization: `Bearer ${token}` },
+        () =>
+          Promise.resolve(
+            {
+              jti: "j",
+              iat: 1,
+              exp: 2,
+              repository: "evil/app",
+              repository_owner: "evil",
+            } as GitHubClaims,
+          ),
+        "org_not_allowed",
+      ],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const { handler, published, registry, lines } = setUp({ verify });
+      const h = new Headers({ "content-type": "application/json", ...headers });
+      if (headers.authorization === "") h.delete("authorization");
+      const res = await handler(
+        new Request("http://127.0.0.1/event", { method: "POST", headers: h, body: BODY }),
+        INFO,
+      );
+      assertEquals(res.status, 403);
+      assertEquals(await res.text(), '{"error":"access denied"}');
+      const log = lines.filter((l) => l.msg === "request").at(-1)!;
+      assertEquals([log.reason, log.level], [reason, "warn"]);
+      assert(typeof log.detail === "string" && log.detail !== "");
+      assertEquals(published.length, 0);
+      assertMatch(
+        registry.render(),
+        new RegExp(`kuberollouttrigger_auth_denied_total\\{reason="${reason}"\\} 1`),
+      );
+      const everything = JSON.stringify(lines) + registry.render();
+      assert(!everything.includes(token) && !everything.includes("dXNlcjpwYXNz"), everything);
+    });
+  }
+});
+
+Deno.test("createHandler() answers 503 with Retry-After when the issuer, Valkey or every worker is away", async (t) => {
+  for (
+    const [name, options, code, metric] of [
+      [
+        "the issuer's keys cannot be had",
+        {
+          verify: () => Promise.reject(new AppError("ERR_AUTH_UNAVAILABLE", "issuer unreachable")),
+        },
+        "ERR_AUTH_UNAVAILABLE",
+        undefined,
+      ],
+      [
+        "Valkey fails",
+        { publish: () => Promise.reject(new AppError("ERR_PUBLISH_FAILED", "connection refused")) },
+        "ERR_PUBLISH_FAILED",
+        'kuberollouttrigger_publish_failures_total{reason="error"} 1',
+      ],
+      [
+        "no worker is subscribed",
+        { subscribers: 0 },
+        "ERR_NO_SUBSCRIBER",
+        'kuberollouttrigger_publish_failures_total{reason="no_subscriber"} 1',
+      ],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const { post, registry, requestLog } = setUp(options as Options);
+      const res = await post();
+      assertEquals(res.status, 503);
+      assertEquals(res.headers.get("retry-after"), "5");
+      assertEquals([requestLog().code, requestLog().level], [code, "error"]);
+      if (metric) assert(registry.render().includes(metric), registry.render());
+    });
+  }
+});
+
+Deno.test("createHandler() keeps a well-formed X-Request-Id, replaces any other, and returns it on every answer", async (t) => {
+  for (
+    const [name, incoming, kept] of [
+      ["a well-formed id", "run-42.attempt_1", true],
+      ["an id with a space", "a b", false],
+      ["a 65-character id", "x".repeat(65), false],
+      ["none", undefined, false],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const { handler, requestLog } = setUp();
+      const headers: Record<string, string> = incoming === undefined
+        ? {}
+        : { "x-request-id": incoming };
+      const res = await handler(new Request("http://127.0.0.1/nope", { headers }), INFO);
+      const id = res.headers.get("x-request-id")!;
+      assertEquals(requestLog().request_id, id);
+      if (kept) assertEquals(id, incoming);
+      else assertMatch(id, /^[0-9a-f-]{36}$/);
+    });
+  }
+});
+
+Deno.test("createHandler() logs probe requests at debug, and one request line per request with its fields", async () => {
+  const { handler, lines } = setUp();
+  const res = await handler(new Request("http://127.0.0.1/healthz"), INFO);
+  assertEquals(res.status, 200);
+  const log = lines.filter((l) => l.msg === "request");
+  assertEquals(log.length, 1);
+  assertEquals(log[0].level, "debug");
+  assertEquals(
+    Object.keys(log[0]).sort(),
+    ["duration_ms", "level", "method", "msg", "path", "remote_addr", "request_id", "status", "ts"],
+  );
+  assertEquals([log[0].method, log[0].path, log[0].remote_addr], ["GET", "/healthz", "127.0.0.1"]);
 });

@@ -1,0 +1,58 @@
+import { assert, assertEquals } from "../helpers/assert.ts";
+import {
+  AppError,
+  ConfigError,
+  describeError,
+  ERROR_CODES,
+  jsonErrorPosition,
+  renderErrorCodeTable,
+} from "../../shared/errors.ts";
+import { parseStrictJson } from "../../shared/strict_json.ts";
+
+Deno.test("describeError() gives one line of at most 500 characters for any thrown value", () => {
+  assertEquals(
+    describeError(new AppError("ERR_KUBE", "GET /x:\n  403\tForbidden ")),
+    "GET /x: 403 Forbidden",
+  );
+  assertEquals(describeError(new TypeError("")), "TypeError");
+  assertEquals(describeError("plain"), "plain");
+  assertEquals(describeError(new Error("x".repeat(900))).length, 500);
+});
+
+Deno.test("security: jsonErrorPosition() says where parsing stopped and never what the text was", () => {
+  const secret = '{"token":"s3cr3t-value"';
+  for (const parse of [JSON.parse, parseStrictJson]) {
+    let err: unknown;
+    try {
+      parse(secret);
+    } catch (e) {
+      err = e;
+    }
+    const where = jsonErrorPosition(err);
+    assert(/^( at offset \d+)?$/.test(where), where);
+    assert(!where.includes("s3cr3t"));
+  }
+  assertEquals(
+    jsonErrorPosition(new Error("Unexpected token at position 12 near 's3cr3t'")),
+    " at offset 12",
+  );
+  assertEquals(jsonErrorPosition("not an error"), "");
+});
+
+Deno.test("ConfigError lists every problem in its message, with its own code", () => {
+  const err = new ConfigError("ERR_CONFIG", ["A is required", "B must be a duration"]);
+  assertEquals([err.code, err.message, err.problems], [
+    "ERR_CONFIG",
+    "A is required; B must be a duration",
+    ["A is required", "B must be a duration"],
+  ]);
+  assert(err instanceof AppError);
+});
+
+Deno.test("renderErrorCodeTable() has one row per code, with its line", () => {
+  const rows = renderErrorCodeTable().split("\n").slice(2);
+  assertEquals(rows.length, Object.keys(ERROR_CODES).length);
+  for (const [code, doc] of Object.entries(ERROR_CODES)) {
+    assert(rows.includes(`| \`${code}\` | ${doc} |`), code);
+  }
+});

@@ -1,0 +1,70 @@
+/**
+ * The Prometheus text exposition (version 0.0.4) of the registry, as a
+ * scraper reads it: HELP and TYPE per family, one sample per label set,
+ * escaped label values, cumulative histogram buckets.
+ */
+
+import { assertEquals } from "../helpers/assert.ts";
+import { createRegistry } from "../../shared/metrics.ts";
+
+Deno.test("a registry renders counters and gauges with HELP, TYPE and one sample per label set", () => {
+  const registry = createRegistry();
+  const requests = registry.counter("app_requests_total", "Requests by code.");
+  const up = registry.gauge("app_up", "1 while up.");
+  requests.inc({ code: "202", route: "/event" });
+  requests.inc({ route: "/event", code: "202" }, 2);
+  requests.inc({ code: "403", route: "/event" });
+  up.set(1);
+  assertEquals(requests.get({ route: "/event", code: "202" }), 3);
+  assertEquals(requests.get({ code: "500" }), 0);
+  assertEquals(up.get(), 1);
+  assertEquals(
+    registry.render(),
+    [
+      "# HELP app_requests_total Requests by code.",
+      "# TYPE app_requests_total counter",
+      'app_requests_total{code="202",route="/event"} 3',
+      'app_requests_total{code="403",route="/event"} 1',
+      "# HELP app_up 1 while up.",
+      "# TYPE app_up gauge",
+      "app_up 1",
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test("a registry escapes backslash, quote and newline in label values", () => {
+  const registry = createRegistry();
+  registry.counter("c_total", "c").inc({ reason: 'a\\b"c\nd' });
+  assertEquals(registry.render().split("\n")[2], 'c_total{reason="a\\\\b\\"c\\nd"} 1');
+});
+
+Deno.test("a histogram renders cumulative buckets, +Inf, sum and count per label set", () => {
+  const registry = createRegistry();
+  const h = registry.histogram("d_seconds", "Durations.", [0.1, 1]);
+  h.observe(0.05, { route: "/a" });
+  h.observe(0.5, { route: "/a" });
+  h.observe(5, { route: "/a" });
+  h.observe(0.1);
+  assertEquals(registry.render().split("\n"), [
+    "# HELP d_seconds Durations.",
+    "# TYPE d_seconds histogram",
+    'd_seconds_bucket{route="/a",le="0.1"} 1',
+    'd_seconds_bucket{route="/a",le="1"} 2',
+    'd_seconds_bucket{route="/a",le="+Inf"} 3',
+    'd_seconds_sum{route="/a"} 5.55',
+    'd_seconds_count{route="/a"} 3',
+    'd_seconds_bucket{le="0.1"} 1',
+    'd_seconds_bucket{le="1"} 1',
+    'd_seconds_bucket{le="+Inf"} 1',
+    "d_seconds_sum 0.1",
+    "d_seconds_count 1",
+    "",
+  ]);
+});
+
+Deno.test("a family with no samples yet renders only its HELP and TYPE", () => {
+  const registry = createRegistry();
+  registry.counter("none_total", "Nothing yet.");
+  assertEquals(registry.render(), "# HELP none_total Nothing yet.\n# TYPE none_total counter\n");
+});

@@ -1,0 +1,71 @@
+/** /healthz, /readyz and /metrics as a kubelet and a scraper see them. */
+
+import { assertEquals } from "../helpers/assert.ts";
+import { createRegistry } from "../../shared/metrics.ts";
+import { json, probeRoutes } from "../../shared/probes.ts";
+
+function routes(readiness: Record<string, () => Promise<boolean> | boolean>) {
+  const registry = createRegistry();
+  const gauge = registry.gauge("krt_scrapes", "Scrapes so far.");
+  let scrapes = 0;
+  return probeRoutes({ readiness, registry, beforeScrape: () => gauge.set(++scrapes) });
+}
+
+Deno.test("/healthz answers 200 whatever the readiness checks say", async () => {
+  const res = await routes({ valkey: () => false })["/healthz"]();
+  assertEquals([res.status, await res.json()], [200, { status: "ok" }]);
+  assertEquals(res.headers.get("cache-control"), "no-store");
+});
+
+Deno.test("/readyz answers 200 only when every check passes, naming each", async (t) => {
+  for (
+    const [name, readiness, status, body] of [
+      ["no checks", {}, 200, { status: "ready", checks: {} }],
+      ["all pass", { a: () => true, b: () => Promise.resolve(true) }, 200, {
+        status: "ready",
+        checks: { a: "ok", b: "ok" },
+      }],
+      ["one fails", { a: () => true, b: () => Promise.resolve(false) }, 503, {
+        status: "not ready",
+        checks: { a: "ok", b: "failing" },
+      }],
+      [
+        "a check that throws counts as failing",
+        {
+          a: (): boolean => {
+            throw new Error("boom");
+          },
+          b: () => Promise.reject(new Error("boom")),
+        },
+        503,
+        { status: "not ready", checks: { a: "failing", b: "failing" } },
+      ],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const res = await routes(readiness)["/readyz"]();
+      assertEquals([res.status, await res.json()], [status, body]);
+    });
+  }
+});
+
+Deno.test("/metrics refreshes gauges before it renders, as Prometheus text", async () => {
+  const r = routes({});
+  await r["/metrics"]();
+  const res = await r["/metrics"]();
+  assertEquals(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  assertEquals(
+    await res.text(),
+    "# HELP krt_scrapes Scrapes so far.\n# TYPE krt_scrapes gauge\nkrt_scrapes 2\n",
+  );
+});
+
+Deno.test("json() sends a string body as it is and anything else as JSON, never cached", async () => {
+  const raw = json(403, '{"error":"access denied"}', { "retry-after": "5" });
+  assertEquals(await raw.text(), '{"error":"access denied"}');
+  assertEquals(raw.headers.get("retry-after"), "5");
+  const encoded = json(200, { a: [1] });
+  assertEquals(await encoded.text(), '{"a":[1]}');
+  assertEquals(encoded.headers.get("content-type"), "application/json");
+  assertEquals(encoded.headers.get("cache-control"), "no-store");
+});
