@@ -7,7 +7,8 @@
  * The shared cluster runs kube-controller-manager (Deployment, ReplicaSet,
  * ServiceAccount controllers) and a test node, so Deployments roll out; a
  * second cluster is started only by the tests that need one.
- * Extra arguments go to `deno test` (e.g. `--filter web`).
+ * Extra arguments go to `deno test` (e.g. `--filter web`); test files or folders
+ * among them replace the default `tests/`.
  */
 
 import {
@@ -88,9 +89,13 @@ const onSignal = () => {
 };
 Deno.addSignalListener("SIGINT", onSignal);
 Deno.addSignalListener("SIGTERM", onSignal);
+// Paths among the arguments replace the whole suite: `deno task test tests/web/x_test.ts`.
+const paths = Deno.args.filter((arg, i) =>
+  !arg.startsWith("-") && Deno.args[i - 1] !== "--filter" && /\.ts$|\/$/.test(arg)
+);
 try {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["test", "--allow-all", "--no-prompt", ...Deno.args, "tests/"],
+    args: ["test", "--allow-all", "--no-prompt", ...Deno.args, ...(paths.length ? [] : ["tests/"])],
     cwd: ROOT,
     env,
     stdin: "null",
