@@ -7,11 +7,9 @@
 import denoJson from "./deno.json" with { type: "json" };
 import { parseCommandLine, renderHelp, summarizeConfig } from "./shared/config.ts";
 import { AppError, ConfigError, describeError, type ErrorCode } from "./shared/errors.ts";
-import { createLogger } from "./shared/log.ts";
+import { createLogger, type Logger } from "./shared/log.ts";
 import { describePermissions, dropPermissions } from "./shared/permissions.ts";
-import type { Mode } from "./shared/settings.ts";
-import { runWeb } from "./web/server.ts";
-import { runWorker } from "./worker/worker.ts";
+import type { Mode, ModeConfig } from "./shared/settings.ts";
 
 const USAGE = `Usage: kuberollouttrigger <command> [flags]
 
@@ -86,10 +84,45 @@ function shutdownSignal(onSignal: (name: string) => void): AbortSignal {
   return controller.signal;
 }
 
-async function runMode(mode: Mode, args: string[]): Promise<void> {
-  let parsed;
+/** What main needs to know of one mode; picked once, by the command. */
+interface ModeEntry<M extends Mode> {
+  /** Gives up what the mode never needs, before anything else runs. */
+  trimPermissions(): Promise<void>;
+  /** Labels on every log line: dev-only behaviour is marked wherever it could matter. */
+  labels(config: ModeConfig<M>): Record<string, unknown>;
+  /** Files whose read permission the startup line reports. */
+  files(config: ModeConfig<M>): string[];
+  /** Runs the mode until the signal; loads only that mode's modules. */
+  run(config: ModeConfig<M>, runtime: { logger: Logger; signal: AbortSignal }): Promise<void>;
+}
+
+const MODES: { [M in Mode]: ModeEntry<M> } = {
+  web: {
+    // Security: the binary carries both modes' permissions; web needs no files,
+    // processes, FFI or system information, so it gives them up before serving.
+    trimPermissions: () => dropPermissions(["read", "write", "run", "ffi", "sys"]),
+    labels: (config) => config.devMode ? { dev_mode: true } : {},
+    files: () => PERMISSION_PROBE_PATHS,
+    run: async (config, runtime) => (await import("./web/server.ts")).runWeb(config, runtime),
+  },
+  worker: {
+    trimPermissions: async () => {},
+    labels: (config) => config.localInventory ? { local_inventory: true } : {},
+    files: (config) =>
+      [
+        ...PERMISSION_PROBE_PATHS,
+        config.kubeconfig,
+        config.localInventory,
+        config.valkeyTlsCaFile,
+      ].filter(Boolean),
+    run: async (config, runtime) => (await import("./worker/worker.ts")).runWorker(config, runtime),
+  },
+};
+
+/** Parses the mode's settings or exits with the usage or configuration error. */
+function parseOrExit<M extends Mode>(mode: M, args: string[]) {
   try {
-    parsed = parseCommandLine(mode, args, (name) => Deno.env.get(name));
+    return parseCommandLine(mode, args, (name) => Deno.env.get(name));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     if (err.code === "ERR_USAGE") exitUsage(err.problems.join("; "));
@@ -97,30 +130,28 @@ async function runMode(mode: Mode, args: string[]): Promise<void> {
     printError(`Run 'kuberollouttrigger ${mode} --help' for every setting.`);
     Deno.exit(2);
   }
+}
+
+async function runMode<M extends Mode>(mode: M, entry: ModeEntry<M>, args: string[]) {
+  const parsed = parseOrExit(mode, args);
   if (parsed.kind === "help") {
     print(renderHelp(mode));
     return;
   }
   const { config, origins } = parsed;
-  // Security: the binary carries both modes' permissions; web needs no files,
-  // processes, FFI or system information, so it gives them up before serving.
-  if (mode === "web") await dropPermissions(["read", "write", "run", "ffi", "sys"]);
-  // Dev-only behaviour is labelled on every line it could affect.
-  const fields: Record<string, unknown> = { mode };
-  if (mode === "web" && config.devMode) fields.dev_mode = true;
-  if (mode === "worker" && config.localInventory) fields.local_inventory = true;
-  const logger = createLogger({ level: config.logLevel, fields });
+  await entry.trimPermissions();
+  const logger = createLogger({
+    level: config.logLevel,
+    fields: { mode, ...entry.labels(config) },
+  });
   try {
     logger.info("starting", {
       version: denoJson.version,
       config: summarizeConfig(mode, origins),
-      permissions: await describePermissions(
-        [...PERMISSION_PROBE_PATHS, config.kubeconfig, config.localInventory].filter(Boolean),
-      ),
+      permissions: await describePermissions(entry.files(config)),
     });
     const signal = shutdownSignal((name) => logger.info("shutting down", { signal: name }));
-    if (mode === "web") await runWeb(config, { logger, signal });
-    else await runWorker(config, { logger, signal });
+    await entry.run(config, { logger, signal });
   } catch (err) {
     // One line and an exit code for every failure, never a stack trace.
     logger.error("cannot start", { ...describeStartupFailure(err) });
@@ -132,8 +163,9 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case "web":
+      return await runMode(command, MODES.web, rest);
     case "worker":
-      return await runMode(command, rest);
+      return await runMode(command, MODES.worker, rest);
     case "version":
     case "--version":
       print(`kuberollouttrigger ${denoJson.version}`);

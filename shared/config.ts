@@ -9,23 +9,26 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "./errors.ts";
 import { parseBool } from "./setting_values.ts";
 import {
-  checkCombinations,
-  type Config,
+  checkWebCombinations,
+  checkWorkerCombinations,
   describeDefault,
   type Mode,
+  type ModeConfig,
   type Setting,
   type SettingKey,
   SETTINGS,
   settingsFor,
+  type WebConfig,
+  type WorkerConfig,
 } from "./settings.ts";
 
 /** Reads one environment variable; `undefined` when unset. */
 export type EnvReader = (name: string) => string | undefined;
 
-/** The result of parsing a mode's command line. */
-export type ParsedCommandLine =
+/** The result of parsing a mode's command line: that mode's settings only. */
+export type ParsedCommandLine<M extends Mode> =
   | { kind: "help" }
-  | { kind: "config"; config: Config; origins: Origins };
+  | { kind: "config"; config: ModeConfig<M>; origins: Origins };
 
 /** Where each setting's value came from, and the raw text, for the startup summary. */
 export type Origins = Record<string, { source: "flag" | "env" | "default"; raw: string }>;
@@ -72,11 +75,24 @@ function describeArgsError(err: unknown): string {
   }
 }
 
+/** Problems with combinations of valid settings, per mode. */
+function checkCombinations<M extends Mode>(mode: M, config: ModeConfig<M>): string[] {
+  return mode === "web"
+    ? checkWebCombinations(config as WebConfig)
+    : checkWorkerCombinations(config as WorkerConfig);
+}
+
 /**
- * Parses the flags after the subcommand plus the environment into a Config.
- * Throws ConfigError: code ERR_USAGE for bad flags, ERR_CONFIG for bad values.
+ * Parses the flags after the subcommand plus the environment into the mode's
+ * configuration (WebConfig or WorkerConfig): a setting of the other mode is
+ * neither read nor present. Throws ConfigError: code ERR_USAGE for bad flags,
+ * ERR_CONFIG for bad values.
  */
-export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): ParsedCommandLine {
+export function parseCommandLine<M extends Mode>(
+  mode: M,
+  args: string[],
+  env: EnvReader,
+): ParsedCommandLine<M> {
   const settings = settingsFor(mode);
   const booleans = new Set(settings.filter(([, s]) => s.boolean).map(([, s]) => s.flag));
   // Value problems are collected across flags and env so one error lists them all.
@@ -109,12 +125,11 @@ export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): Pa
   };
   const config: Record<string, unknown> = {};
   const origins: Origins = {};
-  for (const [key, s] of Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][]) {
-    const active = s.modes.includes(mode);
-    const flag: RawFlag | undefined = active && values[s.flag] !== undefined
+  for (const [key, s] of settings) {
+    const flag: RawFlag | undefined = values[s.flag] !== undefined
       ? { value: values[s.flag]! }
       : undefined;
-    const fromEnv = active ? env(s.env) : undefined;
+    const fromEnv = env(s.env);
     let raw = s.default;
     let source: "flag" | "env" | "default" = "default";
     if (flag) {
@@ -126,13 +141,13 @@ export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): Pa
     }
     origins[key] = { source, raw };
     const name = `${s.env} (--${s.flag})`;
-    if (raw.trim() === "" && s.required && active && !givenInstead(s)) {
+    if (raw.trim() === "" && s.required && !givenInstead(s)) {
       problems.push(`${name} is required`);
       continue;
     }
     try {
       const value = s.parse(raw);
-      if (s.required && active && Array.isArray(value) && value.length === 0) {
+      if (s.required && Array.isArray(value) && value.length === 0) {
         problems.push(`${name} is required`);
         continue;
       }
@@ -142,9 +157,10 @@ export function parseCommandLine(mode: Mode, args: string[], env: EnvReader): Pa
       problems.push(`${name}${shown}: ${(err as Error).message}`);
     }
   }
-  if (problems.length === 0) problems.push(...checkCombinations(mode, config as Config));
+  const parsed = config as ModeConfig<M>;
+  if (problems.length === 0) problems.push(...checkCombinations(mode, parsed));
   if (problems.length > 0) throw new ConfigError("ERR_CONFIG", problems);
-  return { kind: "config", config: config as Config, origins };
+  return { kind: "config", config: parsed, origins };
 }
 
 /** Renders the settings table of a mode for `--help`. */

@@ -10,7 +10,6 @@ import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import {
   asciiLowerCase,
   formatDuration,
-  type HostPort,
   isGitHubName,
   isLoopbackHost,
   parseBool,
@@ -26,10 +25,10 @@ import {
 export type Mode = "web" | "worker";
 
 /** One setting: where it comes from, how it parses, how it is documented. */
-export interface Setting<T> {
+export interface Setting<T, M extends readonly Mode[] = readonly Mode[]> {
   env: string;
   flag: string;
-  modes: readonly Mode[];
+  modes: M;
   /** Raw default, parsed like user input; "" means unset. */
   default: string;
   required: boolean;
@@ -45,20 +44,23 @@ export interface Setting<T> {
   parse: (raw: string) => T;
 }
 
-type Options<T> = Omit<Setting<T>, "required" | "show" | "boolean" | "default"> & {
-  default?: string;
-  required?: boolean;
-  show?: boolean;
-  boolean?: boolean;
-};
+type Options<T, M extends readonly Mode[]> =
+  & Omit<Setting<T, M>, "required" | "show" | "boolean" | "default">
+  & {
+    default?: string;
+    required?: boolean;
+    show?: boolean;
+    boolean?: boolean;
+  };
 
-function setting<T>(options: Options<T>): Setting<T> {
+// The modes stay a literal type, so WebConfig and WorkerConfig can be derived from the table.
+function setting<T, const M extends readonly Mode[]>(options: Options<T, M>): Setting<T, M> {
   return { required: false, show: false, boolean: false, default: "", ...options };
 }
 
-const BOTH: readonly Mode[] = ["web", "worker"];
-const WEB: readonly Mode[] = ["web"];
-const WORKER: readonly Mode[] = ["worker"];
+const BOTH = ["web", "worker"] as const;
+const WEB = ["web"] as const;
+const WORKER = ["worker"] as const;
 
 const text = (raw: string) => raw.trim();
 const bool = (raw: string) => raw === "" ? false : parseBool(raw);
@@ -164,7 +166,7 @@ export function parseIssuer(raw: string): string {
 
 /** Every setting of the product. Keys are the config field names. */
 export const SETTINGS = {
-  logLevel: setting<LogLevel>({
+  logLevel: setting({
     env: "LOG_LEVEL",
     flag: "log-level",
     modes: BOTH,
@@ -173,7 +175,7 @@ export const SETTINGS = {
     help: "Lowest level logged: debug, info, warn or error.",
     parse: logLevel,
   }),
-  valkeyAddr: setting<HostPort | undefined>({
+  valkeyAddr: setting({
     env: "VALKEY_ADDR",
     flag: "valkey-addr",
     modes: BOTH,
@@ -184,7 +186,7 @@ export const SETTINGS = {
       "Valkey server as host:port (IPv6 as [::1]:6379). Required unless VALKEY_SENTINELS is set; then it must be unset.",
     parse: (raw) => raw.trim() === "" ? undefined : parseHostPort(raw),
   }),
-  valkeyChannel: setting<string>({
+  valkeyChannel: setting({
     env: "VALKEY_CHANNEL",
     flag: "valkey-channel",
     modes: BOTH,
@@ -193,7 +195,7 @@ export const SETTINGS = {
     help: "PubSub channel events are published to and read from.",
     parse: channel,
   }),
-  valkeyUsername: setting<string>({
+  valkeyUsername: setting({
     env: "VALKEY_USERNAME",
     flag: "valkey-username",
     modes: BOTH,
@@ -201,14 +203,14 @@ export const SETTINGS = {
     help: "ACL user name for Valkey (optional).",
     parse: text,
   }),
-  valkeyPassword: setting<string>({
+  valkeyPassword: setting({
     env: "VALKEY_PASSWORD",
     flag: "valkey-password",
     modes: BOTH,
     help: "Password for Valkey (optional). Prefer the env var: flags show up in process lists.",
     parse: (raw) => raw,
   }),
-  valkeyTls: setting<boolean>({
+  valkeyTls: setting({
     env: "VALKEY_TLS_ENABLED",
     flag: "valkey-tls",
     modes: BOTH,
@@ -219,7 +221,7 @@ export const SETTINGS = {
       "Connect to Valkey (and to the Sentinels) over TLS, verifying the certificate against Deno's root CAs, or VALKEY_TLS_CA_CERT when set.",
     parse: bool,
   }),
-  valkeyTimeout: setting<number>({
+  valkeyTimeout: setting({
     env: "VALKEY_TIMEOUT",
     flag: "valkey-timeout",
     modes: BOTH,
@@ -228,7 +230,7 @@ export const SETTINGS = {
     help: "Bound on connecting to Valkey and on each command.",
     parse: positiveDuration,
   }),
-  valkeyTlsCaCert: setting<string>({
+  valkeyTlsCaCert: setting({
     env: "VALKEY_TLS_CA_CERT",
     flag: "valkey-tls-ca-cert",
     modes: BOTH,
@@ -236,7 +238,7 @@ export const SETTINGS = {
       "PEM of the CA (or a bundle of CAs) that signed Valkey's certificate, as the value itself; replaces the root CAs. Needs VALKEY_TLS_ENABLED.",
     parse: (raw) => raw.trim() === "" ? "" : parsePemCertificates(raw),
   }),
-  valkeyTlsCaFile: setting<string>({
+  valkeyTlsCaFile: setting({
     env: "VALKEY_TLS_CA_FILE",
     flag: "valkey-tls-ca-file",
     modes: WORKER,
@@ -245,7 +247,7 @@ export const SETTINGS = {
       "Path of a PEM file of the CA (or CAs) that signed Valkey's certificate, read at startup. The worker may read only under /etc/kuberollouttrigger (or what --allow-read grants), so mount it there. Instead of VALKEY_TLS_CA_CERT.",
     parse: text,
   }),
-  valkeyTlsClientCert: setting<string>({
+  valkeyTlsClientCert: setting({
     env: "VALKEY_TLS_CLIENT_CERT",
     flag: "valkey-tls-client-cert",
     modes: BOTH,
@@ -253,7 +255,7 @@ export const SETTINGS = {
       "PEM of a client certificate (and its chain) for Valkey servers that require one (tls-auth-clients yes). Needs VALKEY_TLS_CLIENT_KEY.",
     parse: (raw) => raw.trim() === "" ? "" : parsePemCertificates(raw),
   }),
-  valkeyTlsClientKey: setting<string>({
+  valkeyTlsClientKey: setting({
     env: "VALKEY_TLS_CLIENT_KEY",
     flag: "valkey-tls-client-key",
     modes: BOTH,
@@ -261,7 +263,7 @@ export const SETTINGS = {
       "PEM of the client certificate's private key, unencrypted. A secret: give it from a Secret via env, never as a flag.",
     parse: (raw) => raw.trim() === "" ? "" : parsePemPrivateKey(raw),
   }),
-  valkeySentinels: setting<HostPort[]>({
+  valkeySentinels: setting({
     env: "VALKEY_SENTINELS",
     flag: "valkey-sentinels",
     modes: BOTH,
@@ -277,7 +279,7 @@ export const SETTINGS = {
         }
       }),
   }),
-  valkeySentinelMaster: setting<string>({
+  valkeySentinelMaster: setting({
     env: "VALKEY_SENTINEL_MASTER",
     flag: "valkey-sentinel-master",
     modes: BOTH,
@@ -286,7 +288,7 @@ export const SETTINGS = {
       "Name the Sentinels know the primary by (sentinel monitor <name> ...); needs VALKEY_SENTINELS.",
     parse: (raw) => raw.trim() === "" ? "" : channel(raw),
   }),
-  valkeySentinelUsername: setting<string>({
+  valkeySentinelUsername: setting({
     env: "VALKEY_SENTINEL_USERNAME",
     flag: "valkey-sentinel-username",
     modes: BOTH,
@@ -295,14 +297,14 @@ export const SETTINGS = {
       "ACL user name for the Sentinels themselves (optional; Sentinel auth is separate from Valkey's).",
     parse: text,
   }),
-  valkeySentinelPassword: setting<string>({
+  valkeySentinelPassword: setting({
     env: "VALKEY_SENTINEL_PASSWORD",
     flag: "valkey-sentinel-password",
     modes: BOTH,
     help: "Password for the Sentinels themselves (optional). Prefer the env var.",
     parse: (raw) => raw,
   }),
-  allowedImagePrefixes: setting<string[]>({
+  allowedImagePrefixes: setting({
     env: "ALLOWED_IMAGE_PREFIX",
     flag: "allowed-image-prefix",
     modes: BOTH,
@@ -312,7 +314,7 @@ export const SETTINGS = {
       "Comma-separated image prefixes events may name, matched on a path boundary (ghcr.io/acme allows ghcr.io/acme/app, not ghcr.io/acme-evil/app).",
     parse: prefixes,
   }),
-  listenAddr: setting<HostPort>({
+  listenAddr: setting({
     env: "WEB_LISTEN_ADDR",
     flag: "listen-addr",
     modes: WEB,
@@ -321,7 +323,7 @@ export const SETTINGS = {
     help: "Address the HTTP server listens on (:8080 means every IPv4 interface).",
     parse: parseListenAddr,
   }),
-  oidcAudience: setting<string>({
+  oidcAudience: setting({
     env: "GITHUB_OIDC_AUDIENCE",
     flag: "github-oidc-audience",
     modes: WEB,
@@ -330,7 +332,7 @@ export const SETTINGS = {
     help: "Audience the workflow requests its token for; aud must be exactly this value.",
     parse: text,
   }),
-  oidcIssuer: setting<string>({
+  oidcIssuer: setting({
     env: "GITHUB_OIDC_ISSUER",
     flag: "github-oidc-issuer",
     modes: WEB,
@@ -339,7 +341,7 @@ export const SETTINGS = {
     help: "Token issuer; differs for GitHub Enterprise Server. Must be https://.",
     parse: parseIssuer,
   }),
-  allowedOrgs: setting<string[]>({
+  allowedOrgs: setting({
     env: "GITHUB_ALLOWED_ORG",
     flag: "github-allowed-org",
     modes: WEB,
@@ -349,7 +351,7 @@ export const SETTINGS = {
       "Comma-separated organisations or users whose workflows may send events (repository_owner, any case).",
     parse: listOf(githubOwner),
   }),
-  allowedRepositories: setting<string[]>({
+  allowedRepositories: setting({
     env: "GITHUB_ALLOWED_REPOSITORIES",
     flag: "github-allowed-repositories",
     modes: WEB,
@@ -357,7 +359,7 @@ export const SETTINGS = {
     help: "Optional comma-separated owner/repo list; when set, only these repositories (any case).",
     parse: listOf(ownerRepo),
   }),
-  allowedRefs: setting<string[]>({
+  allowedRefs: setting({
     env: "GITHUB_ALLOWED_REFS",
     flag: "github-allowed-refs",
     modes: WEB,
@@ -365,7 +367,7 @@ export const SETTINGS = {
     help: "Optional comma-separated refs, e.g. refs/heads/main; when set, ref must be one of them.",
     parse: listOf((item) => item),
   }),
-  allowedEventNames: setting<string[]>({
+  allowedEventNames: setting({
     env: "GITHUB_ALLOWED_EVENT_NAMES",
     flag: "github-allowed-event-names",
     modes: WEB,
@@ -373,7 +375,7 @@ export const SETTINGS = {
     help: "Optional comma-separated workflow triggers, e.g. push,workflow_dispatch.",
     parse: listOf((item) => item),
   }),
-  allowedEnvironments: setting<string[]>({
+  allowedEnvironments: setting({
     env: "GITHUB_ALLOWED_ENVIRONMENTS",
     flag: "github-allowed-environments",
     modes: WEB,
@@ -381,7 +383,7 @@ export const SETTINGS = {
     help: "Optional comma-separated deployment environments; when set, the job must run in one.",
     parse: listOf((item) => item),
   }),
-  allowedWorkflowRefs: setting<string[]>({
+  allowedWorkflowRefs: setting({
     env: "GITHUB_ALLOWED_WORKFLOW_REFS",
     flag: "github-allowed-workflow-refs",
     modes: WEB,
@@ -390,7 +392,7 @@ export const SETTINGS = {
       "Optional comma-separated workflow_ref values, e.g. acme/app/.github/workflows/build.yml@refs/heads/main.",
     parse: listOf((item) => item),
   }),
-  allowedJobWorkflowRefs: setting<string[]>({
+  allowedJobWorkflowRefs: setting({
     env: "GITHUB_ALLOWED_JOB_WORKFLOW_REFS",
     flag: "github-allowed-job-workflow-refs",
     modes: WEB,
@@ -398,7 +400,7 @@ export const SETTINGS = {
     help: "Optional comma-separated job_workflow_ref values, for pinning a reusable workflow.",
     parse: listOf((item) => item),
   }),
-  allowedOwnerIds: setting<string[]>({
+  allowedOwnerIds: setting({
     env: "GITHUB_ALLOWED_OWNER_IDS",
     flag: "github-allowed-owner-ids",
     modes: WEB,
@@ -407,7 +409,7 @@ export const SETTINGS = {
       "Optional comma-separated repository_owner_id values; pins orgs against rename and re-registration.",
     parse: listOf(numericId),
   }),
-  allowedRepositoryIds: setting<string[]>({
+  allowedRepositoryIds: setting({
     env: "GITHUB_ALLOWED_REPOSITORY_IDS",
     flag: "github-allowed-repository-ids",
     modes: WEB,
@@ -415,7 +417,7 @@ export const SETTINGS = {
     help: "Optional comma-separated repository_id values.",
     parse: listOf(numericId),
   }),
-  maxTokenAge: setting<number>({
+  maxTokenAge: setting({
     env: "GITHUB_OIDC_MAX_TOKEN_AGE",
     flag: "github-oidc-max-token-age",
     modes: WEB,
@@ -424,7 +426,7 @@ export const SETTINGS = {
     help: "Tokens issued (iat) longer ago than this are refused, whatever their exp.",
     parse: positiveDuration,
   }),
-  clockTolerance: setting<number>({
+  clockTolerance: setting({
     env: "GITHUB_OIDC_CLOCK_TOLERANCE",
     flag: "github-oidc-clock-tolerance",
     modes: WEB,
@@ -433,7 +435,7 @@ export const SETTINGS = {
     help: "Allowed clock skew when checking exp, nbf and iat.",
     parse: duration,
   }),
-  jwksCooldown: setting<number>({
+  jwksCooldown: setting({
     env: "GITHUB_OIDC_JWKS_COOLDOWN",
     flag: "github-oidc-jwks-cooldown",
     modes: WEB,
@@ -442,7 +444,7 @@ export const SETTINGS = {
     help: "Least time between two fetches of the issuer's keys (an unknown kid triggers one).",
     parse: positiveDuration,
   }),
-  jwksCacheTtl: setting<number>({
+  jwksCacheTtl: setting({
     env: "GITHUB_OIDC_JWKS_CACHE_TTL",
     flag: "github-oidc-jwks-cache-ttl",
     modes: WEB,
@@ -451,7 +453,7 @@ export const SETTINGS = {
     help: "How long fetched keys are used before they are refreshed.",
     parse: positiveDuration,
   }),
-  oidcHttpTimeout: setting<number>({
+  oidcHttpTimeout: setting({
     env: "GITHUB_OIDC_HTTP_TIMEOUT",
     flag: "github-oidc-http-timeout",
     modes: WEB,
@@ -460,7 +462,7 @@ export const SETTINGS = {
     help: "Bound on each request to the issuer (discovery document, keys).",
     parse: positiveDuration,
   }),
-  statusTtl: setting<number>({
+  statusTtl: setting({
     env: "STATUS_TTL",
     flag: "status-ttl",
     modes: WEB,
@@ -470,7 +472,7 @@ export const SETTINGS = {
       "How long an event's rollout-feedback record (GET /event/<id>) is kept in Valkey after web publishes it.",
     parse: positiveDuration,
   }),
-  statusReportTimeout: setting<number>({
+  statusReportTimeout: setting({
     env: "STATUS_REPORT_TIMEOUT",
     flag: "status-report-timeout",
     modes: WEB,
@@ -480,7 +482,7 @@ export const SETTINGS = {
       "How long after publishing a cluster that was live may take to report; after that it shows as no_report and the event as failed.",
     parse: positiveDuration,
   }),
-  statusMaxWaiters: setting<number>({
+  statusMaxWaiters: setting({
     env: "STATUS_MAX_WAITERS",
     flag: "status-max-waiters",
     modes: WEB,
@@ -490,7 +492,7 @@ export const SETTINGS = {
       "Most GET /event/<id>?wait= requests held open at once; more are answered 429 with Retry-After.",
     parse: positiveInteger,
   }),
-  devMode: setting<boolean>({
+  devMode: setting({
     env: "DEV_MODE",
     flag: "dev-mode",
     modes: WEB,
@@ -501,7 +503,7 @@ export const SETTINGS = {
       "Local development only: replaces GitHub with an ephemeral local issuer whose tokens only loopback clients can mint. Never in production.",
     parse: bool,
   }),
-  kubeconfig: setting<string>({
+  kubeconfig: setting({
     env: "KUBECONFIG",
     flag: "kubeconfig",
     modes: WORKER,
@@ -510,7 +512,7 @@ export const SETTINGS = {
       "Path of a kubeconfig file; empty means in-cluster config (service-account token and CA).",
     parse: text,
   }),
-  watchNamespaces: setting<string[]>({
+  watchNamespaces: setting({
     env: "WATCH_NAMESPACES",
     flag: "watch-namespaces",
     modes: WORKER,
@@ -519,7 +521,7 @@ export const SETTINGS = {
       "Comma-separated namespaces to watch; empty means every namespace the worker may list cluster-wide.",
     parse: listOf(namespace),
   }),
-  clusterName: setting<string>({
+  clusterName: setting({
     env: "CLUSTER_NAME",
     flag: "cluster-name",
     modes: WORKER,
@@ -529,7 +531,7 @@ export const SETTINGS = {
       "Names this cluster in logs and in the Valkey keys that stop two replicas restarting twice; give each cluster sharing a Valkey its own.",
     parse: clusterName,
   }),
-  dryRun: setting<boolean>({
+  dryRun: setting({
     env: "DRY_RUN",
     flag: "dry-run",
     modes: WORKER,
@@ -539,7 +541,7 @@ export const SETTINGS = {
     help: "Match and log what would be restarted, but patch nothing.",
     parse: bool,
   }),
-  healthListenAddr: setting<HostPort>({
+  healthListenAddr: setting({
     env: "HEALTH_LISTEN_ADDR",
     flag: "health-listen-addr",
     modes: WORKER,
@@ -548,7 +550,7 @@ export const SETTINGS = {
     help: "Address for /healthz, /readyz and /metrics.",
     parse: parseListenAddr,
   }),
-  dedupWindow: setting<number>({
+  dedupWindow: setting({
     env: "RESTART_DEDUP_WINDOW",
     flag: "restart-dedup-window",
     modes: WORKER,
@@ -558,7 +560,7 @@ export const SETTINGS = {
       "After a restart, events for the same Deployment and image repository (any tag) within this window do not restart it again (0s: off).",
     parse: duration,
   }),
-  rolloutTimeout: setting<number>({
+  rolloutTimeout: setting({
     env: "ROLLOUT_TIMEOUT",
     flag: "rollout-timeout",
     modes: WORKER,
@@ -568,7 +570,7 @@ export const SETTINGS = {
       "How long the worker follows each restarted Deployment's rollout for the event's status; not complete by then is timed_out (0s: no tracking, the report says only what was restarted).",
     parse: duration,
   }),
-  localInventory: setting<string>({
+  localInventory: setting({
     env: "LOCAL_INVENTORY",
     flag: "local-inventory",
     modes: WORKER,
@@ -581,8 +583,20 @@ export const SETTINGS = {
 
 /** Names of all settings. */
 export type SettingKey = keyof typeof SETTINGS;
-/** The parsed value of every setting. */
-export type Config = { [K in SettingKey]: ReturnType<typeof SETTINGS[K]["parse"]> };
+type Table = typeof SETTINGS;
+/** Names of the settings that apply to mode M. */
+export type ModeKey<M extends Mode> = {
+  [K in SettingKey]: M extends Table[K]["modes"][number] ? K : never;
+}[SettingKey];
+type ConfigOf<K extends SettingKey> = { [P in K]: ReturnType<Table[P]["parse"]> };
+/** The settings both modes have (Valkey, logging, image prefixes). */
+export type SharedConfig = ConfigOf<ModeKey<"web"> & ModeKey<"worker">>;
+/** The parsed settings of mode M: only those the table gives that mode. */
+export type ModeConfig<M extends Mode> = SharedConfig & ConfigOf<ModeKey<M>>;
+/** What web mode runs on. */
+export type WebConfig = ModeConfig<"web">;
+/** What worker mode runs on. */
+export type WorkerConfig = ModeConfig<"worker">;
 
 /** The settings that apply to `mode`, in table order. */
 export function settingsFor(mode: Mode): [SettingKey, Setting<unknown>][] {
@@ -590,16 +604,39 @@ export function settingsFor(mode: Mode): [SettingKey, Setting<unknown>][] {
     .filter(([, s]) => s.modes.includes(mode));
 }
 
-/** Problems with combinations of otherwise valid settings, for one mode. */
-export function checkCombinations(mode: Mode, config: Config): string[] {
+/** How problems name a setting: its env var and flag. */
+function settingName(key: SettingKey): string {
+  return `${SETTINGS[key].env} (--${SETTINGS[key].flag})`;
+}
+
+/** Problems with combinations of otherwise valid web settings. */
+export function checkWebCombinations(config: WebConfig): string[] {
   const problems: string[] = [];
-  if (mode === "web" && config.devMode && !isLoopbackHost(config.listenAddr.host)) {
+  if (config.devMode && !isLoopbackHost(config.listenAddr.host)) {
     problems.push(
       "DEV_MODE (--dev-mode) needs a loopback WEB_LISTEN_ADDR such as 127.0.0.1:8080: dev tokens must never be reachable from another machine",
     );
   }
-  problems.push(...checkValkeyCombinations(mode, config));
-  if (mode === "worker" && config.localInventory && config.kubeconfig) {
+  problems.push(...checkValkeyCombinations(config));
+  return problems;
+}
+
+/** Problems with combinations of otherwise valid worker settings. */
+export function checkWorkerCombinations(config: WorkerConfig): string[] {
+  const problems = checkValkeyCombinations(config);
+  if (!config.valkeyTls && config.valkeyTlsCaFile) {
+    problems.push(
+      `${settingName("valkeyTlsCaFile")} needs ${settingName("valkeyTls")} set to true`,
+    );
+  }
+  if (config.valkeyTlsCaCert && config.valkeyTlsCaFile) {
+    problems.push(
+      `${settingName("valkeyTlsCaCert")} and ${
+        settingName("valkeyTlsCaFile")
+      } exclude each other: choose one`,
+    );
+  }
+  if (config.localInventory && config.kubeconfig) {
     problems.push(
       "LOCAL_INVENTORY (--local-inventory) and KUBECONFIG (--kubeconfig) exclude each other: choose one",
     );
@@ -607,9 +644,9 @@ export function checkCombinations(mode: Mode, config: Config): string[] {
   return problems;
 }
 
-function checkValkeyCombinations(mode: Mode, config: Config): string[] {
+function checkValkeyCombinations(config: SharedConfig): string[] {
   const problems: string[] = [];
-  const name = (key: SettingKey) => `${SETTINGS[key].env} (--${SETTINGS[key].flag})`;
+  const name = settingName;
   const sentinels = config.valkeySentinels.length > 0;
   if (sentinels && config.valkeyAddr) {
     problems.push(
@@ -630,16 +667,10 @@ function checkValkeyCombinations(mode: Mode, config: Config): string[] {
   ) {
     if (!sentinels && config[key]) problems.push(`${name(key)} needs ${name("valkeySentinels")}`);
   }
-  const tlsOnly = ["valkeyTlsCaCert", "valkeyTlsClientCert", "valkeyTlsClientKey"] as const;
-  for (const key of mode === "worker" ? [...tlsOnly, "valkeyTlsCaFile" as const] : tlsOnly) {
+  for (const key of ["valkeyTlsCaCert", "valkeyTlsClientCert", "valkeyTlsClientKey"] as const) {
     if (!config.valkeyTls && config[key]) {
       problems.push(`${name(key)} needs ${name("valkeyTls")} set to true`);
     }
-  }
-  if (mode === "worker" && config.valkeyTlsCaCert && config.valkeyTlsCaFile) {
-    problems.push(
-      `${name("valkeyTlsCaCert")} and ${name("valkeyTlsCaFile")} exclude each other: choose one`,
-    );
   }
   if (Boolean(config.valkeyTlsClientCert) !== Boolean(config.valkeyTlsClientKey)) {
     problems.push(

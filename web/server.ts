@@ -4,7 +4,7 @@
  * until the signal aborts, then drains in-flight requests and disconnects.
  */
 
-import type { Config } from "../shared/settings.ts";
+import type { WebConfig } from "../shared/settings.ts";
 import { createValkeyConnection } from "../shared/valkey.ts";
 import type { Logger } from "../shared/log.ts";
 import { createRegistry } from "../shared/metrics.ts";
@@ -33,7 +33,7 @@ export interface WebRuntime {
 }
 
 /** Runs web mode until `runtime.signal` aborts. */
-export async function runWeb(config: Config, runtime: WebRuntime): Promise<void> {
+export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<void> {
   const { logger } = runtime;
   const registry = createRegistry();
   const metrics = createWebMetrics(registry);
@@ -124,7 +124,7 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
  * the subscription every waiter re-reads once, since notifications were lost.
  */
 function subscribeToStatusChanges(
-  config: Config,
+  config: WebConfig,
   logger: Logger,
   waiters: StatusWaiters,
 ): Valkey {

@@ -13,7 +13,7 @@ import { sleep } from "../shared/backoff.ts";
 import type { Logger } from "../shared/log.ts";
 import { createRegistry } from "../shared/metrics.ts";
 import { json, probeRoutes } from "../shared/probes.ts";
-import type { Config } from "../shared/settings.ts";
+import type { WorkerConfig } from "../shared/settings.ts";
 import { createValkeyConnection, loadValkeyCaFile } from "../shared/valkey.ts";
 import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";
@@ -39,7 +39,7 @@ export interface WorkerRuntime {
 }
 
 /** Runs worker mode until `runtime.signal` aborts. */
-export async function runWorker(config: Config, runtime: WorkerRuntime): Promise<void> {
+export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): Promise<void> {
   const { logger, signal } = runtime;
   const valkey = await loadValkeyCaFile(config);
   const registry = createRegistry();

@@ -83,13 +83,14 @@ Deno.test("parseCommandLine() rejects unknown flags, positionals and other modes
   }
 });
 
-Deno.test("parseCommandLine() ignores other modes' environment variables", () => {
+Deno.test("parseCommandLine() ignores other modes' environment variables: web's config has no worker setting", () => {
   const { config } = parse("web", [], {
     ...WEB_ENV,
     KUBECONFIG: "/etc/passwd",
     WATCH_NAMESPACES: "BAD NAME",
   });
-  assertEquals(config.kubeconfig, "");
+  assertEquals(["kubeconfig", "watchNamespaces"].filter((key) => key in config), []);
+  assertEquals(config.valkeyChannel, "kuberollouttrigger");
 });
 
 Deno.test("parseCommandLine() parses lists, IPv6 addresses and durations", () => {

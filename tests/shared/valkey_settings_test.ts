@@ -148,9 +148,9 @@ Deno.test("settings that cannot work together are listed at once", () => {
       "VALKEY_SENTINEL_PASSWORD (--valkey-sentinel-password) needs VALKEY_SENTINELS (--valkey-sentinels)",
       "VALKEY_TLS_CA_CERT (--valkey-tls-ca-cert) needs VALKEY_TLS_ENABLED (--valkey-tls) set to true",
       "VALKEY_TLS_CLIENT_CERT (--valkey-tls-client-cert) needs VALKEY_TLS_ENABLED (--valkey-tls) set to true",
+      "VALKEY_TLS_CLIENT_CERT (--valkey-tls-client-cert) and VALKEY_TLS_CLIENT_KEY (--valkey-tls-client-key) go together: give both or neither",
       "VALKEY_TLS_CA_FILE (--valkey-tls-ca-file) needs VALKEY_TLS_ENABLED (--valkey-tls) set to true",
       "VALKEY_TLS_CA_CERT (--valkey-tls-ca-cert) and VALKEY_TLS_CA_FILE (--valkey-tls-ca-file) exclude each other: choose one",
-      "VALKEY_TLS_CLIENT_CERT (--valkey-tls-client-cert) and VALKEY_TLS_CLIENT_KEY (--valkey-tls-client-key) go together: give both or neither",
     ],
   );
 });
