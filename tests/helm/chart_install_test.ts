@@ -22,7 +22,7 @@ import {
 import { type Program, startWorker } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { publishRaw, startValkey } from "../helpers/valkey.ts";
-import { locateHelm, render } from "./chart_test.ts";
+import { locateHelm, render } from "../helpers/helm.ts";
 import { stringify } from "yaml";
 
 const info = requireControlPlane("the Helm chart install test");
