@@ -162,6 +162,12 @@ Deno.test({
         assertEquals(unknown, [], `${mode}: env vars that are not ${mode} settings`);
       }
     });
+    await t.step("every key of kustomize's settings ConfigMap is a setting", () => {
+      const config = shipped("k8s/base/config.yaml")[0];
+      const known = new Set(Object.values(SETTINGS).map((s) => s.env));
+      const unknown = Object.keys(config.data).filter((k) => !known.has(k));
+      assertEquals(unknown, [], "k8s/base/config.yaml keys that are not settings");
+    });
     await t.step("the RBAC rules are k8s/rbac/'s, namespaced and cluster-wide", () => {
       const role = shipped("k8s/rbac/namespaced/rbac.yaml").find((d) => d.kind === "Role")!;
       for (const d of find(docs, "Role")) assertEquals(d.rules, role.rules);
