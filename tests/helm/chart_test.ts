@@ -87,6 +87,13 @@ Deno.test({
         container.env.find((e: Doc) => e.name === "VALKEY_PASSWORD").valueFrom,
         { secretKeyRef: { name: "valkey-auth", key: "password" } },
       );
+      const web = find(docs, "Deployment", "kuberollouttrigger-web")[0].spec.template.spec;
+      assertEquals(
+        web.containers[0].env.find((e: Doc) => e.name === "GITHUB_ALLOWED_REPOSITORY_IDS")
+          .valueFrom,
+        { secretKeyRef: { name: "web-policy", key: "repository-ids" } },
+        "any setting can come from a Secret",
+      );
       assertEquals(find(docs, "Role").map((d) => d.metadata.namespace).sort(), ["billing", "shop"]);
       assertEquals(find(docs, "ServiceMonitor").length, 1);
       assertEquals(find(docs, "PodMonitor").length, 1);
