@@ -43,7 +43,13 @@ export function createWebMetrics(registry: Registry): WebMetrics {
   );
   // Alerts on these must see 0, not an absent series, before the first read.
   for (const answer of STATUS_READ_ANSWERS) statusReads.inc({ answer }, 0);
+  const publishFailures = registry.counter(
+    "kuberollouttrigger_publish_failures_total",
+    "Events not delivered: Valkey error or no subscriber.",
+  );
+  for (const reason of ["error", "no_subscriber"]) publishFailures.inc({ reason }, 0);
   return {
+    publishFailures,
     statusReads,
     statusWaiters: registry.gauge(
       "kuberollouttrigger_status_waiters",
@@ -65,10 +71,6 @@ export function createWebMetrics(registry: Registry): WebMetrics {
     published: registry.counter(
       "kuberollouttrigger_events_published_total",
       "Events published to Valkey and received by at least one worker.",
-    ),
-    publishFailures: registry.counter(
-      "kuberollouttrigger_publish_failures_total",
-      "Events not delivered: Valkey error or no subscriber.",
     ),
     tokenReuse: registry.counter(
       "kuberollouttrigger_token_reuse_total",

@@ -42,7 +42,17 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
     metrics.reportWrites.inc({ result }, 0);
   }
   for (const result of ["created", "failed"]) metrics.kubeEvents.inc({ result }, 0);
+  metrics.subscriptionGaps.inc({}, 0);
+  metrics.subscribed.set(0);
   return metrics;
+}
+
+/** Exports the per-scope counters that alerts use at 0 for each scope the inventory follows. */
+export function exportScopes(metrics: WorkerMetrics, scopes: string[]): void {
+  for (const scope of scopes) {
+    metrics.watchErrors.inc({ scope }, 0);
+    metrics.malformedEvents.inc({ scope }, 0);
+  }
 }
 
 function createFamilies(registry: Registry): WorkerMetrics {

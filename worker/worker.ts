@@ -24,7 +24,7 @@ import { createInventory, type InventoryOptions } from "./inventory.ts";
 import { createKubeApi, type KubeApi } from "./kube_api.ts";
 import { loadKubeAccess } from "./kube_config.ts";
 import { createLocalApi, loadLocalInventory } from "./local_api.ts";
-import { createWorkerMetrics } from "./metrics.ts";
+import { createWorkerMetrics, exportScopes } from "./metrics.ts";
 import { subscribe, type Subscription } from "./subscriber.ts";
 
 /** Effects worker mode needs from its host process. */
@@ -96,6 +96,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     onMalformedEvent: (scope) => metrics.malformedEvents.inc({ scope }),
     onObject: (type, d) => feedback.observe(type, d),
   });
+  exportScopes(metrics, Object.keys(inventory.scopes()));
   const inventoryDone = inventory.run(stopping.signal);
 
   let subscription: Subscription | undefined;

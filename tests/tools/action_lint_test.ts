@@ -6,15 +6,17 @@
  * tests/tools/go.mod) on every workflow in docs/ — with `uses:` pointed at
  * this repository's action.yml, so actionlint also checks each `with:` and
  * `steps.<id>.outputs` against the action's metadata — and on a reusable
- * workflow made from the action's own step. Under CI=true a missing Go or
- * shellcheck fails the run (tests/helpers/skip.ts).
+ * workflow made from the action's own step; and on this repository's own
+ * workflows (.github/workflows), which must pin every third-party action to a
+ * full commit SHA and give each job its own least permissions. Under CI=true a
+ * missing Go or shellcheck fails the run (tests/helpers/skip.ts).
  */
 
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { expressionsIn, readAction } from "../helpers/action_runner.ts";
 import { ROOT } from "../helpers/program.ts";
 import { missing } from "../helpers/skip.ts";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 
 const action = readAction();
 const steps = action.runs.steps;
@@ -237,4 +239,74 @@ Deno.test({
       },
     });
   },
+});
+
+/** This repository's own workflows, by file name. */
+function ownWorkflows(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const entry of Deno.readDirSync(`${ROOT}.github/workflows`)) {
+    if (/\.ya?ml$/.test(entry.name)) {
+      out[entry.name] = Deno.readTextFileSync(`${ROOT}.github/workflows/${entry.name}`);
+    }
+  }
+  return out;
+}
+
+Deno.test({
+  name: "actionlint accepts every workflow under .github/workflows",
+  ignore: actionlint === undefined,
+  async fn(t) {
+    const workflows = ownWorkflows();
+    assertEquals(Object.keys(workflows).sort(), ["ci.yml", "release.yml"]);
+    await t.step("they lint clean, with shellcheck on their scripts", async () => {
+      const { code, output } = await lintWorkflows(workflows);
+      assertEquals(output, "");
+      assertEquals(code, 0);
+    });
+    await t.step("the lint can fail: a job output from a step that does not exist", async () => {
+      const bad = workflows["release.yml"].replace(
+        "steps.version.outputs.version",
+        "steps.versoin.outputs.version",
+      );
+      const { code, output } = await lintWorkflows({ "release.yml": bad });
+      assertEquals(code, 1);
+      assertMatch(output, /versoin/);
+    });
+  },
+});
+
+Deno.test("security: the workflows pin third-party actions to commit SHAs and give each job least permissions", () => {
+  for (const [name, text] of Object.entries(ownWorkflows())) {
+    for (const [, uses, comment] of text.matchAll(/uses: (\S+)( #.*)?$/gm)) {
+      assertMatch(uses, /^[\w.-]+\/[\w.-]+(\/[\w./-]+)?@[0-9a-f]{40}$/, `${name}: ${uses}`);
+      assertMatch(comment ?? "", /^ # v\d+\.\d+\.\d+$/, `${name}: ${uses} names its release`);
+    }
+    const workflow = parse(text);
+    const top = workflow.permissions;
+    assert(
+      JSON.stringify(top) === "{}" || JSON.stringify(top) === '{"contents":"read"}',
+      `${name}: the default for jobs is nothing or contents: read, not ${JSON.stringify(top)}`,
+    );
+    for (
+      const [job, spec] of Object.entries(workflow.jobs as Record<string, Record<string, unknown>>)
+    ) {
+      const perms = (spec.permissions ?? top) as Record<string, string>;
+      for (const [scope, level] of Object.entries(perms)) {
+        if (level !== "write") continue;
+        assert(
+          name === "release.yml" &&
+            ["contents", "packages", "id-token", "attestations"].includes(scope),
+          `${name} ${job}: ${scope}: write`,
+        );
+      }
+    }
+    for (
+      const [job, spec] of Object.entries(workflow.jobs as Record<string, Record<string, unknown>>)
+    ) {
+      const steps = spec.steps as { run?: string }[];
+      for (const step of steps) {
+        assertEquals(expressionsIn(step.run ?? ""), [], `${name} ${job}: no expression in run:`);
+      }
+    }
+  }
 });

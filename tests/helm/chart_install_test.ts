@@ -1,0 +1,199 @@
+/**
+ * The chart on the real test API server: `helm template` output applied with
+ * `kubectl apply` (client-side, as docs/deployment.md says) into a namespace
+ * that enforces and warns on Pod Security "restricted" — no error, no
+ * warning, and a second apply leaves every object `unchanged`. Then the real
+ * worker, configured by the chart's env and running as the chart's
+ * ServiceAccount with the chart's RBAC and admission policy, restarts a
+ * matching Deployment when an event arrives on Valkey.
+ */
+
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { deploymentManifest, eventually, openCluster } from "../helpers/cluster.ts";
+import { requireControlPlane } from "../helpers/control_plane.ts";
+import {
+  applyReport,
+  CLUSTER_SCOPED,
+  dryRunPodTemplates,
+  kubectl,
+  serviceAccountApi,
+  waitForDeploymentAccess,
+} from "../helpers/kubectl.ts";
+import { type Program, startWorker } from "../helpers/program.ts";
+import { withoutValkey } from "../helpers/skip.ts";
+import { publishRaw, startValkey } from "../helpers/valkey.ts";
+import { locateHelm, render } from "../helpers/helm.ts";
+import { stringify } from "yaml";
+
+const info = requireControlPlane("the Helm chart install test");
+const hasKubectl = Deno.env.get("KRT_TEST_KUBECTL") !== undefined;
+const helmBin = info && hasKubectl ? await locateHelm() : undefined;
+const FULL_VALUES = "k8s/helm/kuberollouttrigger/ci/full-values.yaml";
+const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
+const RESTRICTED = {
+  "pod-security.kubernetes.io/enforce": "restricted",
+  "pod-security.kubernetes.io/warn": "restricted",
+  "pod-security.kubernetes.io/audit": "restricted",
+};
+
+/** Just enough of the Prometheus Operator's CRDs for the chart's monitoring objects. */
+function monitoringCrds(): string {
+  const crd = (kind: string, plural: string) => ({
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${plural}.monitoring.coreos.com` },
+    spec: {
+      group: "monitoring.coreos.com",
+      scope: "Namespaced",
+      names: { kind, plural, singular: kind.toLowerCase(), listKind: `${kind}List` },
+      versions: [{
+        name: "v1",
+        served: true,
+        storage: true,
+        schema: {
+          openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true },
+        },
+      }],
+    },
+  });
+  return [
+    crd("ServiceMonitor", "servicemonitors"),
+    crd("PodMonitor", "podmonitors"),
+    crd("PrometheusRule", "prometheusrules"),
+  ].map((d) => stringify(d)).join("---\n");
+}
+
+Deno.test({
+  name:
+    "the chart's manifests apply under Pod Security restricted without warnings, re-apply unchanged, and its worker restarts a matching Deployment",
+  ignore: info === undefined || !hasKubectl || helmBin === undefined || withoutValkey(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const cluster = openCluster(info!);
+    const valkey = await startValkey();
+    const programs: Program[] = [];
+    const disposals: (() => Promise<void>)[] = [];
+    try {
+      const product = await cluster.namespace("krt-chart", RESTRICTED);
+      const watched = await cluster.namespace("krt-chart-apps");
+      const deleted = await kubectl(info!, ["delete", "--ignore-not-found", ...CLUSTER_SCOPED]);
+      assertEquals(deleted.code, 0, deleted.stderr);
+      const crds = await kubectl(info!, ["apply", "-f", "-"], monitoringCrds());
+      assertEquals(crds.code, 0, crds.stderr);
+      const established = await kubectl(info!, [
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/podmonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+      ]);
+      assertEquals(established.code, 0, established.stderr);
+
+      // The full set of values, with namespaces and Valkey that exist here.
+      const here = [
+        "--set",
+        `worker.watchNamespaces={${watched}}`,
+        "--set",
+        "rbac.scope=namespaced",
+      ];
+      const full = await render(helmBin!, product, ["-f", FULL_VALUES, ...here]);
+      let objects: string[] = [];
+      await t.step("the first apply creates every object, with no warning", async () => {
+        const first = await kubectl(info!, ["apply", "-f", "-"], full.text);
+        assertEquals(first.code, 0, first.stderr);
+        assertEquals(first.stderr, "", "no warnings");
+        const report = applyReport(first.stdout);
+        objects = Object.keys(report);
+        assertEquals(objects.length, full.docs.length, first.stdout);
+        assertEquals(Object.values(report).filter((v) => v !== "created"), [], first.stdout);
+      });
+      await t.step("a second apply reports every object unchanged", async () => {
+        const again = await kubectl(info!, ["apply", "-f", "-"], full.text);
+        assertEquals(again.code, 0, again.stderr);
+        assertEquals(again.stderr, "");
+        const changed = Object.entries(applyReport(again.stdout))
+          .filter(([, verb]) => verb !== "unchanged");
+        assertEquals(changed, [], "objects a re-apply would change");
+      });
+      await t.step("every pod template passes a dry run as a restricted Pod", async () => {
+        await dryRunPodTemplates(cluster, product, [
+          "kuberollouttrigger-web",
+          "kuberollouttrigger-worker",
+          "kuberollouttrigger-valkey",
+        ]);
+      });
+
+      await t.step(
+        "the worker as the chart configures it restarts a matching Deployment",
+        async () => {
+          // The defaults with this test's Valkey: the env a plain install gives the worker.
+          const plain = await render(helmBin!, product, [
+            ...here,
+            "--set",
+            `valkey.addr=${valkey.addr}`,
+            "--set",
+            "allowedImagePrefixes={ghcr.io/acme}",
+            "--set",
+            "worker.clusterName=chart-test",
+          ]);
+          const deployment = plain.docs.find((d) =>
+            d.kind === "Deployment" && d.metadata.name === "kuberollouttrigger-worker"
+          )!;
+          const container = deployment.spec.template.spec.containers[0];
+          const env: Record<string, string> = {};
+          for (const e of container.env) {
+            assert(e.value !== undefined, `${e.name} is a plain value in the default install`);
+            env[e.name] = e.value;
+          }
+          assertEquals(env.WATCH_NAMESPACES, watched);
+          assertEquals(container.args, ["worker"]);
+
+          const sa = { namespace: product, name: deployment.spec.template.spec.serviceAccountName };
+          for (const verb of ["list", "watch", "get", "patch"]) {
+            await waitForDeploymentAccess(cluster, sa, watched, verb);
+          }
+          const access = await serviceAccountApi(cluster, sa.namespace, sa.name);
+          disposals.push(access.dispose);
+          await cluster.createDeployment(
+            deploymentManifest(watched, "app", [{ image: "ghcr.io/acme/app:dev" }]),
+          );
+          await cluster.createDeployment(
+            deploymentManifest(watched, "other", [{ image: "ghcr.io/acme/other:dev" }]),
+          );
+          const worker = await startWorker(env, access.kubeconfig);
+          programs.push(worker.program);
+          await worker.program.waitForLog((l) => l.msg === "inventory synced", 20_000);
+
+          const id = crypto.randomUUID();
+          const message = JSON.stringify({
+            id,
+            time: new Date().toISOString(),
+            image: "ghcr.io/acme/app",
+            tags: ["dev"],
+          });
+          assertEquals(await publishRaw(valkey, env.VALKEY_CHANNEL, message), 1);
+          const line = await worker.program.waitForLog(
+            (l) => l.msg === "event handled" && l.event_id === id,
+            15_000,
+          );
+          assertEquals((line.restarted as unknown[]).length, 1, JSON.stringify(line));
+          const restarted = await eventually("the restart annotation", async () => {
+            const d = await cluster.getDeployment(watched, "app");
+            return d.spec.template.metadata.annotations?.[RESTARTED_AT];
+          });
+          assert(!Number.isNaN(Date.parse(restarted)), restarted);
+          const other = await cluster.getDeployment(watched, "other");
+          assertEquals(other.spec.template.metadata.annotations?.[RESTARTED_AT], undefined);
+        },
+      );
+    } finally {
+      for (const program of programs) await program.stop();
+      for (const dispose of disposals) await dispose().catch(() => {});
+      await kubectl(info!, ["delete", "--ignore-not-found", ...CLUSTER_SCOPED.slice(2)]);
+      await valkey.stop();
+      await cluster.cleanup();
+    }
+  },
+});

@@ -1,0 +1,56 @@
+// Rendered manifests are indexed freely.
+// deno-lint-ignore-file no-explicit-any
+/**
+ * helm, built from the version pinned in tests/tools/helm/go.mod by
+ * tests/tools/ensure_helm.sh and cached, run on the chart in
+ * k8s/helm/kuberollouttrigger with no user's repositories or plugins.
+ */
+
+import { ROOT } from "./program.ts";
+import { missing } from "./skip.ts";
+import { parseAllDocuments } from "yaml";
+
+/** The chart's directory. */
+export const CHART = `${ROOT}k8s/helm/kuberollouttrigger`;
+
+/** Where helm is, built on first use; undefined when there is no Go to build it. */
+export async function locateHelm(): Promise<string | undefined> {
+  const out = await new Deno.Command("bash", {
+    args: [`${ROOT}tests/tools/ensure_helm.sh`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  if (out.code === 3) {
+    missing("helm (and Go to build it)", stderr.trim());
+    return undefined;
+  }
+  if (out.code !== 0) throw new Error(`ensure_helm.sh failed (${out.code}): ${stderr}`);
+  return new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
+}
+
+/** Runs helm; returns its exit code and output. */
+export async function helm(bin: string, args: string[]) {
+  const out = await new Deno.Command(bin, {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    // No user's repositories or plugins: only the chart on disk.
+    env: { HELM_CACHE_HOME: "/nonexistent", HELM_CONFIG_HOME: "/nonexistent" },
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+/** `helm template` of the chart with `args` (values files, --set), as documents. */
+export async function render(bin: string, namespace: string, args: string[] = []) {
+  const out = await helm(bin, ["template", "krt", CHART, "--namespace", namespace, ...args]);
+  if (out.code !== 0) throw new Error(`helm template failed: ${out.stderr}`);
+  return {
+    text: out.stdout,
+    docs: parseAllDocuments(out.stdout).map((d) => d.toJS() as Record<string, any>).filter(Boolean),
+  };
+}
