@@ -5,6 +5,12 @@
  * process environment and argv: untrusted until each parser accepts it.
  */
 
+import {
+  parseSigningKey,
+  parseVerifyKeys,
+  type SigningKeySource,
+  type VerifyKeySource,
+} from "./event_signature.ts";
 import { parseImagePrefix } from "./image_ref.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import {
@@ -420,6 +426,14 @@ export const SETTINGS = {
       "Local development only: replaces GitHub with an ephemeral local issuer whose tokens only loopback clients can mint. Never in production.",
     parse: bool,
   }),
+  eventSigningKey: setting<SigningKeySource | undefined>({
+    env: "EVENT_SIGNING_KEY",
+    flag: "event-signing-key",
+    modes: WEB,
+    help:
+      "Ed25519 private key (PKCS#8 PEM or JWK, the value itself) that signs every published event and status binding; workers with EVENT_VERIFY_KEYS drop anything else. Secret: prefer the env var from a Secret.",
+    parse: parseSigningKey,
+  }),
   kubeconfig: setting<string>({
     env: "KUBECONFIG",
     flag: "kubeconfig",
@@ -495,6 +509,24 @@ export const SETTINGS = {
     help:
       "Development only: a YAML file of Deployments used instead of a cluster; restarts are only logged. Cannot be combined with KUBECONFIG.",
     parse: text,
+  }),
+  eventVerifyKeys: setting<VerifyKeySource[]>({
+    env: "EVENT_VERIFY_KEYS",
+    flag: "event-verify-keys",
+    modes: BOTH,
+    help:
+      "Ed25519 public keys (SPKI PEM blocks, a JWK or a JWK Set) whose signatures are accepted; key ids are derived (RFC 7638 thumbprints). Worker: when set, unsigned, wrongly signed, stale and replayed messages are dropped; unset, messages are not authenticated. Web: status bindings signed by these keys are read as well as its own (key rotation).",
+    parse: parseVerifyKeys,
+  }),
+  eventMaxAge: setting<number>({
+    env: "EVENT_MAX_AGE",
+    flag: "event-max-age",
+    modes: WORKER,
+    show: true,
+    default: "2m",
+    help:
+      "With EVENT_VERIFY_KEYS: signed messages whose time (web's clock) is older than this when the worker takes them up are dropped; messages more than 30s ahead are too.",
+    parse: positiveDuration,
   }),
 };
 

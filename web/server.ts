@@ -18,6 +18,7 @@ import { createPublisher } from "./publisher.ts";
 import { createReplayGuard } from "./replay.ts";
 import { createStatusReader, createStatusWaiters, type StatusWaiters } from "./status_store.ts";
 import { statusChannel } from "../shared/event_status.ts";
+import { createSigner, importVerifyKeys } from "../shared/event_signature.ts";
 import type { Valkey } from "iovalkey";
 
 /** Effects web mode needs from its host process. */
@@ -37,6 +38,13 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
   const { logger } = runtime;
   const registry = createRegistry();
   const metrics = createWebMetrics(registry);
+  const signer = config.eventSigningKey && await createSigner(config.eventSigningKey);
+  // Its own key verifies its bindings; EVENT_VERIFY_KEYS those of web replicas mid-rotation.
+  const bindingKeys = signer &&
+    await importVerifyKeys([{ raw: signer.publicKey }, ...config.eventVerifyKeys]);
+  if (signer) {
+    logger.info("signing events", { key_id: signer.keyId, binding_keys: bindingKeys?.ids });
+  } else logger.warn("EVENT_SIGNING_KEY is not set: events are published unsigned");
   const valkey = createValkeyConnection(config, {
     name: "kuberollouttrigger-web",
     logger,
@@ -81,7 +89,7 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     }),
     authorize: createAuthorizer(config),
     publisher,
-    statusReader: createStatusReader(valkey, logger),
+    statusReader: createStatusReader(valkey, logger, bindingKeys || undefined),
     statusWaiters,
     statusReportTimeoutMs: config.statusReportTimeout,
     signal: runtime.signal,
@@ -96,6 +104,7 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     registry,
     readiness: { valkey: () => publisher.ping(), issuer_keys: () => keys.ready() },
     extraRoutes: override?.routes,
+    signer: signer || undefined,
   });
 
   const server = Deno.serve({

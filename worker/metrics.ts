@@ -1,5 +1,6 @@
 /** The worker's metric families, created once per process on a registry. */
 
+import { DROP_REASONS } from "../shared/event_signature.ts";
 import {
   type Counter,
   type Gauge,
@@ -25,6 +26,7 @@ export interface WorkerMetrics {
   malformedEvents: Counter;
   inventorySize: Gauge;
   inventoryCurrent: Gauge;
+  rejectedMessages: Counter;
 }
 
 /** Every result label of restarts_total, exported at 0 from start-up. */
@@ -42,6 +44,7 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
     metrics.reportWrites.inc({ result }, 0);
   }
   for (const result of ["created", "failed"]) metrics.kubeEvents.inc({ result }, 0);
+  for (const reason of DROP_REASONS) metrics.rejectedMessages.inc({ reason }, 0);
   return metrics;
 }
 
@@ -107,6 +110,10 @@ function createFamilies(registry: Registry): WorkerMetrics {
     inventorySize: registry.gauge(
       "kuberollouttrigger_worker_inventory_deployments",
       "Deployments in the inventory.",
+    ),
+    rejectedMessages: registry.counter(
+      "kuberollouttrigger_worker_rejected_messages_total",
+      "Channel messages dropped by the signature checks (EVENT_VERIFY_KEYS), by reason: unsigned, malformed, unknown_key, bad_signature, expired, future or replayed.",
     ),
   };
 }

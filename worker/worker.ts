@@ -10,6 +10,7 @@
  */
 
 import { sleep } from "../shared/backoff.ts";
+import { createEventVerifier, importVerifyKeys } from "../shared/event_signature.ts";
 import type { Logger } from "../shared/log.ts";
 import { createRegistry } from "../shared/metrics.ts";
 import { json, probeRoutes } from "../shared/probes.ts";
@@ -43,6 +44,16 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
   const { logger, signal } = runtime;
   const registry = createRegistry();
   const metrics = createWorkerMetrics(registry);
+  const keys = config.eventVerifyKeys.length > 0
+    ? await importVerifyKeys(config.eventVerifyKeys)
+    : undefined;
+  const verifier = createEventVerifier({ keys, maxAgeMs: config.eventMaxAge });
+  if (keys) logger.info("verifying event signatures", { key_ids: keys.ids });
+  else {
+    logger.warn(
+      "EVENT_VERIFY_KEYS is not set: channel messages are not authenticated; anyone who can publish to Valkey can restart Deployments",
+    );
+  }
   const onRequest = (verb: string) => metrics.kubeRequests.inc({ verb });
   let api: KubeApi;
   if (runtime.api) api = runtime.api(onRequest);
@@ -154,6 +165,7 @@ export async function runWorker(config: Config, runtime: WorkerRuntime): Promise
         dryRun: config.dryRun,
         feedback,
         clusterName: config.clusterName,
+        verifier,
       }),
     });
     heartbeat = startHeartbeat({
