@@ -17,6 +17,7 @@ import { generateKeyPair, type TestKeyPair } from "../helpers/signing_keys.ts";
 import { parseCommandLine, summarizeConfig } from "../../shared/config.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import { encodeEventMessage, type EventMessage } from "../../shared/event.ts";
+import { parseBinding } from "../../shared/event_status.ts";
 import {
   createEventVerifier,
   createSigner,
@@ -299,4 +300,18 @@ Deno.test("security: the startup summary and config errors never show the signin
   const text = err.problems.join("\n");
   assertMatch(text, /^EVENT_SIGNING_KEY \(--event-signing-key\): /);
   assert(!text.includes("MC4C"), text);
+});
+
+Deno.test("security: a stored binding carries kid and sig together or neither", async () => {
+  const good = await signer(web);
+  const fields = { repository: "a".repeat(64), image: "ghcr.io/acme/app", tags: ["v1"], time: "t" };
+  const signature = await good.signBinding(message().id, fields);
+  const stored = (extra: object) => JSON.stringify({ ...fields, clusters: ["c"], ...extra });
+  assertEquals(parseBinding(stored(signature)), { ...fields, clusters: ["c"], ...signature });
+  assertEquals(parseBinding(stored({})), { ...fields, clusters: ["c"] });
+  assertThrows(() => parseBinding(stored({ kid: signature.kid })), { code: "ERR_STATUS_CORRUPT" });
+  assertThrows(() => parseBinding(stored({ sig: signature.sig })), { code: "ERR_STATUS_CORRUPT" });
+  assertThrows(() => parseBinding(stored({ ...signature, sig: "x" })), {
+    code: "ERR_STATUS_CORRUPT",
+  });
 });
