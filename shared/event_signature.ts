@@ -28,7 +28,7 @@ export const BINDING_CONTEXT = "kuberollouttrigger status binding v1\n";
 export const FUTURE_SKEW_MS = 30_000;
 /** Most verify keys one setting may hold (rotation needs two). */
 export const MAX_VERIFY_KEYS = 8;
-/** Longest signed message accepted; web's are well under 4 KiB. */
+/** Longest channel message read at all; web's are well under 8 KiB. */
 export const MAX_SIGNED_MESSAGE = 32_768;
 
 const KEY_ID = /^[A-Za-z0-9_-]{43}$/;
@@ -377,6 +377,12 @@ export type OpenedMessage =
  * it); a message that carries one must be exactly the envelope, or it throws.
  */
 export function openMessage(raw: string): OpenedMessage {
+  const malformed = (what: string) =>
+    new AppError("ERR_EVENT_INVALID", `signed message is malformed: ${what}`);
+  // Bounded before any parsing: web's messages, signed or not, are a few KiB at most.
+  if (raw.length > MAX_SIGNED_MESSAGE) {
+    throw new AppError("ERR_EVENT_INVALID", `message is longer than ${MAX_SIGNED_MESSAGE} bytes`);
+  }
   let value: JsonValue;
   try {
     value = parseStrictJson(raw);
@@ -388,9 +394,6 @@ export function openMessage(raw: string): OpenedMessage {
   }
   const keys = Object.keys(value);
   if (!keys.some((k) => k === "sig" || k === "kid")) return { signed: false, event: raw };
-  const malformed = (what: string) =>
-    new AppError("ERR_EVENT_INVALID", `signed message is malformed: ${what}`);
-  if (raw.length > MAX_SIGNED_MESSAGE) throw malformed("too long");
   if (keys.length !== ENVELOPE_KEYS.length || !ENVELOPE_KEYS.every((k) => keys.includes(k))) {
     throw malformed('members must be exactly "event", "kid" and "sig"');
   }

@@ -128,6 +128,11 @@ Deno.test("security: with verify keys every forgery is dropped with its reason",
     ],
     ["a signature that is not base64url", JSON.stringify({ ...signed, sig: "!" }), "malformed"],
     ["the event as an object", JSON.stringify({ ...signed, event: message() }), "malformed"],
+    [
+      "an oversized message",
+      JSON.stringify({ ...signed, event: event + " ".repeat(40_000) }),
+      "malformed",
+    ],
   ];
   for (const [name, raw, reason] of cases) {
     await t.step(name, async () => {
