@@ -1,8 +1,9 @@
 /**
  * POST /event as a chain of named steps: authenticate (shared with the status
  * route) → content type and coding → bounded body → event → replay guard →
- * sign (when web has a key) → publish with the status binding → 202. The token is verified before the body
- * is read; the body is untrusted until parseEventRequest accepts it.
+ * sign (when web has a key) → publish with the status binding → 202. The
+ * token is verified before the body is read; the body is untrusted until
+ * parseEventRequest accepts it.
  */
 
 import { AppError } from "../shared/errors.ts";

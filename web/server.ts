@@ -38,12 +38,13 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
   const { logger } = runtime;
   const registry = createRegistry();
   const metrics = createWebMetrics(registry);
-  const signer = config.eventSigningKey && await createSigner(config.eventSigningKey);
+  const signer = config.eventSigningKey ? await createSigner(config.eventSigningKey) : undefined;
   // Its own key verifies its bindings; EVENT_VERIFY_KEYS those of web replicas mid-rotation.
-  const bindingKeys = signer &&
-    await importVerifyKeys([{ raw: signer.publicKey }, ...config.eventVerifyKeys]);
+  const bindingKeys = signer
+    ? await importVerifyKeys([{ raw: signer.publicKey }, ...config.eventVerifyKeys])
+    : undefined;
   if (signer) {
-    logger.info("signing events", { key_id: signer.keyId, binding_keys: bindingKeys?.ids });
+    logger.info("signing events", { key_id: signer.keyId, binding_keys: bindingKeys!.ids });
   } else logger.warn("EVENT_SIGNING_KEY is not set: events are published unsigned");
   const valkey = createValkeyConnection(config, {
     name: "kuberollouttrigger-web",
@@ -89,7 +90,7 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     }),
     authorize: createAuthorizer(config),
     publisher,
-    statusReader: createStatusReader(valkey, logger, bindingKeys || undefined),
+    statusReader: createStatusReader(valkey, logger, bindingKeys),
     statusWaiters,
     statusReportTimeoutMs: config.statusReportTimeout,
     signal: runtime.signal,
@@ -104,7 +105,7 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     registry,
     readiness: { valkey: () => publisher.ping(), issuer_keys: () => keys.ready() },
     extraRoutes: override?.routes,
-    signer: signer || undefined,
+    signer,
   });
 
   const server = Deno.serve({
