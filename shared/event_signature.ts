@@ -10,20 +10,21 @@
  * errors name the setting's shape, never its value.
  *
  * Wire format of a signed message (parsed with the duplicate-rejecting reader):
- *   {"event":"<the event message JSON, as a string>","kid":"<43 chars>","sig":"<86 chars>"}
- * The signature covers EVENT_CONTEXT followed by the UTF-8 bytes of `event`;
- * a binding's covers BINDING_CONTEXT followed by its canonical fields, so a
- * signature made for one can never pass as the other.
+ *   {"event":"<the event message JSON, as a string>","kid":"<43 chars>",
+ *    "rep":"<the binding's repository hash>","sig":"<86 chars>"}
+ * One signature per event says "web published this event for this
+ * repository": it covers EVENT_CONTEXT, `rep`, a newline and the exact bytes
+ * of `event`. The status binding stores the same `kid` and `sig`; web checks
+ * it by rebuilding those bytes from the binding's fields (the event encoding
+ * is fixed), so a binding moved to another repository, event or tag set fails.
  */
 
 import { AppError } from "./errors.ts";
-import type { EventMessage } from "./event.ts";
+import { encodeEventMessage, type EventMessage } from "./event.ts";
 import { type JsonValue, parseStrictJson } from "./strict_json.ts";
 
 /** Domain separation prefix of an event signature. */
 export const EVENT_CONTEXT = "kuberollouttrigger event v1\n";
-/** Domain separation prefix of a status binding signature. */
-export const BINDING_CONTEXT = "kuberollouttrigger status binding v1\n";
 /** How far ahead of the worker's clock a message's time may be (clock skew). */
 export const FUTURE_SKEW_MS = 30_000;
 /** Most verify keys one setting may hold (rotation needs two). */
@@ -33,11 +34,12 @@ export const MAX_SIGNED_MESSAGE = 32_768;
 
 const KEY_ID = /^[A-Za-z0-9_-]{43}$/;
 const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
+const REPOSITORY = /^[0-9a-f]{64}$/;
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
 const ED25519_OID = [0x06, 0x03, 0x2b, 0x65, 0x70];
 // SubjectPublicKeyInfo of Ed25519 (RFC 8410): this header, then the 32-byte key.
 const SPKI_HEADER = [0x30, 0x2a, 0x30, 0x05, ...ED25519_OID, 0x03, 0x21, 0x00];
-const ENVELOPE_KEYS = ["event", "kid", "sig"];
+const ENVELOPE_KEYS = ["event", "kid", "rep", "sig"];
 const encoder = new TextEncoder();
 
 /** A private key as given, checked for shape; imported once at startup by createSigner. */
@@ -232,19 +234,25 @@ function keyError(setting: string, what: string): AppError {
   return new AppError("ERR_CONFIG", `${setting}: ${what}`);
 }
 
-/** Signs event messages and status bindings with web's key. */
+/** Signs events (message and status binding at once) with web's key. */
 export interface EventSigner {
   /** The key id every signature names. */
   keyId: string;
   /** The raw public key (web also verifies its own bindings with it). */
   publicKey: Uint8Array<ArrayBuffer>;
-  /** Wraps the encoded event message into the signed message that is published. */
-  signEvent(eventJson: string): Promise<string>;
-  /** The `kid` and `sig` members of a status binding. */
-  signBinding(eventId: string, binding: BindingFields): Promise<BindingSignature>;
+  /**
+   * Signs the encoded event for the posting repository's hash: the message to
+   * publish, and the `kid` and `sig` its status binding stores.
+   */
+  signEvent(eventJson: string, repository: string): Promise<SignedEvent>;
 }
 
-/** What a status binding signature covers besides the event id. */
+/** One signed event: the exact bytes to publish and the binding's signature members. */
+export interface SignedEvent extends BindingSignature {
+  message: string;
+}
+
+/** What a status binding holds of its event besides the id. */
 export interface BindingFields {
   repository: string;
   image: string;
@@ -258,11 +266,9 @@ export interface BindingSignature {
   sig: string;
 }
 
-function bindingBytes(eventId: string, b: BindingFields): Uint8Array<ArrayBuffer> {
-  // An array, not an object: no member order or duplicate key to disagree on.
-  return encoder.encode(
-    BINDING_CONTEXT + JSON.stringify([eventId, b.repository, b.image, b.tags, b.time]),
-  );
+function signedBytes(repository: string, eventJson: string): Uint8Array<ArrayBuffer> {
+  // The hash has a fixed length and alphabet: nothing can move across the newline.
+  return encoder.encode(`${EVENT_CONTEXT}${repository}\n${eventJson}`);
 }
 
 /** Imports EVENT_SIGNING_KEY; throws one ERR_CONFIG line that never quotes the key. */
@@ -307,18 +313,19 @@ export async function createSigner(
     }
   }
   const keyId = await keyIdOf(publicKey);
-  const sign = async (bytes: Uint8Array<ArrayBuffer>) =>
-    new Uint8Array(await crypto.subtle.sign("Ed25519", key, bytes))
-      .toBase64({ alphabet: "base64url", omitPadding: true });
   return {
     keyId,
     publicKey,
-    async signEvent(eventJson) {
-      const sig = await sign(encoder.encode(EVENT_CONTEXT + eventJson));
-      return JSON.stringify({ event: eventJson, kid: keyId, sig });
-    },
-    async signBinding(eventId, binding) {
-      return { kid: keyId, sig: await sign(bindingBytes(eventId, binding)) };
+    async signEvent(eventJson, repository) {
+      if (!REPOSITORY.test(repository)) throw new Error("repository must be a sha256 hex hash");
+      const bytes = signedBytes(repository, eventJson);
+      const sig = new Uint8Array(await crypto.subtle.sign("Ed25519", key, bytes))
+        .toBase64({ alphabet: "base64url", omitPadding: true });
+      return {
+        message: JSON.stringify({ event: eventJson, kid: keyId, rep: repository, sig }),
+        kid: keyId,
+        sig,
+      };
     },
   };
 }
@@ -369,7 +376,7 @@ export async function importVerifyKeys(
 /** A channel message split into its event and, when signed, its signature. */
 export type OpenedMessage =
   | { signed: false; event: string }
-  | { signed: true; event: string; kid: string; sig: Uint8Array<ArrayBuffer> };
+  | { signed: true; event: string; kid: string; rep: string; sig: Uint8Array<ArrayBuffer> };
 
 /**
  * Tells a signed message from an unsigned one. Anything that is not a JSON
@@ -395,11 +402,14 @@ export function openMessage(raw: string): OpenedMessage {
   const keys = Object.keys(value);
   if (!keys.some((k) => k === "sig" || k === "kid")) return { signed: false, event: raw };
   if (keys.length !== ENVELOPE_KEYS.length || !ENVELOPE_KEYS.every((k) => keys.includes(k))) {
-    throw malformed('members must be exactly "event", "kid" and "sig"');
+    throw malformed('members must be exactly "event", "kid", "rep" and "sig"');
   }
-  const { event, kid, sig } = value;
+  const { event, kid, rep, sig } = value;
   if (typeof event !== "string") throw malformed('"event" must be a string');
   if (typeof kid !== "string" || !KEY_ID.test(kid)) throw malformed('"kid" is not a key id');
+  if (typeof rep !== "string" || !REPOSITORY.test(rep)) {
+    throw malformed('"rep" is not a repository hash');
+  }
   if (typeof sig !== "string" || !SIGNATURE.test(sig)) {
     throw malformed('"sig" is not a base64url Ed25519 signature');
   }
@@ -407,6 +417,7 @@ export function openMessage(raw: string): OpenedMessage {
     signed: true,
     event,
     kid,
+    rep,
     sig: Uint8Array.fromBase64(sig, { alphabet: "base64url" }),
   };
 }
@@ -479,8 +490,7 @@ export function createEventVerifier(options: EventVerifierOptions): EventVerifie
           detail: "signed by a key not in the verify keys",
         };
       }
-      const bytes = encoder.encode(EVENT_CONTEXT + opened.event);
-      if (!(await keys.verify(opened.kid, opened.sig, bytes))) {
+      if (!(await keys.verify(opened.kid, opened.sig, signedBytes(opened.rep, opened.event)))) {
         return { ok: false, reason: "bad_signature", detail: "signature does not verify" };
       }
       return { ok: true, event: opened.event, keyId: opened.kid };
@@ -513,7 +523,11 @@ export function createEventVerifier(options: EventVerifierOptions): EventVerifie
   };
 }
 
-/** Checks a status binding's signature; unsigned or foreign bindings fail. */
+/**
+ * Checks a status binding: its `sig` must be web's signature of the event it
+ * describes (rebuilt from the id and the binding's fields) for its repository.
+ * Unsigned, altered or foreign bindings fail.
+ */
 export async function verifyBinding(
   keys: VerifyKeys,
   eventId: string,
@@ -521,6 +535,9 @@ export async function verifyBinding(
 ): Promise<boolean> {
   if (binding.kid === undefined || binding.sig === undefined) return false;
   if (!KEY_ID.test(binding.kid) || !SIGNATURE.test(binding.sig)) return false;
+  if (!REPOSITORY.test(binding.repository)) return false;
+  const { image, tags, time } = binding;
+  const eventJson = encodeEventMessage({ id: eventId, time, image, tags: [...tags] });
   const sig = Uint8Array.fromBase64(binding.sig, { alphabet: "base64url" });
-  return await keys.verify(binding.kid, sig, bindingBytes(eventId, binding));
+  return await keys.verify(binding.kid, sig, signedBytes(binding.repository, eventJson));
 }

@@ -42,11 +42,9 @@ async function signedOutput(
   const encoded = encodeEventMessage(message);
   const binding = { repository, image: message.image, tags: message.tags, time: message.time };
   if (!signer) return { message: encoded, binding };
-  const [signed, signature] = await Promise.all([
-    signer.signEvent(encoded),
-    signer.signBinding(message.id, binding),
-  ]);
-  return { message: signed, binding: { ...binding, ...signature } };
+  // One signature serves both: the binding's fields rebuild the signed event bytes.
+  const { message: signed, kid, sig } = await signer.signEvent(encoded, repository);
+  return { message: signed, binding: { ...binding, kid, sig } };
 }
 
 /** The 202 body: the fields existing clients read, then those of SPEC §12. */

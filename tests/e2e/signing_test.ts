@@ -157,7 +157,7 @@ Deno.test({
           assertEquals(verifying.key_ids, [signing.key_id]);
           // What crossed the channel is the signed envelope, not the bare event.
           const [published] = await recorder.waitFor(1);
-          assertEquals(Object.keys(JSON.parse(published)).sort(), ["event", "kid", "sig"]);
+          assertEquals(Object.keys(JSON.parse(published)).sort(), ["event", "kid", "rep", "sig"]);
         },
       );
 
@@ -351,12 +351,15 @@ Deno.test({
       await publishRaw(
         valkey,
         CHANNEL,
-        await signer.signEvent(JSON.stringify({
-          id,
-          time: new Date().toISOString(),
-          image: "ghcr.io/acme/app",
-          tags: ["dev"],
-        })),
+        (await signer.signEvent(
+          JSON.stringify({
+            id,
+            time: new Date().toISOString(),
+            image: "ghcr.io/acme/app",
+            tags: ["dev"],
+          }),
+          "a".repeat(64),
+        )).message,
       );
       assertEquals((await handled(worker, id)).restarted, [`${ns}/target`]);
     } finally {

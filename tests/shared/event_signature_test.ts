@@ -32,6 +32,12 @@ import {
 } from "../../shared/event_signature.ts";
 
 const NOW = Date.parse("2026-12-01T10:00:00.000Z");
+const REP = "a".repeat(64);
+
+/** The message web publishes for `event`, posted by the repository hashed as `rep`. */
+async function sealed(s: EventSigner, event: string, rep = REP): Promise<string> {
+  return (await s.signEvent(event, rep)).message;
+}
 
 function message(overrides: Partial<EventMessage> = {}): EventMessage {
   return {
@@ -54,6 +60,14 @@ async function signer(pair: TestKeyPair): Promise<EventSigner> {
 
 const pairs = await Promise.all([generateKeyPair(), generateKeyPair()]);
 const [web, other] = pairs;
+// Web's key as a bare WebCrypto key, for signatures the module would never make.
+const rawSigningKey = await crypto.subtle.importKey(
+  "pkcs8",
+  Uint8Array.fromBase64(web.privatePem.replace(/-----[^-]+-----|\s/g, "")),
+  "Ed25519",
+  false,
+  ["sign"],
+);
 
 Deno.test("a key id is the RFC 7638 thumbprint; web's private key and the worker's public key agree in PEM and JWK", async () => {
   const fromPem = await signer(web);
@@ -70,7 +84,7 @@ Deno.test("a key id is the RFC 7638 thumbprint; web's private key and the worker
 Deno.test("a worker with the key accepts web's signed message and hands on the exact event bytes", async () => {
   const verifier = await setup([web.publicPem]);
   const event = encodeEventMessage(message());
-  const checked = await verifier.check(await (await signer(web)).signEvent(event));
+  const checked = await verifier.check(await sealed(await signer(web), event));
   assertEquals(checked, { ok: true, event, keyId: (await signer(web)).keyId });
   assertEquals(verifier.admit(message()), { ok: true });
 });
@@ -79,18 +93,18 @@ Deno.test("security: with verify keys every forgery is dropped with its reason",
   const verifier = await setup([web.publicPem]);
   const good = await signer(web);
   const event = encodeEventMessage(message());
-  const signed = JSON.parse(await good.signEvent(event));
+  const signed = JSON.parse(await sealed(good, event));
   const otherBody = JSON.parse(
-    await good.signEvent(encodeEventMessage(message({ image: "ghcr.io/acme/other" }))),
+    await sealed(good, encodeEventMessage(message({ image: "ghcr.io/acme/other" }))),
   );
   const cases: [string, string, string][] = [
     ["unsigned event", event, "unsigned"],
     ["not JSON at all", "restart everything", "unsigned"],
-    ["signed by another key", await (await signer(other)).signEvent(event), "unknown_key"],
+    ["signed by another key", await sealed(await signer(other), event), "unknown_key"],
     [
       "another key's signature under web's key id",
       JSON.stringify({
-        ...JSON.parse(await (await signer(other)).signEvent(event)),
+        ...JSON.parse(await sealed(await signer(other), event)),
         kid: good.keyId,
       }),
       "bad_signature",
@@ -106,15 +120,22 @@ Deno.test("security: with verify keys every forgery is dropped with its reason",
       "bad_signature",
     ],
     [
-      "a binding signature passed off as an event signature",
+      "the event moved to another repository",
+      JSON.stringify({ ...signed, rep: "b".repeat(64) }),
+      "bad_signature",
+    ],
+    [
+      "a repository that is not a hash",
+      JSON.stringify({ ...signed, rep: "acme/app" }),
+      "malformed",
+    ],
+    [
+      "a signature without the context string",
       JSON.stringify({
         ...signed,
-        sig: (await good.signBinding(message().id, {
-          repository: "r",
-          image: "i",
-          tags: [],
-          time: "t",
-        })).sig,
+        sig: new Uint8Array(
+          await crypto.subtle.sign("Ed25519", rawSigningKey, new TextEncoder().encode(event)),
+        ).toBase64({ alphabet: "base64url", omitPadding: true }),
       }),
       "bad_signature",
     ],
@@ -154,7 +175,7 @@ Deno.test("security: with verify keys every forgery is dropped with its reason",
       "Ed25519",
       key,
       sig,
-      new TextEncoder().encode(EVENT_CONTEXT + event),
+      new TextEncoder().encode(`${EVENT_CONTEXT}${REP}\n${event}`),
     ),
   );
 });
@@ -179,8 +200,8 @@ Deno.test("security: a verified event outside the window or seen before is not a
 
 Deno.test("rotation: a worker with two keys accepts both; with only the new one refuses the old", async () => {
   const event = encodeEventMessage(message());
-  const fromOld = await (await signer(web)).signEvent(event);
-  const fromNew = await (await signer(other)).signEvent(event);
+  const fromOld = await sealed(await signer(web), event);
+  const fromNew = await sealed(await signer(other), event);
   const both = await setup([web.publicPem, other.publicPem]);
   assertEquals((await both.check(fromOld)).ok, true);
   assertEquals((await both.check(fromNew)).ok, true);
@@ -195,7 +216,7 @@ Deno.test("a worker without verify keys accepts signed and unsigned messages unc
   const event = encodeEventMessage(message());
   assertEquals(verifier.enforcing, false);
   assertEquals(await verifier.check(event), { ok: true, event });
-  assertEquals(await verifier.check(await (await signer(other)).signEvent(event)), {
+  assertEquals(await verifier.check(await sealed(await signer(other), event)), {
     ok: true,
     event,
   });
@@ -209,16 +230,22 @@ Deno.test("a worker without verify keys accepts signed and unsigned messages unc
 Deno.test("security: a status binding verifies only unchanged, for its event, and with a known key", async () => {
   const good = await signer(web);
   const keys = await importVerifyKeys(parseVerifyKeys(web.publicPem));
-  const fields = { repository: "a".repeat(64), image: "ghcr.io/acme/app", tags: ["v1"], time: "t" };
-  const id = message().id;
-  const signed = { ...fields, ...(await good.signBinding(id, fields)) };
+  const m = message();
+  const id = m.id;
+  const fields = { repository: REP, image: m.image, tags: m.tags, time: m.time };
+  const { kid, sig } = await good.signEvent(encodeEventMessage(m), REP);
+  const signed = { ...fields, kid, sig };
   assert(await verifyBinding(keys, id, signed));
   assert(!(await verifyBinding(keys, id, fields)), "unsigned");
   assert(!(await verifyBinding(keys, id, { ...signed, repository: "b".repeat(64) })), "rebound");
   assert(!(await verifyBinding(keys, id, { ...signed, tags: ["v2"] })), "tags");
+  assert(!(await verifyBinding(keys, id, { ...signed, time: new Date(0).toISOString() })), "time");
   assert(!(await verifyBinding(keys, crypto.randomUUID(), signed)), "another event");
-  const foreign = { ...fields, ...(await (await signer(other)).signBinding(id, fields)) };
-  assert(!(await verifyBinding(keys, id, foreign)), "another key");
+  const foreign = await (await signer(other)).signEvent(encodeEventMessage(m), REP);
+  assert(!(await verifyBinding(keys, id, { ...fields, kid: foreign.kid, sig: foreign.sig })));
+  // The message web published for the event carries the very signature its binding stores.
+  const published = JSON.parse((await good.signEvent(encodeEventMessage(m), REP)).message);
+  assertEquals([published.kid, published.sig, published.rep], [kid, sig, REP]);
 });
 
 Deno.test("security: key parse errors are one actionable line and never quote the key", async (t) => {
@@ -309,8 +336,9 @@ Deno.test("security: the startup summary and config errors never show the signin
 
 Deno.test("security: a stored binding carries kid and sig together or neither", async () => {
   const good = await signer(web);
-  const fields = { repository: "a".repeat(64), image: "ghcr.io/acme/app", tags: ["v1"], time: "t" };
-  const signature = await good.signBinding(message().id, fields);
+  const fields = { repository: REP, image: "ghcr.io/acme/app", tags: ["v1"], time: "t" };
+  const { kid, sig } = await good.signEvent(encodeEventMessage(message()), REP);
+  const signature = { kid, sig };
   const stored = (extra: object) => JSON.stringify({ ...fields, clusters: ["c"], ...extra });
   assertEquals(parseBinding(stored(signature)), { ...fields, clusters: ["c"], ...signature });
   assertEquals(parseBinding(stored({})), { ...fields, clusters: ["c"] });

@@ -113,7 +113,7 @@ Deno.test("security: with verify keys an unsigned message claims nothing, patche
   assertEquals(metrics.rejectedMessages.get({ reason: "unsigned" }), 1);
   // The same event signed by web's key is handled.
   const signer = await createSigner(parseSigningKey(pair.privatePem)!);
-  const summary = await handle(await signer.signEvent(message(["dev"])));
+  const summary = await handle((await signer.signEvent(message(["dev"]), "a".repeat(64))).message);
   assertEquals(summary?.restarted, ["ns/dev"]);
   assertEquals(patched, ["ns/dev"]);
 });
