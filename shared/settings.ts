@@ -431,7 +431,7 @@ export const SETTINGS = {
     flag: "event-signing-key",
     modes: WEB,
     help:
-      "Ed25519 private key (PKCS#8 PEM or JWK, the value itself) that signs every published event and status binding; workers with EVENT_VERIFY_KEYS drop anything else. Secret: prefer the env var from a Secret.",
+      "Ed25519 private key (PKCS#8 PEM or JWK, the value itself) that signs events and status bindings; workers with EVENT_VERIFY_KEYS drop what it did not sign. Secret.",
     parse: parseSigningKey,
   }),
   kubeconfig: setting<string>({
@@ -515,7 +515,7 @@ export const SETTINGS = {
     flag: "event-verify-keys",
     modes: BOTH,
     help:
-      "Ed25519 public keys (SPKI PEM blocks, a JWK or a JWK Set) whose signatures are accepted; key ids are derived (RFC 7638 thumbprints). Worker: when set, unsigned, wrongly signed, stale and replayed messages are dropped; unset, messages are not authenticated. Web: status bindings signed by these keys are read as well as its own (key rotation).",
+      "Ed25519 public keys (SPKI PEM blocks, JWK or JWK Set). Worker: drops messages none of them signed; unset, messages are unauthenticated. Web: also reads bindings they signed.",
     parse: parseVerifyKeys,
   }),
   eventMaxAge: setting<number>({

@@ -89,7 +89,7 @@ export function createEventHandler(
   // Security: only fields that are safe whatever the sender wrote (the reason, sizes, a
   // verified event's id and image); never the message bytes.
   const reject = (reason: DropReason, detail: string, fields: Record<string, unknown>) => {
-    deps.metrics.rejectedMessages.inc({ reason });
+    deps.metrics.droppedMessages.inc({ reason });
     deps.logger.warn("dropped a message that failed authentication", {
       reason,
       detail,

@@ -26,7 +26,7 @@ export interface WorkerMetrics {
   malformedEvents: Counter;
   inventorySize: Gauge;
   inventoryCurrent: Gauge;
-  rejectedMessages: Counter;
+  droppedMessages: Counter;
 }
 
 /** Every result label of restarts_total, exported at 0 from start-up. */
@@ -44,7 +44,7 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
     metrics.reportWrites.inc({ result }, 0);
   }
   for (const result of ["created", "failed"]) metrics.kubeEvents.inc({ result }, 0);
-  for (const reason of DROP_REASONS) metrics.rejectedMessages.inc({ reason }, 0);
+  for (const reason of DROP_REASONS) metrics.droppedMessages.inc({ reason }, 0);
   return metrics;
 }
 
@@ -111,8 +111,8 @@ function createFamilies(registry: Registry): WorkerMetrics {
       "kuberollouttrigger_worker_inventory_deployments",
       "Deployments in the inventory.",
     ),
-    rejectedMessages: registry.counter(
-      "kuberollouttrigger_worker_rejected_messages_total",
+    droppedMessages: registry.counter(
+      "kuberollouttrigger_worker_dropped_messages_total",
       "Channel messages dropped by the signature checks (EVENT_VERIFY_KEYS), by reason: unsigned, malformed, unknown_key, bad_signature, expired, future or replayed.",
     ),
   };

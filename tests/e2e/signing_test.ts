@@ -219,11 +219,11 @@ Deno.test({
             assertMatch(
               metrics,
               new RegExp(
-                `kuberollouttrigger_worker_rejected_messages_total\\{reason="${reason}"\\} 1\\n`,
+                `kuberollouttrigger_worker_dropped_messages_total\\{reason="${reason}"\\} 1\\n`,
               ),
             );
           }
-          assertMatch(metrics, /rejected_messages_total\{reason="future"\} 0\n/);
+          assertMatch(metrics, /dropped_messages_total\{reason="future"\} 0\n/);
 
           // The next event through web restarts exactly the target.
           const next = await post(webOld.url, issuer, "ghcr.io/acme/app:dev");

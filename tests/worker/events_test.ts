@@ -110,7 +110,7 @@ Deno.test("security: with verify keys an unsigned message claims nothing, patche
   assertEquals(await handle(message(["dev"])), undefined);
   assertEquals(patched, []);
   assertEquals(claimed, [], "a dropped message must not even claim the event");
-  assertEquals(metrics.rejectedMessages.get({ reason: "unsigned" }), 1);
+  assertEquals(metrics.droppedMessages.get({ reason: "unsigned" }), 1);
   // The same event signed by web's key is handled.
   const signer = await createSigner(parseSigningKey(pair.privatePem)!);
   const summary = await handle((await signer.signEvent(message(["dev"]), "a".repeat(64))).message);
