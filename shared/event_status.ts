@@ -104,6 +104,10 @@ export interface StatusBinding {
   time: string;
   /** Clusters whose heartbeat was live when web published. */
   clusters: string[];
+  /** Id of web's key, when web signs (shared/event_signature.ts): with `sig`, or neither. */
+  kid?: string;
+  /** Web's signature over the event id and the fields above but `clusters`. */
+  sig?: string;
 }
 
 /** The answer of GET /event/<id>. */
@@ -285,7 +289,7 @@ export function parseClusterReport(raw: string): ClusterReport {
 export function parseBinding(raw: string): StatusBinding {
   const what = "status binding";
   const obj = readJson(raw, what);
-  onlyKeys(obj, ["repository", "image", "tags", "time", "clusters"], what);
+  onlyKeys(obj, ["repository", "image", "tags", "time", "clusters", "kid", "sig"], what);
   const strings = (key: string, max: number, pattern?: RegExp) =>
     array(obj[key], max, what).map((v) => {
       if (typeof v !== "string" || v.length > SHORT_TEXT || (pattern && !pattern.test(v))) {
@@ -293,13 +297,21 @@ export function parseBinding(raw: string): StatusBinding {
       }
       return v;
     });
-  return {
+  const binding: StatusBinding = {
     repository: text(obj, "repository", what, /^[0-9a-f]{64}$/),
     image: text(obj, "image", what),
     tags: strings("tags", 64),
     time: text(obj, "time", what),
     clusters: strings("clusters", 1000, CLUSTER_NAME),
   };
+  if ((obj.kid === undefined) !== (obj.sig === undefined)) {
+    throw corrupt(what, "kid and sig come together");
+  }
+  if (obj.kid !== undefined) {
+    binding.kid = text(obj, "kid", what, /^[A-Za-z0-9_-]{43}$/);
+    binding.sig = text(obj, "sig", what, /^[A-Za-z0-9_-]{86}$/);
+  }
+  return binding;
 }
 
 /** Counts of a report's Deployments, for a worker building one. */

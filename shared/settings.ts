@@ -5,6 +5,12 @@
  * process environment and argv: untrusted until each parser accepts it.
  */
 
+import {
+  parseSigningKey,
+  parseVerifyKeys,
+  type SigningKeySource,
+  type VerifyKeySource,
+} from "./event_signature.ts";
 import { parseImagePrefix } from "./image_ref.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import {
@@ -503,6 +509,14 @@ export const SETTINGS = {
       "Local development only: replaces GitHub with an ephemeral local issuer whose tokens only loopback clients can mint. Never in production.",
     parse: bool,
   }),
+  eventSigningKey: setting({
+    env: "EVENT_SIGNING_KEY",
+    flag: "event-signing-key",
+    modes: WEB,
+    help:
+      "Ed25519 private key (PKCS#8 PEM or JWK, the value itself) that signs events and status bindings; workers with EVENT_VERIFY_KEYS drop what it did not sign. Secret.",
+    parse: parseSigningKey,
+  }),
   kubeconfig: setting({
     env: "KUBECONFIG",
     flag: "kubeconfig",
@@ -578,6 +592,24 @@ export const SETTINGS = {
     help:
       "Development only: a YAML file of Deployments used instead of a cluster; restarts are only logged. Cannot be combined with KUBECONFIG.",
     parse: text,
+  }),
+  eventVerifyKeys: setting({
+    env: "EVENT_VERIFY_KEYS",
+    flag: "event-verify-keys",
+    modes: BOTH,
+    help:
+      "Ed25519 public keys (SPKI PEM blocks, JWK or JWK Set). Worker: drops messages none of them signed; unset, messages are unauthenticated. Web: also reads bindings they signed.",
+    parse: parseVerifyKeys,
+  }),
+  eventMaxAge: setting({
+    env: "EVENT_MAX_AGE",
+    flag: "event-max-age",
+    modes: WORKER,
+    show: true,
+    default: "2m",
+    help:
+      "With EVENT_VERIFY_KEYS: signed messages whose time (web's clock) is older than this when the worker takes them up are dropped; messages more than 30s ahead are too.",
+    parse: positiveDuration,
   }),
 };
 

@@ -1,13 +1,16 @@
 /**
  * POST /event as a chain of named steps: authenticate (shared with the status
  * route) → content type and coding → bounded body → event → replay guard →
- * publish with the status binding → 202. The token is verified before the body
- * is read; the body is untrusted until parseEventRequest accepts it.
+ * sign (when web has a key) → publish with the status binding → 202. The
+ * token is verified before the body is read; the body is untrusted until
+ * parseEventRequest accepts it.
  */
 
 import { AppError } from "../shared/errors.ts";
 import { Reason } from "../shared/reasons.ts";
 import { encodeEventMessage, type EventMessage, parseEventRequest } from "../shared/event.ts";
+import type { EventSigner } from "../shared/event_signature.ts";
+import type { StatusBinding } from "../shared/event_status.ts";
 import type { LogFields } from "../shared/log.ts";
 import { json } from "../shared/probes.ts";
 import type { WebMetrics } from "./metrics.ts";
@@ -27,6 +30,22 @@ export interface EventRouteDeps {
   metrics: WebMetrics;
   now: () => Date;
   newId: () => string;
+  /** Signs each message and binding; without it both go out unsigned. */
+  signer?: EventSigner;
+}
+
+/** The exact bytes to publish and the binding to store, signed when web has a key. */
+async function signedOutput(
+  signer: EventSigner | undefined,
+  message: EventMessage,
+  repository: string,
+): Promise<{ message: string; binding: Omit<StatusBinding, "clusters"> }> {
+  const encoded = encodeEventMessage(message);
+  const binding = { repository, image: message.image, tags: message.tags, time: message.time };
+  if (!signer) return { message: encoded, binding };
+  // One signature serves both: the binding's fields rebuild the signed event bytes.
+  const { message: signed, kid, sig } = await signer.signEvent(encoded, repository);
+  return { message: signed, binding: { ...binding, kid, sig } };
 }
 
 /** The 202 body: the fields existing clients read, then those of SPEC §12. */
@@ -79,13 +98,7 @@ export function createEventRoute(deps: EventRouteDeps, path: string): Route {
       Object.assign(log, { event_id: message.id, image: event.image, tags: event.tags });
       const { subscribers, clusters } = await deps.publisher.publish({
         eventId: message.id,
-        message: encodeEventMessage(message),
-        binding: {
-          repository,
-          image: event.image,
-          tags: event.tags,
-          time: message.time,
-        },
+        ...(await signedOutput(deps.signer, message, repository)),
       });
       Object.assign(log, { subscribers, clusters });
       if (subscribers === 0) {

@@ -11,6 +11,7 @@ import { Reason } from "../shared/reasons.ts";
 import type { LogFields, Logger } from "../shared/log.ts";
 import type { Registry } from "../shared/metrics.ts";
 import { json, probeRoutes } from "../shared/probes.ts";
+import type { EventSigner } from "../shared/event_signature.ts";
 import { createEventRoute } from "./event_route.ts";
 import type { WebMetrics } from "./metrics.ts";
 import type { TokenVerifier } from "./oidc.ts";
@@ -52,6 +53,8 @@ export interface HandlerDeps {
   signal?: AbortSignal;
   /** More routes by path (dev mode adds its token endpoint here). */
   extraRoutes?: Record<string, Route>;
+  /** Signs published events and status bindings (EVENT_SIGNING_KEY). */
+  signer?: EventSigner;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;

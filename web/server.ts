@@ -18,6 +18,7 @@ import { createPublisher } from "./publisher.ts";
 import { createReplayGuard } from "./replay.ts";
 import { createStatusReader, createStatusWaiters, type StatusWaiters } from "./status_store.ts";
 import { statusChannel } from "../shared/event_status.ts";
+import { createSigner, importVerifyKeys } from "../shared/event_signature.ts";
 import type { Valkey } from "iovalkey";
 
 /** Effects web mode needs from its host process. */
@@ -37,6 +38,14 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
   const { logger } = runtime;
   const registry = createRegistry();
   const metrics = createWebMetrics(registry);
+  const signer = config.eventSigningKey ? await createSigner(config.eventSigningKey) : undefined;
+  // Its own key verifies its bindings; EVENT_VERIFY_KEYS those of web replicas mid-rotation.
+  const bindingKeys = signer
+    ? await importVerifyKeys([{ raw: signer.publicKey }, ...config.eventVerifyKeys])
+    : undefined;
+  if (signer) {
+    logger.info("signing events", { key_id: signer.keyId, binding_keys: bindingKeys!.ids });
+  } else logger.warn("EVENT_SIGNING_KEY is not set: events are published unsigned");
   const valkey = createValkeyConnection(config, {
     name: "kuberollouttrigger-web",
     logger,
@@ -81,7 +90,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     }),
     authorize: createAuthorizer(config),
     publisher,
-    statusReader: createStatusReader(valkey, logger),
+    statusReader: createStatusReader(valkey, logger, bindingKeys),
     statusWaiters,
     statusReportTimeoutMs: config.statusReportTimeout,
     signal: runtime.signal,
@@ -96,6 +105,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     registry,
     readiness: { valkey: () => publisher.ping(), issuer_keys: () => keys.ready() },
     extraRoutes: override?.routes,
+    signer,
   });
 
   const server = Deno.serve({

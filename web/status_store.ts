@@ -1,5 +1,6 @@
 /**
- * Reading an event's status record from Valkey (one HGETALL) and waking
+ * Reading an event's status record from Valkey (one HGETALL), checking that
+ * web signed its binding (when web has a key), and waking
  * requests that wait on it. Workers announce each change by publishing the
  * event id on the status channel; web holds one subscription for all waiters.
  * Waiters are bounded and each is released at its deadline: a flood of
@@ -16,6 +17,7 @@ import {
   type StatusBinding,
   statusKey,
 } from "../shared/event_status.ts";
+import { verifyBinding, type VerifyKeys } from "../shared/event_signature.ts";
 import type { Logger } from "../shared/log.ts";
 import { describeValkeyError } from "../shared/valkey.ts";
 
@@ -29,14 +31,25 @@ export interface StoredStatus {
 
 /** Reads status records. */
 export interface StatusReader {
-  /** The record, or undefined when there is none (unknown, expired) or its binding is unreadable. */
+  /**
+   * The record, or undefined when there is none (unknown, expired) or its
+   * binding is unreadable or, with binding keys, not signed by one of them.
+   */
   read(id: string): Promise<StoredStatus | undefined>;
 }
 
 const REPORT_FIELD = /^cluster:([A-Za-z0-9._-]{1,63})$/;
 
-/** Creates the reader on web's command connection. */
-export function createStatusReader(client: Valkey, logger: Logger): StatusReader {
+/**
+ * Creates the reader on web's command connection. With `bindingKeys` (web's
+ * own key and EVENT_VERIFY_KEYS) a binding whose signature does not verify
+ * is treated as no record: anyone who can write Valkey could have written it.
+ */
+export function createStatusReader(
+  client: Valkey,
+  logger: Logger,
+  bindingKeys?: VerifyKeys,
+): StatusReader {
   return {
     async read(id) {
       let fields: Record<string, string>;
@@ -61,6 +74,13 @@ export function createStatusReader(client: Valkey, logger: Logger): StatusReader
         logger.warn("status binding unreadable; answering not found", {
           event_id: id,
           error: describeError(err),
+        });
+        return undefined;
+      }
+      if (bindingKeys && !(await verifyBinding(bindingKeys, id, binding))) {
+        logger.warn("status binding not signed by web; answering not found", {
+          event_id: id,
+          reason: binding.sig === undefined ? "unsigned" : "bad_signature",
         });
         return undefined;
       }

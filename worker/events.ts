@@ -1,15 +1,21 @@
 /**
- * Handles one channel message end to end: re-validate with web's rules, claim
+ * Handles one channel message end to end: check web's signature, time and
+ * replays (with verify keys), re-validate with web's rules, claim
  * the event for this replica of the cluster, match against the inventory,
  * claim each restart through Valkey, patch (or, in dry-run, only log), record
  * a Kubernetes Event per restart, write one summary line, and hand the
  * outcome to the rollout feedback (report and tracking). Messages are untrusted:
- * anyone who can publish to Valkey can send one, so an invalid one is logged,
- * counted and dropped, never thrown.
+ * anyone who can publish to Valkey can send one, so an invalid or
+ * unauthenticated one is logged, counted and dropped, never thrown.
  */
 
 import { describeError } from "../shared/errors.ts";
-import { parseEventMessage } from "../shared/event.ts";
+import { type EventMessage, parseEventMessage } from "../shared/event.ts";
+import {
+  createEventVerifier,
+  type DropReason,
+  type EventVerifier,
+} from "../shared/event_signature.ts";
 import type { DeploymentReport } from "../shared/event_status.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Coordinator } from "./coordination.ts";
@@ -38,6 +44,8 @@ export interface EventHandlerDeps {
   now?: () => Date;
   /** Patches in flight at once for one event. */
   concurrency?: number;
+  /** Signature, time and replay checks; without one, messages are not authenticated. */
+  verifier?: EventVerifier;
 }
 
 /** Summary of one handled event (also what the summary log line says). */
@@ -77,19 +85,59 @@ export function createEventHandler(
   const concurrency = deps.concurrency ?? 8;
   const now = deps.now ?? (() => new Date());
 
-  return async (raw) => {
-    const started = performance.now();
-    let message;
+  const verifier = deps.verifier ?? createEventVerifier({ maxAgeMs: 0 });
+  // Security: only fields that are safe whatever the sender wrote (the reason, sizes, a
+  // verified event's id and image); never the message bytes.
+  const reject = (reason: DropReason, detail: string, fields: Record<string, unknown>) => {
+    deps.metrics.droppedMessages.inc({ reason });
+    deps.logger.warn("dropped a message that failed authentication", {
+      reason,
+      detail,
+      ...fields,
+    });
+  };
+  const invalid = (err: unknown, bytes: number) => {
+    deps.metrics.events.inc({ result: "invalid" });
+    deps.logger.warn("dropped an invalid message", { error: describeError(err), bytes });
+  };
+
+  /** The checked event, or undefined when the message is dropped. */
+  const readMessage = async (raw: string): Promise<EventMessage | undefined> => {
+    let checked;
     try {
-      message = parseEventMessage(raw, deps.prefixes);
+      checked = await verifier.check(raw);
     } catch (err) {
-      deps.metrics.events.inc({ result: "invalid" });
-      deps.logger.warn("dropped an invalid message", {
-        error: describeError(err),
-        bytes: raw.length,
+      invalid(err, raw.length);
+      return undefined;
+    }
+    if (!checked.ok) {
+      reject(checked.reason, checked.detail, { bytes: raw.length });
+      return undefined;
+    }
+    let message: EventMessage;
+    try {
+      message = parseEventMessage(checked.event, deps.prefixes);
+    } catch (err) {
+      invalid(err, raw.length);
+      return undefined;
+    }
+    const admitted = verifier.admit(message);
+    if (!admitted.ok) {
+      reject(admitted.reason, admitted.detail, {
+        event_id: message.id,
+        image: message.image,
+        time: message.time,
+        key_id: checked.keyId,
       });
       return undefined;
     }
+    return message;
+  };
+
+  return async (raw) => {
+    const started = performance.now();
+    const message = await readMessage(raw);
+    if (!message) return undefined;
     const log = deps.logger.child({ event_id: message.id, image: message.image });
     // Both replicas of a cluster receive every event; one handles it, so the
     // cluster restarts, tracks and reports once.

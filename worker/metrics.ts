@@ -1,5 +1,6 @@
 /** The worker's metric families, created once per process on a registry. */
 
+import { DROP_REASONS } from "../shared/event_signature.ts";
 import {
   type Counter,
   type Gauge,
@@ -25,6 +26,7 @@ export interface WorkerMetrics {
   malformedEvents: Counter;
   inventorySize: Gauge;
   inventoryCurrent: Gauge;
+  droppedMessages: Counter;
 }
 
 /** Every result label of restarts_total, exported at 0 from start-up. */
@@ -44,6 +46,7 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
   for (const result of ["created", "failed"]) metrics.kubeEvents.inc({ result }, 0);
   metrics.subscriptionGaps.inc({}, 0);
   metrics.subscribed.set(0);
+  for (const reason of DROP_REASONS) metrics.droppedMessages.inc({ reason }, 0);
   return metrics;
 }
 
@@ -117,6 +120,10 @@ function createFamilies(registry: Registry): WorkerMetrics {
     inventorySize: registry.gauge(
       "kuberollouttrigger_worker_inventory_deployments",
       "Deployments in the inventory.",
+    ),
+    droppedMessages: registry.counter(
+      "kuberollouttrigger_worker_dropped_messages_total",
+      "Channel messages dropped by the signature checks (EVENT_VERIFY_KEYS), by reason: unsigned, malformed, unknown_key, bad_signature, expired, future or replayed.",
     ),
   };
 }

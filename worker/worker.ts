@@ -10,6 +10,7 @@
  */
 
 import { sleep } from "../shared/backoff.ts";
+import { createEventVerifier, importVerifyKeys } from "../shared/event_signature.ts";
 import type { Logger } from "../shared/log.ts";
 import { createRegistry } from "../shared/metrics.ts";
 import { json, probeRoutes } from "../shared/probes.ts";
@@ -44,6 +45,16 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
   const valkey = await loadValkeyCaFile(config);
   const registry = createRegistry();
   const metrics = createWorkerMetrics(registry);
+  const keys = config.eventVerifyKeys.length > 0
+    ? await importVerifyKeys(config.eventVerifyKeys)
+    : undefined;
+  const verifier = createEventVerifier({ keys, maxAgeMs: config.eventMaxAge });
+  if (keys) logger.info("verifying event signatures", { key_ids: keys.ids });
+  else {
+    logger.warn(
+      "EVENT_VERIFY_KEYS is not set: channel messages are not authenticated; anyone who can publish to Valkey can restart Deployments",
+    );
+  }
   const onRequest = (verb: string) => metrics.kubeRequests.inc({ verb });
   let api: KubeApi;
   if (runtime.api) api = runtime.api(onRequest);
@@ -161,6 +172,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
         dryRun: config.dryRun,
         feedback,
         clusterName: config.clusterName,
+        verifier,
       }),
     });
     heartbeat = startHeartbeat({

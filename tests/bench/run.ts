@@ -11,6 +11,7 @@ import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.t
 import { ROOT, startWeb } from "../helpers/program.ts";
 import { startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
 import { benchEndToEnd, benchWorkerScale } from "./worker_bench.ts";
+import { benchSignatures } from "./signature_bench.ts";
 import { Valkey } from "iovalkey";
 import {
   emptyCounts,
@@ -250,6 +251,14 @@ const valkey = await startValkey();
 const started = Date.now();
 try {
   await benchWeb(issuer, valkey);
+  await benchSignatures({
+    issuer,
+    valkey,
+    quick,
+    record,
+    load,
+    signTokens: (i, n) => signTokens(i, n),
+  });
   const plane = await startControlPlane({ assetsDir: assets });
   try {
     await benchEndToEnd({ plane, issuer, valkey, events: quick ? 50 : 200, record });

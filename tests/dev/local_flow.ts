@@ -3,7 +3,8 @@
  * in dev mode (a local issuer instead of GitHub, loopback only), a worker runs
  * against the labelled local inventory in k8s/dev/ (no cluster is touched
  * unless --kubeconfig is given), and a Valkey-compatible server is used from
- * VALKEY_ADDR or started here. Ctrl-C stops everything.
+ * VALKEY_ADDR or started here. Web signs events with a key pair made for this
+ * run only and the worker verifies them, as in production. Ctrl-C stops everything.
  *
  * With --kubeconfig the worker keeps its permission set and may read exactly
  * the kubeconfig and the files it names (CA, client certificate and key,
@@ -12,6 +13,7 @@
 
 import { parseArgs } from "node:util";
 import { type Program, ROOT, startProgram } from "../helpers/program.ts";
+import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { findValkeyBinary, startValkey, type TestValkey } from "../helpers/valkey.ts";
 import { DEFAULT_WEB_ADDR, DEFAULT_WEB_URL, DEV_IMAGE, TASK_COMMAND } from "./defaults.ts";
 import { readKubeconfigFiles } from "./kubeconfig_files.ts";
@@ -139,9 +141,11 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
     valkeyAddr = valkey.addr;
   }
   const env = { ...DEV_DEFAULTS, VALKEY_ADDR: valkeyAddr };
+  // An ephemeral key pair: the local flow takes the signed path production takes.
+  const keys = await generateKeyPair();
   const web = startProgram({
     args: ["web", "--dev-mode", "--listen-addr", options.webAddr ?? DEFAULT_WEB_ADDR],
-    env,
+    env: { ...env, EVENT_SIGNING_KEY: keys.privatePem },
     echo: options.echo,
   });
   const source: Record<string, string> = options.kubeconfig
@@ -150,7 +154,7 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
   if (options.watchNamespaces) source.WATCH_NAMESPACES = options.watchNamespaces;
   const worker = startProgram({
     args: ["worker", "--health-listen-addr", options.healthAddr ?? "127.0.0.1:8081"],
-    env: { ...env, ...source },
+    env: { ...env, ...source, EVENT_VERIFY_KEYS: keys.publicPem },
     permissions: ["-P=worker", readGrant],
     echo: options.echo,
   });

@@ -43,6 +43,10 @@ Deno.test({
             l.msg.startsWith("LOCAL INVENTORY: restart recorded")
           );
           assertEquals(recorded.map((l) => l.deployment), ["web", "migrations"]);
+          // The event took the signed path: web's key id is the one the worker verifies with.
+          const signing = flow.web.logs.find((l) => l.msg === "signing events");
+          const verifying = flow.worker.logs.find((l) => l.msg === "verifying event signatures");
+          assertEquals(verifying?.key_ids, [signing?.key_id]);
         },
       );
       await t.step("dev mode is loud on the lines that matter", async () => {

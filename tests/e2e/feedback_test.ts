@@ -22,6 +22,7 @@ import {
 import { requireRolloutCluster } from "../helpers/control_plane.ts";
 import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { type Program, startWeb, startWorker } from "../helpers/program.ts";
+import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { startValkey, type TestValkey } from "../helpers/valkey.ts";
 import { CLUSTERS_KEY } from "../../shared/event_status.ts";
@@ -30,6 +31,8 @@ const CHANNEL = "krt-feedback-e2e";
 const DIGEST = `sha256:${"e".repeat(64)}`;
 const rollout = withoutValkey() ? undefined : requireRolloutCluster("the rollout feedback tests");
 const options = { ignore: rollout === undefined, sanitizeOps: false, sanitizeResources: false };
+// Feedback runs on the signed path production takes: signed events and status bindings.
+const KEYS = await generateKeyPair();
 
 interface Env {
   valkey: TestValkey;
@@ -84,6 +87,7 @@ async function startEnv(): Promise<Env> {
     GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
     GITHUB_ALLOWED_ORG: "acme",
     STATUS_REPORT_TIMEOUT: "8s",
+    EVENT_SIGNING_KEY: KEYS.privatePem,
   });
   return { valkey, issuer, web, cluster: openCluster(rollout!.info), workers: [] };
 }
@@ -109,6 +113,7 @@ async function worker(
     CLUSTER_NAME: name,
     WATCH_NAMESPACES: namespaces.join(","),
     LOG_LEVEL: "debug",
+    EVENT_VERIFY_KEYS: KEYS.publicPem,
   }, kubeconfig);
   env.workers.push(program);
   // Web counts a cluster as live from its heartbeat, sent once the worker is ready.

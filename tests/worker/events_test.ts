@@ -13,6 +13,15 @@ import type { Inventory } from "../../worker/inventory.ts";
 import type { Deployment, KubeApi } from "../../worker/kube_api.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";
+import {
+  createEventVerifier,
+  createSigner,
+  type EventVerifier,
+  importVerifyKeys,
+  parseSigningKey,
+  parseVerifyKeys,
+} from "../../shared/event_signature.ts";
+import { generateKeyPair } from "../helpers/signing_keys.ts";
 
 const DIGEST = `sha256:${"e".repeat(64)}`;
 
@@ -23,7 +32,7 @@ function deployment(name: string, image: string): Deployment {
   };
 }
 
-function handlerOver(deployments: Deployment[]) {
+function handlerOver(deployments: Deployment[], verifier?: EventVerifier) {
   const patched: string[] = [];
   const inventory: Pick<Inventory, "candidates" | "upsert"> = {
     candidates: () => deployments.map(summarizeDeployment),
@@ -36,21 +45,27 @@ function handlerOver(deployments: Deployment[]) {
     },
   };
   const coordinator: Coordinator = {
-    claimEvent: () => Promise.resolve("claimed"),
+    claimEvent: (id) => {
+      claimed.push(id);
+      return Promise.resolve("claimed");
+    },
     finishEvent: () => Promise.resolve(),
     claim: () => Promise.resolve("claimed"),
     release: () => Promise.resolve(),
   };
+  const metrics = createWorkerMetrics(createRegistry());
+  const claimed: string[] = [];
   const handle = createEventHandler({
     inventory: inventory as Inventory,
     api: api as KubeApi,
     coordinator,
     prefixes: ["ghcr.io/acme"],
     logger: createLogger({ level: "error", write: () => {} }),
-    metrics: createWorkerMetrics(createRegistry()),
+    metrics,
     dryRun: false,
+    verifier,
   });
-  return { handle, patched };
+  return { handle, patched, metrics, claimed };
 }
 
 const message = (tags: string[]) =>
@@ -82,4 +97,23 @@ Deno.test("createEventHandler() does not count a digest-pinned Deployment as mat
     assertEquals(summary.skipped, [{ deployment: "ns/pinned", reason: "digest_pinned" }]);
     assertEquals(patched, ["ns/dev"]);
   });
+});
+
+Deno.test("security: with verify keys an unsigned message claims nothing, patches nothing and is counted by reason", async () => {
+  const pair = await generateKeyPair();
+  const keys = await importVerifyKeys(parseVerifyKeys(pair.publicPem));
+  const verifier = createEventVerifier({ keys, maxAgeMs: 60_000 });
+  const { handle, patched, metrics, claimed } = handlerOver(
+    [deployment("dev", "ghcr.io/acme/app:dev")],
+    verifier,
+  );
+  assertEquals(await handle(message(["dev"])), undefined);
+  assertEquals(patched, []);
+  assertEquals(claimed, [], "a dropped message must not even claim the event");
+  assertEquals(metrics.droppedMessages.get({ reason: "unsigned" }), 1);
+  // The same event signed by web's key is handled.
+  const signer = await createSigner(parseSigningKey(pair.privatePem)!);
+  const summary = await handle((await signer.signEvent(message(["dev"]), "a".repeat(64))).message);
+  assertEquals(summary?.restarted, ["ns/dev"]);
+  assertEquals(patched, ["ns/dev"]);
 });

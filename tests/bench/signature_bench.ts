@@ -1,0 +1,138 @@
+/**
+ * What signing events costs: Ed25519 signing and verifying per event in
+ * process (the message and the status binding, as web and worker do them),
+ * and web's accept rate with and without EVENT_SIGNING_KEY, measured back to
+ * back on the same Valkey. Bounded in count; asserts nothing.
+ */
+
+import { startWeb } from "../helpers/program.ts";
+import { generateKeyPair } from "../helpers/signing_keys.ts";
+import { TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
+import { subscribe, type TestValkey } from "../helpers/valkey.ts";
+import { encodeEventMessage } from "../../shared/event.ts";
+import {
+  createEventVerifier,
+  createSigner,
+  importVerifyKeys,
+  parseSigningKey,
+  parseVerifyKeys,
+  verifyBinding,
+} from "../../shared/event_signature.ts";
+import type { Row } from "./run.ts";
+
+/** What the signature bench needs from the runner. */
+export interface SignatureBenchOptions {
+  issuer: TestIssuer;
+  valkey: TestValkey;
+  quick: boolean;
+  record: (row: Row) => void;
+  /** Runs tests/bench/load.ts with these arguments. */
+  load: (args: string[]) => Promise<{ rate: number; p99_ms: number }>;
+  /** Writes `count` fresh tokens to a file; returns its path. */
+  signTokens: (issuer: TestIssuer, count: number) => Promise<string>;
+}
+
+async function perOp(count: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < Math.min(500, count); i++) await op(i); // warm-up
+  const started = performance.now();
+  for (let i = 0; i < count; i++) await op(i);
+  return (performance.now() - started) * 1000 / count;
+}
+
+/** Runs the signature scenarios. */
+export async function benchSignatures(options: SignatureBenchOptions): Promise<void> {
+  const { record } = options;
+  const pair = await generateKeyPair();
+  const signer = await createSigner(parseSigningKey(pair.privatePem)!);
+  const keys = await importVerifyKeys(parseVerifyKeys(pair.publicPem));
+  const count = options.quick ? 2000 : 20000;
+  const events = Array.from({ length: 64 }, () =>
+    encodeEventMessage({
+      id: crypto.randomUUID(),
+      time: new Date().toISOString(),
+      image: "ghcr.io/acme/app",
+      tags: ["v1.2.3", "latest"],
+    }));
+  const rep = "a".repeat(64);
+  const signed = await Promise.all(
+    events.map(async (e) => (await signer.signEvent(e, rep)).message),
+  );
+  const first = JSON.parse(events[0]);
+  const { kid, sig } = await signer.signEvent(events[0], rep);
+  const binding = { repository: rep, image: first.image, tags: first.tags, time: first.time };
+  const bindingSig = { ...binding, kid, sig };
+  // The worker's check without the replay memory, which admit() adds per event id.
+  const verifier = createEventVerifier({ keys, maxAgeMs: 120_000 });
+  const scenario = "event signature (in process)";
+  const target = "µs, not ms";
+  record({
+    scenario,
+    metric: "web: sign (message and binding)",
+    value: await perOp(count, (i) => signer.signEvent(events[i % 64], rep)),
+    unit: "µs/op",
+    target,
+  });
+  record({
+    scenario,
+    metric: "worker: check message",
+    value: await perOp(count, (i) => verifier.check(signed[i % 64])),
+    unit: "µs/op",
+    target,
+  });
+  record({
+    scenario,
+    metric: "web: verify status binding",
+    value: await perOp(count, () => verifyBinding(keys, first.id, bindingSig)),
+    unit: "µs/op",
+  });
+
+  // Web's accept rate, unsigned and signed, alternating to spread the machine's noise.
+  const sub = await subscribe(options.valkey, "krt-bench-signing");
+  const rates: Record<string, number[]> = { unsigned: [], signed: [] };
+  try {
+    for (const round of options.quick ? [0] : [0, 1]) {
+      for (const mode of round % 2 === 0 ? ["unsigned", "signed"] : ["signed", "unsigned"]) {
+        const { program, url } = await startWeb({
+          VALKEY_ADDR: options.valkey.addr,
+          VALKEY_CHANNEL: "krt-bench-signing",
+          ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+          GITHUB_OIDC_ISSUER: options.issuer.url,
+          GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
+          GITHUB_ALLOWED_ORG: "acme",
+          ...(mode === "signed" ? { EVENT_SIGNING_KEY: pair.privatePem } : {}),
+        });
+        try {
+          const tokens = await options.signTokens(options.issuer, options.quick ? 1000 : 5000);
+          const result = await options.load([
+            "--url",
+            `${url}/event`,
+            "--tokens",
+            tokens,
+            "--concurrency",
+            "32",
+          ]);
+          await Deno.remove(tokens);
+          rates[mode].push(result.rate);
+        } finally {
+          await program.stop();
+        }
+      }
+    }
+  } finally {
+    sub.close();
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  record({
+    scenario: "web accept c=32 unsigned",
+    metric: "events/s",
+    value: mean(rates.unsigned),
+    unit: "1/s",
+  });
+  record({
+    scenario: "web accept c=32 signed",
+    metric: "events/s",
+    value: mean(rates.signed),
+    unit: "1/s",
+    target: "≥ 95% of unsigned",
+  });
+}
