@@ -86,7 +86,6 @@ export async function runWeb(config: Config, runtime: WebRuntime): Promise<void>
     statusReportTimeoutMs: config.statusReportTimeout,
     signal: runtime.signal,
     replay: createReplayGuard({
-      client: valkey,
       clockToleranceMs: config.clockTolerance,
       maxTokenAgeMs: config.maxTokenAge,
     }),

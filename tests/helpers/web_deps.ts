@@ -7,7 +7,12 @@
  */
 
 import type { ClusterReport, StatusBinding } from "../../shared/event_status.ts";
-import type { Publisher, PublishInput } from "../../web/publisher.ts";
+import {
+  fillAnswer,
+  type Published,
+  type Publisher,
+  type PublishInput,
+} from "../../web/publisher.ts";
 import type { ReplayGuard } from "../../web/replay.ts";
 import {
   createStatusWaiters,
@@ -38,7 +43,7 @@ export interface MemoryStatusOptions {
   clusters?: string[];
   subscribers?: number;
   maxWaiters?: number;
-  publish?: (input: PublishInput) => Promise<{ subscribers: number; clusters: string[] }>;
+  publish?: (input: PublishInput) => Promise<Published>;
 }
 
 /** Builds the in-memory publisher, reader and (real) waiters. */
@@ -57,7 +62,8 @@ export function memoryStatus(options: MemoryStatusOptions = {}): MemoryStatus {
           reports: new Map(),
         });
       }
-      return Promise.resolve({ subscribers, clusters });
+      const answer = input.replay && fillAnswer(input.replay.answer, subscribers, clusters);
+      return Promise.resolve({ subscribers, clusters, ...(answer ? { answer } : {}) });
     }),
     ping: () => Promise.resolve(true),
   };
@@ -85,9 +91,11 @@ export function memoryStatus(options: MemoryStatusOptions = {}): MemoryStatus {
 /** A replay guard that lets every request through as a first use. */
 export function permissiveReplay(): ReplayGuard {
   return {
-    begin: () =>
-      Promise.resolve({ kind: "first", claim: { key: "k", bodyHash: "h", ttlMs: 1000 } }),
-    complete: () => Promise.resolve(),
-    abandon: () => Promise.resolve(),
+    claim: () => ({ key: "k", bodyHash: "h", ttlMs: 1000 }),
+    async once(_claim, attempt) {
+      const tried = await attempt();
+      if (tried.kind !== "done") throw new Error("the permissive guard saw a taken claim");
+      return { kind: "first", value: tried.value };
+    },
   };
 }
