@@ -10,8 +10,6 @@ import { AppError, ConfigError, describeError } from "./shared/errors.ts";
 import { createLogger } from "./shared/log.ts";
 import { describePermissions, dropPermissions } from "./shared/permissions.ts";
 import type { Mode } from "./shared/settings.ts";
-import { runWeb } from "./web/server.ts";
-import { runWorker } from "./worker/worker.ts";
 
 const USAGE = `Usage: kuberollouttrigger <command> [flags]
 
@@ -119,8 +117,9 @@ async function runMode(mode: Mode, args: string[]): Promise<void> {
       ),
     });
     const signal = shutdownSignal((name) => logger.info("shutting down", { signal: name }));
-    if (mode === "web") await runWeb(config, { logger, signal });
-    else await runWorker(config, { logger, signal });
+    // Each mode loads only its own modules: web never holds the worker's in memory.
+    if (mode === "web") await (await import("./web/server.ts")).runWeb(config, { logger, signal });
+    else await (await import("./worker/worker.ts")).runWorker(config, { logger, signal });
   } catch (err) {
     // One line and an exit code for every failure, never a stack trace.
     logger.error("cannot start", { ...describeStartupFailure(err) });

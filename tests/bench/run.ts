@@ -75,6 +75,12 @@ async function signTokens(
   return file;
 }
 
+/** The --v8-flags of a mode's task in deno.json: the bench runs what `deno task web` runs. */
+function v8Flags(task: "web" | "worker"): string[] {
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks;
+  return String(tasks[task]).split(" ").filter((arg) => arg.startsWith("--v8-flags="));
+}
+
 /** One accepted event before measuring, so the JWKS is cached and the first-request paths ran. */
 async function warmUp(issuer: TestIssuer, url: string) {
   const res = await fetch(`${url}/event`, {
@@ -88,14 +94,18 @@ async function warmUp(issuer: TestIssuer, url: string) {
 
 async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
   const sub = await subscribe(valkey, CHANNEL);
-  const { program, url } = await startWeb({
-    VALKEY_ADDR: valkey.addr,
-    VALKEY_CHANNEL: CHANNEL,
-    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
-    GITHUB_OIDC_ISSUER: issuer.url,
-    GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
-    GITHUB_ALLOWED_ORG: "acme",
-  });
+  const { program, url } = await startWeb(
+    {
+      VALKEY_ADDR: valkey.addr,
+      VALKEY_CHANNEL: CHANNEL,
+      ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+      GITHUB_OIDC_ISSUER: issuer.url,
+      GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
+      GITHUB_ALLOWED_ORG: "acme",
+    },
+    [],
+    ["-P=web", ...v8Flags("web")],
+  );
   const pid = program.child.pid;
   try {
     // Idle: started, listening, one JWKS fetch behind it, nothing else yet.
