@@ -1,9 +1,10 @@
 /**
  * Replay protection: a verified token's jti is remembered in Valkey until the
- * token expires, in the same script call that publishes its event. The same token with the same body gets the first answer again
- * without a second publish (safe client retries); the same token with another
- * body is denied, and a repeat that arrives while the first is still being
- * handled waits briefly, then gets its own answer (ERR_REPLAY_IN_PROGRESS).
+ * token expires, written by the same script call that publishes its event
+ * (web/publisher.ts). The same token with the same body gets the first answer
+ * again without a second publish (safe client retries); the same token with
+ * another body is denied; a record without an answer (an older replica still
+ * handling the first use) is waited for briefly, then ERR_REPLAY_IN_PROGRESS.
  * Keys hold a hash of issuer + jti and of the body, never the token or its
  * claims in clear. Stored values are read back as untrusted: a value that is
  * not our record is reported by position, never quoted.
