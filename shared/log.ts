@@ -48,7 +48,7 @@ export function createLogger(options: LoggerOptions): Logger {
     const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
       if (LOG_LEVELS.indexOf(level) < min) return;
       const line = { ts: now().toISOString(), level, msg, ...base, ...fields };
-      write(JSON.stringify(line, jsonSafe));
+      write(plain(line) ? JSON.stringify(line) : JSON.stringify(line, jsonSafe));
     };
     return {
       debug: (msg, fields) => emit("debug", msg, fields),
@@ -59,6 +59,21 @@ export function createLogger(options: LoggerOptions): Logger {
     };
   };
   return build(options.fields ?? {});
+}
+
+// A replacer makes JSON.stringify call back into JS for every value; a line of
+// strings, numbers, booleans and arrays of them (every request line) needs none.
+function plain(line: LogFields): boolean {
+  for (const key in line) {
+    const value = line[key];
+    if (typeof value === "bigint") return false;
+    if (typeof value !== "object" || value === null) continue;
+    if (!Array.isArray(value)) return false;
+    for (const item of value) {
+      if (typeof item === "bigint" || (typeof item === "object" && item !== null)) return false;
+    }
+  }
+  return true;
 }
 
 // BigInt and Error values would otherwise throw or serialise as {}.

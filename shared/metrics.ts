@@ -42,10 +42,22 @@ export interface Registry {
 /** Default latency buckets in seconds. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
+const NEEDS_ESCAPE = /[\\"\n]/;
+
 function labelKey(labels: Labels = {}): string {
-  return Object.keys(labels).sort().map((k) =>
-    `${k}="${labels[k].replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
-  ).join(",");
+  // Called on every inc/observe: no sort for one label, no replace for the
+  // usual value that holds nothing to escape.
+  const keys = Object.keys(labels);
+  if (keys.length > 1) keys.sort();
+  let key = "";
+  for (const k of keys) {
+    const raw = labels[k];
+    const value = NEEDS_ESCAPE.test(raw)
+      ? raw.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")
+      : raw;
+    key += `${key === "" ? "" : ","}${k}="${value}"`;
+  }
+  return key;
 }
 
 function sample(name: string, key: string, value: number): string {

@@ -41,6 +41,10 @@ export const REASONS = {
     kind: "denial",
     doc: "the token's header carries its own key or key location (`jku`, `x5u`, `jwk`, `x5c`)",
   },
+  unsupported_header: {
+    kind: "denial",
+    doc: "the token's header carries `crit` or `b64`, which change how the signature is read",
+  },
   missing_kid: { kind: "denial", doc: "the token's header has no usable `kid`" },
   unknown_kid: {
     kind: "denial",

@@ -15,7 +15,7 @@ import type { LogFields } from "../shared/log.ts";
 import { json } from "../shared/probes.ts";
 import type { WebMetrics } from "./metrics.ts";
 import type { GitHubClaims } from "./oidc.ts";
-import type { Publisher } from "./publisher.ts";
+import type { AnswerTemplate, Publisher } from "./publisher.ts";
 import type { ReplayGuard } from "./replay.ts";
 import { codingProblem, isJsonContentType, MAX_BODY_BYTES, readBody } from "./request_body.ts";
 import { type Authenticate, repositoryBinding } from "./request_steps.ts";
@@ -48,9 +48,12 @@ async function signedOutput(
   return { message: signed, binding: { ...binding, kid, sig } };
 }
 
-/** The 202 body: the fields existing clients read, then those of SPEC §12. */
-function acceptedBody(path: string, id: string, subscribers: number, clusters: string[]): string {
-  return JSON.stringify({ id, subscribers, clusters, status: `${path}/${id}` });
+/** The 202 body: the fields existing clients read, then those of SPEC §12; the script fills the middle. */
+function acceptedAnswer(path: string, id: string): AnswerTemplate {
+  return {
+    head: `{"id":${JSON.stringify(id)}`,
+    tail: `,"status":${JSON.stringify(`${path}/${id}`)}}`,
+  };
 }
 
 /** Reads the event from the body; a Response when the request is refused before parsing. */
@@ -80,40 +83,46 @@ export function createEventRoute(deps: EventRouteDeps, path: string): Route {
     log: LogFields,
   ) => {
     const event = parseEventRequest(body, deps.prefixes);
-    const start = await deps.replay.begin({
+    const claim = deps.replay.claim({
       issuer: String(claims.iss),
       jti: claims.jti,
       exp: claims.exp,
       iat: claims.iat,
       body,
     });
-    if (start.kind === "repeat") {
-      // A client retry: the same answer again, and nothing published twice.
-      log.replayed = true;
-      deps.metrics.tokenReuse.inc({ outcome: "repeat" });
-      return json(start.status, start.body);
-    }
-    try {
+    // One script call claims the token, publishes and stores the answer (web/publisher.ts).
+    const outcome = await deps.replay.once(claim, async () => {
       const message: EventMessage = { id: deps.newId(), time: deps.now().toISOString(), ...event };
       Object.assign(log, { event_id: message.id, image: event.image, tags: event.tags });
-      const { subscribers, clusters } = await deps.publisher.publish({
+      const published = await deps.publisher.publish({
         eventId: message.id,
         ...(await signedOutput(deps.signer, message, repository)),
+        replay: { claim, answer: acceptedAnswer(path, message.id) },
       });
+      if (published.taken !== undefined) {
+        delete log.event_id; // not published: the first use's event is the one that counts
+        return { kind: "taken", record: published.taken };
+      }
+      const { subscribers, clusters, answer } = published;
       Object.assign(log, { subscribers, clusters });
       if (subscribers === 0) {
+        // Nothing was delivered and nothing stored: a retry with the same token may try again.
         deps.metrics.publishFailures.inc({ reason: "no_subscriber" });
         throw new AppError("ERR_NO_SUBSCRIBER", "no worker is subscribed to the channel");
       }
       deps.metrics.published.inc();
-      const answer = acceptedBody(path, message.id, subscribers, clusters);
-      await deps.replay.complete(start.claim, 202, answer);
-      return json(202, answer);
-    } catch (err) {
-      // Nothing was delivered: let a retry with the same token try again.
-      await deps.replay.abandon(start.claim);
-      throw err;
+      if (answer === undefined) {
+        throw new AppError("ERR_PUBLISH_FAILED", "Valkey stored no answer for the event");
+      }
+      return { kind: "done", value: answer };
+    });
+    if (outcome.kind === "repeat") {
+      // A client retry: the same answer again, and nothing published twice.
+      log.replayed = true;
+      deps.metrics.tokenReuse.inc({ outcome: "repeat" });
+      return json(outcome.status, outcome.body);
     }
+    return json(202, outcome.value);
   };
 
   return async (req, _info, log) => {

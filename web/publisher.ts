@@ -2,12 +2,15 @@
  * Publishes event messages to the Valkey channel together with the event's
  * status binding (SPEC §12), in one atomic script: read the live clusters,
  * write the binding with its TTL, publish, and drop the binding again when
- * nobody received the event. Fails fast while disconnected so the caller can
+ * nobody received the event. With a replay claim (web/replay.ts) the same
+ * script first checks the token's record and, when the event reached a
+ * subscriber, stores the 202 answer for retries: one round trip per event. Fails fast while disconnected so the caller can
  * answer 503 at once instead of queueing an event nobody may ever see.
  */
 
 import type { Valkey } from "iovalkey";
 import { AppError } from "../shared/errors.ts";
+import type { ReplayClaim } from "./replay.ts";
 import { describeValkeyError } from "../shared/valkey.ts";
 import {
   BINDING_FIELD,
@@ -24,6 +27,28 @@ export interface PublishInput {
   message: string;
   /** Everything of the binding but the live clusters, which the script adds. */
   binding: Omit<StatusBinding, "clusters">;
+  /** Publish only if this token use is unclaimed, and remember the answer under it. */
+  replay?: { claim: ReplayClaim; answer: AnswerTemplate };
+}
+
+/**
+ * The 202 answer around the figures only the script knows: head, then
+ * `,"subscribers":N,"clusters":[...]`, then tail.
+ */
+export interface AnswerTemplate {
+  head: string;
+  tail: string;
+}
+
+/** The answer a template gives for these figures, exactly as the script builds it. */
+export function fillAnswer(
+  answer: AnswerTemplate,
+  subscribers: number,
+  clusters: string[],
+): string {
+  return `${answer.head},"subscribers":${subscribers},"clusters":${
+    JSON.stringify(clusters)
+  }${answer.tail}`;
 }
 
 /** What publishing achieved. */
@@ -32,6 +57,10 @@ export interface Published {
   subscribers: number;
   /** Clusters whose heartbeat was live when the message went out. */
   clusters: string[];
+  /** With a replay claim and a subscriber: the answer stored for retries. */
+  answer?: string;
+  /** With a replay claim already taken: the record found; nothing was published. */
+  taken?: string;
 }
 
 /** Sends messages to the channel. */
@@ -54,7 +83,16 @@ export interface PublisherOptions {
 // Cluster names come from a sorted set anyone with Valkey access can write: the
 // script keeps only names of the shape CLUSTER_NAME allows, at most 1000 of them.
 // cjson encodes an empty table as {}, hence the explicit [].
+// KEYS: status record, live clusters, and with a claim the replay key.
+// ARGV: channel, message, binding without its closing brace, status TTL ms,
+// live-since ms, binding field; with a claim: body hash, replay TTL ms, answer
+// head, answer tail. The replay record is only written once a subscriber got
+// the event, so a request that delivered nothing leaves the token free.
 const PUBLISH_SCRIPT = `
+if #KEYS == 3 then
+  local taken = redis.call('GET', KEYS[3])
+  if taken then return {-1, {}, taken} end
+end
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[5], '+inf')
 local names = {}
 for _, name in ipairs(live) do
@@ -67,7 +105,16 @@ if #names > 0 then list = cjson.encode(names) end
 redis.call('HSET', KEYS[1], ARGV[6], ARGV[3] .. ',"clusters":' .. list .. '}')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
-if n == 0 then redis.call('DEL', KEYS[1]) end
+if n == 0 then
+  redis.call('DEL', KEYS[1])
+  return {0, names}
+end
+if #KEYS == 3 then
+  local answer = ARGV[9] .. ',"subscribers":' .. n .. ',"clusters":' .. list .. ARGV[10]
+  local record = '{"h":' .. cjson.encode(ARGV[7]) .. ',"s":202,"b":' .. cjson.encode(answer) .. '}'
+  redis.call('SET', KEYS[3], record, 'PX', ARGV[8])
+  return {n, names, answer}
+end
 return {n, names}
 `;
 
@@ -78,20 +125,31 @@ export function createPublisher(options: PublisherOptions): Publisher {
   return {
     async publish(input) {
       const binding = JSON.stringify(input.binding);
+      const replay = input.replay;
+      const args = [
+        options.channel,
+        input.message,
+        binding.slice(0, -1),
+        String(Math.max(1, Math.ceil(options.statusTtlMs))),
+        String(now() - CLUSTER_LIVE_MS),
+        BINDING_FIELD,
+      ];
       let reply: unknown;
       try {
-        reply = await client.eval(
-          PUBLISH_SCRIPT,
-          2,
-          statusKey(input.eventId),
-          CLUSTERS_KEY,
-          options.channel,
-          input.message,
-          binding.slice(0, -1),
-          String(Math.max(1, Math.ceil(options.statusTtlMs))),
-          String(now() - CLUSTER_LIVE_MS),
-          BINDING_FIELD,
-        );
+        reply = replay
+          ? await client.eval(
+            PUBLISH_SCRIPT,
+            3,
+            statusKey(input.eventId),
+            CLUSTERS_KEY,
+            replay.claim.key,
+            ...args,
+            replay.claim.bodyHash,
+            String(replay.claim.ttlMs),
+            replay.answer.head,
+            replay.answer.tail,
+          )
+          : await client.eval(PUBLISH_SCRIPT, 2, statusKey(input.eventId), CLUSTERS_KEY, ...args);
       } catch (err) {
         throw new AppError(
           "ERR_PUBLISH_FAILED",
@@ -99,11 +157,19 @@ export function createPublisher(options: PublisherOptions): Publisher {
           { cause: err },
         );
       }
-      const [subscribers, clusters] = Array.isArray(reply) ? reply : [];
-      if (typeof subscribers !== "number" || !Array.isArray(clusters)) {
+      const [subscribers, clusters, text] = Array.isArray(reply) ? reply : [];
+      if (
+        typeof subscribers !== "number" || !Array.isArray(clusters) ||
+        (text !== undefined && typeof text !== "string")
+      ) {
         throw new AppError("ERR_PUBLISH_FAILED", "Valkey answered the publish script oddly");
       }
-      return { subscribers, clusters: clusters.map(String) };
+      if (subscribers === -1) return { subscribers: 0, clusters: [], taken: text };
+      return {
+        subscribers,
+        clusters: clusters.map(String),
+        ...(text === undefined ? {} : { answer: text }),
+      };
     },
     async ping() {
       try {

@@ -1,40 +1,49 @@
 /**
  * Replay protection: a verified token's jti is remembered in Valkey until the
- * token expires. The same token with the same body gets the first answer again
- * without a second publish (safe client retries); the same token with another
- * body is denied, and a repeat that arrives while the first is still being
- * handled waits briefly, then gets its own answer (ERR_REPLAY_IN_PROGRESS).
+ * token expires, written by the same script call that publishes its event
+ * (web/publisher.ts). The same token with the same body gets the first answer
+ * again without a second publish (safe client retries); the same token with
+ * another body is denied; a record without an answer (an older replica still
+ * handling the first use) is waited for briefly, then ERR_REPLAY_IN_PROGRESS.
  * Keys hold a hash of issuer + jti and of the body, never the token or its
  * claims in clear. Stored values are read back as untrusted: a value that is
  * not our record is reported by position, never quoted.
  */
 
 import { createHash } from "node:crypto";
-import type { Valkey } from "iovalkey";
 import { sleep } from "../shared/backoff.ts";
+import { Reason } from "../shared/reasons.ts";
 import { AppError, AuthError, jsonErrorPosition } from "../shared/errors.ts";
-import { describeValkeyError } from "../shared/valkey.ts";
 
-/** A claimed token use: where it is remembered and what it was used with. */
+/** A token use to claim: where it is remembered and what it was used with. */
 export interface ReplayClaim {
   key: string;
   bodyHash: string;
   ttlMs: number;
 }
 
-/** Outcome of ReplayGuard.begin. */
-export type ReplayStart =
-  | { kind: "first"; claim: ReplayClaim }
+/**
+ * One try at the first use, made by the caller in a single Valkey call: either
+ * the claim was free (and is now taken, with the answer stored, or left free
+ * when nothing was delivered), or a record already stood under the key.
+ */
+export type ReplayAttempt<T> = { kind: "done"; value: T } | { kind: "taken"; record: string };
+
+/** Outcome of ReplayGuard.once. */
+export type ReplayOutcome<T> =
+  | { kind: "first"; value: T }
   | { kind: "repeat"; status: number; body: string };
 
 /** Remembers which token was used for which body. */
 export interface ReplayGuard {
-  /** Claims the token for this body, or returns the answer the first use got. */
-  begin(token: TokenUse): Promise<ReplayStart>;
-  /** Stores the answer for repeats of this token and body. */
-  complete(claim: ReplayClaim, status: number, body: string): Promise<void>;
-  /** Forgets a claim whose request delivered nothing, so a retry may try again. */
-  abandon(claim: ReplayClaim): Promise<void>;
+  /** Where this use is remembered, for how long, and a hash of its body. No I/O. */
+  claim(token: TokenUse): ReplayClaim;
+  /**
+   * Runs `attempt` until the claim was free (its value is returned) or a
+   * finished record answers: the stored answer for the same body, a denial for
+   * another body, ERR_REPLAY_IN_PROGRESS when a record stays unfinished.
+   */
+  once<T>(claim: ReplayClaim, attempt: () => Promise<ReplayAttempt<T>>): Promise<ReplayOutcome<T>>;
 }
 
 /** One verified token used with one body. */
@@ -50,7 +59,6 @@ export interface TokenUse {
 
 /** Options for createReplayGuard. */
 export interface ReplayGuardOptions {
-  client: Valkey;
   clockToleranceMs: number;
   /** The verifier's bound on token age: no token passes it after iat + this. */
   maxTokenAgeMs: number;
@@ -117,18 +125,20 @@ function readStored(raw: string): Stored {
   return v as Stored;
 }
 
-/** Creates the guard on web's Valkey connection. */
+/**
+ * Creates the guard. Claiming, publishing and storing the answer happen in the
+ * caller's one script call (web/publisher.ts); the guard decides what a record
+ * found under the key means. A record without an answer is another request
+ * still in flight (another replica, or a version that stored the answer
+ * separately): it is polled until it finishes or disappears.
+ */
 export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
   const now = options.now ?? Date.now;
   const waitMs = options.waitMs ?? 3000;
-  const unavailable = (err: unknown) =>
-    new AppError("ERR_PUBLISH_FAILED", `replay check failed: ${describeValkeyError(err)}`, {
-      cause: err,
-    });
 
   return {
-    async begin(t) {
-      const claim: ReplayClaim = {
+    claim(t) {
+      return {
         key: PREFIX + sha256(`${t.issuer}\n${t.jti}`),
         bodyHash: sha256(t.body),
         ttlMs: replayTtlMs(t, {
@@ -137,59 +147,30 @@ export function createReplayGuard(options: ReplayGuardOptions): ReplayGuard {
           nowMs: now(),
         }),
       };
-      const k = claim.key;
-      const h = claim.bodyHash;
-      try {
-        const first = await options.client.set(k, JSON.stringify({ h }), "PX", claim.ttlMs, "NX");
-        if (first !== null) return { kind: "first", claim };
-        const deadline = now() + waitMs;
-        for (;;) {
-          const raw = await options.client.get(k);
-          if (raw === null) {
-            // The first use was abandoned (nothing delivered): this one may go.
-            const again = await options.client.set(
-              k,
-              JSON.stringify({ h }),
-              "PX",
-              claim.ttlMs,
-              "NX",
-            );
-            if (again !== null) return { kind: "first", claim };
-            continue;
-          }
-          const stored = readStored(raw);
-          if (stored.h !== h) {
-            throw new AuthError(
-              "replay_different_body",
-              "token already used with a different body",
-            );
-          }
-          if (stored.s !== undefined && stored.b !== undefined) {
-            return { kind: "repeat", status: stored.s, body: stored.b };
-          }
-          if (now() > deadline) {
-            throw new AppError(
-              "ERR_REPLAY_IN_PROGRESS",
-              `the first request with this token was still in progress after ${waitMs} ms`,
-            );
-          }
-          await sleep(25);
+    },
+    async once(claim, attempt) {
+      const deadline = now() + waitMs;
+      for (;;) {
+        const tried = await attempt();
+        if (tried.kind === "done") return { kind: "first", value: tried.value };
+        const stored = readStored(tried.record);
+        if (stored.h !== claim.bodyHash) {
+          throw new AuthError(
+            Reason.replay_different_body,
+            "token already used with a different body",
+          );
         }
-      } catch (err) {
-        if (err instanceof AppError) throw err;
-        throw unavailable(err);
+        if (stored.s !== undefined && stored.b !== undefined) {
+          return { kind: "repeat", status: stored.s, body: stored.b };
+        }
+        if (now() > deadline) {
+          throw new AppError(
+            "ERR_REPLAY_IN_PROGRESS",
+            `the first request with this token was still in progress after ${waitMs} ms`,
+          );
+        }
+        await sleep(25);
       }
-    },
-    async complete(claim, status, body) {
-      const value: Stored = { h: claim.bodyHash, s: status, b: body };
-      try {
-        await options.client.set(claim.key, JSON.stringify(value), "PX", claim.ttlMs, "XX");
-      } catch {
-        // The event is published; a retry would then wait and fail, which is safe.
-      }
-    },
-    async abandon(claim) {
-      await options.client.del(claim.key).catch(() => 0);
     },
   };
 }

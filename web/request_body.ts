@@ -35,13 +35,28 @@ export function codingProblem(req: Request): string | undefined {
   return undefined;
 }
 
+// decode() without { stream: true } keeps no state between calls: one decoder serves every body.
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+/** The chunks as one array; the one chunk itself when there is one (the usual small body). */
+function joined(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.length;
+  }
+  return all;
+}
+
 /** Reads the whole body within MAX_BODY_BYTES and BODY_TIMEOUT_MS, as UTF-8 text. */
 export async function readBody(req: Request): Promise<BodyResult> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > MAX_BODY_BYTES) return "too_large";
   const reader = req.body?.getReader();
   if (!reader) return "";
-  const buffer = new Uint8Array(MAX_BODY_BYTES);
+  const chunks: Uint8Array[] = [];
   let size = 0;
   // Security: a trickled body would otherwise hold the request open forever.
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -66,16 +81,14 @@ export async function readBody(req: Request): Promise<BodyResult> {
         await reader.cancel().catch(() => {});
         return "too_large";
       }
-      buffer.set(chunk.value, size);
+      chunks.push(chunk.value);
       size += chunk.value.length;
     }
   } finally {
     clearTimeout(timer);
   }
   try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(
-      buffer.subarray(0, size),
-    );
+    return UTF8.decode(joined(chunks, size));
   } catch {
     return "bad_encoding";
   }

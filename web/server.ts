@@ -95,7 +95,6 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     statusReportTimeoutMs: config.statusReportTimeout,
     signal: runtime.signal,
     replay: createReplayGuard({
-      client: valkey,
       clockToleranceMs: config.clockTolerance,
       maxTokenAgeMs: config.maxTokenAge,
     }),

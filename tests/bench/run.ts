@@ -12,6 +12,8 @@ import { ROOT, startWeb } from "../helpers/program.ts";
 import { startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
 import { benchEndToEnd, benchWorkerScale } from "./worker_bench.ts";
 import { benchSignatures } from "./signature_bench.ts";
+import { cpuSeconds, peakRssMiB, rssMiB } from "./proc.ts";
+import { GO_REFERENCE } from "./reference.ts";
 import { Valkey } from "iovalkey";
 import {
   emptyCounts,
@@ -22,6 +24,8 @@ import {
 
 const CHANNEL = "krt-bench";
 const quick = Deno.args.includes("--quick");
+// --web-only: the web scenarios alone (about 40 s), for before/after runs of web changes.
+const webOnly = Deno.args.includes("--web-only");
 
 /** One row of the results table. */
 export interface Row {
@@ -30,6 +34,8 @@ export interface Row {
   value: number;
   unit: string;
   target?: string;
+  /** The same figure for the Go implementation on this kind of machine, when known. */
+  reference?: string;
 }
 
 const rows: Row[] = [];
@@ -40,7 +46,7 @@ export function record(row: Row): void {
   console.error(
     `  ${row.scenario.padEnd(34)} ${row.metric.padEnd(34)} ${value.padStart(10)} ${
       row.unit.padEnd(8)
-    } ${row.target ?? ""}`,
+    } ${(row.target ?? "").padEnd(20)} ${row.reference ?? ""}`,
   );
 }
 
@@ -70,17 +76,43 @@ async function signTokens(
   return file;
 }
 
+/** The --v8-flags of a mode's task in deno.json: the bench runs what `deno task web` runs. */
+function v8Flags(task: "web" | "worker"): string[] {
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks;
+  return String(tasks[task]).split(" ").filter((arg) => arg.startsWith("--v8-flags="));
+}
+
+/** One accepted event before measuring, so the JWKS is cached and the first-request paths ran. */
+async function warmUp(issuer: TestIssuer, url: string) {
+  const res = await fetch(`${url}/event`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${await issuer.sign()}`, "content-type": "application/json" },
+    body: '{"image":"ghcr.io/acme/app:dev"}',
+  });
+  await res.body?.cancel();
+  if (res.status !== 202) throw new Error(`warm-up event answered ${res.status}`);
+}
+
 async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
   const sub = await subscribe(valkey, CHANNEL);
-  const { program, url } = await startWeb({
-    VALKEY_ADDR: valkey.addr,
-    VALKEY_CHANNEL: CHANNEL,
-    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
-    GITHUB_OIDC_ISSUER: issuer.url,
-    GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
-    GITHUB_ALLOWED_ORG: "acme",
-  });
+  const { program, url } = await startWeb(
+    {
+      VALKEY_ADDR: valkey.addr,
+      VALKEY_CHANNEL: CHANNEL,
+      ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+      GITHUB_OIDC_ISSUER: issuer.url,
+      GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
+      GITHUB_ALLOWED_ORG: "acme",
+    },
+    [],
+    ["-P=web", ...v8Flags("web")],
+  );
+  const pid = program.child.pid;
   try {
+    // Idle: started, listening, one JWKS fetch behind it, nothing else yet.
+    await warmUp(issuer, url);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    record({ scenario: "web process", metric: "RSS idle", value: rssMiB(pid), unit: "MiB" });
     for (
       const [concurrency, count] of [[1, quick ? 300 : 2000], [32, quick ? 1000 : 10000], [
         256,
@@ -88,6 +120,7 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
       ]]
     ) {
       const tokens = await signTokens(issuer, count);
+      const cpuBefore = cpuSeconds(pid);
       const result = await load([
         "--url",
         `${url}/event`,
@@ -96,16 +129,32 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
         "--concurrency",
         String(concurrency),
       ]);
+      const cpu = cpuSeconds(pid) - cpuBefore;
       await Deno.remove(tokens);
       const scenario = `web accept c=${concurrency}`;
+      const go = concurrency === 32 ? GO_REFERENCE : undefined;
       record({
         scenario,
         metric: "events/s",
         value: result.rate,
         unit: "1/s",
         target: concurrency === 32 ? "≥ 3000" : undefined,
+        reference: go?.acceptedPerSecond,
       });
-      record({ scenario, metric: "p50 latency", value: result.p50_ms, unit: "ms" });
+      record({
+        scenario,
+        metric: "server CPU per accepted event",
+        value: (cpu * 1000) / Math.max(1, result.statuses["202"] ?? 0),
+        unit: "ms",
+        reference: go?.cpuPerEventMs,
+      });
+      record({
+        scenario,
+        metric: "p50 latency",
+        value: result.p50_ms,
+        unit: "ms",
+        reference: go?.p50Ms,
+      });
       record({
         scenario,
         metric: "p99 latency",
@@ -120,7 +169,15 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
         unit: "count",
       });
     }
+    record({
+      scenario: "web process",
+      metric: "peak RSS under accept load",
+      value: peakRssMiB(pid),
+      unit: "MiB",
+      reference: GO_REFERENCE.peakRssMiB,
+    });
     const count = quick ? 2000 : 20000;
+    const garbageCpuBefore = cpuSeconds(pid);
     const garbage = await load([
       "--url",
       `${url}/event`,
@@ -137,6 +194,12 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
       value: garbage.rate,
       unit: "1/s",
       target: "≥ 10000",
+    });
+    record({
+      scenario: "reject garbage c=32",
+      metric: "server CPU per rejection",
+      value: ((cpuSeconds(pid) - garbageCpuBefore) * 1000) / Math.max(1, garbage.count),
+      unit: "ms",
     });
     const jwksBefore = issuer.hits.get("/.well-known/jwks") ?? 0;
     const unknown = await signTokens(issuer, quick ? 1000 : 5000, {
@@ -168,10 +231,8 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
       target: `≤ ${Math.ceil(seconds / 10) + 1} (10 s cooldown)`,
     });
     await benchStatusReads(issuer, valkey, url);
-    const rss = Number(
-      /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${program.child.pid}/status`))?.[1] ?? 0,
-    );
-    record({ scenario: "web process", metric: "RSS after load", value: rss / 1024, unit: "MB" });
+    record({ scenario: "web process", metric: "RSS after load", value: rssMiB(pid), unit: "MiB" });
+    record({ scenario: "web process", metric: "peak RSS", value: peakRssMiB(pid), unit: "MiB" });
   } finally {
     sub.close();
     await program.stop();
@@ -235,16 +296,21 @@ async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: str
   });
 }
 
-const assets = await ensureControlPlaneAssets();
+/** Ends the run after the web scenarios (--web-only). */
+class WebOnlyDone extends Error {}
+
+const assets = webOnly ? "" : await ensureControlPlaneAssets();
 console.error(
   `kuberollouttrigger bench on ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores${
     quick ? " (quick)" : ""
+  }${webOnly ? " (web only)" : ""}, load average ${
+    (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ")
   }`,
 );
 console.error(
-  `  ${"scenario".padEnd(34)} ${"metric".padEnd(34)} ${"value".padStart(10)} ${
-    "unit".padEnd(8)
-  } target`,
+  `  ${"scenario".padEnd(34)} ${"metric".padEnd(34)} ${"value".padStart(10)} ${"unit".padEnd(8)} ${
+    "target".padEnd(20)
+  } Go reference`,
 );
 const issuer = await startIssuer();
 const valkey = await startValkey();
@@ -259,6 +325,7 @@ try {
     load,
     signTokens: (i, n) => signTokens(i, n),
   });
+  if (webOnly) throw new WebOnlyDone();
   const plane = await startControlPlane({ assetsDir: assets });
   try {
     await benchEndToEnd({ plane, issuer, valkey, events: quick ? 50 : 200, record });
@@ -273,6 +340,8 @@ try {
       await scalePlane.stop();
     }
   }
+} catch (err) {
+  if (!(err instanceof WebOnlyDone)) throw err;
 } finally {
   await valkey.stop();
   await issuer.stop();
@@ -285,6 +354,7 @@ const results = {
   date: new Date().toISOString(),
   duration_s: Math.round((Date.now() - started) / 1000),
   quick,
+  web_only: webOnly,
   machine: {
     cpu,
     cores: navigator.hardwareConcurrency,
@@ -294,7 +364,7 @@ const results = {
   },
   rows,
 };
-if (!quick) {
+if (!quick && !webOnly) {
   await Deno.mkdir(`${ROOT}docs/bench`, { recursive: true });
   await Deno.writeTextFile(
     `${ROOT}docs/bench/results.json`,

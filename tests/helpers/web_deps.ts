@@ -9,7 +9,13 @@
 import type { Valkey } from "iovalkey";
 import type { ClusterReport, StatusBinding } from "../../shared/event_status.ts";
 import type { Logger } from "../../shared/log.ts";
-import { createPublisher, type Publisher, type PublishInput } from "../../web/publisher.ts";
+import {
+  createPublisher,
+  fillAnswer,
+  type Published,
+  type Publisher,
+  type PublishInput,
+} from "../../web/publisher.ts";
 import { createReplayGuard, type ReplayGuard } from "../../web/replay.ts";
 import {
   createStatusReader,
@@ -41,7 +47,7 @@ export interface MemoryStatusOptions {
   clusters?: string[];
   subscribers?: number;
   maxWaiters?: number;
-  publish?: (input: PublishInput) => Promise<{ subscribers: number; clusters: string[] }>;
+  publish?: (input: PublishInput) => Promise<Published>;
 }
 
 /** Builds the in-memory publisher, reader and (real) waiters. */
@@ -60,7 +66,8 @@ export function memoryStatus(options: MemoryStatusOptions = {}): MemoryStatus {
           reports: new Map(),
         });
       }
-      return Promise.resolve({ subscribers, clusters });
+      const answer = input.replay && fillAnswer(input.replay.answer, subscribers, clusters);
+      return Promise.resolve({ subscribers, clusters, ...(answer ? { answer } : {}) });
     }),
     ping: () => Promise.resolve(true),
   };
@@ -88,10 +95,12 @@ export function memoryStatus(options: MemoryStatusOptions = {}): MemoryStatus {
 /** A replay guard that lets every request through as a first use. */
 export function permissiveReplay(): ReplayGuard {
   return {
-    begin: () =>
-      Promise.resolve({ kind: "first", claim: { key: "k", bodyHash: "h", ttlMs: 1000 } }),
-    complete: () => Promise.resolve(),
-    abandon: () => Promise.resolve(),
+    claim: () => ({ key: "k", bodyHash: "h", ttlMs: 1000 }),
+    async once(_claim, attempt) {
+      const tried = await attempt();
+      if (tried.kind !== "done") throw new Error("the permissive guard saw a taken claim");
+      return { kind: "first", value: tried.value };
+    },
   };
 }
 
@@ -115,7 +124,6 @@ export function valkeyWebParts(
   return {
     publisher: createPublisher({ client, channel: options.channel, statusTtlMs: 60_000 }),
     replay: createReplayGuard({
-      client,
       clockToleranceMs: 15_000,
       maxTokenAgeMs: 600_000,
       waitMs: options.replayWaitMs,

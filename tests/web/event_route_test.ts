@@ -228,9 +228,10 @@ Deno.test("createEventRoute() verifies the token and its repository_id before it
           ping: () => Promise.resolve(true),
         },
         replay: {
-          begin: () => Promise.reject(new Error("the replay guard must not be reached")),
-          complete: () => Promise.resolve(),
-          abandon: () => Promise.resolve(),
+          claim: () => {
+            throw new Error("the replay guard must not be reached");
+          },
+          once: () => Promise.reject(new Error("the replay guard must not be reached")),
         },
         prefixes: ["ghcr.io/acme"],
         metrics: createWebMetrics(createRegistry()),

@@ -14,13 +14,13 @@ import { createWebMetrics } from "../../web/metrics.ts";
 import type { GitHubClaims, TokenVerifier } from "../../web/oidc.ts";
 import { createAuthorizer } from "../../web/policy.ts";
 import type { ReplayGuard } from "../../web/replay.ts";
-import { memoryStatus, type MemoryStatusOptions } from "../helpers/web_deps.ts";
+import { memoryStatus, type MemoryStatusOptions, permissiveReplay } from "../helpers/web_deps.ts";
 
 const BODY = '{"image":"ghcr.io/acme/app:dev"}';
 const INFO = { remoteAddr: { hostname: "127.0.0.1", port: 1 } };
 
 interface Options {
-  replay?: ReplayGuard["begin"];
+  replay?: ReplayGuard["once"];
   publish?: MemoryStatusOptions["publish"];
   subscribers?: number;
   verify?: TokenVerifier;
@@ -49,12 +49,7 @@ function setUp(options: Options = {}) {
     statusReader: status.statusReader,
     statusWaiters: status.statusWaiters,
     statusReportTimeoutMs: 30_000,
-    replay: {
-      begin: options.replay ??
-        (() => Promise.resolve({ kind: "first", claim: { key: "k", bodyHash: "h", ttlMs: 1000 } })),
-      complete: () => Promise.resolve(),
-      abandon: () => Promise.resolve(),
-    },
+    replay: { ...permissiveReplay(), ...(options.replay ? { once: options.replay } : {}) },
     prefixes: ["ghcr.io/acme"],
     logger: createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) }),
     metrics: createWebMetrics(registry),

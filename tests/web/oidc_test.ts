@@ -81,6 +81,27 @@ Deno.test("security: createTokenVerifier() refuses JOSE edge cases", async (t) =
       ["exp of 1e400 (Infinity to JSON.parse)", () => header(), "", "claim_exp"],
       ["nbf of -1e400", () => header(), "", "claim_nbf"],
       ["a header that is not an object", () => "[1]", "", "malformed"],
+      [
+        "a crit header (extensions we do not implement)",
+        () => header('"crit":["exp"]'),
+        "",
+        "unsupported_header",
+      ],
+      [
+        "b64 false (RFC 7797 unencoded payload)",
+        () => header('"b64":false'),
+        "",
+        "unsupported_header",
+      ],
+      ["b64 true", () => header('"b64":true'), "", "unsupported_header"],
+      [
+        "a jku header",
+        () => header('"jku":"https://evil.example/jwks"'),
+        "",
+        "untrusted_header_key",
+      ],
+      ["alg none", () => `{"alg":"none","kid":"${issuer.kid}"}`, "", "alg_not_allowed"],
+      ["alg PS256", () => `{"alg":"PS256","kid":"${issuer.kid}"}`, "", "alg_not_allowed"],
     ];
     for (const [name, makeHeader, extra, reason] of cases) {
       await t.step(`rejects ${name} as ${reason}`, async () => {
@@ -91,6 +112,50 @@ Deno.test("security: createTokenVerifier() refuses JOSE edge cases", async (t) =
         await assertRejects(() => verify(token), { instanceOf: AuthError, reason });
       });
     }
+    await t.step(
+      "a signature that does not verify is bad_signature, whatever the claims",
+      async () => {
+        const token = await issuer.signRaw(header(), claimsText(issuer));
+        const [h, c, sig] = token.split(".");
+        const flipped = sig[10] === "A" ? "B" : "A";
+        for (
+          const bad of [
+            `${h}.${c}.${sig.slice(0, 10)}${flipped}${sig.slice(11)}`,
+            `${h}.${c}.${sig.slice(4)}`,
+            `${h}.${btoa(claimsText(issuer, '"aud":"other"')).replace(/=+$/, "")}.${sig}`,
+          ]
+        ) {
+          await assertRejects(() => verify(bad), { instanceOf: AuthError });
+        }
+        await assertRejects(
+          () => verify(`${h}.${c}.${sig.slice(0, 10)}${flipped}${sig.slice(11)}`),
+          {
+            instanceOf: AuthError,
+            reason: "bad_signature",
+          },
+        );
+      },
+    );
+    await t.step(
+      "claims still go through jose's checks: another issuer, audience, an old token",
+      async () => {
+        const now = Math.floor(Date.now() / 1000);
+        for (
+          const [claims, reason] of [
+            [{ iss: "https://evil.example" }, "claim_iss"],
+            [{ aud: "https://other.example" }, "claim_aud"],
+            [{ exp: now - 3600, iat: now - 4000 }, "expired"],
+            [{ iat: now - 3600, exp: now + 300 }, "claim_iat"],
+            [{ nbf: now + 3600 }, "claim_nbf"],
+          ] as const
+        ) {
+          await assertRejects(() => issuer.sign({ claims }).then(verify), {
+            instanceOf: AuthError,
+            reason,
+          });
+        }
+      },
+    );
     await t.step("an unparsable claims set is described by position, never quoted", async () => {
       const token = await issuer.signRaw(header(), '{"repository":"acme/app","secret":eyJsecret}');
       const err = await assertRejects(() => verify(token), {

@@ -1,15 +1,25 @@
 /**
- * The replay guard against a real Valkey-compatible server: what it stores,
- * for how long, and how it answers repeats, records still in flight and values
- * that are not its own.
+ * The replay guard with web's one publish script against a real
+ * Valkey-compatible server: what it stores, for how long, in how many calls,
+ * and how it answers repeats, other bodies, no subscriber, records still in
+ * flight, values that are not its own and a Valkey that is down.
  */
 
 import { Valkey } from "iovalkey";
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey } from "../helpers/valkey.ts";
-import { AppError } from "../../shared/errors.ts";
+import { startValkey, subscribe } from "../helpers/valkey.ts";
+import { AppError, AuthError } from "../../shared/errors.ts";
+import { statusKey } from "../../shared/event_status.ts";
+import { createPublisher } from "../../web/publisher.ts";
 import { createReplayGuard, replayTtlMs } from "../../web/replay.ts";
+
+const BINDING = {
+  repository: "acme/app",
+  image: "ghcr.io/acme/app",
+  tags: ["dev"],
+  time: "2026-12-01T10:00:00.000Z",
+};
 
 const TOLERANCE = 15_000;
 const MAX_AGE = 600_000;
@@ -37,19 +47,27 @@ Deno.test("replayTtlMs() is a whole number of ms until the token can no longer v
   }
 });
 
+/** The command counts of INFO commandstats, by command name. */
+async function commandCounts(client: Valkey): Promise<Record<string, number>> {
+  const info = await client.info("commandstats");
+  const counts: Record<string, number> = {};
+  for (const m of info.matchAll(/^cmdstat_([\w|]+):calls=(\d+)/gm)) counts[m[1]] = Number(m[2]);
+  return counts;
+}
+
 Deno.test({
-  name: "createReplayGuard() against Valkey",
+  name: "the replay guard with the one publish script against Valkey",
   ignore: withoutValkey(),
   async fn(t) {
     const valkey = await startValkey();
     const client = new Valkey({ host: valkey.host, port: valkey.port, lazyConnect: false });
     const nowMs = Date.now();
     const guard = createReplayGuard({
-      client,
       clockToleranceMs: TOLERANCE,
       maxTokenAgeMs: MAX_AGE,
       waitMs: 200,
     });
+    const publisher = createPublisher({ client, channel: "ch", statusTtlMs: 60_000 });
     const use = (jti: string, extra: Partial<{ exp: number; iat: number; body: string }> = {}) => ({
       issuer: "https://issuer",
       jti,
@@ -58,40 +76,106 @@ Deno.test({
       body: "{}",
       ...extra,
     });
+    // What web's event route does: one script call per try (web/event_route.ts).
+    const post = (token: ReturnType<typeof use>, message = `m-${token.jti}`) => {
+      const claim = guard.claim(token);
+      return guard.once(claim, async () => {
+        const id = crypto.randomUUID();
+        const published = await publisher.publish({
+          eventId: id,
+          message,
+          binding: BINDING,
+          replay: { claim, answer: { head: `{"id":"${id}"`, tail: `,"status":"/event/${id}"}` } },
+        });
+        if (published.taken !== undefined) return { kind: "taken", record: published.taken };
+        return { kind: "done", value: published };
+      });
+    };
+    const sub = await subscribe(valkey, "ch");
     try {
       await t.step(
-        "a NumericDate with a sub-millisecond fraction is remembered, not a Valkey error",
+        "a first use publishes once in one script call; a repeat gets the same answer and publishes nothing",
         async () => {
-          const start = await guard.begin(use("frac", { exp: nowMs / 1000 + 300.0004 }));
-          assertEquals(start.kind, "first");
-          if (start.kind !== "first") return;
-          const pttl = await client.pttl(start.claim.key);
+          await client.config("RESETSTAT");
+          const first = await post(use("once", { exp: nowMs / 1000 + 300.0004 }));
+          assert(first.kind === "first");
+          assertEquals(first.value.subscribers, 1);
+          const answer = JSON.parse(first.value.answer!);
+          assertEquals(Object.keys(answer), ["id", "subscribers", "clusters", "status"]);
+          assertEquals(answer.subscribers, 1);
+          assertEquals(answer.clusters, []);
+          // commandstats counts the script's own calls too: one EVAL, and inside it
+          // one GET of the replay key and one SET of the finished record.
+          const counts = await commandCounts(client);
+          assertEquals(
+            [counts.eval, counts.get, counts.set, counts.publish],
+            [1, 1, 1, 1],
+            JSON.stringify(counts),
+          );
+          const key = guard.claim(use("once")).key;
+          const pttl = await client.pttl(key);
           assert(pttl > 300_000 && pttl <= 315_001, `PTTL ${pttl}`);
-          await guard.complete(start.claim, 202, '{"id":"x"}');
-          assertEquals(await guard.begin(use("frac")), {
-            kind: "repeat",
-            status: 202,
-            body: '{"id":"x"}',
-          });
+          await sub.waitFor(1);
+          for (let i = 0; i < 3; i++) {
+            assertEquals(await post(use("once"), "again"), {
+              kind: "repeat",
+              status: 202,
+              body: first.value.answer!,
+            });
+          }
+          await new Promise((r) => setTimeout(r, 50));
+          assertEquals(sub.messages, ["m-once"], "nothing published twice");
+          sub.messages.length = 0;
         },
       );
       await t.step("a far-future exp is remembered for at most max age + tolerance", async () => {
-        const start = await guard.begin(use("far", { exp: 1e15 }));
-        assert(start.kind === "first");
-        const pttl = await client.pttl(start.claim.key);
+        assert((await post(use("far", { exp: 1e15 }))).kind === "first");
+        const pttl = await client.pttl(guard.claim(use("far")).key);
         assert(pttl > 0 && pttl <= MAX_AGE + 2 * TOLERANCE, `PTTL ${pttl}`);
+        await sub.waitFor(1);
+        sub.messages.length = 0;
+      });
+      await t.step("the same token with another body is denied and publishes nothing", async () => {
+        assert((await post(use("body"))).kind === "first");
+        await sub.waitFor(1);
+        sub.messages.length = 0;
+        await assertRejects(() => post(use("body", { body: '{"image":"x"}' })), {
+          instanceOf: AuthError,
+          reason: "replay_different_body",
+        });
+        await new Promise((r) => setTimeout(r, 50));
+        assertEquals(sub.messages, []);
+      });
+      await t.step("no subscriber: nothing is remembered, so a retry may try again", async () => {
+        const lonely = createPublisher({ client, channel: "nobody", statusTtlMs: 60_000 });
+        const claim = guard.claim(use("lonely"));
+        const published = await lonely.publish({
+          eventId: "e1",
+          message: "m",
+          binding: BINDING,
+          replay: { claim, answer: { head: '{"id":"e1"', tail: "}" } },
+        });
+        assertEquals(published, { subscribers: 0, clusters: [] });
+        assertEquals(await client.exists(claim.key), 0);
+        assertEquals(await client.exists(statusKey("e1")), 0);
+        assert((await post(use("lonely"))).kind === "first", "the retry goes through");
+        await sub.waitFor(1);
+        sub.messages.length = 0;
       });
       await t.step(
-        "a repeat while the first is still in flight gets ERR_REPLAY_IN_PROGRESS",
+        "a record still in flight (another replica) gets ERR_REPLAY_IN_PROGRESS, then goes once it is gone",
         async () => {
-          const start = await guard.begin(use("busy"));
-          assert(start.kind === "first");
-          await assertRejects(() => guard.begin(use("busy")), {
+          const claim = guard.claim(use("busy"));
+          await client.set(claim.key, JSON.stringify({ h: claim.bodyHash }), "PX", 60_000);
+          await assertRejects(() => post(use("busy")), {
             instanceOf: AppError,
             code: "ERR_REPLAY_IN_PROGRESS",
           });
-          await guard.abandon(start.claim);
-          assertEquals((await guard.begin(use("busy"))).kind, "first");
+          assertEquals(sub.messages, []);
+          await client.del(claim.key);
+          assertEquals((await post(use("busy"))).kind, "first");
+          await sub.waitFor(1);
+          sub.messages.length = 0;
         },
       );
       await t.step(
@@ -106,19 +190,47 @@ Deno.test({
               '{"h":"x","s":"eyJsecret","b":"y"}',
             ].entries()
           ) {
-            const first = await guard.begin(use(`corrupt-${i}`));
-            assert(first.kind === "first");
-            await client.set(first.claim.key, raw);
-            const err = await assertRejects(() => guard.begin(use(`corrupt-${i}`)), {
+            await client.set(guard.claim(use(`corrupt-${i}`)).key, raw);
+            const err = await assertRejects(() => post(use(`corrupt-${i}`)), {
               instanceOf: AppError,
               code: "ERR_PUBLISH_FAILED",
             });
             assert(!err.message.includes("eyJ"), err.message);
             assert(!err.message.includes("secret"), err.message);
           }
+          assertEquals(sub.messages, []);
         },
       );
+      await t.step("Valkey down: ERR_PUBLISH_FAILED (503), nothing claimed", async () => {
+        await valkey.stop();
+        const offline = new Valkey({
+          host: valkey.host,
+          port: valkey.port,
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 0,
+          retryStrategy: () => null,
+        });
+        offline.on("error", () => {});
+        const down = createPublisher({ client: offline, channel: "ch", statusTtlMs: 60_000 });
+        const claim = guard.claim(use("down"));
+        await assertRejects(
+          () =>
+            guard.once(claim, async () => {
+              await down.publish({
+                eventId: "e2",
+                message: "m",
+                binding: BINDING,
+                replay: { claim, answer: { head: '{"id":"e2"', tail: "}" } },
+              });
+              return { kind: "done", value: 0 };
+            }),
+          { instanceOf: AppError, code: "ERR_PUBLISH_FAILED" },
+        );
+        offline.disconnect();
+      });
     } finally {
+      sub.close();
       client.disconnect();
       await valkey.stop();
     }

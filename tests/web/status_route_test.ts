@@ -61,9 +61,9 @@ function setUp(options: SetUpOptions = {}) {
     statusReportTimeoutMs: 30_000,
     replay: {
       ...permissiveReplay(),
-      begin: (use) => {
+      claim: (use) => {
         if (use.body === "") throw new Error("a status read went through the replay guard");
-        return permissiveReplay().begin(use);
+        return permissiveReplay().claim(use);
       },
     },
     prefixes: ["ghcr.io/acme"],
