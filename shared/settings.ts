@@ -8,8 +8,6 @@
 import {
   parseSigningKey,
   parseVerifyKeys,
-  type SigningKeySource,
-  type VerifyKeySource,
 } from "./event_signature.ts";
 import { parseImagePrefix } from "./image_ref.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
