@@ -5,10 +5,7 @@
  * process environment and argv: untrusted until each parser accepts it.
  */
 
-import {
-  parseSigningKey,
-  parseVerifyKeys,
-} from "./event_signature.ts";
+import { parseSigningKey, parseVerifyKeys } from "./event_signature.ts";
 import { parseImagePrefix } from "./image_ref.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import {

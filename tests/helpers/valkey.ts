@@ -422,7 +422,8 @@ export interface RecordingSubscriber {
   messages: string[];
   /** Resolves when at least `count` messages have arrived (or rejects after timeoutMs). */
   waitFor(count: number, timeoutMs?: number): Promise<string[]>;
-  close(): void;
+  /** Resolves once the server has confirmed the unsubscribe, so a publish after it counts no one. */
+  close(): Promise<void>;
 }
 
 /** Subscribes to `channel` on the server and records what arrives. */
@@ -454,7 +455,11 @@ export async function subscribe(
         10,
       );
     },
-    close: () => client.disconnect(),
+    close: async () => {
+      // disconnect() alone leaves the subscription counted until the server sees the socket close.
+      await client.unsubscribe(channel).catch(() => {});
+      client.disconnect();
+    },
   };
 }
 

@@ -147,7 +147,7 @@ Deno.test({
       await t.step(
         "an event no worker received may be sent again with the same token",
         async () => {
-          worker!.close();
+          await worker!.close();
           worker = undefined;
           const res = await post("t4");
           assertEquals(res.status, 503);
@@ -164,7 +164,7 @@ Deno.test({
       await t.step(
         "while Valkey is down: 503 with Retry-After; the same token works once it is back",
         async () => {
-          worker!.close();
+          await worker!.close();
           await valkey.stop();
           const res = await post("t5");
           assertEquals(res.status, 503);
