@@ -173,7 +173,11 @@ export function realisticDeployment(namespace: string, name: string, appImage: s
       "example.com/description": "a service of the scale benchmark with a realistic manifest",
     },
   });
-  const spec = manifest.spec.template.spec as Record<string, any>;
+  type Container = Record<string, unknown>;
+  const spec = manifest.spec.template.spec as unknown as {
+    containers: Container[];
+    initContainers: Container[];
+  };
   for (const c of [...spec.containers, ...spec.initContainers]) {
     c.resources = { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } };
     c.env = [
