@@ -9,7 +9,7 @@ import { openCluster } from "../helpers/cluster.ts";
 import type { ControlPlane } from "../helpers/control_plane.ts";
 import { deploymentManifest } from "../helpers/cluster.ts";
 import { TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
-import { type Program, startProgram, startWeb, startWorker } from "../helpers/program.ts";
+import { type Program, ROOT, startProgram, startWeb, startWorker } from "../helpers/program.ts";
 import { publishRaw, type TestValkey } from "../helpers/valkey.ts";
 import { createKubeApi, type KubeApi } from "../../worker/kube_api.ts";
 import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
@@ -194,6 +194,18 @@ export function realisticDeployment(namespace: string, name: string, appImage: s
   return manifest;
 }
 
+/**
+ * The V8 flags of deno.json's `worker` task (how the worker is meant to run), or
+ * KRT_BENCH_WORKER_V8_FLAGS to compare others; "none" for V8's defaults.
+ */
+function workerV8Flags(): string[] {
+  const override = Deno.env.get("KRT_BENCH_WORKER_V8_FLAGS");
+  if (override !== undefined) return override === "none" ? [] : [`--v8-flags=${override}`];
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const flag = /--v8-flags=\S+/.exec(String(config.tasks?.worker ?? ""));
+  return flag ? [flag[0]] : [];
+}
+
 /** Starts the worker as startWorker does, but resolves once it listens (not once subscribed). */
 async function launchWorker(
   env: Record<string, string>,
@@ -202,7 +214,7 @@ async function launchWorker(
   const program = startProgram({
     args: ["worker", "--health-listen-addr", "127.0.0.1:0"],
     env: { KUBECONFIG: kubeconfig, ...env },
-    permissions: ["-P=worker", `--allow-read=${kubeconfig}`],
+    permissions: ["-P=worker", `--allow-read=${kubeconfig}`, ...workerV8Flags()],
   });
   const listening = await program.waitForLog(
     (l) => l.msg === "worker health server listening",
