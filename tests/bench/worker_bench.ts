@@ -198,8 +198,7 @@ export function realisticDeployment(namespace: string, name: string, appImage: s
  * The V8 flags of deno.json's `worker` task (how the worker is meant to run), or
  * KRT_BENCH_WORKER_V8_FLAGS to compare others; "none" for V8's defaults.
  */
-function workerV8Flags(): string[] {
-  const override = Deno.env.get("KRT_BENCH_WORKER_V8_FLAGS");
+function workerV8Flags(override = Deno.env.get("KRT_BENCH_WORKER_V8_FLAGS")): string[] {
   if (override !== undefined) return override === "none" ? [] : [`--v8-flags=${override}`];
   const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
   const flag = /--v8-flags=\S+/.exec(String(config.tasks?.worker ?? ""));
@@ -210,11 +209,12 @@ function workerV8Flags(): string[] {
 async function launchWorker(
   env: Record<string, string>,
   kubeconfig: string,
+  v8Flags = workerV8Flags(),
 ): Promise<{ program: Program; healthUrl: string }> {
   const program = startProgram({
     args: ["worker", "--health-listen-addr", "127.0.0.1:0"],
     env: { KUBECONFIG: kubeconfig, ...env },
-    permissions: ["-P=worker", `--allow-read=${kubeconfig}`, ...workerV8Flags()],
+    permissions: ["-P=worker", `--allow-read=${kubeconfig}`, ...v8Flags],
   });
   const listening = await program.waitForLog(
     (l) => l.msg === "worker health server listening",
@@ -300,6 +300,34 @@ export async function benchWorkerScale(options: {
         ((performance.now() - createStarted) / 1000).toFixed(1)
       } s)`,
     );
+    // KRT_BENCH_WORKER_V8_VARIANTS="none|--max-semi-space-size=1|...": start → ready and
+    // memory under each, on the same objects (how the worker task's flags were chosen).
+    for (const variant of (Deno.env.get("KRT_BENCH_WORKER_V8_VARIANTS") ?? "").split("|")) {
+      if (!variant) continue;
+      const trial = await launchWorker(workerEnv, kubeconfig, workerV8Flags(variant));
+      try {
+        const readyAt = await waitReady(trial.healthUrl, 120_000);
+        const start = Date.parse(String(trial.program.logs.find((l) => l.msg === "starting")!.ts));
+        const rss = rssMiB(trial.program);
+        await new Promise((r) => setTimeout(r, 5000));
+        const label = `${scenario} V8 ${variant}`;
+        options.record({
+          scenario: label,
+          metric: "start → ready",
+          value: readyAt - start,
+          unit: "ms",
+        });
+        options.record({ scenario: label, metric: "RSS after sync", value: rss, unit: "MB" });
+        options.record({
+          scenario: label,
+          metric: "RSS 5 s later",
+          value: rssMiB(trial.program),
+          unit: "MB",
+        });
+      } finally {
+        await trial.program.stop();
+      }
+    }
     const worker = await launchWorker(workerEnv, kubeconfig);
     program = worker.program;
     {
