@@ -411,7 +411,9 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
         params.set("resourceVersionMatch", "NotOlderThan");
       }
       params.set("timeoutSeconds", String(timeoutSeconds));
-      const response = await request("watch", "GET", `${collectionPath(namespace)}?${params}`, {
+      // A streaming list is counted as the list it replaces (it goes on as a watch).
+      const verb = sendInitialEvents ? "list" : "watch";
+      const response = await request(verb, "GET", `${collectionPath(namespace)}?${params}`, {
         signal,
       });
       if (!response.body) throw new WatchEventError("watch response has no body");
