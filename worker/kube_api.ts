@@ -1,6 +1,7 @@
 /**
  * The few Kubernetes API calls the worker makes: on apps/v1 Deployments list
- * (paged), watch (streamed NDJSON), get and patch, and one core/v1 Event
+ * (paged), watch (streamed NDJSON; optionally a streaming list, which begins
+ * with every existing Deployment), get and patch, and one core/v1 Event
  * create per restart (the audit trail in the cluster). Every call is counted
  * by verb so tests and benchmarks can prove how many requests an event costs.
  * Responses are untrusted JSON; callers validate what they use, except watch
@@ -82,16 +83,35 @@ export type WatchEvent =
     type: "ADDED" | "MODIFIED" | "DELETED";
     object: Deployment & { metadata: { resourceVersion: string } };
   }
-  | { type: "BOOKMARK"; object: { metadata: { resourceVersion: string } } }
+  | {
+    type: "BOOKMARK";
+    /** `initialEventsEnd`: the bookmark that ends a streaming list's initial events. */
+    object: { metadata: { resourceVersion: string }; initialEventsEnd?: true };
+  }
   | { type: "ERROR"; object: { code: number; reason?: string; message?: string } };
+
+/**
+ * The annotation on the bookmark that ends a streaming list's initial events
+ * (KEP-3157 watch-list; apiserver storage InitialEventsAnnotationKey).
+ */
+export const INITIAL_EVENTS_END_ANNOTATION = "k8s.io/initial-events-end";
 
 /** The watch event types the API server sends (apimachinery pkg/watch). */
 export const WATCH_EVENT_TYPES = ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"] as const;
 
 /** Options for one watch request. */
 export interface WatchOptions {
-  /** Where the watch resumes: the list's or the last event's resourceVersion. */
+  /**
+   * Where the watch resumes: the list's or the last event's resourceVersion.
+   * With `sendInitialEvents`, "" asks for the most recent state (a consistent read).
+   */
   resourceVersion: string;
+  /**
+   * A streaming list (watch-list, Kubernetes 1.32+ by default): the stream begins with an
+   * ADDED event per existing Deployment, then a bookmark marked initialEventsEnd, then
+   * continues as a watch. A server without it answers 422 (WatchList feature gate off).
+   */
+  sendInitialEvents?: boolean;
   /** Aborting it ends the request and the stream. */
   signal: AbortSignal;
   /** The server-side bound on the watch (it sends a bookmark ~2 s before, then closes). */
@@ -199,7 +219,15 @@ export function parseWatchEvent(value: unknown): WatchEvent {
     throw new WatchEventError(`${type} watch event has no metadata.resourceVersion string`);
   }
   if (type === "BOOKMARK") {
-    return { type, object: { metadata: { resourceVersion: metadata.resourceVersion } } };
+    const annotations = metadata.annotations;
+    const end = isObject(annotations) && annotations[INITIAL_EVENTS_END_ANNOTATION] === "true";
+    return {
+      type,
+      object: {
+        metadata: { resourceVersion: metadata.resourceVersion },
+        ...(end ? { initialEventsEnd: true } : {}),
+      },
+    };
   }
   for (const field of ["name", "namespace"]) {
     if (!isNonEmptyString(metadata[field])) {
@@ -372,14 +400,20 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
         continueToken: body.metadata?.continue || undefined,
       };
     },
-    async *watchDeployments(namespace, { resourceVersion, signal, timeoutSeconds = 300, onOpen }) {
-      const params = new URLSearchParams({
-        watch: "1",
-        allowWatchBookmarks: "true",
-        resourceVersion,
-        timeoutSeconds: String(timeoutSeconds),
-      });
-      const response = await request("watch", "GET", `${collectionPath(namespace)}?${params}`, {
+    async *watchDeployments(
+      namespace,
+      { resourceVersion, signal, timeoutSeconds = 300, onOpen, sendInitialEvents },
+    ) {
+      const params = new URLSearchParams({ watch: "1", allowWatchBookmarks: "true" });
+      if (resourceVersion) params.set("resourceVersion", resourceVersion);
+      if (sendInitialEvents) {
+        params.set("sendInitialEvents", "true");
+        params.set("resourceVersionMatch", "NotOlderThan");
+      }
+      params.set("timeoutSeconds", String(timeoutSeconds));
+      // A streaming list is counted as the list it replaces (it goes on as a watch).
+      const verb = sendInitialEvents ? "list" : "watch";
+      const response = await request(verb, "GET", `${collectionPath(namespace)}?${params}`, {
         signal,
       });
       if (!response.body) throw new WatchEventError("watch response has no body");

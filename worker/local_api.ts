@@ -76,8 +76,10 @@ export function createLocalApi(
     },
     // The file is not watched: nothing changes behind our back. Like kube-apiserver, the
     // watch sends a bookmark now and then, so the inventory's idle deadline sees it alive.
-    async *watchDeployments(_namespace, { signal, onOpen }) {
+    async *watchDeployments(_namespace, { signal, onOpen, sendInitialEvents }) {
       onRequest?.("watch");
+      // As a server without the streaming list: the inventory lists in pages instead.
+      if (sendInitialEvents) throw new KubeApiError(422, "Invalid", "no streaming list here");
       onOpen?.();
       while (!signal.aborted) {
         await sleep(bookmarkEveryMs, signal);

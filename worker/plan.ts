@@ -14,18 +14,23 @@ export const OPT_OUT_ANNOTATION = "kuberollouttrigger/ignore";
 /** The annotation `kubectl rollout restart` sets on the pod template. */
 export const RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt";
 
-/** One container of a pod template, as matching needs it. */
+/**
+ * One container of a pod template, as matching needs it: of its image only the
+ * normalised repository, tag and digest (the inventory holds one per container
+ * of every Deployment in scope, so nothing else is kept).
+ */
 export interface ContainerSummary {
   name: string;
   init: boolean;
-  image: string;
-  /** Undefined when the image does not parse. */
-  ref?: ImageRef;
+  /** Undefined when the image does not parse (such a container never matches). */
+  repository?: string;
+  tag?: string;
+  digest?: string;
   /** The effective pull policy (the API server's default applied when empty). */
   pullPolicy: string;
 }
 
-/** What the inventory keeps of a Deployment: only what matching needs. */
+/** What the inventory keeps of a Deployment: only what matching, planning and restarting need. */
 export interface DeploymentSummary {
   namespace: string;
   name: string;
@@ -78,6 +83,15 @@ function effectivePullPolicy(policy: string | undefined, ref: ImageRef | undefin
 
 /** Reduces a Deployment to what matching needs. */
 export function summarizeDeployment(d: Deployment): DeploymentSummary {
+  return summarizeSharing(d, (s) => s);
+}
+
+/**
+ * summarizeDeployment() with `share` returning one stored copy of a string (the
+ * inventory's pool), so a namespace, repository, tag, container name or pull
+ * policy used by many Deployments is held once.
+ */
+export function summarizeSharing(d: Deployment, share: (s: string) => string): DeploymentSummary {
   const spec = d.spec?.template?.spec;
   const containers: ContainerSummary[] = [];
   const add = (list: unknown, init: boolean) => {
@@ -91,18 +105,19 @@ export function summarizeDeployment(d: Deployment): DeploymentSummary {
         ref = undefined;
       }
       containers.push({
-        name: String(c.name),
+        name: share(String(c.name)),
         init,
-        image: c.image,
-        ref,
-        pullPolicy: effectivePullPolicy(c.imagePullPolicy, ref),
+        repository: ref && share(ref.repository),
+        tag: ref?.tag === undefined ? undefined : share(ref.tag),
+        digest: ref?.digest,
+        pullPolicy: share(effectivePullPolicy(c.imagePullPolicy, ref)),
       });
     }
   };
   add(spec?.initContainers, true);
   add(spec?.containers, false);
   return {
-    namespace: d.metadata.namespace,
+    namespace: share(d.metadata.namespace),
     name: d.metadata.name,
     resourceVersion: d.metadata.resourceVersion ?? "",
     paused: d.spec?.paused === true,
@@ -111,10 +126,12 @@ export function summarizeDeployment(d: Deployment): DeploymentSummary {
   };
 }
 
-/** The normalised repositories a Deployment's containers use (its inventory index keys). */
-export function repositoriesOf(summary: DeploymentSummary): Set<string> {
-  const out = new Set<string>();
-  for (const c of summary.containers) if (c.ref) out.add(c.ref.repository);
+/** The normalised repositories a Deployment's containers use, each once (its inventory index keys). */
+export function repositoriesOf(summary: DeploymentSummary): string[] {
+  const out: string[] = [];
+  for (const c of summary.containers) {
+    if (c.repository !== undefined && !out.includes(c.repository)) out.push(c.repository);
+  }
   return out;
 }
 
@@ -131,11 +148,11 @@ export function planRestarts(
     const matched: ContainerSummary[] = [];
     let pinned = false;
     for (const c of d.containers) {
-      if (!c.ref || c.ref.repository !== event.image) continue;
-      const tagMatches = event.tags.includes(c.ref.tag ?? "latest");
+      if (c.repository === undefined || c.repository !== event.image) continue;
+      const tagMatches = event.tags.includes(c.tag ?? "latest");
       // A digest pins the content; restarting would not change it.
-      if (c.ref.digest !== undefined) {
-        if (c.ref.tag === undefined || tagMatches) pinned = true;
+      if (c.digest !== undefined) {
+        if (c.tag === undefined || tagMatches) pinned = true;
         continue;
       }
       if (tagMatches) matched.push(c);

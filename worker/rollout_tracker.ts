@@ -60,30 +60,63 @@ export interface RolloutTracker {
   size(): number;
 }
 
-type Snapshot = DeploymentProgress & { uid?: string };
+/**
+ * Only what rolloutProgress() reads, flat: the tracker keeps one per Deployment
+ * in scope (100,000 in a large cluster), so no nested objects or arrays.
+ * Values are kept as the API sent them; rolloutProgress() checks them.
+ */
+interface Snapshot {
+  uid?: string;
+  generation: unknown;
+  replicas: unknown;
+  hasStatus: boolean;
+  observedGeneration: unknown;
+  statusReplicas: unknown;
+  updated: unknown;
+  ready: unknown;
+  available: unknown;
+  /** The Progressing condition's reason, the only condition read. */
+  progressing?: unknown;
+}
 
 const key = (namespace: string, name: string) => `${namespace}/${name}`;
 
-/** Keeps only what rolloutProgress() reads: the inventory may hold thousands. */
 function snapshotOf(d: Deployment): Snapshot {
   const s = d.status;
+  const progressing = Array.isArray(s?.conditions)
+    ? s.conditions.find((c) => c?.type === "Progressing")
+    : undefined;
   return {
     uid: d.metadata.uid,
-    metadata: { generation: d.metadata.generation },
-    spec: { replicas: d.spec?.replicas },
-    status: s && {
-      observedGeneration: s.observedGeneration,
-      replicas: s.replicas,
-      updatedReplicas: s.updatedReplicas,
-      readyReplicas: s.readyReplicas,
-      availableReplicas: s.availableReplicas,
-      conditions: Array.isArray(s.conditions)
-        ? s.conditions.filter((c) => c?.type === "Progressing").map((c) => ({
-          type: c.type,
-          reason: c.reason,
-        }))
-        : undefined,
-    },
+    generation: d.metadata.generation,
+    replicas: d.spec?.replicas,
+    hasStatus: s !== undefined && s !== null,
+    observedGeneration: s?.observedGeneration,
+    statusReplicas: s?.replicas,
+    updated: s?.updatedReplicas,
+    ready: s?.readyReplicas,
+    available: s?.availableReplicas,
+    progressing: progressing?.reason,
+  };
+}
+
+/** The snapshot in the shape rolloutProgress() reads. */
+function progressOf(s: Snapshot): DeploymentProgress {
+  return {
+    metadata: { generation: s.generation },
+    spec: { replicas: s.replicas },
+    status: s.hasStatus
+      ? {
+        observedGeneration: s.observedGeneration,
+        replicas: s.statusReplicas,
+        updatedReplicas: s.updated,
+        readyReplicas: s.ready,
+        availableReplicas: s.available,
+        conditions: s.progressing === undefined
+          ? undefined
+          : [{ type: "Progressing", reason: s.progressing }],
+      }
+      : undefined,
   };
 }
 
@@ -104,7 +137,12 @@ interface Held {
  * restarted 10,000 Deployments is followed without quadratic work.
  */
 export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTracker {
-  const latest = new Map<string, Snapshot>();
+  // namespace → name → snapshot: the names are the Deployment's own strings, no key per entry.
+  const latest = new Map<string, Map<string, Snapshot>>();
+  const latestOf = (k: string) => {
+    const slash = k.indexOf("/");
+    return latest.get(k.slice(0, slash))?.get(k.slice(slash + 1));
+  };
   const events = new Map<string, Held>();
   /** Deployment key → ids of events following it. */
   const followers = new Map<string, Set<string>>();
@@ -123,7 +161,7 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
     if (!item) return false;
     const { target, entry } = item;
     if (!entry.rollout || FINAL.has(entry.rollout.state)) return false;
-    const snapshot = latest.get(k);
+    const snapshot = latestOf(k);
     let next: RolloutReport;
     if (!snapshot) {
       next = { ...entry.rollout, state: "failed", reason: "the Deployment was deleted" };
@@ -134,7 +172,7 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
         reason: "the Deployment was deleted and recreated",
       };
     } else {
-      next = rolloutProgress(snapshot, target.generation);
+      next = rolloutProgress(progressOf(snapshot), target.generation);
     }
     if (JSON.stringify(next) === JSON.stringify(entry.rollout)) return false;
     entry.rollout = next;
@@ -186,17 +224,23 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
   return {
     observe(type, d) {
       if (!d?.metadata?.name || !d.metadata.namespace) return;
-      const k = key(d.metadata.namespace, d.metadata.name);
-      if (type === "DELETED") latest.delete(k);
-      else {
+      const { namespace, name } = d.metadata;
+      let names = latest.get(namespace);
+      if (type === "DELETED") {
+        names?.delete(name);
+        if (names?.size === 0) latest.delete(namespace);
+      } else {
         const next = snapshotOf(d);
-        const known = latest.get(k);
+        const known = names?.get(name);
         // An API answer (the patch's) can be handled after newer watch events: a status the
         // controller has moved past is older, and must not make a finished rollout look unfinished.
-        const observed = (s?: Snapshot) => Number(s?.status?.observedGeneration ?? 0) || 0;
+        const observed = (s?: Snapshot) => Number(s?.observedGeneration ?? 0) || 0;
         if (known && known.uid === next.uid && observed(known) > observed(next)) return;
-        latest.set(k, next);
+        if (!names) latest.set(namespace, names = new Map());
+        names.set(name, next);
       }
+      if (followers.size === 0) return;
+      const k = key(namespace, name);
       const ids = followers.get(k);
       if (!ids) return;
       for (const eventId of [...ids]) {

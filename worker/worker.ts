@@ -2,14 +2,15 @@
  * Wires worker mode together from a Config: Kubernetes access, the inventory,
  * the health server, Valkey coordination, the subscription, the cluster
  * heartbeat and rollout feedback (reports, tracking, resuming). The worker
- * subscribes only once its inventory is synced, so an event is never matched
- * against a half-filled inventory (web answers 503 meanwhile: no subscriber).
- * /readyz reports the inventory failing whenever it is not current (relisting,
- * or nothing heard from the API server within the watch idle deadline).
+ * subscribes at once and syncs its inventory meanwhile: an event that arrives
+ * before the first sync is complete is held (in order) and handled once it is,
+ * so none is refused (web sees a subscriber) or matched against a half-filled
+ * inventory. /readyz reports the inventory failing until it is synced and
+ * whenever it is not current (relisting, or nothing heard from the API server
+ * within the watch idle deadline).
  * Runs until the signal aborts, then finishes in-flight patches and stops.
  */
 
-import { sleep } from "../shared/backoff.ts";
 import { createEventVerifier, importVerifyKeys } from "../shared/event_signature.ts";
 import type { Logger } from "../shared/log.ts";
 import { createRegistry } from "../shared/metrics.ts";
@@ -76,8 +77,6 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     });
   }
 
-  const stopping = new AbortController();
-  signal.addEventListener("abort", () => stopping.abort(), { once: true });
   const commands = createValkeyConnection(valkey, {
     name: "kuberollouttrigger-worker-commands",
     logger,
@@ -108,7 +107,11 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     onObject: (type, d) => feedback.observe(type, d),
   });
   exportScopes(metrics, Object.keys(inventory.scopes()));
-  const inventoryDone = inventory.run(stopping.signal);
+  const inventoryDone = inventory.run(signal);
+  // The inventory holds every Deployment's status once synced: resumed rollouts start from it.
+  const resumed = inventory.whenSynced(signal).then(() => {
+    if (!signal.aborted) void feedback.resume();
+  });
 
   let subscription: Subscription | undefined;
   const probes = probeRoutes({
@@ -128,7 +131,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
   const server = Deno.serve({
     hostname: config.healthListenAddr.host,
     port: config.healthListenAddr.port,
-    signal: stopping.signal,
+    signal,
     onListen: (addr) => {
       logger.info("worker health server listening", { addr: `${addr.hostname}:${addr.port}` });
       runtime.onListen?.(addr);
@@ -142,11 +145,25 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     return probe();
   });
 
-  while (!inventory.synced() && !signal.aborted) await sleep(50, signal);
   let heartbeat: Promise<void> | undefined;
   if (!signal.aborted) {
-    // The inventory holds every Deployment's status now: resumed rollouts start from it.
-    void feedback.resume();
+    const handle = createEventHandler({
+      inventory,
+      api,
+      coordinator: createCoordinator({
+        client: commands,
+        clusterName: config.clusterName,
+        windowMs: config.dedupWindow,
+        logger,
+      }),
+      prefixes: config.allowedImagePrefixes,
+      logger,
+      metrics,
+      dryRun: config.dryRun,
+      feedback,
+      clusterName: config.clusterName,
+      verifier,
+    });
     subscription = subscribe({
       client: createValkeyConnection(valkey, {
         name: "kuberollouttrigger-worker-subscriber",
@@ -157,30 +174,22 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
       channel: config.valkeyChannel,
       logger,
       metrics,
-      onMessage: createEventHandler({
-        inventory,
-        api,
-        coordinator: createCoordinator({
-          client: commands,
-          clusterName: config.clusterName,
-          windowMs: config.dedupWindow,
-          logger,
-        }),
-        prefixes: config.allowedImagePrefixes,
-        logger,
-        metrics,
-        dryRun: config.dryRun,
-        feedback,
-        clusterName: config.clusterName,
-        verifier,
-      }),
+      // Held until the first sync: the subscriber hands messages on one at a time, in order.
+      onMessage: async (raw) => {
+        if (!inventory.synced()) {
+          logger.info("event held until the inventory is synced", { bytes: raw.length });
+          await inventory.whenSynced(signal);
+          if (signal.aborted) return undefined;
+        }
+        return await handle(raw);
+      },
     });
     heartbeat = startHeartbeat({
       client: commands,
       clusterName: config.clusterName,
       ready: () => inventory.current() && (subscription?.subscribed() ?? false),
       logger,
-      signal: stopping.signal,
+      signal,
     });
   }
 
@@ -197,5 +206,6 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
   commands.disconnect();
   await server.finished;
   await inventoryDone;
+  await resumed;
   logger.info("worker stopped");
 }

@@ -26,6 +26,10 @@ const CHANNEL = "krt-bench";
 const quick = Deno.args.includes("--quick");
 // --web-only: the web scenarios alone (about 40 s), for before/after runs of web changes.
 const webOnly = Deno.args.includes("--web-only");
+/** `--worker-scale=N`: only the worker against N realistic Deployments (opt-in: minutes, GiBs). */
+const workerScale = Number(
+  Deno.args.find((a) => a.startsWith("--worker-scale="))?.slice("--worker-scale=".length) ?? 0,
+);
 
 /** One row of the results table. */
 export interface Row {
@@ -315,6 +319,25 @@ console.error(
 const issuer = await startIssuer();
 const valkey = await startValkey();
 const started = Date.now();
+if (workerScale > 0) {
+  const plane = await startControlPlane({ assetsDir: assets });
+  try {
+    await benchWorkerScale({
+      plane,
+      valkey,
+      deployments: workerScale,
+      namespaces: Math.min(1000, Math.ceil(workerScale / 10)),
+      realistic: true,
+      baseline: false,
+      record,
+    });
+  } finally {
+    await plane.stop();
+    await valkey.stop();
+    await issuer.stop();
+  }
+  Deno.exit(0);
+}
 try {
   await benchWeb(issuer, valkey);
   await benchSignatures({

@@ -9,7 +9,7 @@ import { openCluster } from "../helpers/cluster.ts";
 import type { ControlPlane } from "../helpers/control_plane.ts";
 import { deploymentManifest } from "../helpers/cluster.ts";
 import { TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
-import { type Program, startWeb, startWorker } from "../helpers/program.ts";
+import { type Program, ROOT, startProgram, startWeb, startWorker } from "../helpers/program.ts";
 import { publishRaw, type TestValkey } from "../helpers/valkey.ts";
 import { createKubeApi, type KubeApi } from "../../worker/kube_api.ts";
 import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
@@ -155,32 +155,144 @@ async function inParallel<T>(
   }));
 }
 
-/** The worker against `deployments` Deployments over `namespaces` namespaces, beside the naive baseline. */
+/**
+ * A Deployment shaped like those of a real cluster (a few containers, labels,
+ * annotations, resources, probes, env): what the inventory parses per object
+ * matters to both the sync time and the garbage it leaves. Containers: an
+ * app image of its own, a sidecar shared by every Deployment, and an init
+ * container from one of 50 migration images.
+ */
+export function realisticDeployment(namespace: string, name: string, appImage: string) {
+  const manifest = deploymentManifest(namespace, name, [
+    { name: "app", image: appImage, imagePullPolicy: "Always" },
+    { name: "proxy", image: "ghcr.io/acme/envoy:v1.31.2", imagePullPolicy: "IfNotPresent" },
+  ], {
+    init: [{ name: "migrate", image: `ghcr.io/acme/migrate-${name.length % 50}:v3` }],
+    annotations: {
+      "deployment.kubernetes.io/owner": "team-" + (name.length % 17),
+      "example.com/description": "a service of the scale benchmark with a realistic manifest",
+    },
+  });
+  type Container = Record<string, unknown>;
+  const spec = manifest.spec.template.spec as unknown as {
+    containers: Container[];
+    initContainers: Container[];
+  };
+  for (const c of [...spec.containers, ...spec.initContainers]) {
+    c.resources = { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } };
+    c.env = [
+      { name: "LOG_LEVEL", value: "info" },
+      { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    ];
+  }
+  spec.containers[0].ports = [{ name: "http", containerPort: 8080 }];
+  spec.containers[0].readinessProbe = { httpGet: { path: "/healthz", port: "http" } };
+  Object.assign(manifest.metadata.labels, {
+    "app.kubernetes.io/part-of": "scale-bench",
+    "app.kubernetes.io/managed-by": "bench",
+  });
+  return manifest;
+}
+
+/**
+ * The V8 flags of deno.json's `worker` task (how the worker is meant to run), or
+ * KRT_BENCH_WORKER_V8_FLAGS to compare others; "none" for V8's defaults.
+ */
+function workerV8Flags(override = Deno.env.get("KRT_BENCH_WORKER_V8_FLAGS")): string[] {
+  if (override !== undefined) return override === "none" ? [] : [`--v8-flags=${override}`];
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const flag = /--v8-flags=\S+/.exec(String(config.tasks?.worker ?? ""));
+  return flag ? [flag[0]] : [];
+}
+
+/** Starts the worker as startWorker does, but resolves once it listens (not once subscribed). */
+async function launchWorker(
+  env: Record<string, string>,
+  kubeconfig: string,
+  v8Flags = workerV8Flags(),
+): Promise<{ program: Program; healthUrl: string }> {
+  const program = startProgram({
+    args: ["worker", "--health-listen-addr", "127.0.0.1:0"],
+    env: { KUBECONFIG: kubeconfig, ...env },
+    permissions: ["-P=worker", `--allow-read=${kubeconfig}`, ...v8Flags],
+  });
+  const listening = await program.waitForLog(
+    (l) => l.msg === "worker health server listening",
+    20_000,
+  );
+  return { program, healthUrl: `http://${listening.addr}` };
+}
+
+async function readyzOk(url: string): Promise<boolean> {
+  const res = await fetch(`${url}/readyz`).catch(() => undefined);
+  await res?.body?.cancel();
+  return res?.status === 200;
+}
+
+/** Polls /readyz until 200; resolves to Date.now() of the first 200. */
+async function waitReady(url: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await readyzOk(url)) return Date.now();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`the worker was not ready within ${timeoutMs} ms`);
+}
+
+/**
+ * The worker against `deployments` Deployments over `namespaces` namespaces:
+ * start → ready, memory after sync and after 20 events, bytes per Deployment
+ * (above an empty worker), message → last patch, API requests per event, and
+ * (with `baseline`) the naive list-every-Deployment-per-event way beside it.
+ */
 export async function benchWorkerScale(options: {
   plane: ControlPlane;
   valkey: TestValkey;
   deployments: number;
   namespaces: number;
   record: (row: Row) => void;
+  /** Realistic Deployments (three containers, probes, env) instead of minimal ones. */
+  realistic?: boolean;
+  /** Also measure the list-per-event baseline (5 full lists: slow at 100k). */
+  baseline?: boolean;
 }): Promise<void> {
   const { deployments, namespaces } = options;
   const cluster = openCluster(options.plane);
-  const scenario = `worker, ${deployments} Deployments / ${namespaces} ns`;
+  const scenario = `worker, ${deployments} Deployments / ${namespaces} ns${
+    options.realistic ? " (3 containers)" : ""
+  }`;
+  const workerEnv = {
+    VALKEY_ADDR: options.valkey.addr,
+    VALKEY_CHANNEL: CHANNEL,
+    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+    RESTART_DEDUP_WINDOW: "0s",
+  };
   let program: Program | undefined;
   try {
     await cluster.applyManifest("k8s/rbac/cluster-wide/rbac.yaml");
+    const kubeconfig = await cluster.workerKubeconfig();
     const nsNames = Array.from({ length: namespaces }, (_, i) => `scale-${i}`);
-    await inParallel(nsNames, 16, async (ns) => void await cluster.admin.createNamespace(ns));
+    await inParallel([...nsNames, "scale-empty"], 16, async (ns) => {
+      const res = await cluster.admin.createNamespace(ns);
+      if (res.status !== 201) throw new Error(`creating namespace ${ns}: ${res.status}`);
+    });
+    // The same worker with nothing to list: what the inventory adds is measured above it.
+    const empty = await launchWorker({ ...workerEnv, WATCH_NAMESPACES: "scale-empty" }, kubeconfig);
+    await waitReady(empty.healthUrl, 30_000);
+    const emptyRss = rssMiB(empty.program);
+    await empty.program.stop();
+
     const hot = new Set([0, 1, 2, 3, 4].map((i) => Math.floor(i * deployments / 5)));
     const indexes = Array.from({ length: deployments }, (_, i) => i);
     const createStarted = performance.now();
-    await inParallel(indexes, 32, async (i) => {
+    // Loopback POSTs with bounded concurrency: the API server, not the client, is the limit.
+    await inParallel(indexes, options.realistic ? 64 : 32, async (i) => {
       const image = hot.has(i) ? "ghcr.io/acme/hot:dev" : `ghcr.io/acme/svc-${i}:v1`;
+      const ns = nsNames[i % namespaces];
       await cluster.createDeployment(
-        deploymentManifest(nsNames[i % namespaces], `d-${i}`, [{
-          image,
-          imagePullPolicy: "Always",
-        }]),
+        options.realistic
+          ? realisticDeployment(ns, `d-${i}`, image)
+          : deploymentManifest(ns, `d-${i}`, [{ image, imagePullPolicy: "Always" }]),
       );
     });
     console.error(
@@ -188,29 +300,66 @@ export async function benchWorkerScale(options: {
         ((performance.now() - createStarted) / 1000).toFixed(1)
       } s)`,
     );
-    const kubeconfig = await cluster.workerKubeconfig();
-    const worker = await startWorker({
-      VALKEY_ADDR: options.valkey.addr,
-      VALKEY_CHANNEL: CHANNEL,
-      ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
-      RESTART_DEDUP_WINDOW: "0s",
-    }, kubeconfig);
+    // KRT_BENCH_WORKER_V8_VARIANTS="none|--max-semi-space-size=1|...": start → ready and
+    // memory under each, on the same objects (how the worker task's flags were chosen).
+    for (const variant of (Deno.env.get("KRT_BENCH_WORKER_V8_VARIANTS") ?? "").split("|")) {
+      if (!variant) continue;
+      const trial = await launchWorker(workerEnv, kubeconfig, workerV8Flags(variant));
+      try {
+        const readyAt = await waitReady(trial.healthUrl, 120_000);
+        const start = Date.parse(String(trial.program.logs.find((l) => l.msg === "starting")!.ts));
+        const rss = rssMiB(trial.program);
+        await new Promise((r) => setTimeout(r, 5000));
+        const label = `${scenario} V8 ${variant}`;
+        options.record({
+          scenario: label,
+          metric: "start → ready",
+          value: readyAt - start,
+          unit: "ms",
+        });
+        options.record({ scenario: label, metric: "RSS after sync", value: rss, unit: "MB" });
+        options.record({
+          scenario: label,
+          metric: "RSS 5 s later",
+          value: rssMiB(trial.program),
+          unit: "MB",
+        });
+      } finally {
+        await trial.program.stop();
+      }
+    }
+    const worker = await launchWorker(workerEnv, kubeconfig);
     program = worker.program;
     {
+      const readyAt = await waitReady(worker.healthUrl, 120_000);
       const start = Date.parse(String(program.logs.find((l) => l.msg === "starting")!.ts));
       const synced = Date.parse(String(program.logs.find((l) => l.msg === "inventory synced")!.ts));
+      options.record({
+        scenario,
+        metric: "start → ready (/readyz 200)",
+        value: readyAt - start,
+        unit: "ms",
+        target: deployments >= 100_000 ? "≤ 3000" : undefined,
+      });
       options.record({
         scenario,
         metric: "inventory sync at startup",
         value: synced - start,
         unit: "ms",
       });
+      const rssSynced = rssMiB(program);
       options.record({
         scenario,
         metric: "worker RSS after sync",
-        value: rssMiB(program),
+        value: rssSynced,
         unit: "MB",
         target: "≤ 150",
+      });
+      options.record({
+        scenario,
+        metric: "bytes per Deployment (RSS above empty)",
+        value: Math.round((rssSynced - emptyRss) * 1024 * 1024 / deployments),
+        unit: "B",
       });
 
       const before = await scrape(worker.healthUrl);
@@ -246,10 +395,17 @@ export async function benchWorkerScale(options: {
       const delta = (verb: string) => ((after[verb] ?? 0) - (before[verb] ?? 0)) / events;
       options.record({
         scenario,
+        metric: `worker RSS after ${events} events`,
+        value: rssMiB(program),
+        unit: "MB",
+        target: "≤ 150",
+      });
+      options.record({
+        scenario,
         metric: "message → last patch, p50",
         value: percentile(handling, 0.5),
         unit: "ms",
-        target: "≤ 50",
+        target: deployments >= 100_000 ? "≤ 10" : "≤ 50",
       });
       options.record({
         scenario,
@@ -281,6 +437,7 @@ export async function benchWorkerScale(options: {
       });
       await program.stop();
       program = undefined;
+      if (options.baseline === false) return;
 
       // Baseline: what a naive worker does — list every Deployment for each event.
       const api = adminApi(options.plane);

@@ -168,7 +168,7 @@ export async function startWeb(
 /**
  * Starts the worker with the worker permission set plus read access to its
  * kubeconfig (exactly how docs/deployment.md says to run it outside a
- * cluster); resolves once it is subscribed.
+ * cluster); resolves once it is subscribed and its inventory synced.
  */
 export async function startWorker(
   env: Record<string, string>,
@@ -185,5 +185,8 @@ export async function startWorker(
     20_000,
   );
   await program.waitForLog((l) => l.msg === "subscribed", 20_000);
+  // It subscribes before its inventory is synced (events are held meanwhile); tests start
+  // from a worker that handles them at once.
+  await program.waitForLog((l) => l.msg === "inventory synced", 20_000);
   return { program, healthUrl: `http://${listening.addr}` };
 }

@@ -5,7 +5,8 @@
  * server) and, on demand, stalls watch streams without closing them (the
  * "dead connection": bytes stop, the socket stays open), holds list answers,
  * ends open watches as the server does at timeoutSeconds, or answers the next
- * watch itself (410 Gone, a line that is not JSON).
+ * watch itself (410 Gone, a line that is not JSON). A streaming list counts
+ * and is held as a list, and stalls as a watch once it streams.
  *
  * Test-only: it listens on 127.0.0.1 only, holds nothing after close(), and
  * forwards the worker's Authorization header unchanged (never logs it).
@@ -39,6 +40,8 @@ export interface StallProxy {
   endWatches(): void;
   /** Answers the next watch request with `answer` instead of forwarding it. */
   injectNextWatch(answer: InjectedWatchAnswer): void;
+  /** Answers every streaming list as kube-apiserver does with the WatchList feature gate off. */
+  refuseStreamingLists(): void;
   /** Watch streams currently open towards the worker. */
   openWatches(): number;
   close(): Promise<void>;
@@ -50,6 +53,28 @@ export interface StallProxyOptions {
   server: string;
   caPem: string;
 }
+
+/** kube-apiserver's answer to sendInitialEvents with WatchList off (apimachinery ValidateListOptions). */
+const WATCH_LIST_REFUSAL = {
+  kind: "Status",
+  apiVersion: "v1",
+  metadata: {},
+  status: "Failure",
+  message: 'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: ' +
+    "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+  reason: "Invalid",
+  details: {
+    group: "meta.k8s.io",
+    kind: "ListOptions",
+    causes: [{
+      reason: "FieldValueForbidden",
+      message: "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList " +
+        "feature gate is enabled",
+      field: "sendInitialEvents",
+    }],
+  },
+  code: 422,
+};
 
 const GONE_STATUS = {
   kind: "Status",
@@ -97,6 +122,7 @@ export function startStallProxy(options: StallProxyOptions): StallProxy {
   const streams = new Set<{ end(): void }>();
   const shutdown = new AbortController();
   let injected: InjectedWatchAnswer | undefined;
+  let refuseWatchList = false;
 
   const forward = async (req: Request, url: URL, signal: AbortSignal): Promise<Response> => {
     const headers = new Headers();
@@ -177,9 +203,12 @@ export function startStallProxy(options: StallProxyOptions): StallProxy {
   }, async (req) => {
     const url = new URL(req.url);
     const isDeployments = url.pathname.endsWith("/deployments") && req.method === "GET";
+    const streamed = url.searchParams.get("watch") === "1" ||
+      url.searchParams.get("watch") === "true";
+    // A streaming list (sendInitialEvents) is the list, though it streams like a watch.
     const verb = !isDeployments
       ? "other"
-      : url.searchParams.get("watch") === "1" || url.searchParams.get("watch") === "true"
+      : streamed && url.searchParams.get("sendInitialEvents") !== "true"
       ? "watch"
       : "list";
     requests.push({ verb, method: req.method, url });
@@ -191,6 +220,12 @@ export function startStallProxy(options: StallProxyOptions): StallProxy {
     shutdown.signal.addEventListener("abort", abortUpstream, { once: true });
     try {
       if (verb === "list") await listGate.wait(upstream.signal);
+      if (streamed && verb === "list" && refuseWatchList) {
+        return new Response(JSON.stringify(WATCH_LIST_REFUSAL), {
+          status: 422,
+          headers: { "content-type": "application/json" },
+        });
+      }
       if (verb === "watch") {
         if (injected) {
           const answer = injected;
@@ -205,7 +240,7 @@ export function startStallProxy(options: StallProxyOptions): StallProxy {
       const headers = new Headers();
       const type = response.headers.get("content-type");
       if (type) headers.set("content-type", type);
-      if (verb !== "watch" || !response.body || !response.ok) {
+      if (!streamed || !response.body || !response.ok) {
         return new Response(await response.arrayBuffer(), { status: response.status, headers });
       }
       return new Response(pipeWatch(response.body, upstream), {
@@ -232,6 +267,9 @@ export function startStallProxy(options: StallProxyOptions): StallProxy {
     },
     injectNextWatch(answer) {
       injected = answer;
+    },
+    refuseStreamingLists() {
+      refuseWatchList = true;
     },
     openWatches: () => streams.size,
     async close() {

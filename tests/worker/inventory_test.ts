@@ -89,11 +89,14 @@ function fakeApi(
   options: {
     openWatches?: boolean;
     answer?: (ns: string | undefined) => DeploymentList | undefined;
+    /** Serve the streaming list (sendInitialEvents) as a watch the test feeds; default: refuse it. */
+    serveStreamingList?: boolean;
   } = {},
 ) {
   const watches: FakeWatch[] = [];
   const lists: { namespace: string | undefined; release: (page: DeploymentList) => void }[] = [];
   const answer = options.answer;
+  let refusedStreamingLists = 0;
   const api: KubeApi = {
     listDeployments(namespace) {
       const page = answer?.(namespace);
@@ -104,6 +107,18 @@ function fakeApi(
       return new Promise((resolve) => lists.push({ namespace, release: resolve }));
     },
     watchDeployments(namespace, watchOptions) {
+      if (watchOptions.sendInitialEvents && !options.serveStreamingList) {
+        refusedStreamingLists++;
+        // What kube-apiserver answers with the WatchList feature gate off.
+        const refusal = new KubeApiError(
+          422,
+          "Invalid",
+          'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled',
+        );
+        return {
+          [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(refusal) }),
+        };
+      }
       const queue: (WatchEvent | Error | "end")[] = [];
       let wake = () => {};
       const push = (item: WatchEvent | Error | "end") => {
@@ -140,7 +155,7 @@ function fakeApi(
     patchDeployment: () => Promise.reject(new Error("not used")),
     createEvent: () => Promise.reject(new Error("not used")),
   };
-  return { api, watches, lists };
+  return { api, watches, lists, refusedStreamingLists: () => refusedStreamingLists };
 }
 
 interface Harness {
@@ -157,10 +172,11 @@ function start(
   extra: Partial<InventoryOptions> & {
     openWatches?: boolean;
     lists?: (ns: string | undefined) => DeploymentList | undefined;
+    serveStreamingList?: boolean;
   } = {},
 ): Harness {
-  const { openWatches, lists, ...overrides } = extra;
-  const fake = fakeApi({ openWatches, answer: lists });
+  const { openWatches, lists, serveStreamingList, ...overrides } = extra;
+  const fake = fakeApi({ openWatches, answer: lists, serveStreamingList });
   const clock = fakeClock();
   const logs: Record<string, unknown>[] = [];
   const counts: Record<string, number> = { relist: 0, error: 0, idle: 0, malformed: 0 };
@@ -175,6 +191,8 @@ function start(
     onWatchError: () => counts.error++,
     onWatchIdle: () => counts.idle++,
     onMalformedEvent: () => counts.malformed++,
+    // The paged list and watch; the streaming list has its own tests below.
+    streamingList: false,
     ...overrides,
   });
   const controller = new AbortController();
@@ -473,6 +491,115 @@ Deno.test("'inventory synced' logs the scope's own count and the total, named as
     const synced = h.logs.filter((l) => l.msg === "inventory synced")
       .map((l) => [l.scope, l.deployments, l.total_deployments]);
     assertEquals(synced, [["a", 2, 2], ["b", 1, 3]]);
+  } finally {
+    await h.stop();
+  }
+});
+
+const initialEventsEnd = (rv: string): WatchEvent => ({
+  type: "BOOKMARK",
+  object: { metadata: { resourceVersion: rv }, initialEventsEnd: true },
+});
+
+Deno.test("the streaming list fills the index from its initial events, then the same stream goes on as the watch", async () => {
+  const h = start(["a"], { streamingList: true, serveStreamingList: true });
+  try {
+    const stream = await watchNumber(h, 1);
+    assertEquals(stream.options.sendInitialEvents, true);
+    assertEquals(stream.options.resourceVersion, "", "the most recent state");
+    let synced = false;
+    void h.inventory.whenSynced(new AbortController().signal).then(() => synced = true);
+    stream.send(
+      added(deployment("a", "one", "ghcr.io/acme/app:1", "5")),
+      added(deployment("a", "two", "ghcr.io/acme/app:1", "7")),
+    );
+    await settle();
+    assertEquals(h.inventory.synced(), false, "not synced before the end bookmark");
+    assertEquals(h.inventory.current(), false);
+    assertEquals(synced, false);
+    stream.send(initialEventsEnd("9"));
+    await eventually("synced", () => synced || undefined, 5000);
+    assert(h.inventory.current());
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), ["a/one", "a/two"]);
+    stream.send({ type: "DELETED", object: deployment("a", "one", "ghcr.io/acme/app:1", "10") });
+    await eventually("deleted", () => h.inventory.size() === 1 || undefined, 5000);
+    stream.end();
+    const watch = await watchNumber(h, 2);
+    assertEquals(watch.options.sendInitialEvents, false, "a plain watch resumes it");
+    assertEquals(watch.options.resourceVersion, "10");
+    assertEquals(h.fake.lists.length, 0, "no paged list");
+    assertEquals(h.counts, { relist: 1, error: 0, idle: 0, malformed: 0 });
+    assert(h.logs.some((l) => l.msg === "inventory synced" && l.streamed === true));
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("a streaming list cut before its end bookmark is not synced; the next one replaces the index", async () => {
+  const h = start(["a"], { streamingList: true, serveStreamingList: true });
+  try {
+    const first = await watchNumber(h, 1);
+    first.send(added(deployment("a", "one", "ghcr.io/acme/app:1")));
+    first.end();
+    const second = await watchNumber(h, 2);
+    assertEquals(h.inventory.synced(), false);
+    assertEquals(second.options.sendInitialEvents, true, "asked again from the start");
+    second.send(
+      added(deployment("a", "one", "ghcr.io/acme/app:1")),
+      added(deployment("a", "two", "ghcr.io/acme/app:1")),
+      initialEventsEnd("20"),
+    );
+    await eventually("synced", () => h.inventory.synced() || undefined, 5000);
+    // A 410 relists by streaming again; what it does not bring any more is gone.
+    second.send({ type: "ERROR", object: { code: 410, reason: "Expired", message: "too old" } });
+    const third = await watchNumber(h, 3);
+    assertEquals(third.options.sendInitialEvents, true);
+    assertEquals(h.inventory.current(), false, "not current while relisting");
+    third.send(added(deployment("a", "two", "ghcr.io/acme/app:1")), initialEventsEnd("30"));
+    await eventually("relisted", () => h.inventory.current() || undefined, 5000);
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), ["a/two"]);
+    assert(h.logs.some((l) => l.msg === "inventory relisted" && l.deployments === 1));
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("a server that refuses the streaming list (422, WatchList off) is listed in pages, and asked only once", async () => {
+  const h = start(["a"], {
+    streamingList: true,
+    lists: () => page("10", deployment("a", "one", "ghcr.io/acme/app:1")),
+  });
+  try {
+    const watch = await watchNumber(h, 1);
+    assertEquals(watch.options.sendInitialEvents, false);
+    assertEquals(watch.options.resourceVersion, "10");
+    assert(h.inventory.synced());
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), ["a/one"]);
+    assertEquals(h.fake.refusedStreamingLists(), 1);
+    watch.send({ type: "ERROR", object: { code: 410, reason: "Expired", message: "too old" } });
+    await eventually("relisted in pages", () => h.fake.lists[1], 5000);
+    assertEquals(h.fake.refusedStreamingLists(), 1, "not asked again");
+    assertEquals(h.counts.relist, 2, "one relist each, the refusal included in the first");
+    assertEquals(h.counts.error, 0, "a refusal is not a failure");
+    assert(
+      h.logs.some((l) =>
+        l.msg === "the API server does not offer the streaming list; listing in pages"
+      ),
+    );
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("a streaming-list event outside the namespace is refused and relisted", async () => {
+  const h = start(["a"], { streamingList: true, serveStreamingList: true });
+  try {
+    const stream = await watchNumber(h, 1);
+    stream.send(added(deployment("b", "intruder", "ghcr.io/acme/app:1")));
+    const next = await watchNumber(h, 2);
+    assertEquals(next.options.sendInitialEvents, true);
+    assertEquals(h.counts.malformed, 1);
+    assertEquals(h.inventory.candidates("ghcr.io/acme/app"), []);
   } finally {
     await h.stop();
   }
