@@ -88,6 +88,18 @@ function lastWords(program: Program): string {
   return stderr.at(-1) ?? "no output";
 }
 
+/** A worker log line saying the API server refused its list or watch (403). */
+function isRefusal(l: Record<string, unknown>): boolean {
+  return typeof l.scope === "string" && typeof l.error === "string" && /: 403 /.test(l.error);
+}
+
+/** What the dev flow says when the API server refuses the worker. */
+function refusalMessage(line: Record<string, unknown>): string {
+  return `the API server does not let the worker list Deployments ${
+    line.scope === "(cluster)" ? "cluster-wide" : `in ${line.scope}`
+  } (403): set WATCH_NAMESPACES (or --watch-namespaces) to namespaces the kubeconfig's user may list and watch, or grant it the cluster-wide RBAC in k8s/rbac/`;
+}
+
 /**
  * Waits for a startup log line. A program that exits, or a worker the API
  * server refuses (403: it would retry forever), fails at once with the
@@ -97,8 +109,7 @@ async function awaitStartup(
   program: Program,
   { name, msg, timeoutMs }: { name: string; msg: string; timeoutMs: number },
 ): Promise<Record<string, unknown>> {
-  const refused = (l: Record<string, unknown>) =>
-    typeof l.scope === "string" && typeof l.error === "string" && /: 403 /.test(l.error);
+  const refused = isRefusal;
   let line;
   try {
     line = await program.waitForLog((l) => l.msg === msg || refused(l), timeoutMs);
@@ -113,14 +124,34 @@ async function awaitStartup(
         : `${name} did not log "${msg}" within ${timeoutMs / 1000} s; last: ${lastWords(program)}`,
     );
   }
-  if (refused(line)) {
-    throw new Error(
-      `the API server does not let the worker list Deployments ${
-        line.scope === "(cluster)" ? "cluster-wide" : `in ${line.scope}`
-      } (403): set WATCH_NAMESPACES (or --watch-namespaces) to namespaces the kubeconfig's user may list and watch, or grant it the cluster-wide RBAC in k8s/rbac/`,
-    );
-  }
+  if (refused(line)) throw new Error(refusalMessage(line));
   return line;
+}
+
+/**
+ * Waits until the worker's /readyz answers 200 (subscribed and every
+ * namespace synced). A 403 from the API server or an exit fails at once, as
+ * in awaitStartup.
+ */
+async function awaitReady(program: Program, healthUrl: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const refused = program.logs.find(isRefusal);
+    if (refused) throw new Error(refusalMessage(refused));
+    const exited = await Promise.race([
+      program.status.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 200)),
+    ]);
+    if (exited) throw new Error(`the worker exited at startup: ${lastWords(program)}`);
+    const ready = await fetch(`${healthUrl}/readyz`).then(async (res) => {
+      await res.body?.cancel();
+      return res.ok;
+    }, () => false);
+    if (ready) return;
+  }
+  throw new Error(
+    `the worker was not ready within ${timeoutMs / 1000} s; last: ${lastWords(program)}`,
+  );
 }
 
 /** Starts Valkey (if needed), web in dev mode and a worker. */
@@ -176,6 +207,8 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
       timeoutMs: 20_000,
     });
     await awaitStartup(worker, { name: "the worker", msg: "subscribed", timeoutMs: syncMs });
+    // The worker subscribes while its inventory syncs; ready means both.
+    await awaitReady(worker, `http://${health.addr}`, syncMs);
     return {
       webUrl: `http://${listening.addr}`,
       healthUrl: `http://${health.addr}`,
