@@ -15,7 +15,7 @@ import { startValkey } from "../helpers/valkey.ts";
 /** The metric names in the alert expressions of docs/operations.md. */
 function docAlertMetrics(): string[] {
   const doc = Deno.readTextFileSync(`${ROOT}docs/operations.md`);
-  const section = doc.split("Alerts worth having:")[1]?.split("\n## ")[0] ?? "";
+  const section = doc.split("Alerts worth having")[1]?.split("\n## ")[0] ?? "";
   assert(section.length > 0, "docs/operations.md has its alerts section");
   const names = new Set<string>();
   for (const [, expr] of section.matchAll(/`([^`]+)`/g)) {

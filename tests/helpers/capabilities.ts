@@ -72,8 +72,12 @@ export type Outcome = "ok" | "forbidden" | "timeout" | "untested" | `error ${num
 
 /** Which capabilities work, by the verb each needs. */
 export interface Capabilities {
+  /** The paged initial list (servers without the streaming list, and the fallback). */
   list: Outcome;
+  /** The watch that follows the paged list. */
   watch: Outcome;
+  /** The streaming initial list the worker prefers (a watch with sendInitialEvents). */
+  watchList: Outcome;
   patch: Outcome;
   get: Outcome;
 }
@@ -158,32 +162,59 @@ export async function capabilities(
     deploymentManifest(namespace, name, [{ image: "ghcr.io/acme/app:dev" }]),
   );
   const event = { image: "ghcr.io/acme/app", tags: ["dev"] };
-  const { api, failures } = recordFailures(kubeApi);
 
-  // list + watch: the inventory syncs, then sees a Deployment created after the sync.
-  const stop = new AbortController();
-  const inventory = createInventory({ api, namespaces: [namespace], logger: quiet });
-  const running = inventory.run(stop.signal);
+  // list + watch, paged as on a server without the streaming list: the
+  // inventory syncs, then sees a Deployment created after the sync.
   let list: Outcome;
   let watch: Outcome = "untested";
-  try {
-    list = await decide(() => {
-      if (inventory.synced()) return "ok";
-      return failures.list === undefined ? undefined : outcomeOf(failures.list);
-    }, timeoutMs);
-    if (list === "ok") {
-      const late = `late-${crypto.randomUUID().slice(0, 6)}`;
-      await cluster.createDeployment(
-        deploymentManifest(namespace, late, [{ image: "ghcr.io/acme/late:dev" }]),
-      );
-      watch = await decide(() => {
-        if (inventory.candidates("ghcr.io/acme/late").some((d) => d.name === late)) return "ok";
+  {
+    const { api, failures } = recordFailures(kubeApi);
+    const stop = new AbortController();
+    const inventory = createInventory({
+      api,
+      namespaces: [namespace],
+      logger: quiet,
+      streamingList: false,
+    });
+    const running = inventory.run(stop.signal);
+    try {
+      list = await decide(() => {
+        if (inventory.synced()) return "ok";
+        return failures.list === undefined ? undefined : outcomeOf(failures.list);
+      }, timeoutMs);
+      if (list === "ok") {
+        const late = `late-${crypto.randomUUID().slice(0, 6)}`;
+        await cluster.createDeployment(
+          deploymentManifest(namespace, late, [{ image: "ghcr.io/acme/late:dev" }]),
+        );
+        watch = await decide(() => {
+          if (inventory.candidates("ghcr.io/acme/late").some((d) => d.name === late)) return "ok";
+          return failures.watch === undefined ? undefined : outcomeOf(failures.watch);
+        }, timeoutMs);
+      }
+    } finally {
+      stop.abort();
+      await running;
+    }
+  }
+
+  // The streaming list, as the worker starts by default: one watch request that
+  // lists first. Its failures come from the watch request.
+  let watchList: Outcome;
+  {
+    const { api, failures } = recordFailures(kubeApi);
+    const stop = new AbortController();
+    const inventory = createInventory({ api, namespaces: [namespace], logger: quiet });
+    const running = inventory.run(stop.signal);
+    try {
+      watchList = await decide(() => {
+        if (inventory.synced()) return "ok";
         return failures.watch === undefined ? undefined : outcomeOf(failures.watch);
       }, timeoutMs);
+    } finally {
+      stop.abort();
+      await running;
     }
-  } finally {
-    stop.abort();
-    await running;
   }
 
   // patch: restart with the current resourceVersion.
@@ -223,5 +254,5 @@ export async function capabilities(
       }),
     );
   }
-  return { list, watch, patch, get };
+  return { list, watch, watchList, patch, get };
 }

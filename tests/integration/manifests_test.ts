@@ -151,6 +151,7 @@ Deno.test({
             assertEquals(await capabilities(cluster, api, watched), {
               list: "ok",
               watch: "ok",
+              watchList: "ok",
               patch: "ok",
               get: "ok",
             });

@@ -46,6 +46,7 @@ Deno.test({
 
       await t.step("with exactly the shipped Role every capability works", async () => {
         assertEquals(await capabilities(cluster, api, ns), {
+          watchList: "ok",
           list: "ok",
           watch: "ok",
           patch: "ok",
@@ -68,6 +69,7 @@ Deno.test({
           assertEquals(await capabilities(cluster, stalled, ns, { timeoutMs }), {
             list: "timeout",
             watch: "untested",
+            watchList: "ok",
             patch: "ok",
             get: "ok",
           });
@@ -82,6 +84,7 @@ Deno.test({
           assertEquals(await capabilities(cluster, silent, ns, { timeoutMs }), {
             list: "ok",
             watch: "timeout",
+            watchList: "timeout",
             patch: "ok",
             get: "ok",
           });
@@ -93,6 +96,7 @@ Deno.test({
           assertEquals(await capabilities(cluster, failing, ns, { timeoutMs }), {
             list: "error 500",
             watch: "untested",
+            watchList: "ok",
             patch: "error 500",
             get: "untested",
           });
@@ -102,11 +106,13 @@ Deno.test({
       // Without each verb, exactly the capabilities that need it break; the
       // re-read (get) is only reached through a patch, so it is untested
       // without patch, and watch is untested when the inventory cannot list.
+      // The streaming list is authorized as a watch (v1.34): it works without
+      // list, which the Role keeps for servers without it and for the fallback.
       const without: Record<string, Capabilities> = {
-        list: { list: "forbidden", watch: "untested", patch: "ok", get: "ok" },
-        watch: { list: "ok", watch: "forbidden", patch: "ok", get: "ok" },
-        patch: { list: "ok", watch: "ok", patch: "forbidden", get: "untested" },
-        get: { list: "ok", watch: "ok", patch: "ok", get: "forbidden" },
+        list: { list: "forbidden", watch: "untested", watchList: "ok", patch: "ok", get: "ok" },
+        watch: { list: "ok", watch: "forbidden", watchList: "forbidden", patch: "ok", get: "ok" },
+        patch: { list: "ok", watch: "ok", watchList: "ok", patch: "forbidden", get: "untested" },
+        get: { list: "ok", watch: "ok", watchList: "ok", patch: "ok", get: "forbidden" },
       };
       for (const verb of VERBS) {
         await t.step(
