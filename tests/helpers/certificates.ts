@@ -76,7 +76,8 @@ function argv(strings: TemplateStringsArray, ...values: string[]): string[] {
   return args;
 }
 
-async function openssl(args: string[]): Promise<void> {
+/** Runs openssl for test certificates; throws with its stderr when it fails. */
+export async function openssl(args: string[]): Promise<void> {
   const output = await new Deno.Command("openssl", {
     args,
     stdin: "null",

@@ -7,28 +7,14 @@
  */
 
 import { ROOT } from "./program.ts";
-import { missing } from "./skip.ts";
+import { locateGoTool } from "./go_tools.ts";
 import { parseAllDocuments } from "yaml";
 
 /** The chart's directory. */
 export const CHART = `${ROOT}k8s/helm/kuberollouttrigger`;
 
 /** Where helm is, built on first use; undefined when there is no Go to build it. */
-export async function locateHelm(): Promise<string | undefined> {
-  const out = await new Deno.Command("bash", {
-    args: [`${ROOT}tests/tools/ensure_helm.sh`],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  if (out.code === 3) {
-    missing("helm (and Go to build it)", stderr.trim());
-    return undefined;
-  }
-  if (out.code !== 0) throw new Error(`ensure_helm.sh failed (${out.code}): ${stderr}`);
-  return new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
-}
+export const locateHelm = (): Promise<string | undefined> => locateGoTool("helm");
 
 /** Runs helm; returns its exit code and output. */
 export async function helm(bin: string, args: string[]) {

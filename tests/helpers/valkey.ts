@@ -6,6 +6,7 @@
  */
 
 import { Valkey } from "iovalkey";
+import { openssl } from "./certificates.ts";
 import { eventually } from "./eventually.ts";
 import { freePort } from "./processes.ts";
 
@@ -249,23 +250,6 @@ export async function generateValkeyCertificates(dir: string): Promise<ValkeyCer
       keyPem: await Deno.readTextFile(client.key),
     },
   };
-}
-
-async function openssl(args: string[]): Promise<void> {
-  const output = await new Deno.Command("openssl", {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output().catch((error) => {
-    throw new Error("Cannot run openssl (needed to generate test certificates); install it", {
-      cause: error,
-    });
-  });
-  if (!output.success) {
-    const stderr = new TextDecoder().decode(output.stderr).trim();
-    throw new Error(`openssl ${args[0]} failed with code ${output.code}: ${stderr}`);
-  }
 }
 
 /** A primary, a replica and three Sentinels watching them, all on loopback. */

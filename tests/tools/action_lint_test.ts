@@ -14,29 +14,13 @@
 
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { expressionsIn, readAction } from "../helpers/action_runner.ts";
+import { locateGoTool } from "../helpers/go_tools.ts";
 import { ROOT } from "../helpers/program.ts";
 import { missing } from "../helpers/skip.ts";
 import { parse, stringify } from "yaml";
 
 const action = readAction();
 const steps = action.runs.steps;
-
-/** Where actionlint is, built on first use; undefined when there is no Go to build it. */
-async function locateActionlint(): Promise<string | undefined> {
-  const out = await new Deno.Command("bash", {
-    args: [`${ROOT}tests/tools/ensure_actionlint.sh`],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  if (out.code === 3) {
-    missing("actionlint (and Go to build it)", stderr.trim());
-    return undefined;
-  }
-  if (out.code !== 0) throw new Error(`ensure_actionlint.sh failed (${out.code}): ${stderr}`);
-  return new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
-}
 
 function onPath(name: string): string | undefined {
   for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
@@ -49,7 +33,7 @@ function onPath(name: string): string | undefined {
   return undefined;
 }
 
-const actionlint = await locateActionlint();
+const actionlint = await locateGoTool("actionlint");
 const shellcheck = onPath("shellcheck");
 if (shellcheck === undefined) missing("shellcheck", "apt-get install shellcheck");
 
