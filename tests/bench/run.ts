@@ -26,6 +26,8 @@ const CHANNEL = "krt-bench";
 const quick = Deno.args.includes("--quick");
 // --web-only: the web scenarios alone (about 40 s), for before/after runs of web changes.
 const webOnly = Deno.args.includes("--web-only");
+// --signing-only: the event-signature scenarios alone (issue #18's cost, about 2 minutes).
+const signingOnly = Deno.args.includes("--signing-only");
 /** `--worker-scale=N`: only the worker against N realistic Deployments (opt-in: minutes, GiBs). */
 const workerScale = Number(
   Deno.args.find((a) => a.startsWith("--worker-scale="))?.slice("--worker-scale=".length) ?? 0,
@@ -303,11 +305,11 @@ async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: str
 /** Ends the run after the web scenarios (--web-only). */
 class WebOnlyDone extends Error {}
 
-const assets = webOnly ? "" : await ensureControlPlaneAssets();
+const assets = webOnly || signingOnly ? "" : await ensureControlPlaneAssets();
 console.error(
   `kuberollouttrigger bench on ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores${
     quick ? " (quick)" : ""
-  }${webOnly ? " (web only)" : ""}, load average ${
+  }${webOnly ? " (web only)" : ""}${signingOnly ? " (signing only)" : ""}, load average ${
     (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ")
   }`,
 );
@@ -339,7 +341,7 @@ if (workerScale > 0) {
   Deno.exit(0);
 }
 try {
-  await benchWeb(issuer, valkey);
+  if (!signingOnly) await benchWeb(issuer, valkey);
   await benchSignatures({
     issuer,
     valkey,
@@ -347,8 +349,10 @@ try {
     record,
     load,
     signTokens: (i, n) => signTokens(i, n),
+    webPermissions: ["-P=web", ...v8Flags("web")],
+    warmUp: (url) => warmUp(issuer, url),
   });
-  if (webOnly) throw new WebOnlyDone();
+  if (webOnly || signingOnly) throw new WebOnlyDone();
   const plane = await startControlPlane({ assetsDir: assets });
   try {
     await benchEndToEnd({ plane, issuer, valkey, events: quick ? 50 : 200, record });
@@ -387,7 +391,7 @@ const results = {
   },
   rows,
 };
-if (!quick && !webOnly) {
+if (!quick && !webOnly && !signingOnly) {
   await Deno.mkdir(`${ROOT}docs/bench`, { recursive: true });
   await Deno.writeTextFile(
     `${ROOT}docs/bench/results.json`,
