@@ -192,6 +192,82 @@ Deno.test("createHandler() accepts an event with 202, publishes it once and logs
   );
 });
 
+Deno.test("createHandler() takes POST /v1/event as /event, any Bearer case and UTF-8 JSON, and publishes each tag once", async () => {
+  const { handler, published } = setUp();
+  const res = await handler(
+    new Request("http://127.0.0.1/v1/event", {
+      method: "POST",
+      headers: { authorization: "BeArEr good", "content-type": "application/json; charset=utf-8" },
+      body: '{"image":"ghcr.io/acme/app","tags":["dev","v1.2.3","dev"]}',
+    }),
+    INFO,
+  );
+  assertEquals(res.status, 202);
+  assertEquals(published.length, 1);
+  assertEquals(JSON.parse(published[0].message).tags, ["dev", "v1.2.3"]);
+});
+
+Deno.test("createHandler() refuses each bad payload from an authenticated caller with 400 and a reason of its own, publishing nothing", async (t) => {
+  const digest = `sha256:${"a".repeat(64)}`;
+  for (
+    const [name, body] of [
+      ["unknown fields", '{"image":"ghcr.io/acme/app:dev","cluster":"prod"}'],
+      ["duplicate keys", '{"image":"ghcr.io/acme/app:dev","image":"ghcr.io/acme-evil/app:dev"}'],
+      ["trailing data", '{"image":"ghcr.io/acme/app:dev"}{}'],
+      ["a JSON array", '[{"image":"ghcr.io/acme/app:dev"}]'],
+      ["an image of the wrong type", '{"image":42}'],
+      ["a digest instead of a tag", `{"image":"ghcr.io/acme/app@${digest}"}`],
+      ["a tag and a digest", `{"image":"ghcr.io/acme/app:dev@${digest}"}`],
+      ["bad tag grammar", '{"image":"ghcr.io/acme/app:-dev"}'],
+      ["a bad tag in the list", '{"image":"ghcr.io/acme/app","tags":["dev","a/b"]}'],
+      ["an upper-case path", '{"image":"ghcr.io/acme/App:dev"}'],
+      ["a space", '{"image":"ghcr.io/acme/app :dev"}'],
+      ["a control character", '{"image":"ghcr.io/acme/app\\u0000:dev"}'],
+      ["'..' in the path", '{"image":"ghcr.io/acme/../evil/app:dev"}'],
+      ["a look-alike org (prefix boundary)", '{"image":"ghcr.io/acme-evil/x:dev"}'],
+      ["a look-alike registry host", '{"image":"ghcr.io.evil.com/acme/x:dev"}'],
+      ["no tag at all", '{"image":"ghcr.io/acme/app"}'],
+      ["a tag in image and a tags list", '{"image":"ghcr.io/acme/app:dev","tags":["v1"]}'],
+      ["an empty tag list", '{"image":"ghcr.io/acme/app","tags":[]}'],
+      [
+        "an oversized tag list",
+        JSON.stringify({
+          image: "ghcr.io/acme/app",
+          tags: Array.from({ length: 33 }, (_, i) => `t${i}`),
+        }),
+      ],
+      ["a body that is not JSON", "image=ghcr.io/acme/app:dev"],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const { post, published, requestLog } = setUp();
+      const res = await post({}, body);
+      assertEquals(res.status, 400);
+      const answer = await res.json();
+      assertEquals(typeof answer.error, "string");
+      assert(answer.error !== "access denied" && answer.error !== "", answer.error);
+      assertMatch(String(requestLog().code), /^ERR_(EVENT_INVALID|IMAGE_NOT_ALLOWED)$/);
+      assertEquals(published.length, 0);
+    });
+  }
+});
+
+Deno.test("security: createHandler() answers an unauthenticated body over the limit with the denial, not 413", async () => {
+  const { handler, published, requestLog } = setUp();
+  const res = await handler(
+    new Request("http://127.0.0.1/event", {
+      method: "POST",
+      // As a real client sends it: the length is announced before the body.
+      headers: { "content-type": "application/json", "content-length": "20000" },
+      body: "x".repeat(20_000),
+    }),
+    INFO,
+  );
+  assertEquals([res.status, await res.text()], [403, '{"error":"access denied"}']);
+  assertEquals(requestLog().reason, "missing_token");
+  assertEquals(published.length, 0);
+});
+
 Deno.test("createHandler() answers a wrong method with 405 and Allow, an unknown path with 404", async (t) => {
   const { handler, requestLog } = setUp();
   for (
@@ -325,6 +401,9 @@ Deno.test("createHandler() answers 503 with Retry-After when the issuer, Valkey 
       assertEquals(res.status, 503);
       assertEquals(res.headers.get("retry-after"), "5");
       assertEquals([requestLog().code, requestLog().level], [code, "error"]);
+      if (code === "ERR_NO_SUBSCRIBER") {
+        assertMatch((await res.json()).error, /no worker is subscribed/);
+      }
       if (metric) assert(registry.render().includes(metric), registry.render());
     });
   }

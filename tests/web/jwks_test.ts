@@ -1,5 +1,6 @@
 import { base64url, exportJWK, generateKeyPair } from "jose";
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
+import { startIssuer } from "../helpers/issuer.ts";
 import { AppError } from "../../shared/errors.ts";
 import { createKeyStore, modulusBits } from "../../web/jwks.ts";
 
@@ -283,5 +284,30 @@ Deno.test("security: createKeyStore() gives up on an issuer that sends headers a
       }
     }
     await server.shutdown();
+  }
+});
+
+Deno.test("createKeyStore() with the real fetch: an issuer down, slow or redirecting leaves it unavailable and unready, and no redirect is followed", async (t) => {
+  for (const mode of ["down", "slow", "redirect"] as const) {
+    await t.step(mode, async () => {
+      const issuer = await startIssuer();
+      issuer.mode = mode;
+      try {
+        const store = createKeyStore({
+          issuer: issuer.url,
+          cooldownMs: 60_000,
+          ttlMs: 60_000,
+          timeoutMs: 1000,
+        });
+        const started = Date.now();
+        const err = await assertRejects(() => store.getKey(issuer.kid));
+        assertEquals((err as AppError).code, "ERR_AUTH_UNAVAILABLE");
+        assert(Date.now() - started < 2500, `gave up after ${Date.now() - started} ms`);
+        assertEquals(await store.ready(), false);
+        assertEquals(issuer.hits.get("/elsewhere/.well-known/openid-configuration") ?? 0, 0);
+      } finally {
+        await issuer.stop();
+      }
+    });
   }
 });

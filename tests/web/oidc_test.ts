@@ -176,3 +176,119 @@ Deno.test("security: createTokenVerifier() refuses JOSE edge cases", async (t) =
     await issuer.stop();
   }
 });
+
+Deno.test("security: createTokenVerifier() denies each bad token with its own reason", async (t) => {
+  const issuer = await startIssuer();
+  const verify = verifierFor(issuer);
+  const now = Math.floor(Date.now() / 1000);
+  const payload = () => githubClaims(issuer.url, now);
+  try {
+    const cases: [string, string, () => Promise<string>][] = [
+      ["a non-JWT bearer", "malformed", () => Promise.resolve("not-a-jwt")],
+      [
+        "alg none with an empty signature",
+        "malformed",
+        () =>
+          Promise.resolve(issuer.unsigned({ alg: "none", typ: "JWT", kid: issuer.kid }, payload())),
+      ],
+      [
+        "alg none with a signature",
+        "alg_not_allowed",
+        () =>
+          Promise.resolve(
+            issuer.unsigned(
+              { alg: "none", typ: "JWT", kid: issuer.kid },
+              payload(),
+              new Uint8Array([1, 2, 3]),
+            ),
+          ),
+      ],
+      ["HS256 signed with the RSA public key", "alg_not_allowed", async () => {
+        const header = { alg: "HS256", typ: "JWT", kid: issuer.kid };
+        const key = await crypto.subtle.importKey(
+          "raw",
+          new TextEncoder().encode(await issuer.publicKeyPem()),
+          { name: "HMAC", hash: "SHA-256" },
+          false,
+          ["sign"],
+        );
+        const unsigned = issuer.unsigned(header, payload());
+        const input = unsigned.slice(0, unsigned.lastIndexOf("."));
+        const sig = new Uint8Array(
+          await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input)),
+        );
+        return issuer.unsigned(header, payload(), sig);
+      }],
+      ["RS384", "alg_not_allowed", () => issuer.sign({ alg: "RS384" })],
+      ["ES256", "alg_not_allowed", () => issuer.sign({ alg: "ES256" })],
+      ["an unknown kid", "unknown_kid", () => issuer.sign({ header: { kid: "nope" } })],
+      [
+        "an x5u header",
+        "untrusted_header_key",
+        () => issuer.sign({ header: { x5u: "https://evil.example/cert" } }),
+      ],
+      [
+        "an embedded jwk header",
+        "untrusted_header_key",
+        () => issuer.sign({ header: { jwk: { kty: "RSA", n: "AQAB", e: "AQAB" } } }),
+      ],
+      ["an expired token", "expired", () => issuer.sign({ now: now - 3600 })],
+      ["a token without exp", "claim_exp", () => issuer.sign({ omit: ["exp"] })],
+      ["a token without jti", "claim_jti", () => issuer.sign({ omit: ["jti"] })],
+      ["a token without iat", "claim_iat", () => issuer.sign({ omit: ["iat"] })],
+      [
+        "iat too old (but not expired)",
+        "claim_iat",
+        () => issuer.sign({ claims: { iat: now - 1200, exp: now + 600 } }),
+      ],
+      [
+        "iat in the future",
+        "claim_iat",
+        () => issuer.sign({ claims: { iat: now + 600, exp: now + 900 } }),
+      ],
+      [
+        "iss with a trailing slash",
+        "claim_iss",
+        () => issuer.sign({ claims: { iss: issuer.url + "/" } }),
+      ],
+      [
+        "iss with https instead of http",
+        "claim_iss",
+        () => issuer.sign({ claims: { iss: issuer.url.replace("http:", "https:") } }),
+      ],
+      [
+        "iss on a look-alike host",
+        "claim_iss",
+        () =>
+          issuer.sign({ claims: { iss: "https://token.actions.githubusercontent.com.evil.com" } }),
+      ],
+      [
+        "the real GitHub iss (not the configured one)",
+        "claim_iss",
+        () => issuer.sign({ claims: { iss: "https://token.actions.githubusercontent.com" } }),
+      ],
+      [
+        "an aud array holding our audience and another",
+        "claim_aud",
+        () => issuer.sign({ claims: { aud: [TEST_AUDIENCE, "https://other.example"] } }),
+      ],
+      ["a tampered payload", "bad_signature", async () => {
+        const [h, , s] = (await issuer.sign()).split(".");
+        const other = (await issuer.sign({ claims: { repository_owner: "evil" } })).split(".")[1];
+        return `${h}.${other}.${s}`;
+      }],
+    ];
+    for (const [name, reason, make] of cases) {
+      await t.step(`rejects ${name} as ${reason}`, async () => {
+        const token = await make();
+        await assertRejects(() => verify(token), { instanceOf: AuthError, reason });
+      });
+    }
+    await t.step("accepts an aud array holding only our audience", async () => {
+      const claims = await verify(await issuer.sign({ claims: { aud: [TEST_AUDIENCE] } }));
+      assertEquals(claims.aud, [TEST_AUDIENCE]);
+    });
+  } finally {
+    await issuer.stop();
+  }
+});

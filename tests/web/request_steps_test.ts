@@ -27,6 +27,8 @@ function reasonOf(fn: () => unknown): string {
 Deno.test("bearerToken() reads exactly one Bearer token, the scheme in any case", () => {
   assertEquals(bearerToken(withAuth("Bearer a.b.c")), "a.b.c");
   assertEquals(bearerToken(withAuth("bearer   a.b.c")), "a.b.c");
+  assertEquals(bearerToken(withAuth("BEARER a.b.c")), "a.b.c");
+  assertEquals(bearerToken(withAuth("BeArEr a.b.c")), "a.b.c");
   assertEquals(reasonOf(() => bearerToken(withAuth())), "missing_token");
   for (
     const bad of [
