@@ -14,6 +14,7 @@ import { publishRaw, type TestValkey } from "../helpers/valkey.ts";
 import { createKubeApi, type KubeApi } from "../../worker/kube_api.ts";
 import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
 import { restartDeployment } from "../../worker/restart.ts";
+import { benchListFloor } from "./list_floor.ts";
 import type { Row } from "./run.ts";
 
 const CHANNEL = "krt-bench-worker";
@@ -300,6 +301,9 @@ export async function benchWorkerScale(options: {
         ((performance.now() - createStarted) / 1000).toFixed(1)
       } s)`,
     );
+    if (options.realistic) {
+      await benchListFloor({ plane: options.plane, scenario, record: options.record });
+    }
     // KRT_BENCH_WORKER_V8_VARIANTS="none|--max-semi-space-size=1|...": start → ready and
     // memory under each, on the same objects (how the worker task's flags were chosen).
     for (const variant of (Deno.env.get("KRT_BENCH_WORKER_V8_VARIANTS") ?? "").split("|")) {
