@@ -90,8 +90,10 @@ const onSignal = () => {
 Deno.addSignalListener("SIGINT", onSignal);
 Deno.addSignalListener("SIGTERM", onSignal);
 // Paths among the arguments replace the whole suite: `deno task test tests/web/x_test.ts`.
+// A folder named without its trailing slash is a path too (it used to run everything).
 const paths = Deno.args.filter((arg, i) =>
-  !arg.startsWith("-") && Deno.args[i - 1] !== "--filter" && /\.ts$|\/$/.test(arg)
+  !arg.startsWith("-") && Deno.args[i - 1] !== "--filter" &&
+  (/\.ts$|\/$/.test(arg) || isPath(arg))
 );
 try {
   const child = new Deno.Command(Deno.execPath(), {
@@ -105,3 +107,13 @@ try {
   await stop();
 }
 Deno.exit(code);
+
+/** True when `arg` names a file or folder (relative to the project, as deno test reads it). */
+function isPath(arg: string): boolean {
+  try {
+    Deno.statSync(new URL(arg, `file://${ROOT}`));
+    return true;
+  } catch {
+    return false;
+  }
+}

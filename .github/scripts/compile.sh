@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Release binaries: `deno compile` with the "compiled" permission set from
-# deno.json (the flags are not repeated here) for each Linux target, and their
+# Release binaries: `deno compile` with the "compiled" permission set and the
+# V8 flags from deno.json (neither is repeated here) for each Linux target, and their
 # SHA-256 checksums.
 #
 # Usage: compile.sh VERSION OUTDIR      builds OUTDIR/kuberollouttrigger-VERSION-<target>
@@ -13,9 +13,13 @@ if [[ "${1:-}" == "--print" ]]; then print=1; shift; fi
 version="${1:?usage: compile.sh [--print] VERSION OUTDIR}"
 out_dir="${2:?usage: compile.sh [--print] VERSION OUTDIR}"
 targets=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu)
+# The V8 flags of deno.json's "compile" task (the one the Dockerfile runs), so a
+# release binary and the image's binary run with the same heap settings.
+v8_flags=$(sed -nE 's/^ *"compile": "[^"]*(--v8-flags=[^ "]+).*/\1/p' deno.json)
+[[ -n "$v8_flags" ]] || { echo "compile.sh: deno.json's compile task has no --v8-flags" >&2; exit 1; }
 
 for target in "${targets[@]}"; do
-  cmd=(deno compile -P=compiled --frozen --target "$target"
+  cmd=(deno compile -P=compiled --frozen "$v8_flags" --target "$target"
     --output "$out_dir/kuberollouttrigger-$version-$target" main.ts)
   if [[ -n "$print" ]]; then
     printf '%s\n' "${cmd[*]}"

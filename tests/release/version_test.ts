@@ -122,10 +122,17 @@ Deno.test("compile.sh builds both Linux targets with the compiled permission set
   }).output();
   assertEquals(out.code, 0);
   const lines = decode(out.stdout).trim().split("\n");
+  // One heap setting for every way the program runs: both modes' tasks, the image's compile
+  // task and the release binaries (one binary runs either mode).
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks;
+  const v8 = (task: string) => /--v8-flags=\S+/.exec(task)?.[0];
+  const flags = v8(tasks.compile);
+  assert(flags !== undefined, "the compile task sets --v8-flags");
+  assertEquals([v8(tasks.web), v8(tasks.worker)], [flags, flags]);
   assertEquals(
     lines,
     ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"].map((target) =>
-      `deno compile -P=compiled --frozen --target ${target} --output dist/kuberollouttrigger-${VERSION}-${target} main.ts`
+      `deno compile -P=compiled --frozen ${flags} --target ${target} --output dist/kuberollouttrigger-${VERSION}-${target} main.ts`
     ),
   );
   // `deno compile` needs a denort download; the same flags less the
@@ -135,7 +142,7 @@ Deno.test("compile.sh builds both Linux targets with the compiled permission set
     !["--target", "--output"].includes(a) &&
     !["--target", "--output"].includes(args[i - 1])
   );
-  assertEquals(run, ["-P=compiled", "--frozen", "main.ts"]);
+  assertEquals(run, ["-P=compiled", "--frozen", flags, "main.ts"]);
   const started = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...run.slice(0, -1), "main.ts", "worker", "--help"],
     cwd: ROOT,
