@@ -61,10 +61,11 @@ async function tearDown(env: Env): Promise<void> {
   await env.issuer.stop();
 }
 
-function post(env: Env, token: string | null, body: string) {
+/** POSTs `body` to web's /event with `token` as the Bearer (none when null). */
+function post(web: { url: string }, token: string | null, body: string) {
   const h = new Headers({ "content-type": "application/json" });
   if (token !== null) h.set("authorization", `Bearer ${token}`);
-  return fetch(`${env.url}/event`, { method: "POST", headers: h, body });
+  return fetch(`${web.url}/event`, { method: "POST", headers: h, body });
 }
 
 /** What one raw HTTP/1.1 exchange over TCP got back: the status, if the server sent one. */
@@ -349,14 +350,7 @@ Deno.test({
     const sub = await subscribe(valkey, CHANNEL);
     const { program, url } = await startWeb(webEnv(issuer, valkey));
     try {
-      const res = await fetch(`${url}/event`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${await issuer.sign()}`,
-          "content-type": "application/json",
-        },
-        body: '{"image":"ghcr.io/acme/app:dev"}',
-      });
+      const res = await post({ url }, await issuer.sign(), '{"image":"ghcr.io/acme/app:dev"}');
       assertEquals(res.status, 503);
       await res.body?.cancel();
       const ready = await fetch(`${url}/readyz`);
@@ -437,14 +431,7 @@ Deno.test({
           webEnv(issuer, valkey, { VALKEY_USERNAME: "krt", VALKEY_PASSWORD: "s3cret-acl-pw" }),
         );
         try {
-          const res = await fetch(`${url}/event`, {
-            method: "POST",
-            headers: {
-              authorization: `Bearer ${await issuer.sign()}`,
-              "content-type": "application/json",
-            },
-            body: '{"image":"ghcr.io/acme/app:dev"}',
-          });
+          const res = await post({ url }, await issuer.sign(), '{"image":"ghcr.io/acme/app:dev"}');
           assertEquals(res.status, 202);
           await res.body?.cancel();
           await sub.waitFor(1);
@@ -460,14 +447,11 @@ Deno.test({
             webEnv(issuer, valkey, { VALKEY_USERNAME: "krt", VALKEY_PASSWORD: "wrong-pw-value" }),
           );
           try {
-            const res = await fetch(`${url}/event`, {
-              method: "POST",
-              headers: {
-                authorization: `Bearer ${await issuer.sign()}`,
-                "content-type": "application/json",
-              },
-              body: '{"image":"ghcr.io/acme/app:dev"}',
-            });
+            const res = await post(
+              { url },
+              await issuer.sign(),
+              '{"image":"ghcr.io/acme/app:dev"}',
+            );
             assertEquals(res.status, 503);
             await res.body?.cancel();
             const ready = await fetch(`${url}/readyz`);
