@@ -1,6 +1,7 @@
 /**
- * Signed channel messages and status bindings (Ed25519, WebCrypto). Web signs
- * the exact bytes of each event message and names its key id; workers holding
+ * Signed channel messages and status bindings (Ed25519, RFC 8032: node:crypto
+ * signs, WebCrypto verifies). Web signs the exact bytes of each event message
+ * and names its key id; workers holding
  * verify keys drop whatever does not verify, is outside the time window or
  * was seen before, so write access to Valkey alone cannot restart anything.
  *
@@ -20,7 +21,7 @@
  */
 
 import { Buffer } from "node:buffer";
-import { createPrivateKey, sign as signFast } from "node:crypto";
+import { createPrivateKey, type KeyObject, sign as signFast } from "node:crypto";
 import { AppError } from "./errors.ts";
 import { encodeEventMessage, type EventMessage } from "./event.ts";
 import { type JsonValue, parseStrictJson } from "./strict_json.ts";
@@ -278,9 +279,8 @@ export async function createSigner(
   source: SigningKeySource,
   setting = "EVENT_SIGNING_KEY (--event-signing-key)",
 ): Promise<EventSigner> {
-  let key: CryptoKey;
   let publicKey: Uint8Array<ArrayBuffer>;
-  let pkcs8Der: Uint8Array<ArrayBuffer>;
+  let fastKey: KeyObject;
   try {
     // Extractable only for this moment, to learn the public half.
     const probe = source.format === "pkcs8"
@@ -293,43 +293,30 @@ export async function createSigner(
         ["sign"],
       );
     const jwk = await crypto.subtle.exportKey("jwk", probe);
-    const pkcs8 = await crypto.subtle.exportKey("pkcs8", probe);
-    pkcs8Der = new Uint8Array(pkcs8);
+    const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", probe));
     publicKey = Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" });
-    key = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", false, ["sign"]);
+    // Per event, node:crypto's one-shot Ed25519 signs in about half the CPU of
+    // crypto.subtle.sign, which also hops to a worker thread and back (measured in
+    // `deno task bench --signing-only`). It derives the public half from the seed itself.
+    fastKey = createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" });
   } catch {
     throw keyError(setting, "cannot be imported as an Ed25519 private key (PKCS#8 PEM or JWK)");
   }
-  // A JWK's "x" is not checked against "d" by every importer: a mismatch would sign with one key
-  // and name another, and every worker would drop every event.
-  if (source.format === "jwk") {
-    const probe = await crypto.subtle.importKey(
-      "raw",
-      Uint8Array.fromBase64(source.x, { alphabet: "base64url" }),
-      "Ed25519",
-      false,
-      ["verify"],
-    );
-    const test = encoder.encode("kuberollouttrigger key check");
-    const sig = await crypto.subtle.sign("Ed25519", key, test);
-    if (!(await crypto.subtle.verify("Ed25519", probe, sig, test))) {
-      throw keyError(setting, 'is a JWK whose "x" is not the public half of its "d"');
-    }
+  // WebCrypto derives the public half from "d"; a JWK's own "x" that differs from it would have
+  // workers configured with a key web never signs with, and every event dropped.
+  if (
+    source.format === "jwk" &&
+    source.x !== publicKey.toBase64({ alphabet: "base64url", omitPadding: true })
+  ) {
+    throw keyError(setting, 'is a JWK whose "x" is not the public half of its "d"');
   }
-  // Per event, node:crypto's one-shot Ed25519 signs in about half the CPU of crypto.subtle.sign,
-  // which also hops to a worker thread and back (measured in `deno task bench --signing-only`).
-  // Same key, same RFC 8032 signature: the check below proves the two agree before web serves.
-  const fastKey = createPrivateKey({ key: Buffer.from(pkcs8Der), format: "der", type: "pkcs8" });
+  // One signature made as every event's will be, checked by WebCrypto against the public half
+  // the key id is derived from: two implementations that disagree would sign with one key and
+  // name another, and every worker would drop every event. Stop here instead.
   const check = encoder.encode("kuberollouttrigger signer check");
   const checkKey = await crypto.subtle.importKey("raw", publicKey, "Ed25519", false, ["verify"]);
-  if (
-    !(await crypto.subtle.verify(
-      "Ed25519",
-      checkKey,
-      new Uint8Array(signFast(null, check, fastKey)),
-      check,
-    ))
-  ) {
+  const checkSig = new Uint8Array(signFast(null, check, fastKey));
+  if (!(await crypto.subtle.verify("Ed25519", checkKey, checkSig, check))) {
     throw keyError(setting, "signs with a key that is not the public half it names");
   }
   const keyId = await keyIdOf(publicKey);

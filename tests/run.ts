@@ -111,7 +111,7 @@ Deno.exit(code);
 /** True when `arg` names a file or folder (relative to the project, as deno test reads it). */
 function isPath(arg: string): boolean {
   try {
-    Deno.statSync(new URL(arg, `file://${ROOT}`));
+    Deno.statSync(arg.startsWith("/") ? arg : `${ROOT}${arg}`);
     return true;
   } catch {
     return false;

@@ -26,7 +26,7 @@ const CHANNEL = "krt-bench";
 const quick = Deno.args.includes("--quick");
 // --web-only: the web scenarios alone (about 40 s), for before/after runs of web changes.
 const webOnly = Deno.args.includes("--web-only");
-// --signing-only: the event-signature scenarios alone (issue #18's cost, about 2 minutes).
+// --signing-only: the event-signature scenarios alone (issue #18's cost, about 6 minutes).
 const signingOnly = Deno.args.includes("--signing-only");
 /** `--worker-scale=N`: only the worker against N realistic Deployments (opt-in: minutes, GiBs). */
 const workerScale = Number(

@@ -100,7 +100,7 @@ export async function benchSignatures(options: SignatureBenchOptions): Promise<v
     unsigned: [],
     signed: [],
   };
-  const pairs = options.quick ? 2 : Number(Deno.env.get("KRT_BENCH_SIGNING_PAIRS") ?? 4);
+  const pairs = options.quick ? 2 : positiveInt("KRT_BENCH_SIGNING_PAIRS", 4);
   try {
     for (let pair = 0; pair < pairs; pair++) {
       const order = pair % 2 === 0
@@ -124,7 +124,7 @@ export async function benchSignatures(options: SignatureBenchOptions): Promise<v
           await options.warmUp(url);
           const tokens = await options.signTokens(
             options.issuer,
-            options.quick ? 2000 : Number(Deno.env.get("KRT_BENCH_SIGNING_TOKENS") ?? 12000),
+            options.quick ? 2000 : positiveInt("KRT_BENCH_SIGNING_TOKENS", 12000),
           );
           const cpuBefore = cpuSeconds(program.child.pid);
           const result = await options.load([
@@ -134,9 +134,8 @@ export async function benchSignatures(options: SignatureBenchOptions): Promise<v
             tokens,
             "--concurrency",
             "32",
-          ]);
+          ]).finally(() => Deno.remove(tokens));
           const cpu = cpuSeconds(program.child.pid) - cpuBefore;
-          await Deno.remove(tokens);
           const run = {
             rate: result.rate,
             cpuMs: cpu * 1000 / Math.max(1, result.statuses["202"] ?? 0),
@@ -197,4 +196,13 @@ function median(xs: number[]): number {
   const sorted = [...xs].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** A whole number above 0 from the environment, or `fallback`; anything else stops the bench. */
+function positiveInt(name: string, fallback: number): number {
+  const raw = Deno.env.get(name);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number above 0`);
+  return n;
 }

@@ -89,6 +89,24 @@ Deno.test("a worker with the key accepts web's signed message and hands on the e
   assertEquals(verifier.admit(message()), { ok: true });
 });
 
+Deno.test("web's signatures are RFC 8032 Ed25519: WebCrypto verifies them, and a repository that is not a hash is refused", async () => {
+  const s = await signer(web);
+  const event = encodeEventMessage(message());
+  const rep = "c".repeat(64);
+  const { message: sealedMessage, sig } = await s.signEvent(event, rep);
+  const publicKey = await crypto.subtle.importKey("raw", s.publicKey, "Ed25519", false, [
+    "verify",
+  ]);
+  const bytes = new TextEncoder().encode(`${EVENT_CONTEXT}${rep}\n${event}`);
+  const raw = Uint8Array.fromBase64(sig, { alphabet: "base64url" });
+  assert(await crypto.subtle.verify("Ed25519", publicKey, raw, bytes), "WebCrypto verifies it");
+  // Ed25519 is deterministic: the same key and bytes give WebCrypto's own signature.
+  const own = new Uint8Array(await crypto.subtle.sign("Ed25519", rawSigningKey, bytes));
+  assertEquals(raw, own);
+  assertEquals(JSON.parse(sealedMessage).sig, sig);
+  await assertRejects(() => s.signEvent(event, "not-a-hash"), { message: /sha256 hex hash/ });
+});
+
 Deno.test("security: with verify keys every forgery is dropped with its reason", async (t) => {
   const verifier = await setup([web.publicPem]);
   const good = await signer(web);
