@@ -1,9 +1,9 @@
 /**
  * Signed channel messages and status bindings (Ed25519, RFC 8032: node:crypto
  * signs, WebCrypto verifies). Web signs the exact bytes of each event message
- * and names its key id; workers holding
- * verify keys drop whatever does not verify, is outside the time window or
- * was seen before, so write access to Valkey alone cannot restart anything.
+ * and names its key id; workers holding verify keys drop whatever does not
+ * verify, is outside the time window or was seen before, so write access to
+ * Valkey alone cannot restart anything.
  *
  * Key ids are RFC 7638 JWK thumbprints of the public key (SHA-256, base64url):
  * web and worker derive the same id from either half with no extra setting.
@@ -323,6 +323,7 @@ export async function createSigner(
   return {
     keyId,
     publicKey,
+    // Signing is synchronous now; the contract stays a promise (a refusal is a rejection).
     signEvent(eventJson, repository) {
       if (!REPOSITORY.test(repository)) {
         return Promise.reject(new Error("repository must be a sha256 hex hash"));
