@@ -8,10 +8,11 @@
  * answer 503 at once instead of queueing an event nobody may ever see.
  */
 
-import type { Valkey } from "iovalkey";
+import { createHash } from "node:crypto";
 import { AppError } from "../shared/errors.ts";
 import type { ReplayClaim } from "./replay.ts";
-import { describeValkeyError } from "../shared/valkey.ts";
+import { describeValkeyError } from "../shared/valkey_errors.ts";
+import type { ValkeyCommands } from "../shared/valkey_client.ts";
 import {
   BINDING_FIELD,
   CLUSTER_LIVE_MS,
@@ -73,7 +74,7 @@ export interface Publisher {
 
 /** Options for createPublisher. */
 export interface PublisherOptions {
-  client: Valkey;
+  client: ValkeyCommands;
   channel: string;
   /** How long the status record lives. */
   statusTtlMs: number;
@@ -118,6 +119,23 @@ end
 return {n, names}
 `;
 
+// EVALSHA sends 40 bytes instead of the script; Valkey forgets scripts on a
+// restart or SCRIPT FLUSH, and answers NOSCRIPT without running anything, so
+// sending the script then is the same single run.
+const PUBLISH_SCRIPT_SHA1 = createHash("sha1").update(PUBLISH_SCRIPT).digest("hex");
+
+async function runPublishScript(
+  client: ValkeyCommands,
+  keysAndArgs: (string | number)[],
+): Promise<unknown> {
+  try {
+    return await client.call("EVALSHA", PUBLISH_SCRIPT_SHA1, ...keysAndArgs);
+  } catch (err) {
+    if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
+    return await client.call("EVAL", PUBLISH_SCRIPT, ...keysAndArgs);
+  }
+}
+
 /** Creates a publisher on an existing connection. */
 export function createPublisher(options: PublisherOptions): Publisher {
   const now = options.now ?? Date.now;
@@ -137,8 +155,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
       let reply: unknown;
       try {
         reply = replay
-          ? await client.eval(
-            PUBLISH_SCRIPT,
+          ? await runPublishScript(client, [
             3,
             statusKey(input.eventId),
             CLUSTERS_KEY,
@@ -148,8 +165,8 @@ export function createPublisher(options: PublisherOptions): Publisher {
             String(replay.claim.ttlMs),
             replay.answer.head,
             replay.answer.tail,
-          )
-          : await client.eval(PUBLISH_SCRIPT, 2, statusKey(input.eventId), CLUSTERS_KEY, ...args);
+          ])
+          : await runPublishScript(client, [2, statusKey(input.eventId), CLUSTERS_KEY, ...args]);
       } catch (err) {
         throw new AppError(
           "ERR_PUBLISH_FAILED",
@@ -173,7 +190,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
     },
     async ping() {
       try {
-        return (await client.ping()) === "PONG";
+        return (await client.call("PING")) === "PONG";
       } catch {
         return false;
       }

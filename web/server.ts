@@ -5,7 +5,7 @@
  */
 
 import type { WebConfig } from "../shared/settings.ts";
-import { createValkeyConnection } from "../shared/valkey.ts";
+import { createValkeyClient, type ValkeyClient } from "../shared/valkey_client.ts";
 import type { Logger } from "../shared/log.ts";
 import { createRegistry } from "../shared/metrics.ts";
 import { createDevIssuer, DEV_TOKEN_PATH, type DevIssuer } from "./dev_issuer.ts";
@@ -19,7 +19,6 @@ import { createReplayGuard } from "./replay.ts";
 import { createStatusReader, createStatusWaiters, type StatusWaiters } from "./status_store.ts";
 import { statusChannel } from "../shared/event_status.ts";
 import { createSigner, importVerifyKeys } from "../shared/event_signature.ts";
-import type { Valkey } from "iovalkey";
 
 /** Effects web mode needs from its host process. */
 export interface WebRuntime {
@@ -46,11 +45,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
   if (signer) {
     logger.info("signing events", { key_id: signer.keyId, binding_keys: bindingKeys!.ids });
   } else logger.warn("EVENT_SIGNING_KEY is not set: events are published unsigned");
-  const valkey = createValkeyConnection(config, {
-    name: "kuberollouttrigger-web",
-    logger,
-    offlineQueue: false,
-  });
+  const valkey = createValkeyClient(config, { name: "kuberollouttrigger-web", logger });
   const publisher = createPublisher({
     client: valkey,
     channel: config.valkeyChannel,
@@ -136,21 +131,19 @@ function subscribeToStatusChanges(
   config: WebConfig,
   logger: Logger,
   waiters: StatusWaiters,
-): Valkey {
+): ValkeyClient {
   const channel = statusChannel(config.valkeyChannel);
-  const subscriber = createValkeyConnection(config, {
+  return createValkeyClient(config, {
     name: "kuberollouttrigger-web-status",
     logger,
-    offlineQueue: true,
     onStateChange: (connected) => {
       if (connected) waiters.notifyAll();
     },
+    subscription: {
+      channels: [channel],
+      onMessage: (from, id) => {
+        if (from === channel) waiters.notify(id);
+      },
+    },
   });
-  subscriber.subscribe(channel).catch(() => {
-    // Logged by the connection; iovalkey resubscribes when it reconnects.
-  });
-  subscriber.on("message", (from: string, id: string) => {
-    if (from === channel) waiters.notify(id);
-  });
-  return subscriber;
 }

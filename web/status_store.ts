@@ -7,7 +7,6 @@
  * waiting requests costs a timer each, never a poll.
  */
 
-import type { Valkey } from "iovalkey";
 import { AppError, describeError } from "../shared/errors.ts";
 import {
   BINDING_FIELD,
@@ -19,7 +18,8 @@ import {
 } from "../shared/event_status.ts";
 import { verifyBinding, type VerifyKeys } from "../shared/event_signature.ts";
 import type { Logger } from "../shared/log.ts";
-import { describeValkeyError } from "../shared/valkey.ts";
+import { describeValkeyError } from "../shared/valkey_errors.ts";
+import type { ValkeyCommands } from "../shared/valkey_client.ts";
 
 /** A record as read: web's binding and each cluster's report (unreadable ones named). */
 export interface StoredStatus {
@@ -38,6 +38,16 @@ export interface StatusReader {
   read(id: string): Promise<StoredStatus | undefined>;
 }
 
+/** HGETALL's flat [field, value, ...] reply as a record without a prototype. */
+function fieldsOf(reply: unknown): Record<string, string> {
+  if (!Array.isArray(reply) || reply.length % 2 !== 0) {
+    throw new Error("Valkey answered HGETALL with something other than field-value pairs");
+  }
+  const fields: Record<string, string> = Object.create(null);
+  for (let i = 0; i < reply.length; i += 2) fields[String(reply[i])] = String(reply[i + 1]);
+  return fields;
+}
+
 const REPORT_FIELD = /^cluster:([A-Za-z0-9._-]{1,63})$/;
 
 /**
@@ -46,7 +56,7 @@ const REPORT_FIELD = /^cluster:([A-Za-z0-9._-]{1,63})$/;
  * is treated as no record: anyone who can write Valkey could have written it.
  */
 export function createStatusReader(
-  client: Valkey,
+  client: ValkeyCommands,
   logger: Logger,
   bindingKeys?: VerifyKeys,
 ): StatusReader {
@@ -54,7 +64,7 @@ export function createStatusReader(
     async read(id) {
       let fields: Record<string, string>;
       try {
-        fields = await client.hgetall(statusKey(id));
+        fields = fieldsOf(await client.call("HGETALL", statusKey(id)));
       } catch (err) {
         throw new AppError(
           "ERR_PUBLISH_FAILED",

@@ -10,7 +10,7 @@
 
 import type { Valkey } from "iovalkey";
 import type { Logger } from "../shared/log.ts";
-import { describeValkeyError } from "../shared/valkey.ts";
+import { describeValkeyError } from "../shared/valkey_errors.ts";
 
 /** The answer to a claim. */
 export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";

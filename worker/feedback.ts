@@ -11,7 +11,7 @@ import { describeError } from "../shared/errors.ts";
 import type { DeploymentReport } from "../shared/event_status.ts";
 import type { Logger } from "../shared/log.ts";
 import { formatDuration } from "../shared/settings.ts";
-import { describeValkeyError } from "../shared/valkey.ts";
+import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ReportStore, TrackingStore } from "./feedback_store.ts";
 import type { Clock } from "./inventory.ts";
 import type { Deployment } from "./kube_api.ts";

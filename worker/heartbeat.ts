@@ -10,7 +10,7 @@
 import type { Valkey } from "iovalkey";
 import type { Logger } from "../shared/log.ts";
 import { CLUSTERS_KEY, HEARTBEAT_INTERVAL_MS } from "../shared/event_status.ts";
-import { describeValkeyError } from "../shared/valkey.ts";
+import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { Clock } from "./inventory.ts";
 
 /** Members older than this are removed from CLUSTERS_KEY. */

@@ -9,7 +9,7 @@ import type { Valkey } from "iovalkey";
 import type { Logger } from "../shared/log.ts";
 import { backoffDelay } from "../shared/backoff.ts";
 import { describeError } from "../shared/errors.ts";
-import { describeValkeyError } from "../shared/valkey.ts";
+import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
 /** A running subscription. */

@@ -17,13 +17,9 @@ import {
 } from "../helpers/valkey.ts";
 import { createLogger, type LogFields } from "../../shared/log.ts";
 import { parseHostPort } from "../../shared/setting_values.ts";
-import {
-  createValkeyConnection,
-  describeConnectionError,
-  describeValkeyError,
-  loadValkeyCaFile,
-  type ValkeySettings,
-} from "../../shared/valkey.ts";
+import { createValkeyConnection } from "../../shared/valkey.ts";
+import { describeConnectionError, describeValkeyError } from "../../shared/valkey_errors.ts";
+import { loadValkeyCaFile, type ValkeySettings } from "../../shared/valkey_settings.ts";
 import { AppError } from "../../shared/errors.ts";
 
 const skip = withoutValkey();

@@ -12,7 +12,8 @@ import { createLogger, type LogFields, type Logger } from "../../shared/log.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { parseHostPort } from "../../shared/setting_values.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
-import { createValkeyConnection, type ValkeySettings } from "../../shared/valkey.ts";
+import { createValkeyConnection } from "../../shared/valkey.ts";
+import type { ValkeySettings } from "../../shared/valkey_settings.ts";
 import { subscribe } from "../../worker/subscriber.ts";
 
 function subscriberConnection(settings: ValkeySettings, logger: Logger) {

@@ -1,0 +1,478 @@
+/**
+ * A Valkey client on Deno's own sockets, for web mode: commands pipelined on
+ * one connection, or a subscriber connection that subscribes on every
+ * connect. It takes the same settings as the worker's client (shared/valkey.ts)
+ * and logs the same lines: connected, one "connection error" per distinct
+ * cause, "lost; reconnecting" (warn) when a connection drops, "closed" (info)
+ * when we close it. Web loads no npm client and no Node compatibility layer
+ * for Valkey, which is most of what it weighed idle (docs/performance.md).
+ *
+ * Commands fail at once while disconnected, so web can answer 503 instead of
+ * queueing an event nobody may see; each waits at most VALKEY_TIMEOUT for its
+ * reply. With Sentinel the primary is asked of the Sentinels given (never of
+ * the peers they announce), checked with ROLE before use, and left as soon as
+ * it answers a write with READONLY (it was demoted while still up).
+ *
+ * TLS verifies the server's certificate against the name or IP address
+ * connected to (also one a Sentinel announces), with VALKEY_TLS_CA_CERT added
+ * to the roots Deno trusts, and the client certificate when one is set.
+ */
+
+import { backoffDelay, sleep } from "./backoff.ts";
+import type { Logger } from "./log.ts";
+import { encodeCommand, ProtocolError, ReplyError, RespReader, type RespValue } from "./resp.ts";
+import type { HostPort } from "./setting_values.ts";
+import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
+import { describeValkeyTarget, formatHostPort, type ValkeySettings } from "./valkey_settings.ts";
+
+/** Sends one command and resolves with its reply; an error reply rejects with a ReplyError. */
+export interface ValkeyCommands {
+  call(command: string, ...args: (string | number)[]): Promise<unknown>;
+}
+
+/** A command connection (call) or a subscriber (subscription in the options). */
+export interface ValkeyClient extends ValkeyCommands {
+  /** True between "valkey connected" and the connection's loss or close. */
+  readonly connected: boolean;
+  /** Closes the connection for good; pending commands reject. */
+  disconnect(): void;
+}
+
+/** What a subscriber connection listens to. */
+export interface ValkeySubscription {
+  channels: string[];
+  onMessage(channel: string, message: string): void;
+}
+
+/** Options for createValkeyClient. */
+export interface ValkeyClientOptions {
+  /** Shown in CLIENT LIST and in our logs. */
+  name: string;
+  logger: Logger;
+  /** Reports every transition between connected and disconnected. */
+  onStateChange?: (connected: boolean) => void;
+  /** Makes this a subscriber: these channels are subscribed on every connect. */
+  subscription?: ValkeySubscription;
+}
+
+/** A socket-level error with a Node-style code, so one table describes both clients' errors. */
+class ConnectError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+  }
+}
+
+interface Pending {
+  resolve(value: RespValue): void;
+  reject(err: Error): void;
+  timer?: ReturnType<typeof setTimeout>;
+  /** Timed out: its reply, when it comes, is dropped. */
+  abandoned?: boolean;
+}
+
+/** One open connection: writes batched in order, replies matched to commands in order. */
+class Session {
+  readonly #conn: Deno.Conn;
+  readonly #reader = new RespReader();
+  readonly #queue: Pending[] = [];
+  #queueHead = 0;
+  #out: Uint8Array[] = [];
+  #flushing = false;
+  #closed = false;
+  /** Resolves when the connection has ended, with why (undefined when we closed it). */
+  readonly ended: Promise<Error | undefined>;
+  onPush?: (value: RespValue) => void;
+
+  constructor(
+    conn: Deno.Conn,
+    readonly timeoutMs: number,
+    readonly onReply: (v: RespValue) => void,
+  ) {
+    this.#conn = conn;
+    this.ended = this.#readLoop();
+  }
+
+  /** Sends a command; its reply (or an error) settles the promise. */
+  send(args: readonly (string | number)[]): Promise<RespValue> {
+    if (this.#closed) return Promise.reject(new Error("Valkey connection is closed"));
+    return new Promise<RespValue>((resolve, reject) => {
+      const pending: Pending = { resolve, reject };
+      pending.timer = setTimeout(() => {
+        pending.abandoned = true;
+        reject(new Error(`Valkey did not answer ${String(args[0])} within VALKEY_TIMEOUT`));
+      }, this.timeoutMs);
+      this.#queue.push(pending);
+      this.#out.push(encodeCommand(args));
+      if (!this.#flushing) this.#flush();
+    });
+  }
+
+  /** Sends a command whose replies arrive as pushes (SUBSCRIBE); no reply is awaited here. */
+  sendUnanswered(args: readonly (string | number)[]): void {
+    this.#out.push(encodeCommand(args));
+    if (!this.#flushing) this.#flush();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the other side.
+    }
+  }
+
+  /** Rejects every command still waiting: the connection they were sent on is gone. */
+  failPending(err: Error): void {
+    for (let i = this.#queueHead; i < this.#queue.length; i++) {
+      const pending = this.#queue[i];
+      clearTimeout(pending.timer);
+      if (!pending.abandoned) pending.reject(err);
+    }
+    this.#queue.length = 0;
+    this.#queueHead = 0;
+  }
+
+  // Everything queued while a write was in flight goes out in one write: under
+  // load many commands share a system call.
+  async #flush(): Promise<void> {
+    this.#flushing = true;
+    try {
+      while (this.#out.length > 0 && !this.#closed) {
+        const chunks = this.#out;
+        this.#out = [];
+        let bytes = chunks[0];
+        if (chunks.length > 1) {
+          bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+          let at = 0;
+          for (const c of chunks) {
+            bytes.set(c, at);
+            at += c.length;
+          }
+        }
+        let written = 0;
+        while (written < bytes.length) written += await this.#conn.write(bytes.subarray(written));
+      }
+    } catch {
+      // The read loop sees the same failure and ends the session.
+      this.close();
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  async #readLoop(): Promise<Error | undefined> {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await this.#conn.read(buf);
+        if (n === null) {
+          return this.#closed ? undefined : new ConnectError("read ECONNRESET", "ECONNRESET");
+        }
+        this.#reader.push(buf.slice(0, n));
+        for (let reply = this.#reader.next(); reply; reply = this.#reader.next()) {
+          this.#dispatch(reply.value);
+        }
+      }
+    } catch (err) {
+      if (this.#closed) return undefined;
+      return err instanceof Error ? err : new Error(String(err));
+    } finally {
+      this.close();
+    }
+  }
+
+  #dispatch(value: RespValue): void {
+    if (this.onPush && Array.isArray(value) && value[0] === "message") {
+      this.onPush(value);
+      return;
+    }
+    const pending = this.#queue[this.#queueHead];
+    if (!pending) {
+      // A confirmation of a SUBSCRIBE sent without waiting; anything else is out of step.
+      if (this.onPush) this.onPush(value);
+      else throw new ProtocolError("a reply nobody asked for");
+      return;
+    }
+    this.#queue[this.#queueHead++] = undefined as unknown as Pending;
+    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queue.splice(0, this.#queueHead);
+      this.#queueHead = 0;
+    }
+    clearTimeout(pending.timer);
+    this.onReply(value);
+    if (pending.abandoned) return;
+    if (value instanceof ReplyError) pending.reject(value);
+    else pending.resolve(value);
+  }
+}
+
+/** What Deno.connectTls takes besides the address. */
+type TlsOptions = { caCerts?: string[] } | { caCerts?: string[]; cert: string; key: string };
+
+/** TLS options for Deno.connectTls, or undefined without TLS. */
+function tlsOptions(settings: ValkeySettings): TlsOptions | undefined {
+  if (!settings.valkeyTls) return undefined;
+  const caCerts = settings.valkeyTlsCaCert ? [settings.valkeyTlsCaCert] : undefined;
+  if (settings.valkeyTlsClientCert && settings.valkeyTlsClientKey) {
+    return { caCerts, cert: settings.valkeyTlsClientCert, key: settings.valkeyTlsClientKey };
+  }
+  return { caCerts };
+}
+
+// rustls's verdicts, as Deno reports them, under the names Node gives the same
+// verdicts: describeConnectionError has one piece of advice for each.
+const TLS_VERDICTS: [RegExp, string][] = [
+  [/not valid for name|NotValidForName/, "ERR_TLS_CERT_ALTNAME_INVALID"],
+  [/UnknownIssuer|BadSignature|UnsupportedSignatureAlgorithm/, "UNABLE_TO_VERIFY_LEAF_SIGNATURE"],
+  [/\bExpired\b/, "CERT_HAS_EXPIRED"],
+  [/NotValidYet/, "CERT_NOT_YET_VALID"],
+  [
+    /CertificateRequired|HandshakeFailure|BadCertificate|UnknownCA|DecryptError/,
+    "HANDSHAKE_FAILURE",
+  ],
+];
+
+/** A socket or TLS failure as a ConnectError naming the address, never anything the server sent. */
+function connectError(err: unknown, target: HostPort): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  for (const [pattern, code] of TLS_VERDICTS) {
+    if (pattern.test(message)) return new ConnectError(`TLS ${code}`, code);
+  }
+  const code = String((err as { code?: unknown })?.code ?? "") ||
+    (err instanceof Error ? err.name : "error");
+  return new ConnectError(`connect ${code} ${formatHostPort(target)}`, code);
+}
+
+/** Resolves with `promise`, or rejects with ETIMEDOUT after `ms` (closing what arrives late). */
+function within<T extends { close(): void }>(
+  promise: Promise<T>,
+  ms: number,
+  target: HostPort,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      promise.then((late) => late.close(), () => {});
+      reject(new ConnectError(`connect ETIMEDOUT ${formatHostPort(target)}`, "ETIMEDOUT"));
+    }, ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Opens a TCP or TLS connection within the timeout; the TLS handshake is part of it. */
+async function openSocket(
+  target: HostPort,
+  tls: TlsOptions | undefined,
+  timeoutMs: number,
+): Promise<Deno.Conn> {
+  const open = async () => {
+    if (!tls) return await Deno.connect({ hostname: target.host, port: target.port });
+    const conn = await Deno.connectTls({ hostname: target.host, port: target.port, ...tls });
+    try {
+      await conn.handshake();
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+    return conn;
+  };
+  try {
+    return await within(open(), timeoutMs, target);
+  } catch (err) {
+    throw connectError(err, target);
+  }
+}
+
+/** AUTH with the ACL user (or the default user) when a password is set. */
+async function authenticate(
+  session: Session,
+  username: string | undefined,
+  password: string | undefined,
+) {
+  if (!password) return;
+  await session.send(username ? ["AUTH", username, password] : ["AUTH", password]);
+}
+
+/** The primary the first Sentinel that knows it names. */
+async function askSentinels(
+  settings: ValkeySettings,
+  tls: TlsOptions | undefined,
+): Promise<HostPort> {
+  let last: unknown;
+  for (const sentinel of settings.valkeySentinels ?? []) {
+    let session: Session | undefined;
+    try {
+      session = new Session(
+        await openSocket(sentinel, tls, settings.valkeyTimeout),
+        settings.valkeyTimeout,
+        () => {},
+      );
+      await authenticate(session, settings.valkeySentinelUsername, settings.valkeySentinelPassword);
+      const reply = await session.send([
+        "SENTINEL",
+        "get-master-addr-by-name",
+        settings.valkeySentinelMaster ?? "",
+      ]);
+      if (
+        Array.isArray(reply) && typeof reply[0] === "string" && /^\d{1,5}$/.test(String(reply[1]))
+      ) {
+        return { host: reply[0], port: Number(reply[1]) };
+      }
+      last = new Error(
+        `Sentinel ${
+          formatHostPort(sentinel)
+        } does not know master ${settings.valkeySentinelMaster}`,
+      );
+    } catch (err) {
+      last = err;
+    } finally {
+      session?.close();
+    }
+  }
+  throw new Error(`All sentinels are unreachable. Last error: ${describeValkeyError(last)}`);
+}
+
+/**
+ * Subscribes on a fresh connection and routes its messages; resolves once the
+ * server confirmed every channel, rejects when it refuses one (an ACL without
+ * the channel) or does not answer within the timeout.
+ */
+function subscribe(session: Session, subscription: ValkeySubscription): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let confirmed = 0;
+    const timer = setTimeout(
+      () => reject(new Error("Valkey did not confirm SUBSCRIBE within VALKEY_TIMEOUT")),
+      session.timeoutMs,
+    );
+    session.onPush = (value) => {
+      if (value instanceof ReplyError) {
+        clearTimeout(timer);
+        reject(value);
+      } else if (Array.isArray(value) && value[0] === "message") {
+        subscription.onMessage(String(value[1]), String(value[2]));
+      } else if (Array.isArray(value) && value[0] === "subscribe") {
+        if (++confirmed === subscription.channels.length) {
+          clearTimeout(timer);
+          resolve();
+        }
+      }
+    };
+    session.sendUnanswered(["SUBSCRIBE", ...subscription.channels]);
+  });
+}
+
+/** Opens a client that connects in the background and reconnects until disconnect(). */
+export function createValkeyClient(
+  settings: ValkeySettings,
+  options: ValkeyClientOptions,
+): ValkeyClient {
+  const tls = tlsOptions(settings);
+  const sentinel = Boolean(settings.valkeySentinels?.length);
+  const timeoutMs = settings.valkeyTimeout;
+  const log = options.logger.child({
+    valkey: describeValkeyTarget(settings),
+    connection: options.name,
+  });
+  const stop = new AbortController();
+  let session: Session | undefined;
+  let connected = false;
+  let lastError = "";
+
+  const noteError = (err: unknown) => {
+    const message = describeConnectionError(err, tls !== undefined);
+    if (message !== lastError) log.warn("valkey connection error", { error: message });
+    lastError = message;
+  };
+
+  // A demoted primary refuses writes: the Sentinels are asked again for the new one.
+  const onReply = (value: RespValue) => {
+    if (sentinel && value instanceof ReplyError && value.message.startsWith("READONLY")) {
+      session?.close();
+    }
+  };
+
+  /** Connects, authenticates and names the connection; with Sentinel, checks it is the primary. */
+  const open = async (): Promise<{ session: Session; target: HostPort }> => {
+    const target = sentinel ? await askSentinels(settings, tls) : settings.valkeyAddr!;
+    const opened = new Session(await openSocket(target, tls, timeoutMs), timeoutMs, onReply);
+    try {
+      await authenticate(
+        opened,
+        settings.valkeyUsername || undefined,
+        settings.valkeyPassword || undefined,
+      );
+      await opened.send(["CLIENT", "SETNAME", options.name]);
+      if (sentinel) {
+        const role = await opened.send(["ROLE"]);
+        if (!Array.isArray(role) || role[0] !== "master") {
+          throw new Error(`${formatHostPort(target)}, named by the Sentinels, is not a primary`);
+        }
+      }
+      if (options.subscription) await subscribe(opened, options.subscription);
+      return { session: opened, target };
+    } catch (err) {
+      opened.close();
+      throw err;
+    }
+  };
+
+  const run = async () => {
+    for (let attempt = 0; !stop.signal.aborted;) {
+      let opened: { session: Session; target: HostPort };
+      try {
+        opened = await open();
+      } catch (err) {
+        if (stop.signal.aborted) break;
+        noteError(err);
+        await sleep(backoffDelay(attempt++, 100, sentinel ? 1000 : 5000), stop.signal);
+        continue;
+      }
+      if (stop.signal.aborted) {
+        opened.session.close();
+        break;
+      }
+      attempt = 0;
+      lastError = "";
+      session = opened.session;
+      connected = true;
+      log.info("valkey connected", sentinel ? { primary: formatHostPort(opened.target) } : {});
+      options.onStateChange?.(true);
+      const why = await opened.session.ended;
+      session = undefined;
+      connected = false;
+      opened.session.failPending(new Error("Valkey connection lost"));
+      if (stop.signal.aborted) {
+        log.info("valkey connection closed");
+        options.onStateChange?.(false);
+        break;
+      }
+      log.warn(
+        "valkey connection lost; reconnecting",
+        why ? { error: describeValkeyError(why) } : {},
+      );
+      options.onStateChange?.(false);
+      await sleep(backoffDelay(0, 100, 100), stop.signal);
+    }
+  };
+  run();
+
+  return {
+    get connected() {
+      return connected;
+    },
+    call(command, ...args) {
+      if (options.subscription) {
+        return Promise.reject(new Error("a subscriber connection takes no commands"));
+      }
+      if (!session || !connected) return Promise.reject(new Error("Valkey is not connected"));
+      return session.send([command, ...args]);
+    },
+    disconnect() {
+      stop.abort();
+      session?.close();
+    },
+  };
+}
