@@ -1,0 +1,100 @@
+/**
+ * RESP2 in-process: the bytes a command becomes, and replies read back whole
+ * however the socket splits them, with lengths counted in bytes (UTF-8), and
+ * bytes that are not RESP refused rather than guessed at.
+ */
+
+import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
+import { encodeCommand, ProtocolError, ReplyError, RespReader } from "../../shared/resp.ts";
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+Deno.test("encodeCommand() sends each argument as a bulk string whose length counts bytes", () => {
+  assertEquals(
+    text(encodeCommand(["SET", "k", "välue€", 42])),
+    "*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$9\r\nvälue€\r\n$2\r\n42\r\n",
+  );
+  assertEquals(text(encodeCommand(["PING"])), "*1\r\n$4\r\nPING\r\n");
+  assertEquals(text(encodeCommand(["ECHO", ""])), "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n");
+});
+
+const REPLIES =
+  "+OK\r\n-ERR wrong\r\n:42\r\n:-7\r\n$9\r\nvälue€\r\n$-1\r\n$0\r\n\r\n*3\r\n$3\r\nfoo\r\n:1\r\n*1\r\n+in\r\n*-1\r\n*0\r\n";
+
+function values(reader: RespReader) {
+  const out: unknown[] = [];
+  for (let r = reader.next(); r; r = reader.next()) {
+    out.push(r.value instanceof ReplyError ? { error: r.value.message } : r.value);
+  }
+  return out;
+}
+
+const EXPECTED = [
+  "OK",
+  { error: "ERR wrong" },
+  42,
+  -7,
+  "välue€",
+  null,
+  "",
+  ["foo", 1, ["in"]],
+  null,
+  [],
+];
+
+Deno.test("RespReader reads every reply type whole, split at any byte, even inside a UTF-8 character", () => {
+  const bytes = new TextEncoder().encode(REPLIES);
+  assertEquals(values(withChunks(bytes, [bytes.length])), EXPECTED);
+  for (let cut = 1; cut < bytes.length; cut++) {
+    assertEquals(values(withChunks(bytes, [cut, bytes.length - cut])), EXPECTED, `cut at ${cut}`);
+  }
+  const oneByOne = new RespReader();
+  const seen: unknown[] = [];
+  for (const b of bytes) {
+    oneByOne.push(new Uint8Array([b]));
+    seen.push(...values(oneByOne));
+  }
+  assertEquals(seen, EXPECTED);
+});
+
+function withChunks(bytes: Uint8Array, sizes: number[]): RespReader {
+  // All chunks are pushed before reading: the reader keeps what it has not used.
+  const reader = new RespReader();
+  let at = 0;
+  for (const size of sizes) {
+    reader.push(bytes.slice(at, at + size));
+    at += size;
+  }
+  return reader;
+}
+
+Deno.test("RespReader refuses bytes that are not RESP2 instead of guessing", async (t) => {
+  for (
+    const [name, bytes] of [
+      ["an unknown type byte", "!oops\r\n"],
+      ["a bulk string longer than it says", "$2\r\nabc\r\n"],
+      ["a length that is not a number", "$x\r\nab\r\n"],
+      ["a huge length", "$99999999999\r\n"],
+      ["an integer that is not one", ":12a\r\n"],
+    ]
+  ) {
+    await t.step(name, () => {
+      const reader = new RespReader();
+      reader.push(new TextEncoder().encode(bytes));
+      assert(assertThrows(() => reader.next()) instanceof ProtocolError);
+    });
+  }
+});
+
+Deno.test("RespReader waits for the rest of a reply without losing the part it has", () => {
+  const reader = new RespReader();
+  reader.push(new TextEncoder().encode("*2\r\n$3\r\nab"));
+  assertEquals(reader.next(), undefined);
+  assertEquals(reader.next(), undefined);
+  reader.push(new TextEncoder().encode("c\r\n:5\r\n+next"));
+  assertEquals(reader.next(), { value: ["abc", 5] });
+  assertEquals(reader.next(), undefined);
+  reader.push(new TextEncoder().encode("\r\n"));
+  const last = reader.next();
+  assert(last && last.value === "next");
+});
