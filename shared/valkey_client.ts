@@ -10,8 +10,10 @@
  * Commands fail at once while disconnected, so web can answer 503 instead of
  * queueing an event nobody may see; each waits at most VALKEY_TIMEOUT for its
  * reply. With Sentinel the primary is asked of the Sentinels given (never of
- * the peers they announce), checked with ROLE before use, and left as soon as
- * it answers a write with READONLY (it was demoted while still up).
+ * the peers they announce) and checked with ROLE before use. A primary the
+ * Sentinels demote while it is still up is left too: they disconnect its
+ * clients (CLIENT KILL) when they reconfigure it, and the next connect asks
+ * them again.
  *
  * TLS verifies the server's certificate against the name or IP address
  * connected to (also one a Sentinel announces), with VALKEY_TLS_CA_CERT added
@@ -62,12 +64,13 @@ class ConnectError extends Error {
   }
 }
 
+/** A command that got no reply within VALKEY_TIMEOUT. */
+class TimeoutError extends Error {}
+
 interface Pending {
   resolve(value: RespValue): void;
   reject(err: Error): void;
   timer?: ReturnType<typeof setTimeout>;
-  /** Timed out: its reply, when it comes, is dropped. */
-  abandoned?: boolean;
 }
 
 /** One open connection: writes batched in order, replies matched to commands in order. */
@@ -83,11 +86,7 @@ class Session {
   readonly ended: Promise<Error | undefined>;
   onPush?: (value: RespValue) => void;
 
-  constructor(
-    conn: Deno.Conn,
-    readonly timeoutMs: number,
-    readonly onReply: (v: RespValue) => void,
-  ) {
+  constructor(conn: Deno.Conn, readonly timeoutMs: number) {
     this.#conn = conn;
     this.ended = this.#readLoop();
   }
@@ -97,9 +96,10 @@ class Session {
     if (this.#closed) return Promise.reject(new Error("Valkey connection is closed"));
     return new Promise<RespValue>((resolve, reject) => {
       const pending: Pending = { resolve, reject };
+      // A command that timed out keeps its place in the queue: its reply, when it
+      // comes, settles a promise already rejected, and the next reply stays in step.
       pending.timer = setTimeout(() => {
-        pending.abandoned = true;
-        reject(new Error(`Valkey did not answer ${String(args[0])} within VALKEY_TIMEOUT`));
+        reject(new TimeoutError(`Valkey did not answer ${String(args[0])} within VALKEY_TIMEOUT`));
       }, this.timeoutMs);
       this.#queue.push(pending);
       this.#out.push(encodeCommand(args));
@@ -128,7 +128,7 @@ class Session {
     for (let i = this.#queueHead; i < this.#queue.length; i++) {
       const pending = this.#queue[i];
       clearTimeout(pending.timer);
-      if (!pending.abandoned) pending.reject(err);
+      pending.reject(err);
     }
     this.#queue.length = 0;
     this.#queueHead = 0;
@@ -164,11 +164,13 @@ class Session {
 
   async #readLoop(): Promise<Error | undefined> {
     const buf = new Uint8Array(64 * 1024);
+    let why: Error | undefined;
     try {
       for (;;) {
         const n = await this.#conn.read(buf);
         if (n === null) {
-          return this.#closed ? undefined : new ConnectError("read ECONNRESET", "ECONNRESET");
+          if (!this.#closed) why = new ConnectError("read ECONNRESET", "ECONNRESET");
+          return why;
         }
         this.#reader.push(buf.slice(0, n));
         for (let reply = this.#reader.next(); reply; reply = this.#reader.next()) {
@@ -176,10 +178,12 @@ class Session {
         }
       }
     } catch (err) {
-      if (this.#closed) return undefined;
-      return err instanceof Error ? err : new Error(String(err));
+      if (!this.#closed) why = err instanceof Error ? err : new Error(String(err));
+      return why;
     } finally {
       this.close();
+      // What ended the connection is what every command still waiting on it hears.
+      this.failPending(why ?? new Error("Valkey connection is closed"));
     }
   }
 
@@ -201,8 +205,6 @@ class Session {
       this.#queueHead = 0;
     }
     clearTimeout(pending.timer);
-    this.onReply(value);
-    if (pending.abandoned) return;
     if (value instanceof ReplyError) pending.reject(value);
     else pending.resolve(value);
   }
@@ -308,7 +310,6 @@ async function askSentinels(
       session = new Session(
         await openSocket(sentinel, tls, settings.valkeyTimeout),
         settings.valkeyTimeout,
-        () => {},
       );
       await authenticate(session, settings.valkeySentinelUsername, settings.valkeySentinelPassword);
       const reply = await session.send([
@@ -387,24 +388,23 @@ export function createValkeyClient(
     lastError = message;
   };
 
-  // A demoted primary refuses writes: the Sentinels are asked again for the new one.
-  const onReply = (value: RespValue) => {
-    if (sentinel && value instanceof ReplyError && value.message.startsWith("READONLY")) {
-      session?.close();
-    }
-  };
-
   /** Connects, authenticates and names the connection; with Sentinel, checks it is the primary. */
   const open = async (): Promise<{ session: Session; target: HostPort }> => {
     const target = sentinel ? await askSentinels(settings, tls) : settings.valkeyAddr!;
-    const opened = new Session(await openSocket(target, tls, timeoutMs), timeoutMs, onReply);
+    const opened = new Session(await openSocket(target, tls, timeoutMs), timeoutMs);
     try {
       await authenticate(
         opened,
         settings.valkeyUsername || undefined,
         settings.valkeyPassword || undefined,
       );
-      await opened.send(["CLIENT", "SETNAME", options.name]);
+      await opened.send(["CLIENT", "SETNAME", options.name]).catch((err) => {
+        // A TLS server waits for the rest of what it takes for a TLS record: no answer at all.
+        if (err instanceof TimeoutError && !tls) {
+          throw new ConnectError(`no reply from ${formatHostPort(target)}`, "ENOREPLY");
+        }
+        throw err;
+      });
       if (sentinel) {
         const role = await opened.send(["ROLE"]);
         if (!Array.isArray(role) || role[0] !== "master") {
@@ -415,7 +415,9 @@ export function createValkeyClient(
       return { session: opened, target };
     } catch (err) {
       opened.close();
-      throw err;
+      // A reply (WRONGPASS, NOPERM) is reported as Valkey said it; a failure of the
+      // socket under the first commands (a TLS alert, a reset) as a connection error.
+      throw err instanceof ReplyError ? err : connectError(err, target);
     }
   };
 
@@ -443,7 +445,6 @@ export function createValkeyClient(
       const why = await opened.session.ended;
       session = undefined;
       connected = false;
-      opened.session.failPending(new Error("Valkey connection lost"));
       if (stop.signal.aborted) {
         log.info("valkey connection closed");
         options.onStateChange?.(false);

@@ -46,6 +46,9 @@ export function describeConnectionError(err: unknown, tls: boolean): string {
   if (tls && /ETIMEDOUT/.test(text)) {
     return `${text}: no TLS handshake within VALKEY_TIMEOUT; the server may not speak TLS on that port (or is unreachable)`;
   }
+  if (!tls && code === "ENOREPLY") {
+    return `${text} within VALKEY_TIMEOUT; if the server expects TLS, set VALKEY_TLS_ENABLED=true (or it is too busy to answer)`;
+  }
   if (!tls && /ECONNRESET/.test(text)) {
     return `${text}: the server closed the connection; if it expects TLS, set VALKEY_TLS_ENABLED=true`;
   }

@@ -1,0 +1,482 @@
+/**
+ * Web's Valkey client (shared/valkey_client.ts) against a real Valkey-
+ * compatible server: replies matched to their commands under pipelining and
+ * after a timeout, fail-fast while disconnected, what the log says when a
+ * connection is closed or drops, a subscriber that subscribes again after a
+ * restart, TLS with a private CA (by name, by IP, mutual) and the one line each
+ * TLS mistake gives, Sentinel discovery and failover. The worker's client is
+ * proven the same way in valkey_test.ts.
+ */
+
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { eventually } from "../helpers/cluster.ts";
+import { withoutValkey } from "../helpers/skip.ts";
+import {
+  generateValkeyCertificates,
+  type ServerTls,
+  startSentinelGroup,
+  startValkey,
+} from "../helpers/valkey.ts";
+import { createLogger, type LogFields } from "../../shared/log.ts";
+import { parseHostPort } from "../../shared/setting_values.ts";
+import { createValkeyClient, type ValkeyClientOptions } from "../../shared/valkey_client.ts";
+import type { ValkeySettings } from "../../shared/valkey_settings.ts";
+import { Valkey } from "iovalkey";
+
+const skip = withoutValkey();
+const options = { ignore: skip, sanitizeOps: false, sanitizeResources: false };
+const SECRET = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
+
+function recordingLogger() {
+  const lines: (LogFields & { msg: string; level: string })[] = [];
+  const logger = createLogger({ level: "debug", write: (line) => lines.push(JSON.parse(line)) });
+  return { lines, logger };
+}
+
+function settings(addr: string, extra: Partial<ValkeySettings> = {}): ValkeySettings {
+  return {
+    valkeyAddr: parseHostPort(addr),
+    valkeyUsername: "",
+    valkeyPassword: "",
+    valkeyTls: false,
+    valkeyTimeout: 2000,
+    ...extra,
+  };
+}
+
+function client(config: ValkeySettings, extra: Partial<ValkeyClientOptions> = {}) {
+  const { lines, logger } = recordingLogger();
+  const states: boolean[] = [];
+  const c = createValkeyClient(config, {
+    name: "test",
+    logger,
+    onStateChange: (up) => states.push(up),
+    ...extra,
+  });
+  const connected = () => eventually("connected", () => c.connected || undefined);
+  return { client: c, lines, states, connected };
+}
+
+Deno.test({
+  ...options,
+  name: "security: a Valkey reply that quotes the password never reaches web's log",
+  async fn() {
+    // With AUTH renamed away, the server answers "unknown command 'auth', with args beginning with: …".
+    const valkey = await startValkey(["--rename-command", "AUTH", ""]);
+    const { client: c, lines } = client(
+      settings(valkey.addr, { valkeyUsername: "web", valkeyPassword: SECRET }),
+    );
+    try {
+      const error = await eventually(
+        "the connection error line",
+        () => lines.find((l) => l.msg === "valkey connection error"),
+      );
+      assertEquals(error.error, "ERR unknown command (rest of the reply not shown)");
+      assert(!JSON.stringify(lines).includes(SECRET), "the password reached the log");
+    } finally {
+      c.disconnect();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() answers every pipelined command with its own reply, also after one timed out",
+  async fn(t) {
+    const valkey = await startValkey();
+    const admin = new Valkey({ host: valkey.host, port: valkey.port, maxRetriesPerRequest: 1 });
+    const { client: c, lines, connected } = client(settings(valkey.addr, { valkeyTimeout: 500 }));
+    try {
+      await connected();
+      await t.step("500 commands in flight at once, each with its own answer", async () => {
+        const values = Array.from({ length: 500 }, (_, i) => `v${i}-${"é".repeat(i % 7)}`);
+        const replies = await Promise.all(values.map((v) => c.call("ECHO", v)));
+        assertEquals(replies, values);
+        assertEquals(await c.call("HSET", "h", "a", "1", "b", "ü"), 2);
+        assertEquals(await c.call("HGETALL", "h"), ["a", "1", "b", "ü"]);
+      });
+      await t.step("an error reply rejects that command only", async () => {
+        const [bad, good] = await Promise.allSettled([
+          c.call("HGETALL", "h", "extra"),
+          c.call("ECHO", "fine"),
+        ]);
+        assertEquals(bad.status, "rejected");
+        assertMatch(String((bad as PromiseRejectedResult).reason?.message), /^ERR /);
+        assertEquals(good, { status: "fulfilled", value: "fine" });
+      });
+      await t.step(
+        "a command the server holds past VALKEY_TIMEOUT fails, and the next reply is not shifted",
+        async () => {
+          await admin.call("CLIENT", "PAUSE", "700", "ALL");
+          const started = Date.now();
+          const late = await c.call("ECHO", "late").catch((e: Error) => e);
+          assert(late instanceof Error, `expected a timeout, got ${late}`);
+          assertMatch(late.message, /did not answer ECHO within VALKEY_TIMEOUT/);
+          assert(Date.now() - started < 650, "the timeout came after the pause ended");
+          // Sent while the late reply is still owed: it must get its own reply, not that one.
+          assertEquals(await c.call("ECHO", "next"), "next");
+          assert(!lines.some((l) => l.msg === "valkey connection lost; reconnecting"));
+          assert(c.connected);
+        },
+      );
+    } finally {
+      c.disconnect();
+      admin.disconnect();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() logs a requested disconnect as closed (info) and a dropped connection as lost (warn), failing commands at once while down",
+  async fn(t) {
+    const valkey = await startValkey();
+    try {
+      await t.step("disconnect() is closed, not lost", async () => {
+        const { client: c, lines, states, connected } = client(settings(valkey.addr));
+        await connected();
+        c.disconnect();
+        await eventually("closed", () => lines.find((l) => l.msg === "valkey connection closed"));
+        assertEquals(lines.map((l) => [l.level, l.msg]), [
+          ["info", "valkey connected"],
+          ["info", "valkey connection closed"],
+        ]);
+        assertEquals(states, [true, false]);
+        const after = await c.call("PING").catch((e: Error) => e);
+        assert(after instanceof Error);
+      });
+      await t.step(
+        "a server that goes away is lost; commands fail at once; it reconnects",
+        async () => {
+          const { client: c, lines, connected } = client(settings(valkey.addr));
+          try {
+            await connected();
+            assertEquals(await c.call("PING"), "PONG");
+            await valkey.stop();
+            const lost = await eventually(
+              "lost",
+              () => lines.find((l) => l.msg === "valkey connection lost; reconnecting"),
+            );
+            assertEquals(lost.level, "warn");
+            const started = Date.now();
+            const refused = await c.call("PING").catch((e: Error) => e);
+            assert(refused instanceof Error && Date.now() - started < 100, "did not fail at once");
+            await valkey.start();
+            await eventually(
+              "reconnected",
+              () => lines.filter((l) => l.msg === "valkey connected").length === 2 || undefined,
+              10_000,
+            );
+            assertEquals(await c.call("PING"), "PONG");
+            const errors = lines.filter((l) => l.msg === "valkey connection error");
+            assert(
+              errors.length <= 1,
+              `the refusal was logged per retry: ${JSON.stringify(errors)}`,
+            );
+          } finally {
+            c.disconnect();
+          }
+        },
+      );
+    } finally {
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() as a subscriber gets each message, subscribes again after a restart, and says so when an ACL refuses the channel",
+  async fn(t) {
+    const valkey = await startValkey([
+      "--user",
+      "default",
+      "on",
+      "nopass",
+      "~*",
+      "&*",
+      "+@all",
+      "--user",
+      "narrow",
+      "on",
+      ">narrow-pw",
+      "~*",
+      "&other",
+      "+@all",
+    ]);
+    const admin = new Valkey({ host: valkey.host, port: valkey.port, maxRetriesPerRequest: 1 });
+    try {
+      await t.step("messages, and again after the server restarts", async () => {
+        const got: string[] = [];
+        const { client: c, lines, states } = client(settings(valkey.addr), {
+          subscription: { channels: ["a", "b"], onMessage: (ch, m) => got.push(`${ch}:${m}`) },
+        });
+        try {
+          await eventually(
+            "subscribed",
+            async () => await admin.publish("a", "x") === 1 || undefined,
+          );
+          await admin.publish("b", "y");
+          await admin.publish("elsewhere", "z");
+          await eventually("two messages", () => got.includes("b:y") || undefined);
+          await valkey.restart();
+          await eventually(
+            "subscribed again",
+            async () => await admin.publish("a", "after").catch(() => 0) === 1 || undefined,
+            10_000,
+          );
+          await eventually("the message after", () => got.includes("a:after") || undefined);
+          assert(!got.some((m) => m.startsWith("elsewhere")));
+          assertEquals(states.slice(0, 3), [true, false, true]);
+          assert(lines.some((l) => l.msg === "valkey connection lost; reconnecting"));
+          const refused = await c.call("PING").catch((e: Error) => e);
+          assert(refused instanceof Error, "a subscriber took a command");
+        } finally {
+          c.disconnect();
+        }
+      });
+      await t.step("an ACL without the channel: one error line naming NOPERM", async () => {
+        const { client: c, lines } = client(
+          settings(valkey.addr, { valkeyUsername: "narrow", valkeyPassword: "narrow-pw" }),
+          { subscription: { channels: ["a"], onMessage: () => {} } },
+        );
+        try {
+          const error = await eventually(
+            "the error line",
+            () => lines.find((l) => l.msg === "valkey connection error"),
+          );
+          assertMatch(String(error.error), /^NOPERM/);
+          await new Promise((r) => setTimeout(r, 1000));
+          assertEquals(lines.filter((l) => l.msg === "valkey connection error").length, 1);
+          assert(!c.connected);
+          assert(!JSON.stringify(lines).includes("narrow-pw"));
+        } finally {
+          c.disconnect();
+        }
+      });
+    } finally {
+      admin.disconnect();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "createValkeyClient() names a server that accepts but never answers, with the TLS hint",
+  async fn() {
+    // What a TLS-only server does with a short plaintext command: it waits for the rest of a record.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const held: Deno.Conn[] = [];
+    (async () => {
+      for await (const conn of listener) held.push(conn);
+    })().catch(() => {});
+    const { client: c, lines } = client(
+      settings(`127.0.0.1:${listener.addr.port}`, { valkeyTimeout: 300 }),
+    );
+    try {
+      const error = await eventually(
+        "the error line",
+        () => lines.find((l) => l.msg === "valkey connection error"),
+      );
+      assertMatch(
+        String(error.error),
+        /^no reply from 127\.0\.0\.1:\d+ within VALKEY_TIMEOUT; if the server expects TLS, set VALKEY_TLS_ENABLED=true/,
+      );
+    } finally {
+      c.disconnect();
+      listener.close();
+      for (const conn of held) conn.close();
+    }
+  },
+});
+
+/** Connects with `config` and resolves with the first "connected" or "error" line. */
+async function firstOutcome(config: ValkeySettings) {
+  const { client: c, lines } = client(config);
+  try {
+    return await eventually(
+      "connected or an error",
+      () => lines.find((l) => l.msg === "valkey connected" || l.msg === "valkey connection error"),
+    );
+  } finally {
+    c.disconnect();
+  }
+}
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() over TLS: a private CA by IP address and by host name, in a bundle, with a client certificate; each mistake is one line saying what to fix",
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "krt-valkey-client-tls-" });
+    const certs = await generateValkeyCertificates(dir);
+    const valkey = await startValkey([], { tls: certs.server });
+    const tls = (addr: string, extra: Partial<ValkeySettings> = {}) =>
+      settings(addr, { valkeyTls: true, valkeyTlsCaCert: certs.ca.pem, ...extra });
+    const byName = `localhost:${valkey.port}`;
+    let current: ServerTls | undefined = certs.server;
+    const serve = async (next: ServerTls | undefined) => {
+      if (next !== current) await valkey.restartWithTls(next);
+      current = next;
+    };
+    const cases: [string, ServerTls | undefined, ValkeySettings, RegExp][] = [
+      ["by IP address", certs.server, tls(valkey.addr), /^connected$/],
+      ["by host name", certs.server, tls(byName), /^connected$/],
+      [
+        "the CA in a bundle after another",
+        certs.server,
+        tls(valkey.addr, { valkeyTlsCaCert: certs.otherCa.pem + certs.ca.pem }),
+        /^connected$/,
+      ],
+      [
+        "no private CA: Deno's roots do not know the test CA",
+        certs.server,
+        tls(valkey.addr, { valkeyTlsCaCert: undefined }),
+        /^Valkey's TLS certificate is not signed by a trusted CA; set VALKEY_TLS_CA_CERT/,
+      ],
+      [
+        "TLS off against a TLS server",
+        certs.server,
+        settings(valkey.addr, { valkeyTimeout: 1000 }),
+        /the server closed the connection; if it expects TLS, set VALKEY_TLS_ENABLED=true/,
+      ],
+      [
+        "a certificate for other names, by IP address",
+        certs.wrongName,
+        tls(valkey.addr),
+        /^Valkey's TLS certificate does not name the host connected to; .* \[ERR_TLS_CERT_ALTNAME_INVALID\]$/,
+      ],
+      [
+        "a certificate for other names, by host name",
+        certs.wrongName,
+        tls(byName),
+        /^Valkey's TLS certificate does not name the host connected to; /,
+      ],
+      [
+        "a CA that is not trusted",
+        certs.untrusted,
+        tls(valkey.addr),
+        /^Valkey's TLS certificate is not signed by a trusted CA; set VALKEY_TLS_CA_CERT/,
+      ],
+      [
+        "an expired certificate",
+        certs.expired,
+        tls(valkey.addr),
+        /^Valkey's TLS certificate has expired; renew the server's certificate \[CERT_HAS_EXPIRED\]$/,
+      ],
+      [
+        "a client certificate required and not given",
+        { ...certs.server, authClients: true },
+        tls(valkey.addr),
+        /set VALKEY_TLS_CLIENT_CERT and VALKEY_TLS_CLIENT_KEY/,
+      ],
+      [
+        "a client certificate required and given",
+        { ...certs.server, authClients: true },
+        tls(valkey.addr, {
+          valkeyTlsClientCert: certs.client.certPem,
+          valkeyTlsClientKey: certs.client.keyPem,
+        }),
+        /^connected$/,
+      ],
+      [
+        "a server without TLS",
+        undefined,
+        tls(valkey.addr, { valkeyTimeout: 1000 }),
+        /no TLS handshake within VALKEY_TIMEOUT; the server may not speak TLS on that port/,
+      ],
+    ];
+    // The cases are ordered so that each server configuration is started once.
+    const servers = [...new Set(cases.map((c) => c[1]))];
+    try {
+      for (const server of servers) {
+        for (const [name, tlsFiles, config, expected] of cases) {
+          if (tlsFiles !== server) continue;
+          await t.step(name, async () => {
+            await serve(server);
+            const line = await firstOutcome(config);
+            const outcome = line.msg === "valkey connected" ? "connected" : String(line.error);
+            assertMatch(outcome, expected);
+            assert(!JSON.stringify(line).includes("PRIVATE KEY"));
+          });
+        }
+      }
+    } finally {
+      await valkey.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() with Sentinel over TLS finds the primary, and the new one after a manual failover and after the primary dies",
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "krt-valkey-client-sentinel-" });
+    const certs = await generateValkeyCertificates(dir);
+    const group = await startSentinelGroup(dir, { tls: certs.server });
+    const { client: c, lines } = client({
+      ...settings("127.0.0.1:1"),
+      valkeyAddr: undefined,
+      valkeyTls: true,
+      valkeyTlsCaCert: certs.ca.pem,
+      valkeySentinels: group.sentinels.map(parseHostPort),
+      valkeySentinelMaster: group.master,
+    });
+    const connectedTo = (addr: string, after: number) =>
+      eventually(
+        `connected to ${addr}`,
+        () => lines.slice(after).find((l) => l.msg === "valkey connected" && l.primary === addr),
+        30_000,
+      );
+    try {
+      await t.step("the primary the Sentinels name", async () => {
+        const line = await connectedTo(group.primary.addr, 0);
+        assertMatch(String(line.valkey), /^sentinel master krt via 127\.0\.0\.1:\d+,/);
+        assertEquals(await c.call("SET", "k", "v"), "OK");
+      });
+      await t.step("the replica, after a manual failover keeps the old primary up", async () => {
+        const from = lines.length;
+        const [host, port] = group.sentinels[0].split(":");
+        const sentinel = new Valkey({
+          host,
+          port: Number(port),
+          tls: { ca: certs.ca.pem },
+          maxRetriesPerRequest: 1,
+        });
+        try {
+          assertEquals(await sentinel.call("SENTINEL", "FAILOVER", group.master), "OK");
+        } finally {
+          sentinel.disconnect();
+        }
+        await connectedTo(group.replica.addr, from);
+        // A write that reaches the demoted primary answers READONLY; the client then asks again.
+        await eventually(
+          "a write accepted by the new primary",
+          async () => await c.call("SET", "k", "w").catch(() => undefined) === "OK" || undefined,
+          30_000,
+        );
+        assertEquals(await c.call("GET", "k"), "w");
+      });
+      await t.step("the old primary again, once promoted after the new one is killed", async () => {
+        const from = lines.length;
+        await group.replica.stop();
+        await connectedTo(group.primary.addr, from);
+        // Replication is asynchronous: what the killed primary had last need not be here.
+        assertEquals(await c.call("SET", "k", "x"), "OK");
+        assertEquals(await c.call("GET", "k"), "x");
+      });
+    } finally {
+      c.disconnect();
+      await group.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
