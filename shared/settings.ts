@@ -219,7 +219,7 @@ export const SETTINGS = {
     boolean: true,
     default: "false",
     help:
-      "Connect to Valkey (and to the Sentinels) over TLS, verifying the certificate against Deno's root CAs, or VALKEY_TLS_CA_CERT when set.",
+      "Connect to Valkey (and to the Sentinels) over TLS, verifying the certificate against Deno's root CAs and VALKEY_TLS_CA_CERT when set.",
     parse: bool,
   }),
   valkeyTimeout: setting({
@@ -236,7 +236,7 @@ export const SETTINGS = {
     flag: "valkey-tls-ca-cert",
     modes: BOTH,
     help:
-      "PEM of the CA (or a bundle of CAs) that signed Valkey's certificate, as the value itself; replaces the root CAs. Needs VALKEY_TLS_ENABLED.",
+      "PEM of the CA (or a bundle of CAs) that signed Valkey's certificate, as the value itself; trusted in addition to Deno's root CAs, which Deno does not let a program drop. Needs VALKEY_TLS_ENABLED.",
     parse: (raw) => raw.trim() === "" ? "" : parsePemCertificates(raw),
   }),
   valkeyTlsCaFile: setting({

@@ -296,6 +296,57 @@ Deno.test({
   },
 });
 
+Deno.test({
+  ...options,
+  name:
+    "security: Deno keeps its root CAs beside VALKEY_TLS_CA_CERT, so a certificate from a root CA is accepted too (docs/security.md)",
+  async fn() {
+    // A limitation of Deno's TLS, pinned so that docs/deployment.md's advice (connect by a name
+    // no public CA certifies) stays true: the server's CA is made a root CA of the child process
+    // through the system store, and the client is given only the private CA.
+    const dir = await Deno.makeTempDir({ prefix: "krt-valkey-client-roots-" });
+    const certs = await generateValkeyCertificates(dir);
+    const valkey = await startValkey([], { tls: certs.untrusted });
+    const roots = `${dir}/roots.pem`;
+    await Deno.writeTextFile(roots, certs.otherCa.pem);
+    const script = `
+      import { createValkeyClient } from ${
+      JSON.stringify(new URL("../../shared/valkey_client.ts", import.meta.url).href)
+    };
+      import { createLogger } from ${
+      JSON.stringify(new URL("../../shared/log.ts", import.meta.url).href)
+    };
+      const lines = [];
+      const logger = createLogger({ level: "info", write: (l) => lines.push(JSON.parse(l)) });
+      const c = createValkeyClient({
+        valkeyAddr: { host: "127.0.0.1", port: ${valkey.port} }, valkeyUsername: "", valkeyPassword: "",
+        valkeyTls: true, valkeyTimeout: 2000, valkeyTlsCaCert: Deno.env.get("PRIVATE_CA"),
+      }, { name: "roots", logger });
+      const deadline = Date.now() + 10000;
+      while (Date.now() < deadline && !lines.length) await new Promise((r) => setTimeout(r, 20));
+      c.disconnect();
+      console.log(lines[0]?.msg === "valkey connected" ? "connected" : String(lines[0]?.error));
+      Deno.exit(0);
+    `;
+    const run = async (env: Record<string, string>) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--no-config", script],
+        env: { PRIVATE_CA: certs.ca.pem, ...env },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return new TextDecoder().decode(out.stdout).trim() || new TextDecoder().decode(out.stderr);
+    };
+    try {
+      assertMatch(await run({}), /not signed by a trusted CA/);
+      assertEquals(await run({ DENO_TLS_CA_STORE: "system", SSL_CERT_FILE: roots }), "connected");
+    } finally {
+      await valkey.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 /** Connects with `config` and resolves with the first "connected" or "error" line. */
 async function firstOutcome(config: ValkeySettings) {
   const { client: c, lines } = client(config);
