@@ -18,7 +18,7 @@ export type JsonValue =
 const MAX_DEPTH = 16;
 
 // It runs for every token and event, so it scans char codes by hand: regexes,
-// a JSON.parse per string and temporary arrays made it ten times slower than
+// a JSON.parse per string and temporary arrays made it about ten times slower than
 // JSON.parse. The scan is synchronous and calls nothing back, so one module-wide
 // cursor is safe and spares a closure per call.
 let src = "";
