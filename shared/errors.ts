@@ -101,6 +101,7 @@ function oneLine(text: string): string {
  */
 export function jsonErrorPosition(err: unknown): string {
   const message = err instanceof Error ? err.message : "";
-  const m = /\b(?:at offset|at position) (\d{1,9})\b/.exec(message);
-  return m ? ` at offset ${m[1]}` : "";
+  // The last mention: a quoted key or snippet before it may itself say "at offset 7".
+  const all = [...message.matchAll(/\b(?:at offset|at position) (\d{1,9})\b/g)];
+  return all.length ? ` at offset ${all[all.length - 1][1]}` : "";
 }

@@ -37,6 +37,14 @@ Deno.test("security: jsonErrorPosition() says where parsing stopped and never wh
     " at offset 12",
   );
   assertEquals(jsonErrorPosition("not an error"), "");
+  // A key that itself reads "at offset 7": the position is the parser's, not digits of the text.
+  let duplicate: unknown;
+  try {
+    parseStrictJson('{"at offset 7":1,"at offset 7":2}');
+  } catch (e) {
+    duplicate = e;
+  }
+  assertEquals(jsonErrorPosition(duplicate), " at offset 30");
 });
 
 Deno.test("ConfigError lists every problem in its message, with its own code", () => {
