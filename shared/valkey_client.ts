@@ -200,7 +200,10 @@ class Session {
       return;
     }
     this.#queue[this.#queueHead++] = undefined as unknown as Pending;
-    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#queueHead = 0;
+    } else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
       this.#queue.splice(0, this.#queueHead);
       this.#queueHead = 0;
     }
