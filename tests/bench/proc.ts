@@ -26,7 +26,21 @@ export function rssMiB(pid: number): number {
   return statusKiB(pid, "VmRSS") / 1024;
 }
 
-/** Peak resident memory since the process started (VmHWM), MiB. */
+/**
+ * Starts a new peak: VmHWM drops to the resident size now (clear_refs 5, Linux
+ * 4.0+). False when the kernel or the permissions do not allow it; VmHWM then
+ * keeps counting from the process start.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Peak resident memory since the process started or the last resetPeakRss (VmHWM), MiB. */
 export function peakRssMiB(pid: number): number {
   return statusKiB(pid, "VmHWM") / 1024;
 }
