@@ -20,21 +20,35 @@ const LF = 10;
 
 /** One command as RESP: `*N` then each argument as a bulk string. */
 export function encodeCommand(args: readonly (string | number)[]): Uint8Array {
-  const parts = args.map((arg) => encoder.encode(String(arg)));
-  const heads = parts.map((part) => `$${part.length}\r\n`);
-  const head = `*${parts.length}\r\n`;
-  let size = head.length;
-  for (let i = 0; i < parts.length; i++) size += heads[i].length + parts[i].length + 2;
-  const out = new Uint8Array(size);
-  let at = encoder.encodeInto(head, out).written;
-  for (let i = 0; i < parts.length; i++) {
-    at += encoder.encodeInto(heads[i], out.subarray(at)).written;
-    out.set(parts[i], at);
-    at += parts[i].length;
-    out[at++] = CR;
-    out[at++] = LF;
+  // One string, encoded once: a command is built for every event, and an encode
+  // per argument cost more than the bytes themselves.
+  let text = `*${args.length}\r\n`;
+  for (const arg of args) {
+    const value = typeof arg === "string" ? arg : String(arg);
+    text += `$${utf8Length(value)}\r\n${value}\r\n`;
   }
-  return out;
+  return encoder.encode(text);
+}
+
+/** How many bytes TextEncoder makes of `text` (a lone surrogate becomes U+FFFD, 3 bytes). */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) {
+      bytes += 1;
+    } else if (
+      c >= 0xd800 && c <= 0xdbff && i + 1 < text.length &&
+      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      bytes += 2; // two code units, four bytes
+      i++;
+    } else {
+      bytes += 2;
+    }
+  }
+  return bytes;
 }
 
 /** Thrown by the parser at the end of the bytes it has: wait for more. */
@@ -83,40 +97,59 @@ export class RespReader {
     }
   }
 
-  #line(): string {
+  /** Index of the CR ending the line at #pos; throws INCOMPLETE when it has not arrived. */
+  #lineEnd(): number {
     const buf = this.#buf;
     for (let i = this.#pos; i + 1 < buf.length; i++) {
-      if (buf[i] === CR && buf[i + 1] === LF) {
-        const line = decoder.decode(buf.subarray(this.#pos, i));
-        this.#pos = i + 2;
-        return line;
-      }
+      if (buf[i] === CR && buf[i + 1] === LF) return i;
     }
     if (buf.length - this.#pos > 64 * 1024) throw new ProtocolError("reply line too long");
     throw INCOMPLETE;
   }
 
-  #length(text: string): number {
-    if (!/^-?\d{1,10}$/.test(text)) throw new ProtocolError("bad length in reply");
-    const n = Number(text);
+  #line(): string {
+    const end = this.#lineEnd();
+    const line = decoder.decode(this.#buf.subarray(this.#pos, end));
+    this.#pos = end + 2;
+    return line;
+  }
+
+  /** The line as a decimal integer, read from the bytes: lengths and integers need no string. */
+  #integer(maxDigits: number): number {
+    const end = this.#lineEnd();
+    const buf = this.#buf;
+    let i = this.#pos;
+    const negative = buf[i] === 0x2d;
+    if (negative) i++;
+    if (i === end || end - i > maxDigits) throw new ProtocolError("bad number in reply");
+    let n = 0;
+    for (; i < end; i++) {
+      const d = buf[i] - 0x30;
+      if (d < 0 || d > 9) throw new ProtocolError("bad number in reply");
+      n = n * 10 + d;
+    }
+    this.#pos = end + 2;
+    return negative ? -n : n;
+  }
+
+  #length(): number {
+    const n = this.#integer(10);
     if (n > MAX_LENGTH) throw new ProtocolError("reply too large");
     return n;
   }
 
   #read(): RespValue {
+    if (this.#pos >= this.#buf.length) throw INCOMPLETE;
     const type = this.#buf[this.#pos++];
-    const line = this.#line();
     switch (type) {
       case 0x2b: // +
-        return line;
+        return this.#line();
       case 0x2d: // -
-        return new ReplyError(line);
-      case 0x3a: { // :
-        if (!/^-?\d{1,20}$/.test(line)) throw new ProtocolError("bad integer in reply");
-        return Number(line);
-      }
+        return new ReplyError(this.#line());
+      case 0x3a: // :
+        return this.#integer(19);
       case 0x24: { // $
-        const n = this.#length(line);
+        const n = this.#length();
         if (n < 0) return null;
         if (this.#buf.length < this.#pos + n + 2) throw INCOMPLETE;
         if (this.#buf[this.#pos + n] !== CR || this.#buf[this.#pos + n + 1] !== LF) {
@@ -127,7 +160,7 @@ export class RespReader {
         return text;
       }
       case 0x2a: { // *
-        const n = this.#length(line);
+        const n = this.#length();
         if (n < 0) return null;
         const items: RespValue[] = [];
         for (let i = 0; i < n; i++) items.push(this.#read());

@@ -70,7 +70,9 @@ class TimeoutError extends Error {}
 interface Pending {
   resolve(value: RespValue): void;
   reject(err: Error): void;
-  timer?: ReturnType<typeof setTimeout>;
+  command: string;
+  /** Date.now() after which it is answered with a TimeoutError. */
+  deadline: number;
 }
 
 /** One open connection: writes batched in order, replies matched to commands in order. */
@@ -82,6 +84,10 @@ class Session {
   #out: Uint8Array[] = [];
   #flushing = false;
   #closed = false;
+  // One ticker per connection instead of a timer per command: every command
+  // has the same timeout and replies come in order, so deadlines are in order
+  // too and the oldest unanswered command is always the next to expire.
+  #ticker?: ReturnType<typeof setInterval>;
   /** Resolves when the connection has ended, with why (undefined when we closed it). */
   readonly ended: Promise<Error | undefined>;
   onPush?: (value: RespValue) => void;
@@ -95,16 +101,36 @@ class Session {
   send(args: readonly (string | number)[]): Promise<RespValue> {
     if (this.#closed) return Promise.reject(new Error("Valkey connection is closed"));
     return new Promise<RespValue>((resolve, reject) => {
-      const pending: Pending = { resolve, reject };
       // A command that timed out keeps its place in the queue: its reply, when it
       // comes, settles a promise already rejected, and the next reply stays in step.
-      pending.timer = setTimeout(() => {
-        reject(new TimeoutError(`Valkey did not answer ${String(args[0])} within VALKEY_TIMEOUT`));
-      }, this.timeoutMs);
-      this.#queue.push(pending);
+      const deadline = Date.now() + this.timeoutMs;
+      this.#queue.push({ resolve, reject, command: String(args[0]), deadline });
+      this.#ticker ??= setInterval(
+        () => this.#expire(),
+        Math.max(10, Math.min(50, this.timeoutMs / 5)),
+      );
       this.#out.push(encodeCommand(args));
       if (!this.#flushing) this.#flush();
     });
+  }
+
+  /** Rejects the commands whose deadline has passed, oldest first. */
+  #expire(): void {
+    const now = Date.now();
+    for (let i = this.#queueHead; i < this.#queue.length; i++) {
+      const pending = this.#queue[i];
+      if (pending.deadline > now) break;
+      if (pending.deadline === -1) continue;
+      pending.deadline = -1;
+      pending.reject(
+        new TimeoutError(`Valkey did not answer ${pending.command} within VALKEY_TIMEOUT`),
+      );
+    }
+  }
+
+  #stopTicker(): void {
+    clearInterval(this.#ticker);
+    this.#ticker = undefined;
   }
 
   /** Sends a command whose replies arrive as pushes (SUBSCRIBE); no reply is awaited here. */
@@ -125,13 +151,10 @@ class Session {
 
   /** Rejects every command still waiting: the connection they were sent on is gone. */
   failPending(err: Error): void {
-    for (let i = this.#queueHead; i < this.#queue.length; i++) {
-      const pending = this.#queue[i];
-      clearTimeout(pending.timer);
-      pending.reject(err);
-    }
+    for (let i = this.#queueHead; i < this.#queue.length; i++) this.#queue[i].reject(err);
     this.#queue.length = 0;
     this.#queueHead = 0;
+    this.#stopTicker();
   }
 
   // Everything queued while a write was in flight goes out in one write: under
@@ -203,11 +226,11 @@ class Session {
     if (this.#queueHead === this.#queue.length) {
       this.#queue.length = 0;
       this.#queueHead = 0;
+      this.#stopTicker();
     } else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
       this.#queue.splice(0, this.#queueHead);
       this.#queueHead = 0;
     }
-    clearTimeout(pending.timer);
     if (value instanceof ReplyError) pending.reject(value);
     else pending.resolve(value);
   }

@@ -5,7 +5,13 @@
  */
 
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
-import { encodeCommand, ProtocolError, ReplyError, RespReader } from "../../shared/resp.ts";
+import {
+  encodeCommand,
+  ProtocolError,
+  ReplyError,
+  RespReader,
+  utf8Length,
+} from "../../shared/resp.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -16,6 +22,21 @@ Deno.test("encodeCommand() sends each argument as a bulk string whose length cou
   );
   assertEquals(text(encodeCommand(["PING"])), "*1\r\n$4\r\nPING\r\n");
   assertEquals(text(encodeCommand(["ECHO", ""])), "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n");
+});
+
+Deno.test("utf8Length() counts what TextEncoder makes of any string, lone surrogates included", () => {
+  const pieces = ["a", "é", "€", "😀", "\ud800", "\udfff", "\u0000", "\u07ff", "\u0800", "\uffff"];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  for (let i = 0; i < 2000; i++) {
+    let text = "";
+    for (let j = next() % 12; j > 0; j--) text += pieces[next() % pieces.length];
+    assertEquals(utf8Length(text), new TextEncoder().encode(text).length, JSON.stringify(text));
+  }
+  assertEquals(
+    text(encodeCommand(["ECHO", "😀\ud800"])),
+    `*2\r\n$4\r\nECHO\r\n$7\r\n😀\ufffd\r\n`,
+  );
 });
 
 const REPLIES =
