@@ -59,51 +59,106 @@ export class ProtocolError extends Error {
   override name = "ProtocolError";
 }
 
-/** Largest bulk string or array taken: far above anything web or a worker exchanges. */
-const MAX_LENGTH = 64 * 1024 * 1024;
+/**
+ * Largest reply taken, in bytes: far above anything web exchanges (a status
+ * record of many clusters), and low enough that a hostile or broken server
+ * cannot make web hold gigabytes. Beyond it the connection is given up.
+ */
+export const MAX_REPLY_BYTES = 16 * 1024 * 1024;
+/** Deepest nesting of arrays taken: web's replies nest two levels at most. */
+export const MAX_REPLY_DEPTH = 8;
+// Longest line before a CRLF (a type byte and a number, or a short status text).
+const MAX_LINE = 64 * 1024;
+
+/** An array being read: its items so far and how many are still to come. */
+interface Frame {
+  items: RespValue[];
+  left: number;
+}
 
 /**
  * Collects bytes and hands out whole replies in order. `push` the bytes read,
- * then call `next` until it returns undefined.
+ * then call `next` until it returns undefined. Reading resumes where it
+ * stopped: a reply that arrives in many pieces is parsed once, not again from
+ * its start for every piece.
  */
 export class RespReader {
-  #buf: Uint8Array = new Uint8Array(0);
+  // Bytes [#pos, #end) of #buf are unread; #buf grows by doubling.
+  #buf: Uint8Array = new Uint8Array(64 * 1024);
   #pos = 0;
+  #end = 0;
+  #stack: Frame[] = [];
+  // Bytes of the reply being read that were consumed into #stack already.
+  #replyBytes = 0;
 
   /** Adds bytes read from the socket. */
   push(bytes: Uint8Array): void {
-    if (this.#pos >= this.#buf.length) {
-      this.#buf = bytes;
-    } else {
-      const rest = this.#buf.subarray(this.#pos);
-      const joined = new Uint8Array(rest.length + bytes.length);
-      joined.set(rest);
-      joined.set(bytes, rest.length);
-      this.#buf = joined;
+    const unread = this.#end - this.#pos;
+    if (this.#replyBytes + unread + bytes.length > MAX_REPLY_BYTES) {
+      throw new ProtocolError(`a reply over ${MAX_REPLY_BYTES} bytes`);
     }
-    this.#pos = 0;
+    if (this.#end + bytes.length > this.#buf.length) {
+      if (unread + bytes.length <= this.#buf.length) {
+        this.#buf.copyWithin(0, this.#pos, this.#end);
+      } else {
+        let size = this.#buf.length;
+        while (size < unread + bytes.length) size *= 2;
+        const grown = new Uint8Array(size);
+        grown.set(this.#buf.subarray(this.#pos, this.#end));
+        this.#buf = grown;
+      }
+      this.#end = unread;
+      this.#pos = 0;
+    }
+    this.#buf.set(bytes, this.#end);
+    this.#end += bytes.length;
   }
 
   /** The next whole reply, or undefined when its bytes have not all arrived. */
   next(): { value: RespValue } | undefined {
-    if (this.#pos >= this.#buf.length) return undefined;
-    const start = this.#pos;
-    try {
-      return { value: this.#read() };
-    } catch (err) {
-      if (err !== INCOMPLETE) throw err;
-      this.#pos = start;
-      return undefined;
+    for (;;) {
+      const start = this.#pos;
+      let value: RespValue;
+      try {
+        const element = this.#element();
+        if (element === ARRAY_STARTED) continue;
+        value = element;
+      } catch (err) {
+        if (err !== INCOMPLETE) throw err;
+        this.#pos = start;
+        return undefined;
+      }
+      this.#replyBytes += this.#pos - start;
+      // Hand the value to the arrays it completes, innermost first.
+      for (;;) {
+        const top = this.#stack.at(-1);
+        if (!top) {
+          this.#replyBytes = 0;
+          if (this.#pos === this.#end) this.#reset();
+          return { value };
+        }
+        top.items.push(value);
+        if (--top.left > 0) break;
+        this.#stack.pop();
+        value = top.items;
+      }
     }
+  }
+
+  // Everything read: start over at the front, and give back a buffer a large reply grew.
+  #reset(): void {
+    this.#pos = 0;
+    this.#end = 0;
+    if (this.#buf.length > 1024 * 1024) this.#buf = new Uint8Array(64 * 1024);
   }
 
   /** Index of the CR ending the line at #pos; throws INCOMPLETE when it has not arrived. */
   #lineEnd(): number {
     const buf = this.#buf;
-    for (let i = this.#pos; i + 1 < buf.length; i++) {
+    for (let i = this.#pos; i + 1 < this.#end; i++) {
       if (buf[i] === CR && buf[i + 1] === LF) return i;
     }
-    if (buf.length - this.#pos > 64 * 1024) throw new ProtocolError("reply line too long");
+    if (this.#end - this.#pos > MAX_LINE) throw new ProtocolError("reply line too long");
     throw INCOMPLETE;
   }
 
@@ -132,14 +187,17 @@ export class RespReader {
     return negative ? -n : n;
   }
 
+  /** A bulk or array length: -1 (nil) or 0 up to the reply bound; anything else is not RESP2. */
   #length(): number {
     const n = this.#integer(10);
-    if (n > MAX_LENGTH) throw new ProtocolError("reply too large");
+    if (n < -1) throw new ProtocolError("negative length in reply");
+    if (n > MAX_REPLY_BYTES) throw new ProtocolError("reply too large");
     return n;
   }
 
-  #read(): RespValue {
-    if (this.#pos >= this.#buf.length) throw INCOMPLETE;
+  /** One scalar, or the header of a non-empty array (pushed as a frame). */
+  #element(): RespValue | typeof ARRAY_STARTED {
+    if (this.#pos >= this.#end) throw INCOMPLETE;
     const type = this.#buf[this.#pos++];
     switch (type) {
       case 0x2b: // +
@@ -151,7 +209,7 @@ export class RespReader {
       case 0x24: { // $
         const n = this.#length();
         if (n < 0) return null;
-        if (this.#buf.length < this.#pos + n + 2) throw INCOMPLETE;
+        if (this.#end < this.#pos + n + 2) throw INCOMPLETE;
         if (this.#buf[this.#pos + n] !== CR || this.#buf[this.#pos + n + 1] !== LF) {
           throw new ProtocolError("bulk string not followed by CRLF");
         }
@@ -162,12 +220,17 @@ export class RespReader {
       case 0x2a: { // *
         const n = this.#length();
         if (n < 0) return null;
-        const items: RespValue[] = [];
-        for (let i = 0; i < n; i++) items.push(this.#read());
-        return items;
+        if (n === 0) return [];
+        if (this.#stack.length >= MAX_REPLY_DEPTH) {
+          throw new ProtocolError(`a reply nested deeper than ${MAX_REPLY_DEPTH}`);
+        }
+        this.#stack.push({ items: [], left: n });
+        return ARRAY_STARTED;
       }
       default:
         throw new ProtocolError("unknown reply type");
     }
   }
 }
+
+const ARRAY_STARTED = Symbol("array started");

@@ -195,7 +195,7 @@ class Session {
           if (!this.#closed) why = new ConnectError("read ECONNRESET", "ECONNRESET");
           return why;
         }
-        this.#reader.push(buf.slice(0, n));
+        this.#reader.push(buf.subarray(0, n)); // the reader keeps its own copy
         for (let reply = this.#reader.next(); reply; reply = this.#reader.next()) {
           this.#dispatch(reply.value);
         }

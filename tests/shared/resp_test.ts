@@ -7,6 +7,8 @@
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import {
   encodeCommand,
+  MAX_REPLY_BYTES,
+  MAX_REPLY_DEPTH,
   ProtocolError,
   ReplyError,
   RespReader,
@@ -97,6 +99,12 @@ Deno.test("RespReader refuses bytes that are not RESP2 instead of guessing", asy
       ["a length that is not a number", "$x\r\nab\r\n"],
       ["a huge length", "$99999999999\r\n"],
       ["an integer that is not one", ":12a\r\n"],
+      ["a negative length other than -1", "$-5\r\n"],
+      ["a negative array length other than -1", "*-2\r\n"],
+      [
+        `arrays nested deeper than ${MAX_REPLY_DEPTH}`,
+        "*1\r\n".repeat(MAX_REPLY_DEPTH + 1) + ":1\r\n",
+      ],
     ]
   ) {
     await t.step(name, () => {
@@ -118,4 +126,49 @@ Deno.test("RespReader waits for the rest of a reply without losing the part it h
   reader.push(new TextEncoder().encode("\r\n"));
   const last = reader.next();
   assert(last && last.value === "next");
+});
+
+Deno.test("security: RespReader refuses a reply over MAX_REPLY_BYTES however it arrives, and reads big ones in pieces", async (t) => {
+  const chunked = (bytes: Uint8Array, size: number) => {
+    const reader = new RespReader();
+    const out: unknown[] = [];
+    for (let at = 0; at < bytes.length; at += size) {
+      reader.push(bytes.subarray(at, at + size));
+      for (let r = reader.next(); r; r = reader.next()) out.push(r.value);
+    }
+    return out;
+  };
+  await t.step("a bulk string of 8 MiB in 64 KiB pieces, then the next reply", () => {
+    const body = "x".repeat(8 * 1024 * 1024);
+    const out = chunked(new TextEncoder().encode(`$${body.length}\r\n${body}\r\n:7\r\n`), 65536);
+    assertEquals(out.length, 2);
+    assertEquals((out[0] as string).length, body.length);
+    assertEquals(out[1], 7);
+  });
+  await t.step("an array of 200,000 items in 1 KiB pieces", () => {
+    const items = Array.from({ length: 200_000 }, (_, i) => i);
+    const wire = `*${items.length}\r\n` + items.map((i) => `:${i}\r\n`).join("");
+    assertEquals(chunked(new TextEncoder().encode(wire), 1024), [items]);
+  });
+  await t.step("one bulk string longer than the bound: refused by its header", () => {
+    const reader = new RespReader();
+    reader.push(new TextEncoder().encode(`$${MAX_REPLY_BYTES + 1}\r\n`));
+    assert(assertThrows(() => reader.next()) instanceof ProtocolError);
+  });
+  await t.step("many small items adding up to more than the bound: refused as they come", () => {
+    const reader = new RespReader();
+    reader.push(new TextEncoder().encode("*10000000\r\n"));
+    assertEquals(reader.next(), undefined);
+    const piece = new TextEncoder().encode(`$1000\r\n${"y".repeat(1000)}\r\n`.repeat(64));
+    let refused: unknown;
+    for (let i = 0; i < (MAX_REPLY_BYTES / piece.length) + 2 && !refused; i++) {
+      try {
+        reader.push(piece);
+        while (reader.next());
+      } catch (err) {
+        refused = err;
+      }
+    }
+    assert(refused instanceof ProtocolError, String(refused));
+  });
 });
