@@ -65,13 +65,18 @@ class ConnectError extends Error {
 }
 
 /** A command that got no reply within VALKEY_TIMEOUT. */
-class TimeoutError extends Error {}
+class TimeoutError extends Error {
+  override name = "TimeoutError";
+}
+
+/** Most commands one connection holds unanswered; more fail at once (web answers 503). */
+const MAX_PENDING = 4096;
 
 interface Pending {
   resolve(value: RespValue): void;
   reject(err: Error): void;
   command: string;
-  /** Date.now() after which it is answered with a TimeoutError. */
+  /** performance.now() after which it is answered with a TimeoutError. */
   deadline: number;
 }
 
@@ -88,6 +93,10 @@ class Session {
   // has the same timeout and replies come in order, so deadlines are in order
   // too and the oldest unanswered command is always the next to expire.
   #ticker?: ReturnType<typeof setInterval>;
+  // Queue index up to which every command has been told it timed out.
+  #expiredUpTo = 0;
+  // Why we ended the session ourselves (a server that stopped answering).
+  #abortReason?: Error;
   /** Resolves when the connection has ended, with why (undefined when we closed it). */
   readonly ended: Promise<Error | undefined>;
   onPush?: (value: RespValue) => void;
@@ -100,10 +109,13 @@ class Session {
   /** Sends a command; its reply (or an error) settles the promise. */
   send(args: readonly (string | number)[]): Promise<RespValue> {
     if (this.#closed) return Promise.reject(new Error("Valkey connection is closed"));
+    if (this.#queue.length - this.#queueHead >= MAX_PENDING) {
+      return Promise.reject(new Error(`${MAX_PENDING} commands are already waiting for Valkey`));
+    }
     return new Promise<RespValue>((resolve, reject) => {
       // A command that timed out keeps its place in the queue: its reply, when it
       // comes, settles a promise already rejected, and the next reply stays in step.
-      const deadline = Date.now() + this.timeoutMs;
+      const deadline = performance.now() + this.timeoutMs;
       this.#queue.push({ resolve, reject, command: String(args[0]), deadline });
       this.#ticker ??= setInterval(
         () => this.#expire(),
@@ -114,17 +126,27 @@ class Session {
     });
   }
 
-  /** Rejects the commands whose deadline has passed, oldest first. */
+  /**
+   * Rejects the commands whose deadline has passed, oldest first; ends the
+   * session when the oldest has waited twice VALKEY_TIMEOUT, so a server that
+   * takes commands but never answers cannot make them pile up.
+   */
   #expire(): void {
-    const now = Date.now();
-    for (let i = this.#queueHead; i < this.#queue.length; i++) {
+    const now = performance.now();
+    let i = Math.max(this.#queueHead, this.#expiredUpTo);
+    for (; i < this.#queue.length && this.#queue[i].deadline <= now; i++) {
       const pending = this.#queue[i];
-      if (pending.deadline > now) break;
-      if (pending.deadline === -1) continue;
-      pending.deadline = -1;
       pending.reject(
         new TimeoutError(`Valkey did not answer ${pending.command} within VALKEY_TIMEOUT`),
       );
+    }
+    this.#expiredUpTo = i;
+    const oldest = this.#queue[this.#queueHead];
+    if (oldest && now - oldest.deadline > this.timeoutMs) {
+      this.#abortReason = new TimeoutError(
+        "Valkey stopped answering: no reply for twice VALKEY_TIMEOUT",
+      );
+      this.close();
     }
   }
 
@@ -154,6 +176,7 @@ class Session {
     for (let i = this.#queueHead; i < this.#queue.length; i++) this.#queue[i].reject(err);
     this.#queue.length = 0;
     this.#queueHead = 0;
+    this.#expiredUpTo = 0;
     this.#stopTicker();
   }
 
@@ -193,7 +216,7 @@ class Session {
         const n = await this.#conn.read(buf);
         if (n === null) {
           if (!this.#closed) why = new ConnectError("read ECONNRESET", "ECONNRESET");
-          return why;
+          return why ?? this.#abortReason;
         }
         this.#reader.push(buf.subarray(0, n)); // the reader keeps its own copy
         for (let reply = this.#reader.next(); reply; reply = this.#reader.next()) {
@@ -202,8 +225,9 @@ class Session {
       }
     } catch (err) {
       if (!this.#closed) why = err instanceof Error ? err : new Error(String(err));
-      return why;
+      return why ?? this.#abortReason;
     } finally {
+      why ??= this.#abortReason;
       this.close();
       // What ended the connection is what every command still waiting on it hears.
       this.failPending(why ?? new Error("Valkey connection is closed"));
@@ -226,9 +250,11 @@ class Session {
     if (this.#queueHead === this.#queue.length) {
       this.#queue.length = 0;
       this.#queueHead = 0;
+      this.#expiredUpTo = 0;
       this.#stopTicker();
     } else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
       this.#queue.splice(0, this.#queueHead);
+      this.#expiredUpTo = Math.max(0, this.#expiredUpTo - this.#queueHead);
       this.#queueHead = 0;
     }
     if (value instanceof ReplyError) pending.reject(value);
@@ -269,9 +295,32 @@ function connectError(err: unknown, target: HostPort): ConnectError {
   for (const [pattern, code] of TLS_VERDICTS) {
     if (pattern.test(message)) return new ConnectError(`TLS ${code}`, code);
   }
+  if (/failed to lookup address/i.test(message)) {
+    return new ConnectError(`getaddrinfo ENOTFOUND ${target.host}`, "ENOTFOUND");
+  }
   const code = String((err as { code?: unknown })?.code ?? "") ||
     (err instanceof Error ? err.name : "error");
   return new ConnectError(`connect ${code} ${formatHostPort(target)}`, code);
+}
+
+/** Errors of Deno's own sockets, as opposed to the ones this client makes. */
+function isSocketError(err: unknown): boolean {
+  return Object.values(Deno.errors).some((type) => err instanceof type);
+}
+
+/** An error from opening a connection, as one line to log: ours as made, Deno's as a ConnectError. */
+function openError(err: unknown, target: HostPort): unknown {
+  return isSocketError(err) ? connectError(err, target) : err;
+}
+
+/**
+ * A connection attempt still running after its timeout. Deno cannot abort a TLS
+ * handshake the server never answers (closing the socket leaves it open until
+ * the peer acts), so a client keeps at most one such attempt and waits for it
+ * instead of opening a socket per retry.
+ */
+interface Stuck {
+  attempt?: Promise<unknown>;
 }
 
 /** Resolves with `promise`, or rejects with ETIMEDOUT after `ms` (closing what arrives late). */
@@ -279,11 +328,15 @@ function within<T extends { close(): void }>(
   promise: Promise<T>,
   ms: number,
   target: HostPort,
+  stuck: Stuck,
 ): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      promise.then((late) => late.close(), () => {});
+      const settled = promise.then((late) => late.close(), () => {});
+      stuck.attempt = settled.finally(() => {
+        if (stuck.attempt === settled) stuck.attempt = undefined;
+      });
       reject(new ConnectError(`connect ETIMEDOUT ${formatHostPort(target)}`, "ETIMEDOUT"));
     }, ms);
   });
@@ -295,7 +348,17 @@ async function openSocket(
   target: HostPort,
   tls: TlsOptions | undefined,
   timeoutMs: number,
+  stuck: Stuck,
 ): Promise<Deno.Conn> {
+  if (stuck.attempt) {
+    const freed = await Promise.race([
+      stuck.attempt.then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), timeoutMs)),
+    ]);
+    if (!freed) {
+      throw new ConnectError(`connect ETIMEDOUT ${formatHostPort(target)}`, "ETIMEDOUT");
+    }
+  }
   const open = async () => {
     if (!tls) return await Deno.connect({ hostname: target.host, port: target.port });
     const conn = await Deno.connectTls({ hostname: target.host, port: target.port, ...tls });
@@ -308,7 +371,7 @@ async function openSocket(
     return conn;
   };
   try {
-    return await within(open(), timeoutMs, target);
+    return await within(open(), timeoutMs, target, stuck);
   } catch (err) {
     throw connectError(err, target);
   }
@@ -328,13 +391,16 @@ async function authenticate(
 async function askSentinels(
   settings: ValkeySettings,
   tls: TlsOptions | undefined,
+  stuck: Stuck,
+  signal: AbortSignal,
 ): Promise<HostPort> {
   let last: unknown;
   for (const sentinel of settings.valkeySentinels ?? []) {
+    if (signal.aborted) break;
     let session: Session | undefined;
     try {
       session = new Session(
-        await openSocket(sentinel, tls, settings.valkeyTimeout),
+        await openSocket(sentinel, tls, settings.valkeyTimeout, stuck),
         settings.valkeyTimeout,
       );
       await authenticate(session, settings.valkeySentinelUsername, settings.valkeySentinelPassword);
@@ -343,10 +409,11 @@ async function askSentinels(
         "get-master-addr-by-name",
         settings.valkeySentinelMaster ?? "",
       ]);
-      if (
-        Array.isArray(reply) && typeof reply[0] === "string" && /^\d{1,5}$/.test(String(reply[1]))
-      ) {
-        return { host: reply[0], port: Number(reply[1]) };
+      const port = Array.isArray(reply) && /^\d{1,5}$/.test(String(reply[1]))
+        ? Number(reply[1])
+        : 0;
+      if (Array.isArray(reply) && typeof reply[0] === "string" && port >= 1 && port <= 65535) {
+        return { host: reply[0], port };
       }
       last = new Error(
         `Sentinel ${
@@ -354,7 +421,7 @@ async function askSentinels(
         } does not know master ${settings.valkeySentinelMaster}`,
       );
     } catch (err) {
-      last = err;
+      last = openError(err, sentinel);
     } finally {
       session?.close();
     }
@@ -371,9 +438,14 @@ function subscribe(session: Session, subscription: ValkeySubscription): Promise<
   return new Promise<void>((resolve, reject) => {
     let confirmed = 0;
     const timer = setTimeout(
-      () => reject(new Error("Valkey did not confirm SUBSCRIBE within VALKEY_TIMEOUT")),
+      () => reject(new TimeoutError("Valkey did not confirm SUBSCRIBE within VALKEY_TIMEOUT")),
       session.timeoutMs,
     );
+    // A connection that ends before the confirmation says why at once.
+    session.ended.then((why) => {
+      clearTimeout(timer);
+      reject(why ?? new Error("Valkey connection is closed"));
+    });
     session.onPush = (value) => {
       if (value instanceof ReplyError) {
         clearTimeout(timer);
@@ -404,6 +476,7 @@ export function createValkeyClient(
     connection: options.name,
   });
   const stop = new AbortController();
+  const stuck: Stuck = {};
   let session: Session | undefined;
   let connected = false;
   let lastError = "";
@@ -416,21 +489,27 @@ export function createValkeyClient(
 
   /** Connects, authenticates and names the connection; with Sentinel, checks it is the primary. */
   const open = async (): Promise<{ session: Session; target: HostPort }> => {
-    const target = sentinel ? await askSentinels(settings, tls) : settings.valkeyAddr!;
-    const opened = new Session(await openSocket(target, tls, timeoutMs), timeoutMs);
+    const target = sentinel
+      ? await askSentinels(settings, tls, stuck, stop.signal)
+      : settings.valkeyAddr!;
+    const opened = new Session(await openSocket(target, tls, timeoutMs, stuck), timeoutMs);
     try {
-      await authenticate(
-        opened,
-        settings.valkeyUsername || undefined,
-        settings.valkeyPassword || undefined,
+      // The first command, whatever it is: a TLS server waits for the rest of what
+      // it takes for a TLS record and answers nothing at all.
+      const first = opened.send(
+        settings.valkeyPassword
+          ? (settings.valkeyUsername
+            ? ["AUTH", settings.valkeyUsername, settings.valkeyPassword]
+            : ["AUTH", settings.valkeyPassword])
+          : ["CLIENT", "SETNAME", options.name],
       );
-      await opened.send(["CLIENT", "SETNAME", options.name]).catch((err) => {
-        // A TLS server waits for the rest of what it takes for a TLS record: no answer at all.
+      await first.catch((err) => {
         if (err instanceof TimeoutError && !tls) {
           throw new ConnectError(`no reply from ${formatHostPort(target)}`, "ENOREPLY");
         }
         throw err;
       });
+      if (settings.valkeyPassword) await opened.send(["CLIENT", "SETNAME", options.name]);
       if (sentinel) {
         const role = await opened.send(["ROLE"]);
         if (!Array.isArray(role) || role[0] !== "master") {
@@ -441,9 +520,9 @@ export function createValkeyClient(
       return { session: opened, target };
     } catch (err) {
       opened.close();
-      // A reply (WRONGPASS, NOPERM) is reported as Valkey said it; a failure of the
-      // socket under the first commands (a TLS alert, a reset) as a connection error.
-      throw err instanceof ReplyError ? err : connectError(err, target);
+      // A reply (WRONGPASS, NOPERM) and our own errors are reported as made; a failure
+      // of the socket under the first commands (a TLS alert, a reset) as a connection error.
+      throw openError(err, target);
     }
   };
 
@@ -462,7 +541,7 @@ export function createValkeyClient(
         opened.session.close();
         break;
       }
-      attempt = 0;
+      const since = performance.now();
       lastError = "";
       session = opened.session;
       connected = true;
@@ -481,7 +560,10 @@ export function createValkeyClient(
         why ? { error: describeValkeyError(why) } : {},
       );
       options.onStateChange?.(false);
-      await sleep(backoffDelay(0, 100, 100), stop.signal);
+      // A server that takes the connection and drops it at once is retried with
+      // backoff, not ten times a second.
+      attempt = performance.now() - since >= 1000 ? 0 : attempt + 1;
+      await sleep(backoffDelay(attempt, 100, sentinel ? 1000 : 5000), stop.signal);
     }
   };
   run();

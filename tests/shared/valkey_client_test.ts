@@ -22,6 +22,7 @@ import { parseHostPort } from "../../shared/setting_values.ts";
 import { createValkeyClient, type ValkeyClientOptions } from "../../shared/valkey_client.ts";
 import type { ValkeySettings } from "../../shared/valkey_settings.ts";
 import { Valkey } from "iovalkey";
+import { RespReader } from "../../shared/resp.ts";
 
 const skip = withoutValkey();
 const options = { ignore: skip, sanitizeOps: false, sanitizeResources: false };
@@ -343,6 +344,160 @@ Deno.test({
     } finally {
       await valkey.stop();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/**
+ * A stand-in server on loopback that reads commands as RESP and answers each
+ * with what `answer` returns (nothing when it returns undefined). Counts the
+ * connections it accepted.
+ */
+function fakeServer(answer: (command: string[]) => string | undefined) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      (async () => {
+        const reader = new RespReader();
+        const buf = new Uint8Array(65536);
+        for (;;) {
+          const n = await conn.read(buf);
+          if (n === null) return;
+          reader.push(buf.subarray(0, n));
+          for (let r = reader.next(); r; r = reader.next()) {
+            const reply = answer((r.value as string[]).map(String));
+            if (reply !== undefined) await conn.write(new TextEncoder().encode(reply));
+          }
+        }
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    addr: `127.0.0.1:${listener.addr.port}`,
+    accepted: () => conns.length,
+    close() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // closed by the client already
+        }
+      }
+    },
+  };
+}
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() gives up a connection whose server stopped answering, and fails commands at once past its bound",
+  async fn(t) {
+    // Answers the connection's first command, then nothing: a Valkey that hangs.
+    let answered = 0;
+    const server = fakeServer(() => answered++ === 0 ? "+OK\r\n" : undefined);
+    const { client: c, lines, connected } = client(settings(server.addr, { valkeyTimeout: 300 }));
+    try {
+      await connected();
+      await t.step("commands past the bound of waiting ones fail at once", async () => {
+        const waiting = Array.from({ length: 4096 }, () => c.call("PING").catch((e: Error) => e));
+        const over = await c.call("PING").catch((e: Error) => e);
+        assert(over instanceof Error);
+        assertMatch(over.message, /4096 commands are already waiting for Valkey/);
+        const timedOut = await Promise.all(waiting);
+        assert(timedOut.every((e) => e instanceof Error && /did not answer PING/.test(e.message)));
+      });
+      await t.step(
+        "after twice VALKEY_TIMEOUT without a reply the connection is given up",
+        async () => {
+          const lost = await eventually(
+            "lost",
+            () => lines.find((l) => l.msg === "valkey connection lost; reconnecting"),
+          );
+          assertMatch(String(lost.error), /stopped answering/);
+        },
+      );
+    } finally {
+      c.disconnect();
+      server.close();
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() says what failed while connecting: a name that does not resolve, no reply to AUTH, a Sentinel that names a replica",
+  async fn(t) {
+    await t.step("a host name that does not resolve", async () => {
+      const line = await firstOutcome(settings("no-such-host.invalid:6379"));
+      assertMatch(String(line.error), /^getaddrinfo ENOTFOUND no-such-host\.invalid/);
+    });
+    await t.step("no reply to AUTH: the TLS hint, and no password", async () => {
+      const server = fakeServer(() => undefined);
+      try {
+        const line = await firstOutcome(
+          settings(server.addr, { valkeyPassword: SECRET, valkeyTimeout: 300 }),
+        );
+        assertMatch(String(line.error), /^no reply from 127\.0\.0\.1:\d+ within VALKEY_TIMEOUT/);
+        assert(!JSON.stringify(line).includes(SECRET));
+      } finally {
+        server.close();
+      }
+    });
+    await t.step("a Sentinel that names a replica", async () => {
+      const primary = await startValkey();
+      const replica = await startValkey(["--replicaof", "127.0.0.1", String(primary.port)]);
+      const sentinel = fakeServer((command) =>
+        command[0].toUpperCase() === "SENTINEL"
+          ? `*2\r\n$9\r\n127.0.0.1\r\n$${String(replica.port).length}\r\n${replica.port}\r\n`
+          : "+OK\r\n"
+      );
+      try {
+        const line = await firstOutcome({
+          ...settings("127.0.0.1:1"),
+          valkeyAddr: undefined,
+          valkeySentinels: [parseHostPort(sentinel.addr)],
+          valkeySentinelMaster: "krt",
+        });
+        assertEquals(line.msg, "valkey connection error");
+        assertMatch(String(line.error), /named by the Sentinels, is not a primary/);
+      } finally {
+        sentinel.close();
+        await replica.stop();
+        await primary.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() keeps one socket, not one per retry, for a TLS server that never answers the handshake",
+  async fn() {
+    const silent = fakeServer(() => undefined);
+    const { client: c, lines } = client(
+      settings(silent.addr, { valkeyTls: true, valkeyTimeout: 200 }),
+    );
+    try {
+      await eventually(
+        "the error line",
+        () => lines.find((l) => l.msg === "valkey connection error"),
+      );
+      // Several retries' worth of time: with backoff from 100 ms, five or more attempts.
+      await new Promise((r) => setTimeout(r, 2000));
+      assertEquals(silent.accepted(), 1);
+      assertEquals(lines.filter((l) => l.msg === "valkey connection error").length, 1);
+      assertMatch(
+        String(lines.find((l) => l.msg === "valkey connection error")?.error),
+        /ETIMEDOUT/,
+      );
+    } finally {
+      c.disconnect();
+      silent.close();
     }
   },
 });
