@@ -9,7 +9,9 @@
  *
  * Commands fail at once while disconnected, so web can answer 503 instead of
  * queueing an event nobody may see; each waits at most VALKEY_TIMEOUT for its
- * reply. With Sentinel the primary is asked of the Sentinels given (never of
+ * reply, at most 4096 wait on one connection, and a connection that answers
+ * nothing for twice VALKEY_TIMEOUT is given up. Replies are bounded in size
+ * and depth (shared/resp.ts). With Sentinel the primary is asked of the Sentinels given (never of
  * the peers they announce) and checked with ROLE before use. A primary the
  * Sentinels demote while it is still up is left too: they disconnect its
  * clients (CLIENT KILL) when they reconfigure it, and the next connect asks
