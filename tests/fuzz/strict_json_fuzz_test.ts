@@ -11,6 +11,7 @@
 import { AssertionError } from "node:assert/strict";
 import { assert } from "../helpers/assert.ts";
 import { createRandom, fuzzSeed, mutate } from "../helpers/random.ts";
+import { githubClaims } from "../helpers/issuer.ts";
 import { jsonErrorPosition } from "../../shared/errors.ts";
 import { type JsonValue, parseStrictJson } from "../../shared/strict_json.ts";
 
@@ -123,38 +124,10 @@ function referenceParseStrictJson(text: string): JsonValue {
   return value;
 }
 
+// The test issuer's GitHub claim set, with a fixed jti so that a seed replays the same documents.
 const CLAIMS = JSON.stringify({
+  ...githubClaims("https://token.actions.githubusercontent.com", 1764600000),
   jti: "0b6f8c1e-3a52-4d8e-9d55-0d7c1f3b2a10",
-  sub: "repo:acme/app:ref:refs/heads/main",
-  aud: "https://rollouts.example.com",
-  ref: "refs/heads/main",
-  sha: "4f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
-  repository: "acme/app",
-  repository_owner: "acme",
-  repository_owner_id: "1001",
-  repository_id: "2002",
-  repository_visibility: "private",
-  run_id: "123456789",
-  run_number: "42",
-  run_attempt: "1",
-  actor: "octocat",
-  actor_id: "3003",
-  workflow: "build",
-  workflow_ref: "acme/app/.github/workflows/build.yml@refs/heads/main",
-  workflow_sha: "4f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
-  job_workflow_ref: "acme/app/.github/workflows/build.yml@refs/heads/main",
-  job_workflow_sha: "4f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
-  head_ref: "",
-  base_ref: "",
-  event_name: "push",
-  ref_type: "branch",
-  ref_protected: "true",
-  environment: "dev",
-  runner_environment: "github-hosted",
-  iss: "https://token.actions.githubusercontent.com",
-  nbf: 1764599995,
-  iat: 1764600000,
-  exp: 1764600300,
 });
 
 const SEEDS = [
