@@ -20,10 +20,14 @@
 
 import { Valkey } from "iovalkey";
 import type { ConnectionOptions } from "node:tls";
-import { backoffDelay } from "./backoff.ts";
 import type { Logger } from "./log.ts";
 import { describeConnectionError } from "./valkey_errors.ts";
-import { describeValkeyTarget, formatHostPort, type ValkeySettings } from "./valkey_settings.ts";
+import {
+  describeValkeyTarget,
+  formatHostPort,
+  reconnectDelay,
+  type ValkeySettings,
+} from "./valkey_settings.ts";
 
 /** Options for createValkeyConnection. */
 export interface ValkeyConnectionOptions {
@@ -56,10 +60,8 @@ export function createValkeyConnection(
 ): Valkey {
   const tls = tlsOptions(settings);
   const sentinel = Boolean(settings.valkeySentinels?.length);
-  // Reconnect forever: 100 ms doubling to 5 s, jittered. With Sentinel at most
-  // 1 s: each try only asks the Sentinels, and in a failover the new primary is
-  // wanted as soon as they name it.
-  const retry = (attempt: number) => backoffDelay(attempt - 1, 100, sentinel ? 1000 : 5000);
+  // iovalkey counts its retries from 1.
+  const retry = (attempt: number) => reconnectDelay(attempt - 1, settings);
   const target = sentinel
     ? {
       sentinels: (settings.valkeySentinels ?? []).map(({ host, port }) => ({ host, port })),

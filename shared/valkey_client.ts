@@ -22,12 +22,17 @@
  * to the roots Deno trusts, and the client certificate when one is set.
  */
 
-import { backoffDelay, sleep } from "./backoff.ts";
+import { sleep } from "./backoff.ts";
 import type { Logger } from "./log.ts";
 import { encodeCommand, ProtocolError, ReplyError, RespReader, type RespValue } from "./resp.ts";
 import type { HostPort } from "./setting_values.ts";
 import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
-import { describeValkeyTarget, formatHostPort, type ValkeySettings } from "./valkey_settings.ts";
+import {
+  describeValkeyTarget,
+  formatHostPort,
+  reconnectDelay,
+  type ValkeySettings,
+} from "./valkey_settings.ts";
 
 /** Sends one command and resolves with its reply; an error reply rejects with a ReplyError. */
 export interface ValkeyCommands {
@@ -379,14 +384,10 @@ async function openSocket(
   }
 }
 
-/** AUTH with the ACL user (or the default user) when a password is set. */
-async function authenticate(
-  session: Session,
-  username: string | undefined,
-  password: string | undefined,
-) {
-  if (!password) return;
-  await session.send(username ? ["AUTH", username, password] : ["AUTH", password]);
+/** AUTH as the ACL user (or the default user), or undefined when no password is set. */
+function authCommand(username: string | undefined, password: string | undefined) {
+  if (!password) return undefined;
+  return username ? ["AUTH", username, password] : ["AUTH", password];
 }
 
 /** The primary the first Sentinel that knows it names. */
@@ -405,7 +406,8 @@ async function askSentinels(
         await openSocket(sentinel, tls, settings.valkeyTimeout, stuck),
         settings.valkeyTimeout,
       );
-      await authenticate(session, settings.valkeySentinelUsername, settings.valkeySentinelPassword);
+      const auth = authCommand(settings.valkeySentinelUsername, settings.valkeySentinelPassword);
+      if (auth) await session.send(auth);
       const reply = await session.send([
         "SENTINEL",
         "get-master-addr-by-name",
@@ -498,20 +500,15 @@ export function createValkeyClient(
     try {
       // The first command, whatever it is: a TLS server waits for the rest of what
       // it takes for a TLS record and answers nothing at all.
-      const first = opened.send(
-        settings.valkeyPassword
-          ? (settings.valkeyUsername
-            ? ["AUTH", settings.valkeyUsername, settings.valkeyPassword]
-            : ["AUTH", settings.valkeyPassword])
-          : ["CLIENT", "SETNAME", options.name],
-      );
+      const auth = authCommand(settings.valkeyUsername, settings.valkeyPassword);
+      const first = opened.send(auth ?? ["CLIENT", "SETNAME", options.name]);
       await first.catch((err) => {
         if (err instanceof TimeoutError && !tls) {
           throw new ConnectError(`no reply from ${formatHostPort(target)}`, "ENOREPLY");
         }
         throw err;
       });
-      if (settings.valkeyPassword) await opened.send(["CLIENT", "SETNAME", options.name]);
+      if (auth) await opened.send(["CLIENT", "SETNAME", options.name]);
       if (sentinel) {
         const role = await opened.send(["ROLE"]);
         if (!Array.isArray(role) || role[0] !== "master") {
@@ -536,7 +533,7 @@ export function createValkeyClient(
       } catch (err) {
         if (stop.signal.aborted) break;
         noteError(err);
-        await sleep(backoffDelay(attempt++, 100, sentinel ? 1000 : 5000), stop.signal);
+        await sleep(reconnectDelay(attempt++, settings), stop.signal);
         continue;
       }
       if (stop.signal.aborted) {
@@ -565,7 +562,7 @@ export function createValkeyClient(
       // A server that takes the connection and drops it at once is retried with
       // backoff, not ten times a second.
       attempt = performance.now() - since >= 1000 ? 0 : attempt + 1;
-      await sleep(backoffDelay(attempt, 100, sentinel ? 1000 : 5000), stop.signal);
+      await sleep(reconnectDelay(attempt, settings), stop.signal);
     }
   };
   run();

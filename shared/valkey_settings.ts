@@ -5,6 +5,7 @@
  * to. Free of any client library, so each mode loads only the client it uses.
  */
 
+import { backoffDelay } from "./backoff.ts";
 import { AppError } from "./errors.ts";
 import { type HostPort, parsePemCertificates } from "./setting_values.ts";
 
@@ -72,4 +73,14 @@ export function describeValkeyTarget(settings: ValkeySettings): string {
 /** host:port, with an IPv6 host in brackets. */
 export function formatHostPort({ host, port }: HostPort): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * How long both clients wait before reconnect attempt `attempt` (0-based):
+ * 100 ms doubling to 5 s, jittered. With Sentinel at most 1 s: each try only
+ * asks the Sentinels, and in a failover the new primary is wanted as soon as
+ * they name it.
+ */
+export function reconnectDelay(attempt: number, settings: ValkeySettings): number {
+  return backoffDelay(attempt, 100, settings.valkeySentinels?.length ? 1000 : 5000);
 }
