@@ -7,7 +7,7 @@
 import denoJson from "./deno.json" with { type: "json" };
 import { parseCommandLine, renderHelp, summarizeConfig } from "./shared/config.ts";
 import { AppError, ConfigError, describeError, type ErrorCode } from "./shared/errors.ts";
-import { createLogger, type Logger } from "./shared/log.ts";
+import { createBatchedSink, createLogger, flushAtExit, type Logger } from "./shared/log.ts";
 import { describePermissions, dropPermissions } from "./shared/permissions.ts";
 import type { Mode, ModeConfig } from "./shared/settings.ts";
 
@@ -140,9 +140,13 @@ async function runMode<M extends Mode>(mode: M, entry: ModeEntry<M>, args: strin
   }
   const { config, origins } = parsed;
   await entry.trimPermissions();
+  // Log lines go out once per event-loop turn; whatever way the process ends, none is lost.
+  const sink = createBatchedSink();
+  flushAtExit(sink, globalThis);
   const logger = createLogger({
     level: config.logLevel,
     fields: { mode, ...entry.labels(config) },
+    sink,
   });
   try {
     logger.info("starting", {
