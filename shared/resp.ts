@@ -20,6 +20,11 @@ const LF = 10;
 
 /** One command as RESP: `*N` then each argument as a bulk string. */
 export function encodeCommand(args: readonly (string | number)[]): Uint8Array {
+  return encoder.encode(commandText(args));
+}
+
+/** One command as RESP text, for callers that encode several at once. */
+export function commandText(args: readonly (string | number)[]): string {
   // One string, encoded once: a command is built for every event, and an encode
   // per argument cost more than the bytes themselves.
   let text = `*${args.length}\r\n`;
@@ -27,7 +32,7 @@ export function encodeCommand(args: readonly (string | number)[]): Uint8Array {
     const value = typeof arg === "string" ? arg : String(arg);
     text += `$${utf8Length(value)}\r\n${value}\r\n`;
   }
-  return encoder.encode(text);
+  return text;
 }
 
 /** How many bytes TextEncoder makes of `text` (a lone surrogate becomes U+FFFD, 3 bytes). */
