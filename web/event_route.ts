@@ -17,7 +17,12 @@ import type { WebMetrics } from "./metrics.ts";
 import type { GitHubClaims } from "./oidc.ts";
 import type { AnswerTemplate, Publisher } from "./publisher.ts";
 import type { ReplayGuard } from "./replay.ts";
-import { codingProblem, isJsonContentType, MAX_BODY_BYTES, readBody } from "./request_body.ts";
+import {
+  type BodyReader,
+  codingProblem,
+  isJsonContentType,
+  MAX_BODY_BYTES,
+} from "./request_body.ts";
 import { type Authenticate, repositoryBinding } from "./request_steps.ts";
 import type { Route } from "./route.ts";
 
@@ -27,6 +32,8 @@ export interface EventRouteDeps {
   publisher: Publisher;
   replay: ReplayGuard;
   prefixes: readonly string[];
+  /** Reads the body within its size and time bounds. */
+  bodies: BodyReader;
   metrics: WebMetrics;
   now: () => Date;
   newId: () => string;
@@ -57,13 +64,17 @@ function acceptedAnswer(path: string, id: string): AnswerTemplate {
 }
 
 /** Reads the event from the body; a Response when the request is refused before parsing. */
-async function readEventBody(req: Request, log: LogFields): Promise<string | Response> {
+async function readEventBody(
+  req: Request,
+  log: LogFields,
+  bodies: BodyReader,
+): Promise<string | Response> {
   if (!isJsonContentType(req.headers.get("content-type"))) {
     return json(415, { error: "content type must be application/json" });
   }
   const coding = codingProblem(req);
   if (coding) return json(415, { error: coding });
-  const body = await readBody(req);
+  const body = await bodies.read(req);
   if (body === "too_large") return json(413, { error: `body exceeds ${MAX_BODY_BYTES} bytes` });
   if (body === "too_slow") return json(408, { error: "request body was not received in time" });
   if (body === "cut_short") {
@@ -129,7 +140,7 @@ export function createEventRoute(deps: EventRouteDeps, path: string): Route {
     const claims = await deps.authenticate(req, log);
     // Checked before the body is read: without a binding nobody could read the status.
     const repository = repositoryBinding(claims);
-    const body = await readEventBody(req, log);
+    const body = await readEventBody(req, log, deps.bodies);
     if (body instanceof Response) return body;
     return await publish(claims, repository, body, log);
   };

@@ -19,6 +19,7 @@ import type { Authorizer } from "./policy.ts";
 import type { Publisher } from "./publisher.ts";
 import type { ReplayGuard } from "./replay.ts";
 import { createAuthenticate } from "./request_steps.ts";
+import { type BodyReader, createBodyReader } from "./request_body.ts";
 import { errorResponse } from "./responses.ts";
 import type { RequestInfo, Route } from "./route.ts";
 import { createStatusRoute, STATUS_PATH } from "./status_route.ts";
@@ -55,6 +56,8 @@ export interface HandlerDeps {
   extraRoutes?: Record<string, Route>;
   /** Signs published events and status bindings (EVENT_SIGNING_KEY). */
   signer?: EventSigner;
+  /** Reads event bodies; default: MAX_BODY_BYTES within BODY_TIMEOUT_MS. */
+  bodies?: BodyReader;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -115,7 +118,8 @@ export function createHandler(
   const now = deps.now ?? (() => new Date());
   const newId = deps.newId ?? (() => crypto.randomUUID());
   const authenticate = createAuthenticate(deps.verify, deps.authorize);
-  const eventDeps = { ...deps, authenticate, now, newId };
+  const bodies = deps.bodies ?? createBodyReader();
+  const eventDeps = { ...deps, authenticate, now, newId, bodies };
 
   const routes = new Map<string, Entry>();
   const probes = probeRoutes({ readiness: deps.readiness, registry: deps.registry });

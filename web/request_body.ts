@@ -50,46 +50,168 @@ function joined(chunks: Uint8Array[], size: number): Uint8Array {
   return all;
 }
 
-/** Reads the whole body within MAX_BODY_BYTES and BODY_TIMEOUT_MS, as UTF-8 text. */
-export async function readBody(req: Request): Promise<BodyResult> {
-  const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > MAX_BODY_BYTES) return "too_large";
-  const reader = req.body?.getReader();
-  if (!reader) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  // Security: a trickled body would otherwise hold the request open forever.
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<"too_slow">((resolve) =>
-    timer = setTimeout(() => resolve("too_slow"), BODY_TIMEOUT_MS)
-  );
-  try {
-    for (;;) {
-      // A client that closes before sending all it announced (Content-Length or
-      // chunked) makes read() reject: the request is incomplete, not our fault.
-      const chunk = await Promise.race([
-        reader.read().catch(() => "cut_short" as const),
-        deadline,
-      ]);
-      if (chunk === "cut_short") return "cut_short";
-      if (chunk === "too_slow") {
-        await reader.cancel().catch(() => {});
-        return "too_slow";
+/** Reads request bodies as web accepts them. */
+export interface BodyReader {
+  /** The whole body within MAX_BODY_BYTES and the timeout, as UTF-8 text, or why not. */
+  read(req: Request): Promise<BodyResult>;
+}
+
+/** Options for createBodyReader. */
+export interface BodyReaderOptions {
+  /** Longest a client may take to send the body; default BODY_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** How often overdue reads are looked for; default a twentieth of the timeout. */
+  tickMs?: number;
+  now?: () => number;
+}
+
+/** A read's deadline: `expired` resolves when it passes, unless `settle` came first. */
+interface Deadline {
+  at: number;
+  expired: Promise<"too_slow">;
+  expire?: (value: "too_slow") => void;
+  settle(): void;
+}
+
+const DECLARED_LENGTH = /^[0-9]{1,10}$/;
+
+/**
+ * Creates the reader. Security: a trickled body would otherwise hold the
+ * request open forever, so every read has a deadline. One ticker serves every
+ * read in flight (a timer per request cost more than reading the body): all
+ * reads have the same timeout, so deadlines come in the order reads began and
+ * the sweep stops at the first that is still ahead. The ticker keeps the
+ * process alive only while a read is in flight, and stops once none is left.
+ */
+export function createBodyReader(options: BodyReaderOptions = {}): BodyReader {
+  const timeoutMs = options.timeoutMs ?? BODY_TIMEOUT_MS;
+  const tickMs = options.tickMs ?? Math.max(10, timeoutMs / 20);
+  const now = options.now ?? (() => performance.now());
+  let queue: (Deadline | undefined)[] = [];
+  let head = 0;
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  // Reads not yet finished: while there are any, the ticker keeps the process
+  // alive (their deadlines must come); with none it does not.
+  let inFlight = 0;
+  const finished = () => {
+    if (--inFlight === 0 && ticker !== undefined) Deno.unrefTimer(ticker);
+  };
+
+  const sweep = () => {
+    const t = now();
+    for (; head < queue.length; head++) {
+      const d = queue[head]!;
+      if (d.expire && d.at > t) break;
+      if (d.expire) {
+        d.expire("too_slow");
+        d.expire = undefined;
+        finished();
       }
-      if (chunk.done) break;
-      if (size + chunk.value.length > MAX_BODY_BYTES) {
-        await reader.cancel().catch(() => {});
-        return "too_large";
-      }
-      chunks.push(chunk.value);
-      size += chunk.value.length;
+      queue[head] = undefined;
     }
-  } finally {
-    clearTimeout(timer);
-  }
+    if (head === queue.length) {
+      queue = [];
+      head = 0;
+      clearInterval(ticker);
+      ticker = undefined;
+    } else if (head > 1024 && head * 2 > queue.length) {
+      queue = queue.slice(head);
+      head = 0;
+    }
+  };
+
+  const deadline = (): Deadline => {
+    const d: Deadline = {
+      at: now() + timeoutMs,
+      expired: undefined as unknown as Promise<"too_slow">,
+      settle: () => {
+        if (!d.expire) return;
+        d.expire = undefined;
+        finished();
+      },
+    };
+    d.expired = new Promise((resolve) => d.expire = resolve);
+    queue.push(d);
+    ticker ??= setInterval(sweep, tickMs);
+    if (++inFlight === 1) Deno.refTimer(ticker);
+    return d;
+  };
+
+  return {
+    async read(req) {
+      const declared = req.headers.get("content-length");
+      if (declared !== null && Number(declared) > MAX_BODY_BYTES) return "too_large";
+      if (!req.body) return "";
+      const d = deadline();
+      try {
+        // A declared length with no other framing bounds the body (the HTTP
+        // layer delivers exactly that many bytes or fails the read): it is read
+        // in one piece, without a stream of chunks.
+        const whole = declared !== null && DECLARED_LENGTH.test(declared) &&
+          req.headers.get("transfer-encoding") === null;
+        const got = whole
+          ? await readDeclared(req, Number(declared), d.expired)
+          : await readChunks(req.body.getReader(), d.expired);
+        return typeof got === "string" ? got : decodeUtf8(got);
+      } finally {
+        d.settle();
+      }
+    },
+  };
+}
+
+function decodeUtf8(bytes: Uint8Array): string | "bad_encoding" {
   try {
-    return UTF8.decode(joined(chunks, size));
+    return UTF8.decode(bytes);
   } catch {
     return "bad_encoding";
   }
+}
+
+/** A body whose length was declared, read whole. */
+async function readDeclared(
+  req: Request,
+  length: number,
+  expired: Promise<"too_slow">,
+): Promise<Uint8Array | "too_large" | "too_slow" | "cut_short"> {
+  const got = await Promise.race([
+    // A client that closes before sending all it announced makes the read reject.
+    req.bytes().catch(() => "cut_short" as const),
+    expired,
+  ]);
+  if (typeof got === "string") return got;
+  // The HTTP layer enforces the length; a Request built another way may not.
+  if (got.length > MAX_BODY_BYTES) return "too_large";
+  if (got.length !== length) return "cut_short";
+  return got;
+}
+
+/** A body of chunks (chunked framing, or none declared), read up to MAX_BODY_BYTES. */
+async function readChunks(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  expired: Promise<"too_slow">,
+): Promise<Uint8Array | "too_large" | "too_slow" | "cut_short"> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    // A client that closes before sending all it announced makes read() reject:
+    // the request is incomplete, not our fault.
+    const chunk = await Promise.race([
+      reader.read().catch(() => "cut_short" as const),
+      expired,
+    ]);
+    if (chunk === "cut_short") return "cut_short";
+    if (chunk === "too_slow") {
+      await reader.cancel().catch(() => {});
+      return "too_slow";
+    }
+    if (chunk.done) break;
+    if (size + chunk.value.length > MAX_BODY_BYTES) {
+      await reader.cancel().catch(() => {});
+      return "too_large";
+    }
+    chunks.push(chunk.value);
+    size += chunk.value.length;
+  }
+  return joined(chunks, size);
 }

@@ -22,6 +22,7 @@ import { createHandler } from "../../web/handler.ts";
 import { createWebMetrics } from "../../web/metrics.ts";
 import type { GitHubClaims } from "../../web/oidc.ts";
 import { createAuthorizer } from "../../web/policy.ts";
+import { createBodyReader } from "../../web/request_body.ts";
 import { createStatusWaiters } from "../../web/status_store.ts";
 
 const CHANNEL = "krt-event-route-test";
@@ -234,6 +235,7 @@ Deno.test("createEventRoute() verifies the token and its repository_id before it
           once: () => Promise.reject(new Error("the replay guard must not be reached")),
         },
         prefixes: ["ghcr.io/acme"],
+        bodies: createBodyReader(),
         metrics: createWebMetrics(createRegistry()),
         now: () => new Date(),
         newId: () => crypto.randomUUID(),
