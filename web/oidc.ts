@@ -58,6 +58,8 @@ const UNSUPPORTED_HEADERS = ["crit", "b64"];
 // WebCrypto, five times slower): same checks, same errors.
 const VERIFIED_HEADER = base64url.encode('{"alg":"none"}');
 const encoder = new TextEncoder();
+// decode() without { stream: true } keeps no state between calls: one decoder serves every segment.
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 // Each issuer key in the form web/rs256.ts takes, read once from the CryptoKey
 // the key store holds; undefined (WebCrypto verifies) for a key outside its terms.
@@ -100,7 +102,7 @@ type JsonObject = { [key: string]: JsonValue };
 function decodeSegment(segment: string, what: "header" | "claims"): JsonObject {
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(base64url.decode(segment));
+    text = UTF8.decode(base64url.decode(segment));
   } catch {
     throw new AuthError(Reason.malformed, `token ${what} is not base64url-encoded UTF-8`);
   }
