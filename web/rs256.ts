@@ -33,17 +33,10 @@ const E = 65537n;
 // the prefix RFC 8017 §9.2 note 1 gives for SHA-256.
 const SHA256_DIGEST_INFO = "3031300d060960864801650304020105000420";
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-function bytesToHex(bytes: Uint8Array): string {
-  let hex = "";
-  for (let i = 0; i < bytes.length; i++) hex += HEX[bytes[i]];
-  return hex;
-}
-
 /** OS2IP (RFC 8017 §4.2): big-endian bytes as a non-negative integer. */
 function os2ip(bytes: Uint8Array): bigint {
-  return bytes.length === 0 ? 0n : BigInt("0x" + bytesToHex(bytes));
+  // toHex is native: two lowercase hex digits per byte, most significant first.
+  return bytes.length === 0 ? 0n : BigInt("0x" + bytes.toHex());
 }
 
 function decodeBase64url(text: string): Uint8Array | undefined {
@@ -83,15 +76,32 @@ function rsavp1(s: bigint, n: bigint): bigint {
   return (x * s) % n;
 }
 
+// Octets of DigestInfo and of the SHA-256 hash H at the end of the encoding.
+const DIGEST_INFO_OCTETS = SHA256_DIGEST_INFO.length / 2;
+const HASH_OCTETS = 32;
+// Per modulus length k: 0x00 0x01 PS 0x00 DigestInfo followed by 32 zero octets,
+// the encoding with H left out. At most one per k between 256 and 1024 octets.
+const encodingsWithoutHash = new Map<number, bigint>();
+
+function encodingWithoutHash(k: number): bigint {
+  let found = encodingsWithoutHash.get(k);
+  if (found === undefined) {
+    // k ≥ 256 (2048 bits), so the padding is far above the 8 octets the RFC requires.
+    const ps = "ff".repeat(k - 3 - DIGEST_INFO_OCTETS - HASH_OCTETS);
+    found = BigInt("0x0001" + ps + "00" + SHA256_DIGEST_INFO + "00".repeat(HASH_OCTETS));
+    encodingsWithoutHash.set(k, found);
+  }
+  return found;
+}
+
 /**
  * EMSA-PKCS1-v1_5-ENCODE (RFC 8017 §9.2) of the message for SHA-256 into k
- * octets, as an integer: 0x00 0x01 0xFF…0xFF 0x00 DigestInfo H.
+ * octets, as an integer: 0x00 0x01 0xFF…0xFF 0x00 DigestInfo H. H fills the
+ * last 32 octets, which are zero in the rest, so adding it is appending it.
  */
 function expectedEncoding(message: Uint8Array, k: number): bigint {
-  const t = SHA256_DIGEST_INFO + createHash("sha256").update(message).digest("hex");
-  // k ≥ 256 (2048 bits), so the padding is far above the 8 octets the RFC requires.
-  const ps = "ff".repeat(k - 3 - t.length / 2);
-  return BigInt("0x0001" + ps + "00" + t);
+  const h = BigInt("0x" + createHash("sha256").update(message).digest("hex"));
+  return encodingWithoutHash(k) + h;
 }
 
 /**
