@@ -31,8 +31,10 @@ export interface LoggerOptions {
   /** Receives each finished line without the newline; defaults to stdout, a write per line. */
   write?: (line: string) => void;
   /**
-   * Takes the lines instead of `write`; flushed after every warn and error
-   * line, so a problem is never held back behind a buffer (or lost to an exit).
+   * Takes the lines instead of `write`; flushed after every error line, so an
+   * error is never held back behind a buffer (or lost to the exit that often
+   * follows it). Warn lines are batched like the rest: a flood of denied
+   * requests is a warn line each.
    */
   sink?: LineSink;
   now?: () => Date;
@@ -115,7 +117,7 @@ export function flushAtExit(sink: LineSink, target: EventTarget): void {
   }
 }
 
-const WARN = LOG_LEVELS.indexOf("warn");
+const ERROR = LOG_LEVELS.indexOf("error");
 
 /** Creates a logger writing one JSON object per line. */
 export function createLogger(options: LoggerOptions): Logger {
@@ -129,7 +131,7 @@ export function createLogger(options: LoggerOptions): Logger {
       if (rank < min) return;
       const line = { ts: now().toISOString(), level, msg, ...base, ...fields };
       write(plain(line) ? JSON.stringify(line) : JSON.stringify(line, jsonSafe));
-      if (rank >= WARN) flushNow();
+      if (rank >= ERROR) flushNow();
     };
     return {
       debug: (msg, fields) => emit("debug", msg, fields),

@@ -65,17 +65,20 @@ Deno.test("a batched sink writes the lines of one event-loop turn together, in o
   assertEquals(writes.length, 2, "an empty turn writes nothing");
 });
 
-Deno.test("a warn or error line goes out at once, after the lines held before it", () => {
-  for (const level of ["warn", "error"] as const) {
-    const { sink, writes } = recordingSink();
-    const logger = createLogger({ level: "info", sink });
-    logger.info("held");
-    logger[level]("problem");
-    assertEquals(writes.join("").trim().split("\n").map((l) => JSON.parse(l).msg), [
-      "held",
-      "problem",
-    ]);
-  }
+Deno.test("an error line goes out at once, after the lines held before it; a warn line waits for the turn's end", () => {
+  const { sink, writes, endTurn } = recordingSink();
+  const logger = createLogger({ level: "info", sink });
+  logger.info("held");
+  logger.warn("denied");
+  assertEquals(writes, [], "a warn line was written before the turn ended");
+  logger.error("problem");
+  assertEquals(writes.join("").trim().split("\n").map((l) => JSON.parse(l).msg), [
+    "held",
+    "denied",
+    "problem",
+  ]);
+  endTurn();
+  assertEquals(writes.length, 1, "the turn's end wrote again with nothing held");
 });
 
 Deno.test("a batched sink holds a bounded amount: past maxChars it writes at once", () => {
