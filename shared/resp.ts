@@ -13,17 +13,11 @@ export class ReplyError extends Error {
   override name = "ReplyError";
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const CR = 13;
 const LF = 10;
 
-/** One command as RESP: `*N` then each argument as a bulk string. */
-export function encodeCommand(args: readonly (string | number)[]): Uint8Array {
-  return encoder.encode(commandText(args));
-}
-
-/** One command as RESP text, for callers that encode several at once. */
+/** One command as RESP text: `*N` then each argument as a bulk string (encoded as UTF-8 by the caller, often with others). */
 export function commandText(args: readonly (string | number)[]): string {
   // One string, encoded once: a command is built for every event, and an encode
   // per argument cost more than the bytes themselves.

@@ -121,16 +121,17 @@ export function createBodyReader(options: BodyReaderOptions = {}): BodyReader {
   };
 
   const deadline = (): Deadline => {
+    const { promise, resolve } = Promise.withResolvers<"too_slow">();
     const d: Deadline = {
       at: now() + timeoutMs,
-      expired: undefined as unknown as Promise<"too_slow">,
+      expired: promise,
+      expire: resolve,
       settle: () => {
         if (!d.expire) return;
         d.expire = undefined;
         finished();
       },
     };
-    d.expired = new Promise((resolve) => d.expire = resolve);
     queue.push(d);
     ticker ??= setInterval(sweep, tickMs);
     if (++inFlight === 1) Deno.refTimer(ticker);

@@ -6,7 +6,7 @@
 
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import {
-  encodeCommand,
+  commandText,
   MAX_REPLY_BYTES,
   MAX_REPLY_DEPTH,
   ProtocolError,
@@ -16,8 +16,10 @@ import {
 } from "../../shared/resp.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+// What the client puts on the socket: the command's text, UTF-8 encoded.
+const encodeCommand = (args: (string | number)[]) => new TextEncoder().encode(commandText(args));
 
-Deno.test("encodeCommand() sends each argument as a bulk string whose length counts bytes", () => {
+Deno.test("commandText() sends each argument as a bulk string whose length counts bytes", () => {
   assertEquals(
     text(encodeCommand(["SET", "k", "välue€", 42])),
     "*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$9\r\nvälue€\r\n$2\r\n42\r\n",
