@@ -5,11 +5,11 @@
  */
 
 import denoJson from "./deno.json" with { type: "json" };
-import { parseCommandLine, renderHelp, summarizeConfig } from "./shared/config.ts";
+import { parseCommandLine, renderHelp, summarizeConfig } from "./config/command_line.ts";
 import { AppError, ConfigError, describeError, type ErrorCode } from "./shared/errors.ts";
-import { createBatchedSink, createLogger, flushAtExit, type Logger } from "./shared/log.ts";
-import { describePermissions, dropPermissions } from "./shared/permissions.ts";
-import type { Mode, ModeConfig } from "./shared/settings.ts";
+import { createBatchedSink, createLogger, flushAtExit, type Logger } from "./lib/log.ts";
+import { describePermissions, dropPermissions } from "./lib/permissions.ts";
+import type { Mode, ModeConfig } from "./config/settings.ts";
 
 const USAGE = `Usage: kuberollouttrigger <command> [flags]
 

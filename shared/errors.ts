@@ -9,7 +9,7 @@
  * passed through describeError.
  */
 
-import type { DenialReason } from "./reasons.ts";
+import type { DenialReason } from "../web/reasons.ts";
 
 /**
  * Stable error codes with the line docs/operations.md shows for each (`deno

@@ -7,7 +7,7 @@
 
 import { AppError } from "./errors.ts";
 import { isAllowedRepository, isValidTag, parseImageRef } from "./image_ref.ts";
-import { type JsonValue, parseStrictJson } from "./strict_json.ts";
+import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 
 /** Most tags one event may name. */
 export const MAX_TAGS = 32;

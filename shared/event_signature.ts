@@ -24,7 +24,7 @@ import { Buffer } from "node:buffer";
 import { createPrivateKey, type KeyObject, sign as signFast } from "node:crypto";
 import { AppError } from "./errors.ts";
 import { encodeEventMessage, type EventMessage } from "./event.ts";
-import { type JsonValue, parseStrictJson } from "./strict_json.ts";
+import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 
 /** Domain separation prefix of an event signature. */
 export const EVENT_CONTEXT = "kuberollouttrigger event v1\n";

@@ -7,7 +7,7 @@
  */
 
 import { AppError, jsonErrorPosition } from "./errors.ts";
-import { type JsonValue, parseStrictJson } from "./strict_json.ts";
+import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 
 /** Key of one event's record: a hash with the binding and one field per cluster. */
 export function statusKey(eventId: string): string {

@@ -5,9 +5,9 @@
  * to. Free of any client library, so each mode loads only the client it uses.
  */
 
-import { backoffDelay } from "./backoff.ts";
+import { backoffDelay } from "../lib/backoff.ts";
 import { AppError } from "./errors.ts";
-import { type HostPort, parsePemCertificates } from "./setting_values.ts";
+import { type HostPort, parsePemCertificates } from "../lib/setting_values.ts";
 
 /** What a Valkey connection needs from the configuration. */
 export interface ValkeySettings {

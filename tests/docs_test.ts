@@ -4,7 +4,7 @@ import {
   normalizeTables,
   OPERATIONS_DOC,
   withGeneratedBlocks,
-} from "./helpers/settings_doc.ts";
+} from "../tools/docs.ts";
 
 Deno.test("docs/configuration.md lists every setting exactly as the code defines it (run `deno task docs` after changing a setting)", async () => {
   const text = await Deno.readTextFile(CONFIGURATION_DOC);

@@ -7,12 +7,12 @@
  */
 
 import { AppError } from "../shared/errors.ts";
-import { Reason } from "../shared/reasons.ts";
+import { Reason } from "./reasons.ts";
 import { encodeEventMessage, type EventMessage, parseEventRequest } from "../shared/event.ts";
 import type { EventSigner } from "../shared/event_signature.ts";
 import type { StatusBinding } from "../shared/event_status.ts";
-import type { LogFields } from "../shared/log.ts";
-import { json } from "../shared/probes.ts";
+import type { LogFields } from "../lib/log.ts";
+import { json } from "../lib/probes.ts";
 import type { WebMetrics } from "./metrics.ts";
 import type { GitHubClaims } from "./oidc.ts";
 import type { AnswerTemplate, Publisher } from "./publisher.ts";

@@ -7,10 +7,10 @@
  */
 
 import { AppError, AuthError, type ErrorCode } from "../shared/errors.ts";
-import { Reason } from "../shared/reasons.ts";
-import type { LogFields, Logger } from "../shared/log.ts";
-import type { Registry } from "../shared/metrics.ts";
-import { json, probeRoutes } from "../shared/probes.ts";
+import { Reason } from "./reasons.ts";
+import type { LogFields, Logger } from "../lib/log.ts";
+import type { Registry } from "../lib/metrics.ts";
+import { json, probeRoutes } from "../lib/probes.ts";
 import type { EventSigner } from "../shared/event_signature.ts";
 import { createEventRoute } from "./event_route.ts";
 import type { WebMetrics } from "./metrics.ts";

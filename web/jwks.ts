@@ -12,8 +12,8 @@
 
 import { base64url, importJWK, type JWK } from "jose";
 import { AppError, describeError, jsonErrorPosition } from "../shared/errors.ts";
-import { isLoopbackHost } from "../shared/setting_values.ts";
-import { parseStrictJson } from "../shared/strict_json.ts";
+import { isLoopbackHost } from "../lib/setting_values.ts";
+import { parseStrictJson } from "../lib/strict_json.ts";
 
 /** Options for createKeyStore. */
 export interface KeyStoreOptions {

@@ -6,7 +6,7 @@ import {
   type Histogram,
   LATENCY_BUCKETS,
   type Registry,
-} from "../shared/metrics.ts";
+} from "../lib/metrics.ts";
 
 /** The answers kuberollouttrigger_status_reads_total counts, each exported from start-up. */
 export const STATUS_READ_ANSWERS = [

@@ -9,8 +9,8 @@
 
 import { base64url, errors, type JWTPayload, UnsecuredJWT } from "jose";
 import { AppError, AuthError, jsonErrorPosition } from "../shared/errors.ts";
-import { claimDenial, Reason } from "../shared/reasons.ts";
-import { type JsonValue, parseStrictJson } from "../shared/strict_json.ts";
+import { claimDenial, Reason } from "./reasons.ts";
+import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 import type { KeyStore } from "./jwks.ts";
 import { type Rs256Key, rs256KeyFromJwk, verifyRs256 } from "./rs256.ts";
 

@@ -7,8 +7,8 @@
  */
 
 import { AuthError } from "../shared/errors.ts";
-import { claimDenial, type DenialReason, Reason } from "../shared/reasons.ts";
-import { asciiLowerCase, isGitHubName } from "../shared/setting_values.ts";
+import { claimDenial, type DenialReason, Reason } from "./reasons.ts";
+import { asciiLowerCase, isGitHubName } from "../lib/setting_values.ts";
 import type { GitHubClaims } from "./oidc.ts";
 
 /** The rules, as parsed from settings (orgs and repositories already ASCII-lower-cased). */

@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { AppError } from "../shared/errors.ts";
 import type { ReplayClaim } from "./replay.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
-import type { ValkeyCommands } from "../shared/valkey_client.ts";
+import type { ValkeyCommands } from "./valkey_client.ts";
 import {
   BINDING_FIELD,
   CLUSTER_LIVE_MS,

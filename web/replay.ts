@@ -11,8 +11,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { sleep } from "../shared/backoff.ts";
-import { Reason } from "../shared/reasons.ts";
+import { sleep } from "../lib/backoff.ts";
+import { Reason } from "./reasons.ts";
 import { AppError, AuthError, jsonErrorPosition } from "../shared/errors.ts";
 
 /** A token use to claim: where it is remembered and what it was used with. */

@@ -7,8 +7,8 @@
 
 import { createHash } from "node:crypto";
 import { AuthError } from "../shared/errors.ts";
-import { Reason } from "../shared/reasons.ts";
-import type { LogFields } from "../shared/log.ts";
+import { Reason } from "./reasons.ts";
+import type { LogFields } from "../lib/log.ts";
 import type { GitHubClaims, TokenVerifier } from "./oidc.ts";
 import type { Authorizer } from "./policy.ts";
 

@@ -1,6 +1,6 @@
 /** The shape every web route has, so the handler can compose them. */
 
-import type { LogFields } from "../shared/log.ts";
+import type { LogFields } from "../lib/log.ts";
 
 /** Connection facts Deno.serve passes along with each request. */
 export interface RequestInfo {

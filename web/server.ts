@@ -4,10 +4,10 @@
  * until the signal aborts, then drains in-flight requests and disconnects.
  */
 
-import type { WebConfig } from "../shared/settings.ts";
-import { createValkeyClient, type ValkeyClient } from "../shared/valkey_client.ts";
-import type { Logger } from "../shared/log.ts";
-import { createRegistry } from "../shared/metrics.ts";
+import type { WebConfig } from "../config/settings.ts";
+import { createValkeyClient, type ValkeyClient } from "./valkey_client.ts";
+import type { Logger } from "../lib/log.ts";
+import { createRegistry } from "../lib/metrics.ts";
 import { createDevIssuer, DEV_TOKEN_PATH, type DevIssuer } from "./dev_issuer.ts";
 import { createHandler } from "./handler.ts";
 import { createKeyStore } from "./jwks.ts";

@@ -6,10 +6,10 @@
  * foreign ids get one identical 404. Reading is not a replay.
  */
 
-import { Reason } from "../shared/reasons.ts";
+import { Reason } from "./reasons.ts";
 import { type EventStatus, nextTimedChange, summarizeStatus } from "../shared/event_status.ts";
-import type { LogFields } from "../shared/log.ts";
-import { json } from "../shared/probes.ts";
+import type { LogFields } from "../lib/log.ts";
+import { json } from "../lib/probes.ts";
 import type { StatusReadAnswer, WebMetrics } from "./metrics.ts";
 import { type Authenticate, repositoryBinding } from "./request_steps.ts";
 import type { Route } from "./route.ts";

@@ -17,9 +17,9 @@ import {
   statusKey,
 } from "../shared/event_status.ts";
 import { verifyBinding, type VerifyKeys } from "../shared/event_signature.ts";
-import type { Logger } from "../shared/log.ts";
+import type { Logger } from "../lib/log.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
-import type { ValkeyCommands } from "../shared/valkey_client.ts";
+import type { ValkeyCommands } from "./valkey_client.ts";
 
 /** A record as read: web's binding and each cluster's report (unreadable ones named). */
 export interface StoredStatus {

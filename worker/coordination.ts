@@ -9,7 +9,7 @@
  */
 
 import type { Valkey } from "iovalkey";
-import type { Logger } from "../shared/log.ts";
+import type { Logger } from "../lib/log.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 
 /** The answer to a claim. */

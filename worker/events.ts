@@ -17,7 +17,7 @@ import {
   type EventVerifier,
 } from "../shared/event_signature.ts";
 import type { DeploymentReport } from "../shared/event_status.ts";
-import type { Logger } from "../shared/log.ts";
+import type { Logger } from "../lib/log.ts";
 import type { Coordinator } from "./coordination.ts";
 import type { Feedback } from "./feedback.ts";
 import type { Inventory } from "./inventory.ts";

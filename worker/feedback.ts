@@ -9,8 +9,8 @@
 
 import { describeError } from "../shared/errors.ts";
 import type { DeploymentReport } from "../shared/event_status.ts";
-import type { Logger } from "../shared/log.ts";
-import { formatDuration } from "../shared/settings.ts";
+import type { Logger } from "../lib/log.ts";
+import { formatDuration } from "../config/settings.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ReportStore, TrackingStore } from "./feedback_store.ts";
 import type { Clock } from "./inventory.ts";

@@ -8,7 +8,7 @@
  */
 
 import type { Valkey } from "iovalkey";
-import type { Logger } from "../shared/log.ts";
+import type { Logger } from "../lib/log.ts";
 import { CLUSTERS_KEY, HEARTBEAT_INTERVAL_MS } from "../shared/event_status.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { Clock } from "./inventory.ts";

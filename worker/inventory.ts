@@ -24,9 +24,9 @@
  * summaries are kept.
  */
 
-import { backoffDelay, sleep } from "../shared/backoff.ts";
+import { backoffDelay, sleep } from "../lib/backoff.ts";
 import { describeError } from "../shared/errors.ts";
-import type { Logger } from "../shared/log.ts";
+import type { Logger } from "../lib/log.ts";
 import {
   type Deployment,
   type KubeApi,

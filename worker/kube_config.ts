@@ -14,7 +14,7 @@
  */
 
 import { AppError, describeError } from "../shared/errors.ts";
-import { isLoopbackHost } from "../shared/setting_values.ts";
+import { isLoopbackHost } from "../lib/setting_values.ts";
 import {
   checkPem,
   checkToken,

@@ -6,9 +6,9 @@
  */
 
 import { parseAllDocuments, YAMLError } from "yaml";
-import { sleep } from "../shared/backoff.ts";
+import { sleep } from "../lib/backoff.ts";
 import { AppError, describeError } from "../shared/errors.ts";
-import type { Logger } from "../shared/log.ts";
+import type { Logger } from "../lib/log.ts";
 import { BOOKMARK_INTERVAL_MS } from "./inventory.ts";
 import { type Deployment, type KubeApi, KubeApiError, type KubeVerb } from "./kube_api.ts";
 import { describeYamlError } from "./kubeconfig_yaml.ts";

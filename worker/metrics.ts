@@ -7,7 +7,7 @@ import {
   type Histogram,
   LATENCY_BUCKETS,
   type Registry,
-} from "../shared/metrics.ts";
+} from "../lib/metrics.ts";
 
 /** Counters, gauges and histograms the worker updates. */
 export interface WorkerMetrics {

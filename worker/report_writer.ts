@@ -7,7 +7,7 @@
  * one, and then the event is forgotten. Time comes from an injected clock.
  */
 
-import { backoffDelay } from "../shared/backoff.ts";
+import { backoffDelay } from "../lib/backoff.ts";
 import type { Clock } from "./inventory.ts";
 
 /** What one write achieved: stored, or there is no record to store it in (stop). */

@@ -7,7 +7,7 @@
  * errors with backoff; never retries 403 or 404.
  */
 
-import { backoffDelay, sleep } from "../shared/backoff.ts";
+import { backoffDelay, sleep } from "../lib/backoff.ts";
 import { describeError } from "../shared/errors.ts";
 import type { ImageEvent } from "../shared/event.ts";
 import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";

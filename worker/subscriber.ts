@@ -6,8 +6,8 @@
  */
 
 import type { Valkey } from "iovalkey";
-import type { Logger } from "../shared/log.ts";
-import { backoffDelay } from "../shared/backoff.ts";
+import type { Logger } from "../lib/log.ts";
+import { backoffDelay } from "../lib/backoff.ts";
 import { describeError } from "../shared/errors.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { WorkerMetrics } from "./metrics.ts";

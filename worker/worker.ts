@@ -12,11 +12,11 @@
  */
 
 import { createEventVerifier, importVerifyKeys } from "../shared/event_signature.ts";
-import type { Logger } from "../shared/log.ts";
-import { createRegistry } from "../shared/metrics.ts";
-import { json, probeRoutes } from "../shared/probes.ts";
-import type { WorkerConfig } from "../shared/settings.ts";
-import { createValkeyConnection } from "../shared/valkey.ts";
+import type { Logger } from "../lib/log.ts";
+import { createRegistry } from "../lib/metrics.ts";
+import { json, probeRoutes } from "../lib/probes.ts";
+import type { WorkerConfig } from "../config/settings.ts";
+import { createValkeyConnection } from "./valkey.ts";
 import { loadValkeyCaFile } from "../shared/valkey_settings.ts";
 import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";

@@ -12,7 +12,7 @@ import { realisticDeployment } from "./worker_bench.ts";
 import { createInventory } from "../../worker/inventory.ts";
 import type { Deployment, KubeApi, WatchEvent } from "../../worker/kube_api.ts";
 import { createRolloutTracker } from "../../worker/rollout_tracker.ts";
-import type { Logger } from "../../shared/log.ts";
+import type { Logger } from "../../lib/log.ts";
 
 const count = Number(Deno.args[0] ?? 50_000);
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -6,7 +6,7 @@
  *   deno run tests/bench/strict_json_bench.ts [iterations]
  */
 
-import { parseStrictJson } from "../../shared/strict_json.ts";
+import { parseStrictJson } from "../../lib/strict_json.ts";
 import { githubClaims } from "../helpers/issuer.ts";
 
 const iterations = Number(Deno.args[0] ?? 200_000);

@@ -24,7 +24,7 @@ import {
 } from "../helpers/stand_in_worker.ts";
 import { startValkey, type TestValkey } from "../helpers/valkey.ts";
 import type { EventStatus } from "../../shared/event_status.ts";
-import { renderStatusMarkdown } from "../dev/status_table.ts";
+import { renderStatusMarkdown } from "../../tools/status_table.ts";
 
 const CHANNEL = "krt-action-e2e";
 const CLUSTERS = ["eu-1", "us-1"];

@@ -7,7 +7,7 @@ import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { type Program, ROOT, startProgram, startWeb } from "../helpers/program.ts";
 import { describeStartupFailure } from "../../main.ts";
 import { AppError } from "../../shared/errors.ts";
-import { settingsFor } from "../../shared/settings.ts";
+import { settingsFor } from "../../config/settings.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { startValkey } from "../helpers/valkey.ts";
 

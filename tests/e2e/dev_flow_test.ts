@@ -11,9 +11,9 @@ import { startIssuer } from "../helpers/issuer.ts";
 import { ROOT, startProgram } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { freePort } from "../helpers/valkey.ts";
-import { kubeconfigFiles } from "../dev/kubeconfig_files.ts";
-import { renderBanner, startLocalFlow } from "../dev/local_flow.ts";
-import { triggerDevEvent } from "../dev/trigger.ts";
+import { kubeconfigFiles } from "../../tools/kubeconfig_files.ts";
+import { renderBanner, startLocalFlow } from "../../tools/dev.ts";
+import { triggerDevEvent } from "../../tools/trigger.ts";
 
 const options = { ignore: withoutValkey(), sanitizeOps: false, sanitizeResources: false };
 

@@ -13,7 +13,7 @@ import { assert } from "../helpers/assert.ts";
 import { createRandom, fuzzSeed, mutate } from "../helpers/random.ts";
 import { githubClaims } from "../helpers/issuer.ts";
 import { jsonErrorPosition } from "../../shared/errors.ts";
-import { type JsonValue, parseStrictJson } from "../../shared/strict_json.ts";
+import { type JsonValue, parseStrictJson } from "../../lib/strict_json.ts";
 
 const RUNS = 100_000;
 const MAX_DEPTH = 16;

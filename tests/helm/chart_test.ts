@@ -14,7 +14,7 @@
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { ROOT } from "../helpers/program.ts";
 import { CHART, helm, locateHelm, render } from "../helpers/helm.ts";
-import { type Mode, SETTINGS } from "../../shared/settings.ts";
+import { type Mode, SETTINGS } from "../../config/settings.ts";
 import { parse, parseAllDocuments } from "yaml";
 
 type Doc = Record<string, any>;

@@ -12,7 +12,7 @@
 import { type Cluster, deploymentManifest, eventually, WORKER_SA } from "./cluster.ts";
 import { createKubeClient } from "./control_plane.ts";
 import { waitForSettled } from "./rollout.ts";
-import { createLogger } from "../../shared/log.ts";
+import { createLogger } from "../../lib/log.ts";
 import { createInventory } from "../../worker/inventory.ts";
 import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
 import { loadKubeAccess } from "../../worker/kube_config.ts";

@@ -6,7 +6,7 @@
 // API objects are indexed freely.
 // deno-lint-ignore-file no-explicit-any
 import { Valkey } from "iovalkey";
-import { parseCommandLine } from "../../shared/config.ts";
+import { parseCommandLine } from "../../config/command_line.ts";
 import { encodeEventMessage } from "../../shared/event.ts";
 import {
   type ClusterReport,
@@ -14,7 +14,7 @@ import {
   reportField,
   statusKey,
 } from "../../shared/event_status.ts";
-import { createLogger } from "../../shared/log.ts";
+import { createLogger } from "../../lib/log.ts";
 import { createPublisher } from "../../web/publisher.ts";
 import { runWorker } from "../../worker/worker.ts";
 import { eventually } from "./eventually.ts";

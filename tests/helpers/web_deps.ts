@@ -8,7 +8,7 @@
 
 import type { Valkey } from "iovalkey";
 import type { ClusterReport, StatusBinding } from "../../shared/event_status.ts";
-import type { Logger } from "../../shared/log.ts";
+import type { Logger } from "../../lib/log.ts";
 import {
   createPublisher,
   fillAnswer,

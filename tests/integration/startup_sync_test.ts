@@ -16,8 +16,8 @@ import { requireControlPlane } from "../helpers/control_plane.ts";
 import { type StallProxy, startStallProxy } from "../helpers/stall_proxy.ts";
 import { publishRaw, startValkey, type TestValkey } from "../helpers/valkey.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { parseCommandLine } from "../../shared/config.ts";
-import { createLogger } from "../../shared/log.ts";
+import { parseCommandLine } from "../../config/command_line.ts";
+import { createLogger } from "../../lib/log.ts";
 import { runWorker } from "../../worker/worker.ts";
 
 const info = withoutValkey() ? undefined : requireControlPlane("the start-up sync tests");

@@ -17,8 +17,8 @@ import { createRandom } from "../helpers/random.ts";
 import { startStallProxy } from "../helpers/stall_proxy.ts";
 import { publishRaw, startValkey } from "../helpers/valkey.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { parseCommandLine } from "../../shared/config.ts";
-import { createLogger } from "../../shared/log.ts";
+import { parseCommandLine } from "../../config/command_line.ts";
+import { createLogger } from "../../lib/log.ts";
 import { runWorker } from "../../worker/worker.ts";
 
 const info = withoutValkey() ? undefined : requireControlPlane("the watch fault tests");

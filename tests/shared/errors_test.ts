@@ -7,7 +7,7 @@ import {
   jsonErrorPosition,
   renderErrorCodeTable,
 } from "../../shared/errors.ts";
-import { parseStrictJson } from "../../shared/strict_json.ts";
+import { parseStrictJson } from "../../lib/strict_json.ts";
 
 Deno.test("describeError() gives one line of at most 500 characters for any thrown value", () => {
   assertEquals(

@@ -14,7 +14,7 @@ import {
   assertThrows,
 } from "../helpers/assert.ts";
 import { generateKeyPair, type TestKeyPair } from "../helpers/signing_keys.ts";
-import { parseCommandLine, summarizeConfig } from "../../shared/config.ts";
+import { parseCommandLine, summarizeConfig } from "../../config/command_line.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import { encodeEventMessage, type EventMessage } from "../../shared/event.ts";
 import { parseBinding } from "../../shared/event_status.ts";

@@ -6,9 +6,9 @@
  */
 
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
-import { parseCommandLine, summarizeConfig } from "../../shared/config.ts";
+import { parseCommandLine, summarizeConfig } from "../../config/command_line.ts";
 import { ConfigError } from "../../shared/errors.ts";
-import { parsePemCertificates, parsePemPrivateKey } from "../../shared/setting_values.ts";
+import { parsePemCertificates, parsePemPrivateKey } from "../../lib/setting_values.ts";
 
 const SECRET = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
 // A syntactically valid block: base64 of a DER-looking SEQUENCE.

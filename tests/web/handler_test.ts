@@ -7,8 +7,8 @@
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { orgOnlyPolicy } from "../helpers/issuer.ts";
 import { AppError } from "../../shared/errors.ts";
-import { createLogger, type LogFields } from "../../shared/log.ts";
-import { createRegistry } from "../../shared/metrics.ts";
+import { createLogger, type LogFields } from "../../lib/log.ts";
+import { createRegistry } from "../../lib/metrics.ts";
 import { createHandler } from "../../web/handler.ts";
 import { createWebMetrics } from "../../web/metrics.ts";
 import type { GitHubClaims, TokenVerifier } from "../../web/oidc.ts";

@@ -1,7 +1,7 @@
 import { assertEquals } from "../helpers/assert.ts";
 import { AuthError } from "../../shared/errors.ts";
 import type { GitHubClaims } from "../../web/oidc.ts";
-import { asciiLowerCase } from "../../shared/setting_values.ts";
+import { asciiLowerCase } from "../../lib/setting_values.ts";
 import { createAuthorizer, type PolicyOptions } from "../../web/policy.ts";
 import { githubClaims, orgOnlyPolicy } from "../helpers/issuer.ts";
 

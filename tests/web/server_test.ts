@@ -9,8 +9,8 @@
 import { assertEquals } from "../helpers/assert.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { startValkey, subscribe } from "../helpers/valkey.ts";
-import { parseCommandLine } from "../../shared/config.ts";
-import { createLogger, type LogFields } from "../../shared/log.ts";
+import { parseCommandLine } from "../../config/command_line.ts";
+import { createLogger, type LogFields } from "../../lib/log.ts";
 import { runWeb } from "../../web/server.ts";
 
 Deno.test({

@@ -15,7 +15,7 @@ import {
   reportField,
   statusKey,
 } from "../../shared/event_status.ts";
-import { createLogger, type LogFields } from "../../shared/log.ts";
+import { createLogger, type LogFields } from "../../lib/log.ts";
 import { createPublisher } from "../../web/publisher.ts";
 import { createStatusReader, createStatusWaiters } from "../../web/status_store.ts";
 

@@ -5,8 +5,8 @@
  */
 
 import { assertEquals } from "../helpers/assert.ts";
-import { createLogger } from "../../shared/log.ts";
-import { createRegistry } from "../../shared/metrics.ts";
+import { createLogger } from "../../lib/log.ts";
+import { createRegistry } from "../../lib/metrics.ts";
 import type { Coordinator } from "../../worker/coordination.ts";
 import { createEventHandler } from "../../worker/events.ts";
 import type { Inventory } from "../../worker/inventory.ts";

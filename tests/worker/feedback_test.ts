@@ -7,8 +7,8 @@
 import { assertEquals } from "../helpers/assert.ts";
 import { fakeClock, settle } from "../helpers/fake_clock.ts";
 import type { ClusterReport } from "../../shared/event_status.ts";
-import { createLogger } from "../../shared/log.ts";
-import { createRegistry } from "../../shared/metrics.ts";
+import { createLogger } from "../../lib/log.ts";
+import { createRegistry } from "../../lib/metrics.ts";
 import { createFeedback } from "../../worker/feedback.ts";
 import type { ReportStore, TrackingStore } from "../../worker/feedback_store.ts";
 import type { Deployment } from "../../worker/kube_api.ts";

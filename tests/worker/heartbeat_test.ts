@@ -7,7 +7,7 @@
 import { assertEquals } from "../helpers/assert.ts";
 import { fakeClock } from "../helpers/fake_clock.ts";
 import { CLUSTERS_KEY } from "../../shared/event_status.ts";
-import { createLogger } from "../../shared/log.ts";
+import { createLogger } from "../../lib/log.ts";
 import { CLUSTER_FORGET_MS, startHeartbeat } from "../../worker/heartbeat.ts";
 
 function recorder(fail: () => boolean) {

@@ -7,7 +7,7 @@
 
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { eventually } from "../helpers/cluster.ts";
-import { createLogger } from "../../shared/log.ts";
+import { createLogger } from "../../lib/log.ts";
 import {
   type Deployment,
   type DeploymentList,

@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { AppError } from "../../shared/errors.ts";
-import { createLogger } from "../../shared/log.ts";
+import { createLogger } from "../../lib/log.ts";
 import type { WatchEvent } from "../../worker/kube_api.ts";
 import { createLocalApi, loadLocalInventory } from "../../worker/local_api.ts";
 /** The dev mode's in-memory KubeApi, where its behaviour meets the inventory's watch discipline. */

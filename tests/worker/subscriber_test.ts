@@ -8,11 +8,11 @@ import { assertEquals, assertMatch } from "../helpers/assert.ts";
 import { eventually } from "../helpers/cluster.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { startValkey } from "../helpers/valkey.ts";
-import { createLogger, type LogFields, type Logger } from "../../shared/log.ts";
-import { createRegistry } from "../../shared/metrics.ts";
-import { parseHostPort } from "../../shared/setting_values.ts";
+import { createLogger, type LogFields, type Logger } from "../../lib/log.ts";
+import { createRegistry } from "../../lib/metrics.ts";
+import { parseHostPort } from "../../lib/setting_values.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
-import { createValkeyConnection } from "../../shared/valkey.ts";
+import { createValkeyConnection } from "../../worker/valkey.ts";
 import type { ValkeySettings } from "../../shared/valkey_settings.ts";
 import { subscribe } from "../../worker/subscriber.ts";
 

@@ -11,9 +11,9 @@ import { eventually } from "../helpers/eventually.ts";
 import { ROOT } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { publishRaw, startValkey } from "../helpers/valkey.ts";
-import { parseCommandLine } from "../../shared/config.ts";
+import { parseCommandLine } from "../../config/command_line.ts";
 import { encodeEventMessage } from "../../shared/event.ts";
-import { createLogger, type LogFields } from "../../shared/log.ts";
+import { createLogger, type LogFields } from "../../lib/log.ts";
 import { runWorker } from "../../worker/worker.ts";
 
 const CHANNEL = "krt-worker-test";

@@ -5,7 +5,7 @@
  */
 
 import { assertEquals } from "../helpers/assert.ts";
-import { createRegistry } from "../../shared/metrics.ts";
+import { createRegistry } from "../../lib/metrics.ts";
 
 Deno.test("a registry renders counters and gauges with HELP, TYPE and one sample per label set", () => {
   const registry = createRegistry();

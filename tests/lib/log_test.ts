@@ -1,5 +1,5 @@
 import { assertEquals } from "../helpers/assert.ts";
-import { createBatchedSink, createLogger, flushAtExit } from "../../shared/log.ts";
+import { createBatchedSink, createLogger, flushAtExit } from "../../lib/log.ts";
 
 Deno.test("createLogger() writes one JSON object per line at or above its level, with the base fields", () => {
   const lines: string[] = [];

@@ -5,9 +5,9 @@
  * process environment and argv: untrusted until each parser accepts it.
  */
 
-import { parseSigningKey, parseVerifyKeys } from "./event_signature.ts";
-import { parseImagePrefix } from "./image_ref.ts";
-import { LOG_LEVELS, type LogLevel } from "./log.ts";
+import { parseSigningKey, parseVerifyKeys } from "../shared/event_signature.ts";
+import { parseImagePrefix } from "../shared/image_ref.ts";
+import { LOG_LEVELS, type LogLevel } from "../lib/log.ts";
 import {
   asciiLowerCase,
   formatDuration,
@@ -20,7 +20,7 @@ import {
   parseListenAddr,
   parsePemCertificates,
   parsePemPrivateKey,
-} from "./setting_values.ts";
+} from "../lib/setting_values.ts";
 
 /** The two long-running modes. */
 export type Mode = "web" | "worker";

@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { backoffDelay, sleep } from "../../shared/backoff.ts";
+import { backoffDelay, sleep } from "../../lib/backoff.ts";
 
 Deno.test("backoffDelay() doubles from the base, stays within 50-100% of it, and caps at the maximum", () => {
   for (let i = 0; i < 200; i++) {

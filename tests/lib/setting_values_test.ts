@@ -9,7 +9,7 @@ import {
   parseHostPort,
   parseList,
   parseListenAddr,
-} from "../../shared/setting_values.ts";
+} from "../../lib/setting_values.ts";
 
 Deno.test("parseBool() reads Go's spellings and yes/no in any case, and nothing else", () => {
   for (const t of ["1", "t", "TRUE", " yes ", "on"]) assertEquals(parseBool(t), true, t);

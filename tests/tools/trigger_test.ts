@@ -17,9 +17,9 @@ import {
 } from "../helpers/stand_in_worker.ts";
 import { startValkey } from "../helpers/valkey.ts";
 import type { EventStatus } from "../../shared/event_status.ts";
-import { DEV_DEFAULTS } from "./local_flow.ts";
-import { renderStatusText } from "./status_table.ts";
-import { exitCodeFor, mintDevToken, retryDelayMs } from "./trigger.ts";
+import { DEV_DEFAULTS } from "../../tools/dev.ts";
+import { renderStatusText } from "../../tools/status_table.ts";
+import { exitCodeFor, mintDevToken, retryDelayMs } from "../../tools/trigger.ts";
 
 Deno.test("exitCodeFor() maps each way a wait ends to the documented exit code", async (t) => {
   const status = (state: EventStatus["state"]) => ({ state } as EventStatus);

@@ -7,7 +7,7 @@ import {
   REASON_KINDS,
   REASONS,
   renderReasonTables,
-} from "../../shared/reasons.ts";
+} from "../../web/reasons.ts";
 
 Deno.test("Reason names each reason of the table by itself, and only those", () => {
   assertEquals(Object.keys(Reason), Object.keys(REASONS));

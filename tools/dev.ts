@@ -12,10 +12,10 @@
  */
 
 import { parseArgs } from "node:util";
-import { type Program, ROOT, startProgram } from "../helpers/program.ts";
-import { generateKeyPair } from "../helpers/signing_keys.ts";
-import { findValkeyBinary, startValkey, type TestValkey } from "../helpers/valkey.ts";
-import { DEFAULT_WEB_ADDR, DEFAULT_WEB_URL, DEV_IMAGE, TASK_COMMAND } from "./defaults.ts";
+import { type Program, ROOT, startProgram } from "./program.ts";
+import { generateKeyPair } from "./signing_keys.ts";
+import { findValkeyBinary, startValkey, type TestValkey } from "./valkey_server.ts";
+import { DEFAULT_WEB_ADDR, DEFAULT_WEB_URL, DEV_IMAGE, TASK_COMMAND } from "./dev_defaults.ts";
 import { readKubeconfigFiles } from "./kubeconfig_files.ts";
 
 /** The embedded default configuration of the local flow. */

@@ -25,7 +25,7 @@ async function inChild(flags: string[], code: string): Promise<unknown> {
   }
 }
 
-const MODULE = JSON.stringify(`file://${ROOT}shared/permissions.ts`);
+const MODULE = JSON.stringify(`file://${ROOT}lib/permissions.ts`);
 
 Deno.test("describePermissions() names every permission's state and the read paths that are granted", async () => {
   const dir = await Deno.makeTempDir();

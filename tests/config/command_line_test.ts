@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertMatch, assertThrows } from "../helpers/assert.ts";
-import { parseCommandLine, renderHelp, summarizeConfig } from "../../shared/config.ts";
+import { parseCommandLine, renderHelp, summarizeConfig } from "../../config/command_line.ts";
 import { ConfigError } from "../../shared/errors.ts";
-import { SETTINGS, settingsFor } from "../../shared/settings.ts";
+import { SETTINGS, settingsFor } from "../../config/settings.ts";
 
 const WEB_ENV: Record<string, string> = {
   VALKEY_ADDR: "127.0.0.1:6379",

@@ -20,14 +20,14 @@
 
 import { Valkey } from "iovalkey";
 import type { ConnectionOptions } from "node:tls";
-import type { Logger } from "./log.ts";
-import { describeConnectionError } from "./valkey_errors.ts";
+import type { Logger } from "../lib/log.ts";
+import { describeConnectionError } from "../shared/valkey_errors.ts";
 import {
   describeValkeyTarget,
   formatHostPort,
   reconnectDelay,
   type ValkeySettings,
-} from "./valkey_settings.ts";
+} from "../shared/valkey_settings.ts";
 
 /** Options for createValkeyConnection. */
 export interface ValkeyConnectionOptions {

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertMatch, assertThrows } from "../helpers/assert.ts";
-import { parseStrictJson } from "../../shared/strict_json.ts";
+import { parseStrictJson } from "../../lib/strict_json.ts";
 
 // parseStrictJson builds objects without a prototype (so "__proto__" stays a
 // plain key); JSON.parse's answer is rebuilt the same way to compare values.

@@ -15,9 +15,9 @@ import {
   startValkey,
   type ValkeyCertificates,
 } from "../helpers/valkey.ts";
-import { createLogger, type LogFields } from "../../shared/log.ts";
-import { parseHostPort } from "../../shared/setting_values.ts";
-import { createValkeyConnection } from "../../shared/valkey.ts";
+import { createLogger, type LogFields } from "../../lib/log.ts";
+import { parseHostPort } from "../../lib/setting_values.ts";
+import { createValkeyConnection } from "../../worker/valkey.ts";
 import { describeConnectionError, describeValkeyError } from "../../shared/valkey_errors.ts";
 import { loadValkeyCaFile, type ValkeySettings } from "../../shared/valkey_settings.ts";
 import { AppError } from "../../shared/errors.ts";

@@ -6,8 +6,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { ConfigError } from "./errors.ts";
-import { parseBool } from "./setting_values.ts";
+import { ConfigError } from "../shared/errors.ts";
+import { parseBool } from "../lib/setting_values.ts";
 import {
   checkWebCombinations,
   checkWorkerCombinations,

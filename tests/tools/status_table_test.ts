@@ -8,7 +8,7 @@ import {
   restartedTotal,
   STATUS_COLUMNS,
   statusRows,
-} from "./status_table.ts";
+} from "../../tools/status_table.ts";
 
 const counts = (restarted: number, extra: Partial<Record<string, number>> = {}) => ({
   restarted,

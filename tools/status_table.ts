@@ -7,7 +7,7 @@
  * form escapes what would change the table or inject HTML.
  */
 
-import type { EventStatus } from "../../shared/event_status.ts";
+import type { EventStatus } from "../shared/event_status.ts";
 
 /** The table's columns, in order (action.yml's jq uses the same list). */
 export const STATUS_COLUMNS = [

@@ -23,17 +23,17 @@
  */
 
 import { setImmediate } from "node:timers";
-import { sleep } from "./backoff.ts";
-import type { Logger } from "./log.ts";
-import { commandText, ProtocolError, ReplyError, RespReader, type RespValue } from "./resp.ts";
-import type { HostPort } from "./setting_values.ts";
-import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
+import { sleep } from "../lib/backoff.ts";
+import type { Logger } from "../lib/log.ts";
+import { commandText, ProtocolError, ReplyError, RespReader, type RespValue } from "../lib/resp.ts";
+import type { HostPort } from "../lib/setting_values.ts";
+import { describeConnectionError, describeValkeyError } from "../shared/valkey_errors.ts";
 import {
   describeValkeyTarget,
   formatHostPort,
   reconnectDelay,
   type ValkeySettings,
-} from "./valkey_settings.ts";
+} from "../shared/valkey_settings.ts";
 
 /** Sends one command and resolves with its reply; an error reply rejects with a ReplyError. */
 export interface ValkeyCommands {

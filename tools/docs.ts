@@ -5,9 +5,9 @@
  * `deno task docs` rewrites them; the docs test fails on drift.
  */
 
-import { renderSettingsTable } from "../../shared/config.ts";
-import { renderErrorCodeTable } from "../../shared/errors.ts";
-import { renderReasonTables } from "../../shared/reasons.ts";
+import { renderSettingsTable } from "../config/command_line.ts";
+import { renderErrorCodeTable } from "../shared/errors.ts";
+import { renderReasonTables } from "../web/reasons.ts";
 import { ROOT } from "./program.ts";
 
 /** The file holding the generated settings table. */

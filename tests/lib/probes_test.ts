@@ -1,8 +1,8 @@
 /** /healthz, /readyz and /metrics as a kubelet and a scraper see them. */
 
 import { assertEquals } from "../helpers/assert.ts";
-import { createRegistry } from "../../shared/metrics.ts";
-import { json, probeRoutes } from "../../shared/probes.ts";
+import { createRegistry } from "../../lib/metrics.ts";
+import { json, probeRoutes } from "../../lib/probes.ts";
 
 function routes(readiness: Record<string, () => Promise<boolean> | boolean>) {
   const registry = createRegistry();

@@ -11,9 +11,9 @@
  */
 
 import { parseArgs } from "node:util";
-import type { EventStatus } from "../../shared/event_status.ts";
-import { formatDuration, parseDuration } from "../../shared/setting_values.ts";
-import { DEFAULT_WEB_URL, TASK_COMMAND } from "./defaults.ts";
+import type { EventStatus } from "../shared/event_status.ts";
+import { formatDuration, parseDuration } from "../lib/setting_values.ts";
+import { DEFAULT_WEB_URL, TASK_COMMAND } from "./dev_defaults.ts";
 import { renderStatusText } from "./status_table.ts";
 
 /**

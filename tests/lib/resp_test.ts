@@ -13,7 +13,7 @@ import {
   ReplyError,
   RespReader,
   utf8Length,
-} from "../../shared/resp.ts";
+} from "../../lib/resp.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 // What the client puts on the socket: the command's text, UTF-8 encoded.
