@@ -18,6 +18,7 @@ import {
 } from "../shared/event_signature.ts";
 import type { DeploymentReport } from "../shared/event_status.ts";
 import type { Logger } from "../lib/log.ts";
+import { pooledMap } from "../lib/pooled_map.ts";
 import type { Coordinator } from "./coordination.ts";
 import type { Feedback } from "./feedback.ts";
 import type { Inventory } from "./inventory.ts";
@@ -59,23 +60,6 @@ export interface EventSummary {
   skipped: { deployment: string; reason: string }[];
   failed: { deployment: string; error: string }[];
   duration_ms: number;
-}
-
-async function mapLimited<T, R>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]);
-    }
-  });
-  await Promise.all(workers);
-  return results;
 }
 
 /** Creates the handler; it resolves (never rejects) once the event is done. */
@@ -193,10 +177,10 @@ export function createEventHandler(
         reason: s.reason,
       });
     }
-    await mapLimited(
-      plan.restarts.map((t, i) => ({ t, i })),
+    await pooledMap(
+      plan.restarts,
       concurrency,
-      async ({ t: target, i }) => {
+      async (target, i) => {
         const name = `${target.namespace}/${target.name}`;
         const entry = (result: DeploymentReport["result"], reason?: string) => {
           outcomes[i] = { namespace: target.namespace, name: target.name, result };

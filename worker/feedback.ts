@@ -13,7 +13,7 @@ import type { Logger } from "../lib/log.ts";
 import { formatDuration } from "../config/settings.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ReportStore, TrackingStore } from "./feedback_store.ts";
-import type { Clock } from "./inventory.ts";
+import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 import type { Deployment } from "./kube_api.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { buildReport } from "./report.ts";
@@ -60,14 +60,6 @@ export interface Feedback {
   stats(): { tracked: number; pendingWrites: number };
   stop(): void;
 }
-
-const REAL_CLOCK: Clock = {
-  now: () => Date.now(),
-  schedule(fn, ms) {
-    const id = setTimeout(fn, ms);
-    return () => clearTimeout(id);
-  },
-};
 
 interface Pending {
   event: TrackedEvent;

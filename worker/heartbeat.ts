@@ -11,7 +11,7 @@ import type { Valkey } from "iovalkey";
 import type { Logger } from "../lib/log.ts";
 import { CLUSTERS_KEY, HEARTBEAT_INTERVAL_MS } from "../shared/event_status.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
-import type { Clock } from "./inventory.ts";
+import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 
 /** Members older than this are removed from CLUSTERS_KEY. */
 export const CLUSTER_FORGET_MS = 86_400_000;
@@ -32,13 +32,7 @@ export interface HeartbeatOptions {
 
 /** Runs until `signal` aborts; resolves then. */
 export function startHeartbeat(options: HeartbeatOptions): Promise<void> {
-  const clock = options.clock ?? {
-    now: () => Date.now(),
-    schedule: (fn: () => void, ms: number) => {
-      const id = setTimeout(fn, ms);
-      return () => clearTimeout(id);
-    },
-  };
+  const clock = options.clock ?? REAL_CLOCK;
   const interval = options.intervalMs ?? HEARTBEAT_INTERVAL_MS;
   const poll = options.pollMs ?? 250;
   let lastBeat = -Infinity;

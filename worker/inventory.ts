@@ -24,6 +24,7 @@
  * summaries are kept.
  */
 
+import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 import { backoffDelay, sleep } from "../lib/backoff.ts";
 import { describeError } from "../shared/errors.ts";
 import type { Logger } from "../lib/log.ts";
@@ -50,21 +51,6 @@ export const BOOKMARK_INTERVAL_MS = 60_000;
 export const WATCH_IDLE_TIMEOUT_MS = 150_000;
 /** client-go's reflector minimum; each watch asks for a random timeout in [min, 2*min). */
 export const MIN_WATCH_TIMEOUT_SECONDS = 300;
-
-/** The timers the inventory uses; injectable so tests decide when time passes. */
-export interface Clock {
-  now(): number;
-  /** Runs `fn` after `ms`; returns a function that cancels it. */
-  schedule(fn: () => void, ms: number): () => void;
-}
-
-const REAL_CLOCK: Clock = {
-  now: () => Date.now(),
-  schedule(fn, ms) {
-    const id = setTimeout(fn, ms);
-    return () => clearTimeout(id);
-  },
-};
 
 /** Options for createInventory. */
 export interface InventoryOptions {

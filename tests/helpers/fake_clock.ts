@@ -1,7 +1,7 @@
 // A clock that moves only when the test says so, for code that takes a Clock
-// (worker/inventory.ts). Test-only code.
+// (lib/clock.ts). Test-only code.
 
-import type { Clock } from "../../worker/inventory.ts";
+import type { Clock } from "../../lib/clock.ts";
 
 /** A Clock plus advance(), which runs every timer that came due and lets promises settle. */
 export interface FakeClock extends Clock {

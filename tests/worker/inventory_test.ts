@@ -17,8 +17,8 @@ import {
   WatchEventError,
   type WatchOptions,
 } from "../../worker/kube_api.ts";
+import type { Clock } from "../../lib/clock.ts";
 import {
-  type Clock,
   createInventory,
   type Inventory,
   type InventoryOptions,
