@@ -6,7 +6,8 @@
 
 import denoJson from "./deno.json" with { type: "json" };
 import { parseCommandLine, renderHelp, summarizeConfig } from "./config/command_line.ts";
-import { AppError, ConfigError, describeError, type ErrorCode } from "./shared/errors.ts";
+import { AppError, ConfigError, type ErrorCode } from "./shared/errors.ts";
+import { describeError } from "./lib/error_text.ts";
 import { createBatchedSink, createLogger, flushAtExit, type Logger } from "./lib/log.ts";
 import { describePermissions, dropPermissions } from "./lib/permissions.ts";
 import type { Mode, ModeConfig } from "./config/settings.ts";

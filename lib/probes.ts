@@ -3,16 +3,8 @@
  * answers), /readyz (every named check passes) and /metrics (Prometheus text).
  */
 
+import { json } from "./json_response.ts";
 import type { Registry } from "./metrics.ts";
-
-/** Builds a JSON response. */
-export function json(status: number, body: unknown, headers: HeadersInit = {}): Response {
-  const text = typeof body === "string" ? body : JSON.stringify(body);
-  return new Response(text, {
-    status,
-    headers: { "content-type": "application/json", "cache-control": "no-store", ...headers },
-  });
-}
 
 /** Options for probeRoutes. */
 export interface ProbeOptions {

@@ -5,11 +5,8 @@
  * operator who reads them. Security: errors end up in logs, so whoever builds a
  * message keeps tokens, passwords and request headers out of it; nothing here
  * filters them. A library's message about input it could not parse may quote
- * that input, so such errors are described by position (jsonErrorPosition), not
- * passed through describeError.
+ * that input, so such errors are described by position (lib/error_text.ts).
  */
-
-import type { DenialReason } from "../web/reasons.ts";
 
 /**
  * Stable error codes with the line docs/operations.md shows for each (`deno
@@ -63,45 +60,4 @@ export class ConfigError extends AppError {
     this.name = "ConfigError";
     this.problems = problems;
   }
-}
-
-/**
- * An authentication or authorization failure. `reason` is a short machine-readable
- * tag for metrics, `detail` is for the log only: neither ever reaches the caller,
- * and neither may contain the token.
- */
-export class AuthError extends AppError {
-  readonly reason: DenialReason;
-
-  constructor(reason: DenialReason, detail: string, options?: { cause?: unknown }) {
-    super("ERR_AUTH", detail, options);
-    this.name = "AuthError";
-    this.reason = reason;
-  }
-}
-
-/**
- * Returns a short, single-line description of any thrown value, for logs. It
- * shortens but does not redact: only pass errors whose message cannot quote
- * secret input.
- */
-export function describeError(err: unknown): string {
-  if (err instanceof Error) return oneLine(err.message || err.name);
-  return oneLine(String(err));
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, " ").trim().slice(0, 500);
-}
-
-/**
- * Where a JSON parser (JSON.parse or parseStrictJson) stopped, as " at offset N",
- * or "" when its message says no position. Security: the parser's own message
- * may quote the document, which can hold a secret; this never returns any of it.
- */
-export function jsonErrorPosition(err: unknown): string {
-  const message = err instanceof Error ? err.message : "";
-  // The last mention: a quoted key or snippet before it may itself say "at offset 7".
-  const all = [...message.matchAll(/\b(?:at offset|at position) (\d{1,9})\b/g)];
-  return all.length ? ` at offset ${all[all.length - 1][1]}` : "";
 }

@@ -5,7 +5,7 @@
  * a reply keeps only its words before the first quote.
  */
 
-import { describeError } from "./errors.ts";
+import { describeError } from "../lib/error_text.ts";
 
 // Node's certificate-check codes, each with what an operator can do about it.
 const TLS_PROBLEMS: [RegExp, string][] = [

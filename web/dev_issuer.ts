@@ -6,13 +6,13 @@
  */
 
 import { generateKeyPair, SignJWT } from "jose";
-import { AuthError } from "../shared/errors.ts";
+import { AuthError } from "./reasons.ts";
 import { Reason } from "./reasons.ts";
 import { isLoopbackHost } from "../lib/setting_values.ts";
 import { parseStrictJson } from "../lib/strict_json.ts";
 import type { Route } from "./route.ts";
 import type { KeyStore } from "./jwks.ts";
-import { json } from "../lib/probes.ts";
+import { json } from "../lib/json_response.ts";
 
 /** The path that mints dev tokens. */
 export const DEV_TOKEN_PATH = "/dev/token";

@@ -12,7 +12,7 @@ import { encodeEventMessage, type EventMessage, parseEventRequest } from "../sha
 import type { EventSigner } from "../shared/event_signature.ts";
 import type { StatusBinding } from "../shared/event_status.ts";
 import type { LogFields } from "../lib/log.ts";
-import { json } from "../lib/probes.ts";
+import { json } from "../lib/json_response.ts";
 import type { WebMetrics } from "./metrics.ts";
 import type { GitHubClaims } from "./oidc.ts";
 import type { AnswerTemplate, Publisher } from "./publisher.ts";

@@ -6,11 +6,13 @@
  * dependency failed). The token and request headers are never logged.
  */
 
-import { AppError, AuthError, type ErrorCode } from "../shared/errors.ts";
+import { AppError, type ErrorCode } from "../shared/errors.ts";
+import { AuthError } from "./reasons.ts";
 import { Reason } from "./reasons.ts";
 import type { LogFields, Logger } from "../lib/log.ts";
 import type { Registry } from "../lib/metrics.ts";
-import { json, probeRoutes } from "../lib/probes.ts";
+import { probeRoutes } from "../lib/probes.ts";
+import { json } from "../lib/json_response.ts";
 import type { EventSigner } from "../shared/event_signature.ts";
 import { createEventRoute } from "./event_route.ts";
 import type { WebMetrics } from "./metrics.ts";

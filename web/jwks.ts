@@ -11,7 +11,8 @@
  */
 
 import { base64url, importJWK, type JWK } from "jose";
-import { AppError, describeError, jsonErrorPosition } from "../shared/errors.ts";
+import { AppError } from "../shared/errors.ts";
+import { describeError, jsonErrorPosition } from "../lib/error_text.ts";
 import { isLoopbackHost } from "../lib/setting_values.ts";
 import { parseStrictJson } from "../lib/strict_json.ts";
 

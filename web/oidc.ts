@@ -8,7 +8,9 @@
  */
 
 import { base64url, errors, type JWTPayload, UnsecuredJWT } from "jose";
-import { AppError, AuthError, jsonErrorPosition } from "../shared/errors.ts";
+import { AppError } from "../shared/errors.ts";
+import { jsonErrorPosition } from "../lib/error_text.ts";
+import { AuthError } from "./reasons.ts";
 import { claimDenial, Reason } from "./reasons.ts";
 import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 import type { KeyStore } from "./jwks.ts";

@@ -6,7 +6,7 @@
  * type-checked as the string GitHub sends, and names as the ASCII GitHub allows.
  */
 
-import { AuthError } from "../shared/errors.ts";
+import { AuthError } from "./reasons.ts";
 import { claimDenial, type DenialReason, Reason } from "./reasons.ts";
 import { asciiLowerCase, isGitHubName } from "../lib/setting_values.ts";
 import type { GitHubClaims } from "./oidc.ts";

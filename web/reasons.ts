@@ -8,6 +8,8 @@
  */
 
 /** The groups reasons are documented in, with the sentence that introduces each list. */
+import { AppError } from "../shared/errors.ts";
+
 export const REASON_KINDS = {
   // One line each (at most 100 characters): deno fmt would wrap a longer one.
   denial: "Denial `reason` values on `request` lines (each answered `403 access denied`):",
@@ -193,4 +195,19 @@ export function renderReasonTables(): string {
       .map(([name, row]) => `| \`${name}\` | ${row.doc} |`);
     return [REASON_KINDS[kind], "", "| reason | meaning |", "| --- | --- |", ...rows].join("\n");
   }).join("\n\n");
+}
+
+/**
+ * An authentication or authorization failure. `reason` is a short machine-readable
+ * tag for metrics, `detail` is for the log only: neither ever reaches the caller,
+ * and neither may contain the token.
+ */
+export class AuthError extends AppError {
+  readonly reason: DenialReason;
+
+  constructor(reason: DenialReason, detail: string, options?: { cause?: unknown }) {
+    super("ERR_AUTH", detail, options);
+    this.name = "AuthError";
+    this.reason = reason;
+  }
 }

@@ -6,7 +6,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { AuthError } from "../shared/errors.ts";
+import { AuthError } from "./reasons.ts";
 import { Reason } from "./reasons.ts";
 import type { LogFields } from "../lib/log.ts";
 import type { GitHubClaims, TokenVerifier } from "./oidc.ts";

@@ -6,7 +6,7 @@
  */
 
 import { AppError } from "../shared/errors.ts";
-import { json } from "../lib/probes.ts";
+import { json } from "../lib/json_response.ts";
 
 /** The body of every authentication or authorization failure. */
 export const ACCESS_DENIED_BODY = '{"error":"access denied"}';

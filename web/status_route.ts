@@ -7,9 +7,10 @@
  */
 
 import { Reason } from "./reasons.ts";
-import { type EventStatus, nextTimedChange, summarizeStatus } from "../shared/event_status.ts";
+import type { EventStatus } from "../shared/event_status.ts";
+import { nextTimedChange, summarizeStatus } from "./status_summary.ts";
 import type { LogFields } from "../lib/log.ts";
-import { json } from "../lib/probes.ts";
+import { json } from "../lib/json_response.ts";
 import type { StatusReadAnswer, WebMetrics } from "./metrics.ts";
 import { type Authenticate, repositoryBinding } from "./request_steps.ts";
 import type { Route } from "./route.ts";

@@ -7,7 +7,8 @@
  * waiting requests costs a timer each, never a poll.
  */
 
-import { AppError, describeError } from "../shared/errors.ts";
+import { AppError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 import {
   BINDING_FIELD,
   type ClusterReport,

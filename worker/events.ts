@@ -9,7 +9,7 @@
  * unauthenticated one is logged, counted and dropped, never thrown.
  */
 
-import { describeError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 import { type EventMessage, parseEventMessage } from "../shared/event.ts";
 import {
   createEventVerifier,

@@ -7,7 +7,7 @@
  * rollout and the report is final at once.
  */
 
-import { describeError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 import type { DeploymentReport } from "../shared/event_status.ts";
 import type { Logger } from "../lib/log.ts";
 import { formatDuration } from "../config/settings.ts";

@@ -26,7 +26,7 @@
 
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 import { backoffDelay, sleep } from "../lib/backoff.ts";
-import { describeError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 import type { Logger } from "../lib/log.ts";
 import {
   type Deployment,

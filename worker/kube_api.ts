@@ -8,7 +8,8 @@
  * events, which are checked for shape here (parseWatchEvent) before anyone sees them.
  */
 
-import { AppError, describeError } from "../shared/errors.ts";
+import { AppError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 
 /** A Deployment as the API returns it (only what we read is typed). */
 export interface Deployment {

@@ -13,7 +13,8 @@
  * processes), basic auth, insecure-skip-tls-verify, proxy-url, tls-server-name.
  */
 
-import { AppError, describeError } from "../shared/errors.ts";
+import { AppError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 import { isLoopbackHost } from "../lib/setting_values.ts";
 import {
   checkPem,

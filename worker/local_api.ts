@@ -7,7 +7,8 @@
 
 import { parseAllDocuments, YAMLError } from "yaml";
 import { sleep } from "../lib/backoff.ts";
-import { AppError, describeError } from "../shared/errors.ts";
+import { AppError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 import type { Logger } from "../lib/log.ts";
 import { BOOKMARK_INTERVAL_MS } from "./inventory.ts";
 import { type Deployment, type KubeApi, KubeApiError, type KubeVerb } from "./kube_api.ts";

@@ -8,7 +8,7 @@
  */
 
 import { backoffDelay, sleep } from "../lib/backoff.ts";
-import { describeError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 import type { ImageEvent } from "../shared/event.ts";
 import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
 import {

@@ -8,7 +8,7 @@
 import type { Valkey } from "iovalkey";
 import type { Logger } from "../lib/log.ts";
 import { backoffDelay } from "../lib/backoff.ts";
-import { describeError } from "../shared/errors.ts";
+import { describeError } from "../lib/error_text.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 

@@ -14,7 +14,8 @@
 import { createEventVerifier, importVerifyKeys } from "../shared/event_signature.ts";
 import type { Logger } from "../lib/log.ts";
 import { createRegistry } from "../lib/metrics.ts";
-import { json, probeRoutes } from "../lib/probes.ts";
+import { probeRoutes } from "../lib/probes.ts";
+import { json } from "../lib/json_response.ts";
 import type { WorkerConfig } from "../config/settings.ts";
 import { createValkeyConnection } from "./valkey.ts";
 import { loadValkeyCaFile } from "../shared/valkey_settings.ts";

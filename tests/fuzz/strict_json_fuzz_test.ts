@@ -12,7 +12,7 @@ import { AssertionError } from "node:assert/strict";
 import { assert } from "../helpers/assert.ts";
 import { createRandom, fuzzSeed, mutate } from "../helpers/random.ts";
 import { githubClaims } from "../helpers/issuer.ts";
-import { jsonErrorPosition } from "../../shared/errors.ts";
+import { jsonErrorPosition } from "../../lib/error_text.ts";
 import { type JsonValue, parseStrictJson } from "../../lib/strict_json.ts";
 
 const RUNS = 100_000;

@@ -2,7 +2,7 @@
 
 import { assertEquals } from "../helpers/assert.ts";
 import { createRegistry } from "../../lib/metrics.ts";
-import { json, probeRoutes } from "../../lib/probes.ts";
+import { probeRoutes } from "../../lib/probes.ts";
 
 function routes(readiness: Record<string, () => Promise<boolean> | boolean>) {
   const registry = createRegistry();
@@ -58,14 +58,4 @@ Deno.test("/metrics refreshes gauges before it renders, as Prometheus text", asy
     await res.text(),
     "# HELP krt_scrapes Scrapes so far.\n# TYPE krt_scrapes gauge\nkrt_scrapes 2\n",
   );
-});
-
-Deno.test("json() sends a string body as it is and anything else as JSON, never cached", async () => {
-  const raw = json(403, '{"error":"access denied"}', { "retry-after": "5" });
-  assertEquals(await raw.text(), '{"error":"access denied"}');
-  assertEquals(raw.headers.get("retry-after"), "5");
-  const encoded = json(200, { a: [1] });
-  assertEquals(await encoded.text(), '{"a":[1]}');
-  assertEquals(encoded.headers.get("content-type"), "application/json");
-  assertEquals(encoded.headers.get("cache-control"), "no-store");
 });

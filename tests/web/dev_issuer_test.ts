@@ -4,7 +4,7 @@
  */
 
 import { assertEquals, assertMatch, assertRejects } from "../helpers/assert.ts";
-import { AuthError } from "../../shared/errors.ts";
+import { AuthError } from "../../web/reasons.ts";
 import { createDevIssuer, DEV_TOKEN_PATH } from "../../web/dev_issuer.ts";
 import { createTokenVerifier } from "../../web/oidc.ts";
 

@@ -12,7 +12,7 @@ import { orgOnlyPolicy } from "../helpers/issuer.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { type RecordingSubscriber, startValkey, subscribe } from "../helpers/valkey.ts";
 import { valkeyWebParts } from "../helpers/web_deps.ts";
-import { AuthError } from "../../shared/errors.ts";
+import { AuthError } from "../../web/reasons.ts";
 import { createLogger, type LogFields } from "../../lib/log.ts";
 import { createRegistry } from "../../lib/metrics.ts";
 import { parseHostPort } from "../../lib/setting_values.ts";

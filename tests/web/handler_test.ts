@@ -312,7 +312,7 @@ Deno.test("createHandler() refuses a body that is not JSON by type with 415 and 
 });
 
 Deno.test("security: createHandler() denies with the same 403 bytes whatever failed, and logs the reason but never the token", async (t) => {
-  const { AuthError } = await import("../../shared/errors.ts");
+  const { AuthError } = await import("../../web/reasons.ts");
   const token = "eyJhbGciOiJSUzI1NiJ9.eyJzZWNyZXQiOjF9.c2lnbmF0dXJl";
   for (
     const [name, headers, verify, reason] of [

@@ -1,5 +1,5 @@
 import { assertEquals } from "../helpers/assert.ts";
-import { AuthError } from "../../shared/errors.ts";
+import { AuthError } from "../../web/reasons.ts";
 import type { GitHubClaims } from "../../web/oidc.ts";
 import { asciiLowerCase } from "../../lib/setting_values.ts";
 import { createAuthorizer, type PolicyOptions } from "../../web/policy.ts";

@@ -1,5 +1,5 @@
 import { assertEquals } from "../helpers/assert.ts";
-import { AuthError } from "../../shared/errors.ts";
+import { AuthError } from "../../web/reasons.ts";
 import {
   claimDenial,
   isReason,

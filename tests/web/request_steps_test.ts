@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertNotEquals, assertThrows } from "../helpers/assert.ts";
 import { orgOnlyPolicy } from "../helpers/issuer.ts";
-import { AuthError } from "../../shared/errors.ts";
+import { AuthError } from "../../web/reasons.ts";
 import type { LogFields } from "../../lib/log.ts";
 import type { GitHubClaims } from "../../web/oidc.ts";
 import { createAuthorizer } from "../../web/policy.ts";

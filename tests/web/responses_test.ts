@@ -1,5 +1,6 @@
 import { assertEquals } from "../helpers/assert.ts";
-import { AppError, AuthError, ERROR_CODES, type ErrorCode } from "../../shared/errors.ts";
+import { AppError, ERROR_CODES, type ErrorCode } from "../../shared/errors.ts";
+import { AuthError } from "../../web/reasons.ts";
 import { ACCESS_DENIED_BODY, errorResponse } from "../../web/responses.ts";
 
 /** What each code answers: status, Retry-After, and whether the message reaches the caller. */

@@ -1,0 +1,124 @@
+import { assert, assertEquals } from "../helpers/assert.ts";
+import {
+  type ClusterReport,
+  clusterStateOf,
+  emptyCounts,
+  type ReportCounts,
+  type StatusBinding,
+} from "../../shared/event_status.ts";
+import { nextTimedChange, summarizeStatus } from "../../web/status_summary.ts";
+
+const T0 = Date.parse("2026-12-01T10:00:00Z");
+const BINDING: StatusBinding = {
+  repository: "a".repeat(64),
+  image: "ghcr.io/acme/app",
+  tags: ["dev"],
+  time: new Date(T0).toISOString(),
+  clusters: ["east", "west"],
+};
+
+function counts(extra: Partial<ReportCounts>): ReportCounts {
+  return { ...emptyCounts(), ...extra };
+}
+
+function report(cluster: string, c: Partial<ReportCounts>): ClusterReport {
+  const all = counts(c);
+  return {
+    cluster,
+    state: clusterStateOf(all),
+    matched: all.restarted + all.skipped + all.failed + all.dry_run,
+    counts: all,
+    deployments: [],
+    omitted: 0,
+    updated: new Date(T0 + 1000).toISOString(),
+  };
+}
+
+Deno.test("summarizeStatus() folds the live clusters' reports into one state", async (t) => {
+  const at = (ms: number, reports: ClusterReport[], binding = BINDING) =>
+    summarizeStatus({
+      id: "e",
+      binding,
+      reports: new Map(reports.map((r) => [r.cluster, r])),
+      now: T0 + ms,
+      reportTimeoutMs: 30_000,
+    });
+  await t.step("no report yet: pending, not final", () => {
+    const s = at(1000, []);
+    assertEquals([s.state, s.final], ["pending", false]);
+    assertEquals(s.clusters.map((c) => c.state), ["pending", "pending"]);
+  });
+  await t.step("one reported and rolling: in_progress", () => {
+    assertEquals(at(1000, [report("east", { restarted: 1, progressing: 1 })]).state, "in_progress");
+  });
+  await t.step("all complete: succeeded", () => {
+    const s = at(5000, [report("east", { restarted: 1, complete: 1 }), report("west", {})]);
+    assertEquals([s.state, s.final], ["succeeded", true]);
+  });
+  await t.step("every cluster matched nothing: no_match", () => {
+    assertEquals(at(5000, [report("east", {}), report("west", { skipped: 1 })]).state, "no_match");
+  });
+  await t.step("a live cluster never reported: failed with no_report", () => {
+    const s = at(31_000, [report("east", { restarted: 1, complete: 1 })]);
+    assertEquals([s.state, s.final], ["failed", true]);
+    const west = s.clusters.find((c) => c.cluster === "west")!;
+    assertEquals(west.state, "no_report");
+    assert(west.reason?.includes("30s"));
+  });
+  await t.step("a failure waits for the other clusters to finish", () => {
+    const rolling = at(5000, [
+      report("east", { failed: 1 }),
+      report("west", { restarted: 1, progressing: 1 }),
+    ]);
+    assertEquals([rolling.state, rolling.final], ["in_progress", false]);
+  });
+  await t.step("a cluster that was not live but reported counts too", () => {
+    const s = at(5000, [
+      report("east", { restarted: 1, complete: 1 }),
+      report("west", {}),
+      report("north", { rollout_failed: 1, restarted: 1 }),
+    ]);
+    assertEquals(s.state, "failed");
+    assertEquals(s.clusters.map((c) => c.cluster), ["east", "north", "west"]);
+  });
+  await t.step("an unreadable report fails its cluster instead of hanging", () => {
+    const s = summarizeStatus({
+      id: "e",
+      binding: BINDING,
+      reports: new Map([["east", report("east", { restarted: 1, complete: 1 })]]),
+      unreadable: ["west"],
+      now: T0 + 1000,
+      reportTimeoutMs: 30_000,
+    });
+    assertEquals(s.state, "failed");
+  });
+  await t.step("no live cluster and no report: failed once overdue, with a reason", () => {
+    const none = { ...BINDING, clusters: [] };
+    assertEquals(at(1000, [], none).state, "pending");
+    const late = at(30_000, [], none);
+    assertEquals([late.state, late.final, late.clusters.length], ["failed", true, 0]);
+    assert(late.reason);
+  });
+});
+
+Deno.test("nextTimedChange() is the report deadline while a cluster is pending", () => {
+  const pending = summarizeStatus({
+    id: "e",
+    binding: BINDING,
+    reports: new Map(),
+    now: T0,
+    reportTimeoutMs: 30_000,
+  });
+  assertEquals(nextTimedChange(pending, 30_000), T0 + 30_000);
+  const rolling = summarizeStatus({
+    id: "e",
+    binding: BINDING,
+    reports: new Map([
+      ["east", report("east", { restarted: 1, progressing: 1 })],
+      ["west", report("west", {})],
+    ]),
+    now: T0,
+    reportTimeoutMs: 30_000,
+  });
+  assertEquals(nextTimedChange(rolling, 30_000), undefined);
+});
