@@ -5,7 +5,7 @@
  * process environment and argv: untrusted until each parser accepts it.
  */
 
-import { parseSigningKey, parseVerifyKeys } from "../shared/event_signature.ts";
+import { parseSigningKey, parseVerifyKeys } from "../shared/event_keys.ts";
 import { parseImagePrefix } from "../shared/image_ref.ts";
 import { LOG_LEVELS, type LogLevel } from "../lib/log.ts";
 import {

@@ -9,7 +9,7 @@
 import { AppError } from "../shared/errors.ts";
 import { Reason } from "./reasons.ts";
 import { encodeEventMessage, type EventMessage, parseEventRequest } from "../shared/event.ts";
-import type { EventSigner } from "../shared/event_signature.ts";
+import type { EventSigner } from "./event_signer.ts";
 import type { StatusBinding } from "../shared/event_status.ts";
 import type { LogFields } from "../lib/log.ts";
 import { json } from "../lib/json_response.ts";

@@ -13,7 +13,7 @@ import type { LogFields, Logger } from "../lib/log.ts";
 import type { Registry } from "../lib/metrics.ts";
 import { probeRoutes } from "../lib/probes.ts";
 import { json } from "../lib/json_response.ts";
-import type { EventSigner } from "../shared/event_signature.ts";
+import type { EventSigner } from "./event_signer.ts";
 import { createEventRoute } from "./event_route.ts";
 import type { WebMetrics } from "./metrics.ts";
 import type { TokenVerifier } from "./oidc.ts";

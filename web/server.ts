@@ -18,7 +18,8 @@ import { createPublisher } from "./publisher.ts";
 import { createReplayGuard } from "./replay.ts";
 import { createStatusReader, createStatusWaiters, type StatusWaiters } from "./status_store.ts";
 import { statusChannel } from "../shared/event_status.ts";
-import { createSigner, importVerifyKeys } from "../shared/event_signature.ts";
+import { importVerifyKeys } from "../shared/event_signature.ts";
+import { createSigner } from "./event_signer.ts";
 
 /** Effects web mode needs from its host process. */
 export interface WebRuntime {

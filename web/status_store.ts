@@ -17,7 +17,8 @@ import {
   type StatusBinding,
   statusKey,
 } from "../shared/event_status.ts";
-import { verifyBinding, type VerifyKeys } from "../shared/event_signature.ts";
+import { type VerifyKeys } from "../shared/event_signature.ts";
+import { verifyBinding } from "./event_signer.ts";
 import type { Logger } from "../lib/log.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "./valkey_client.ts";

@@ -11,11 +11,7 @@
 
 import { describeError } from "../lib/error_text.ts";
 import { type EventMessage, parseEventMessage } from "../shared/event.ts";
-import {
-  createEventVerifier,
-  type DropReason,
-  type EventVerifier,
-} from "../shared/event_signature.ts";
+import { createEventVerifier, type DropReason, type EventVerifier } from "./event_verifier.ts";
 import type { DeploymentReport } from "../shared/event_status.ts";
 import type { Logger } from "../lib/log.ts";
 import { pooledMap } from "../lib/pooled_map.ts";

@@ -1,6 +1,6 @@
 /** The worker's metric families, created once per process on a registry. */
 
-import { DROP_REASONS } from "../shared/event_signature.ts";
+import { DROP_REASONS } from "./event_verifier.ts";
 import {
   type Counter,
   type Gauge,

@@ -11,7 +11,8 @@
  * Runs until the signal aborts, then finishes in-flight patches and stops.
  */
 
-import { createEventVerifier, importVerifyKeys } from "../shared/event_signature.ts";
+import { importVerifyKeys } from "../shared/event_signature.ts";
+import { createEventVerifier } from "./event_verifier.ts";
 import type { Logger } from "../lib/log.ts";
 import { createRegistry } from "../lib/metrics.ts";
 import { probeRoutes } from "../lib/probes.ts";

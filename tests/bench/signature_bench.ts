@@ -10,14 +10,10 @@ import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { subscribe, type TestValkey } from "../helpers/valkey.ts";
 import { encodeEventMessage } from "../../shared/event.ts";
-import {
-  createEventVerifier,
-  createSigner,
-  importVerifyKeys,
-  parseSigningKey,
-  parseVerifyKeys,
-  verifyBinding,
-} from "../../shared/event_signature.ts";
+import { importVerifyKeys } from "../../shared/event_signature.ts";
+import { createEventVerifier } from "../../worker/event_verifier.ts";
+import { createSigner, verifyBinding } from "../../web/event_signer.ts";
+import { parseSigningKey, parseVerifyKeys } from "../../shared/event_keys.ts";
 import { cpuSeconds } from "./proc.ts";
 import type { Row } from "./run.ts";
 

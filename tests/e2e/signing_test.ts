@@ -19,7 +19,8 @@ import { type Program, startWeb, startWorker } from "../helpers/program.ts";
 import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { publishRaw, startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
-import { createSigner, parseSigningKey } from "../../shared/event_signature.ts";
+import { createSigner } from "../../web/event_signer.ts";
+import { parseSigningKey } from "../../shared/event_keys.ts";
 import { BINDING_FIELD, statusKey } from "../../shared/event_status.ts";
 
 const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";

@@ -1,5 +1,6 @@
 /**
- * The signing module's decisions, in process: key parsing (and that its
+ * Event signatures end to end in process (shared/event_keys.ts,
+ * shared/event_signature.ts, web/event_signer.ts, worker/event_verifier.ts): key parsing (and that its
  * errors never quote key material), key ids web and worker agree on, and every
  * reason a worker with verify keys drops a message. The real programs are
  * proven in tests/e2e/signing_test.ts.
@@ -19,17 +20,14 @@ import { ConfigError } from "../../shared/errors.ts";
 import { encodeEventMessage, type EventMessage } from "../../shared/event.ts";
 import { parseBinding } from "../../shared/event_status.ts";
 import {
-  createEventVerifier,
-  createSigner,
   EVENT_CONTEXT,
-  type EventSigner,
   importVerifyKeys,
   keyIdOf,
   openMessage,
-  parseSigningKey,
-  parseVerifyKeys,
-  verifyBinding,
 } from "../../shared/event_signature.ts";
+import { createEventVerifier } from "../../worker/event_verifier.ts";
+import { createSigner, type EventSigner, verifyBinding } from "../../web/event_signer.ts";
+import { parseSigningKey, parseVerifyKeys } from "../../shared/event_keys.ts";
 
 const NOW = Date.parse("2026-12-01T10:00:00.000Z");
 const REP = "a".repeat(64);

@@ -13,14 +13,10 @@ import type { Inventory } from "../../worker/inventory.ts";
 import type { Deployment, KubeApi } from "../../worker/kube_api.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";
-import {
-  createEventVerifier,
-  createSigner,
-  type EventVerifier,
-  importVerifyKeys,
-  parseSigningKey,
-  parseVerifyKeys,
-} from "../../shared/event_signature.ts";
+import { importVerifyKeys } from "../../shared/event_signature.ts";
+import { createEventVerifier, type EventVerifier } from "../../worker/event_verifier.ts";
+import { createSigner } from "../../web/event_signer.ts";
+import { parseSigningKey, parseVerifyKeys } from "../../shared/event_keys.ts";
 import { generateKeyPair } from "../helpers/signing_keys.ts";
 
 const DIGEST = `sha256:${"e".repeat(64)}`;
