@@ -14,7 +14,7 @@ Deno.test("docs/configuration.md lists every setting exactly as the code defines
   );
 });
 
-Deno.test("docs/operations.md lists every reason and error code exactly as shared/reasons.ts and shared/errors.ts define them (run `deno task docs` after adding one)", async () => {
+Deno.test("docs/operations.md lists every reason and error code exactly as web/reasons.ts and shared/errors.ts define them (run `deno task docs` after adding one)", async () => {
   const text = await Deno.readTextFile(OPERATIONS_DOC);
   assertEquals(normalizeTables(text), normalizeTables(withGeneratedBlocks(OPERATIONS_DOC, text)));
 });
