@@ -9,8 +9,7 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "../shared/errors.ts";
 import { parseBool } from "../lib/setting_values.ts";
 import {
-  checkWebCombinations,
-  checkWorkerCombinations,
+  checkCombinations,
   describeDefault,
   type Mode,
   type ModeConfig,
@@ -18,8 +17,6 @@ import {
   type SettingKey,
   SETTINGS,
   settingsFor,
-  type WebConfig,
-  type WorkerConfig,
 } from "./settings.ts";
 
 /** Reads one environment variable; `undefined` when unset. */
@@ -73,13 +70,6 @@ function describeArgsError(err: unknown): string {
     default:
       return "cannot parse the command line";
   }
-}
-
-/** Problems with combinations of valid settings, per mode. */
-function checkCombinations<M extends Mode>(mode: M, config: ModeConfig<M>): string[] {
-  return mode === "web"
-    ? checkWebCombinations(config as WebConfig)
-    : checkWorkerCombinations(config as WorkerConfig);
 }
 
 /**

@@ -6,8 +6,7 @@
  */
 
 import { generateKeyPair, SignJWT } from "jose";
-import { AuthError } from "./reasons.ts";
-import { Reason } from "./reasons.ts";
+import { AuthError, Reason } from "./reasons.ts";
 import { isLoopbackHost } from "../lib/setting_values.ts";
 import { parseStrictJson } from "../lib/strict_json.ts";
 import type { Route } from "./route.ts";

@@ -7,8 +7,7 @@
  */
 
 import { AppError, type ErrorCode } from "../shared/errors.ts";
-import { AuthError } from "./reasons.ts";
-import { Reason } from "./reasons.ts";
+import { AuthError, Reason } from "./reasons.ts";
 import type { LogFields, Logger } from "../lib/log.ts";
 import type { Registry } from "../lib/metrics.ts";
 import { probeRoutes } from "../lib/probes.ts";

@@ -10,8 +10,7 @@
 import { base64url, errors, type JWTPayload, UnsecuredJWT } from "jose";
 import { AppError } from "../shared/errors.ts";
 import { jsonErrorPosition } from "../lib/error_text.ts";
-import { AuthError } from "./reasons.ts";
-import { claimDenial, Reason } from "./reasons.ts";
+import { AuthError, claimDenial, Reason } from "./reasons.ts";
 import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 import type { KeyStore } from "./jwks.ts";
 import { type Rs256Key, rs256KeyFromJwk, verifyRs256 } from "./rs256.ts";

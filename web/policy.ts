@@ -6,23 +6,26 @@
  * type-checked as the string GitHub sends, and names as the ASCII GitHub allows.
  */
 
-import { AuthError } from "./reasons.ts";
-import { claimDenial, type DenialReason, Reason } from "./reasons.ts";
+import type { WebConfig } from "../config/settings.ts";
+import { AuthError, claimDenial, type DenialReason, Reason } from "./reasons.ts";
 import { asciiLowerCase, isGitHubName } from "../lib/setting_values.ts";
 import type { GitHubClaims } from "./oidc.ts";
 
-/** The rules, as parsed from settings (orgs and repositories already ASCII-lower-cased). */
-export interface PolicyOptions {
-  allowedOrgs: readonly string[];
-  allowedRepositories: readonly string[];
-  allowedRefs: readonly string[];
-  allowedEventNames: readonly string[];
-  allowedEnvironments: readonly string[];
-  allowedWorkflowRefs: readonly string[];
-  allowedJobWorkflowRefs: readonly string[];
-  allowedOwnerIds: readonly string[];
-  allowedRepositoryIds: readonly string[];
-}
+/** The rules, as the settings table parses them (orgs and repositories ASCII-lower-cased). */
+export type PolicyOptions = Readonly<
+  Pick<
+    WebConfig,
+    | "allowedOrgs"
+    | "allowedRepositories"
+    | "allowedRefs"
+    | "allowedEventNames"
+    | "allowedEnvironments"
+    | "allowedWorkflowRefs"
+    | "allowedJobWorkflowRefs"
+    | "allowedOwnerIds"
+    | "allowedRepositoryIds"
+  >
+>;
 
 /** Throws AuthError unless the claims satisfy every configured rule. */
 export type Authorizer = (claims: GitHubClaims) => void;

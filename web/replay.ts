@@ -12,10 +12,9 @@
 
 import { createHash } from "node:crypto";
 import { sleep } from "../lib/backoff.ts";
-import { Reason } from "./reasons.ts";
+import { AuthError, Reason } from "./reasons.ts";
 import { AppError } from "../shared/errors.ts";
 import { jsonErrorPosition } from "../lib/error_text.ts";
-import { AuthError } from "./reasons.ts";
 
 /** A token use to claim: where it is remembered and what it was used with. */
 export interface ReplayClaim {

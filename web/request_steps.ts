@@ -6,8 +6,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { AuthError } from "./reasons.ts";
-import { Reason } from "./reasons.ts";
+import { AuthError, Reason } from "./reasons.ts";
 import type { LogFields } from "../lib/log.ts";
 import type { GitHubClaims, TokenVerifier } from "./oidc.ts";
 import type { Authorizer } from "./policy.ts";

@@ -10,7 +10,7 @@
 import { describeError } from "../lib/error_text.ts";
 import type { DeploymentReport } from "../shared/event_status.ts";
 import type { Logger } from "../lib/log.ts";
-import { formatDuration } from "../config/settings.ts";
+import { formatDuration } from "../lib/setting_values.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ReportStore, TrackingStore } from "./feedback_store.ts";
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";

@@ -5,9 +5,8 @@
  * beside a naive list-every-Deployment-per-event baseline.
  */
 
-import { openCluster } from "../helpers/cluster.ts";
+import { deploymentManifest, openCluster } from "../helpers/cluster.ts";
 import type { ControlPlane } from "../helpers/control_plane.ts";
-import { deploymentManifest } from "../helpers/cluster.ts";
 import { TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { type Program, ROOT, startProgram, startWeb, startWorker } from "../helpers/program.ts";
 import { publishRaw, type TestValkey } from "../helpers/valkey.ts";

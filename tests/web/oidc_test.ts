@@ -5,8 +5,7 @@
  */
 
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
-import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
-import { githubClaims } from "../helpers/issuer.ts";
+import { githubClaims, startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { AuthError } from "../../web/reasons.ts";
 import { createKeyStore } from "../../web/jwks.ts";
 import { createTokenVerifier, type TokenVerifier } from "../../web/oidc.ts";

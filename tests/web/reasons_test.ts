@@ -1,6 +1,6 @@
 import { assertEquals } from "../helpers/assert.ts";
-import { AuthError } from "../../web/reasons.ts";
 import {
+  AuthError,
   claimDenial,
   isReason,
   Reason,

@@ -1,0 +1,168 @@
+/**
+ * The worker's settings: the cluster (kubeconfig or in-cluster, namespaces,
+ * its name), restarts (dry run, dedup window, rollout timeout), health, the
+ * local inventory of dev mode, and signed events; and the combinations among
+ * them that are refused.
+ */
+
+import { parseListenAddr } from "../lib/setting_values.ts";
+import { parseVerifyKeys } from "../shared/event_keys.ts";
+import {
+  bool,
+  BOTH,
+  duration,
+  listOf,
+  type Mode,
+  positiveDuration,
+  type Setting,
+  setting,
+  settingName,
+  text,
+  WORKER,
+} from "./setting.ts";
+import { VALKEY_SETTINGS } from "./valkey_settings.ts";
+
+function namespace(item: string): string {
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(item)) {
+    throw new Error(`"${item}" is not a valid namespace name`);
+  }
+  return item;
+}
+
+function clusterName(raw: string): string {
+  const v = raw.trim();
+  if (!/^[A-Za-z0-9._-]{1,63}$/.test(v)) {
+    throw new Error("must be 1-63 letters, digits, '.', '_' or '-'");
+  }
+  return v;
+}
+
+/** The worker's rows, in the order --help shows them. */
+export const WORKER_SETTINGS = {
+  kubeconfig: setting({
+    env: "KUBECONFIG",
+    flag: "kubeconfig",
+    modes: WORKER,
+    show: true,
+    help:
+      "Path of a kubeconfig file; empty means in-cluster config (service-account token and CA).",
+    parse: text,
+  }),
+  watchNamespaces: setting({
+    env: "WATCH_NAMESPACES",
+    flag: "watch-namespaces",
+    modes: WORKER,
+    show: true,
+    help:
+      "Comma-separated namespaces to watch; empty means every namespace the worker may list cluster-wide.",
+    parse: listOf(namespace),
+  }),
+  clusterName: setting({
+    env: "CLUSTER_NAME",
+    flag: "cluster-name",
+    modes: WORKER,
+    show: true,
+    default: "default",
+    help:
+      "Names this cluster in logs and in the Valkey keys that stop two replicas restarting twice; give each cluster sharing a Valkey its own.",
+    parse: clusterName,
+  }),
+  dryRun: setting({
+    env: "DRY_RUN",
+    flag: "dry-run",
+    modes: WORKER,
+    show: true,
+    boolean: true,
+    default: "false",
+    help: "Match and log what would be restarted, but patch nothing.",
+    parse: bool,
+  }),
+  healthListenAddr: setting({
+    env: "HEALTH_LISTEN_ADDR",
+    flag: "health-listen-addr",
+    modes: WORKER,
+    show: true,
+    default: ":8081",
+    help: "Address for /healthz, /readyz and /metrics.",
+    parse: parseListenAddr,
+  }),
+  dedupWindow: setting({
+    env: "RESTART_DEDUP_WINDOW",
+    flag: "restart-dedup-window",
+    modes: WORKER,
+    show: true,
+    default: "5s",
+    help:
+      "After a restart, events for the same Deployment and image repository (any tag) within this window do not restart it again (0s: off).",
+    parse: duration,
+  }),
+  rolloutTimeout: setting({
+    env: "ROLLOUT_TIMEOUT",
+    flag: "rollout-timeout",
+    modes: WORKER,
+    show: true,
+    default: "10m",
+    help:
+      "How long the worker follows each restarted Deployment's rollout for the event's status; not complete by then is timed_out (0s: no tracking, the report says only what was restarted).",
+    parse: duration,
+  }),
+  localInventory: setting({
+    env: "LOCAL_INVENTORY",
+    flag: "local-inventory",
+    modes: WORKER,
+    show: true,
+    help:
+      "Development only: a YAML file of Deployments used instead of a cluster; restarts are only logged. Cannot be combined with KUBECONFIG.",
+    parse: text,
+  }),
+  eventVerifyKeys: setting({
+    env: "EVENT_VERIFY_KEYS",
+    flag: "event-verify-keys",
+    modes: BOTH,
+    help:
+      "Ed25519 public keys (SPKI PEM blocks, JWK or JWK Set). Worker: drops messages none of them signed; unset, messages are unauthenticated. Web: also reads bindings they signed.",
+    parse: parseVerifyKeys,
+  }),
+  eventMaxAge: setting({
+    env: "EVENT_MAX_AGE",
+    flag: "event-max-age",
+    modes: WORKER,
+    show: true,
+    default: "2m",
+    help:
+      "With EVENT_VERIFY_KEYS: signed messages whose time (web's clock) is older than this when the worker takes them up are dropped; messages more than 30s ahead are too.",
+    parse: positiveDuration,
+  }),
+};
+
+/** Problems with combinations of otherwise valid worker settings (beyond Valkey's). */
+export function checkWorkerCombinations(config: {
+  valkeyTls: boolean;
+  valkeyTlsCaCert: string;
+  valkeyTlsCaFile: string;
+  localInventory: string;
+  kubeconfig: string;
+}): string[] {
+  const problems: string[] = [];
+  const name = (s: Setting<unknown, readonly Mode[]>) => settingName(s);
+  if (!config.valkeyTls && config.valkeyTlsCaFile) {
+    problems.push(
+      `${name(VALKEY_SETTINGS.valkeyTlsCaFile)} needs ${
+        name(VALKEY_SETTINGS.valkeyTls)
+      } set to true`,
+    );
+  }
+  if (config.valkeyTlsCaCert && config.valkeyTlsCaFile) {
+    problems.push(
+      `${name(VALKEY_SETTINGS.valkeyTlsCaCert)} and ${
+        name(VALKEY_SETTINGS.valkeyTlsCaFile)
+      } exclude each other: choose one`,
+    );
+  }
+  if (config.localInventory && config.kubeconfig) {
+    problems.push(
+      "LOCAL_INVENTORY (--local-inventory) and KUBECONFIG (--kubeconfig) exclude each other: choose one",
+    );
+  }
+  return problems;
+}
