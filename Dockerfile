@@ -10,6 +10,8 @@ FROM denoland/deno:debian-2.9.6 AS build
 WORKDIR /src
 COPY deno.json deno.lock ./
 COPY main.ts ./
+COPY lib/ lib/
+COPY config/ config/
 COPY shared/ shared/
 COPY web/ web/
 COPY worker/ worker/

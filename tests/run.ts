@@ -2,8 +2,9 @@
  * `deno task test`: prepares the real servers the suite needs, runs every test
  * under tests/ once, and stops the servers. A Valkey-compatible server is
  * started per test (it is cheap); one kube-apiserver + etcd is started here
- * for the whole run and handed to tests through KRT_TEST_* variables. Missing
- * servers fail the run under CI=true and are reported loudly otherwise.
+ * for the whole run, only when a selected test file uses it, and handed to
+ * tests through KRT_TEST_* variables. Missing servers fail the run under
+ * CI=true and are reported loudly otherwise.
  * The shared cluster runs kube-controller-manager (Deployment, ReplicaSet,
  * ServiceAccount controllers) and a test node, so Deployments roll out; a
  * second cluster is started only by the tests that need one.
@@ -22,6 +23,7 @@ import {
 } from "./helpers/control_plane.ts";
 import { ROOT } from "./helpers/program.ts";
 import { IN_CI } from "./helpers/skip.ts";
+import { needsControlPlane, testFilesUnder } from "./helpers/test_files.ts";
 import { findValkeyBinary } from "./helpers/valkey.ts";
 
 function say(text: string): void {
@@ -53,9 +55,21 @@ if (!findValkeyBinary()) {
   );
 }
 
+// Paths among the arguments replace the whole suite: `deno task test tests/web/x_test.ts`.
+// A folder named without its trailing slash is a path too (it used to run everything).
+const paths = Deno.args.filter((arg, i) =>
+  !arg.startsWith("-") && Deno.args[i - 1] !== "--filter" &&
+  (/\.ts$|\/$/.test(arg) || isPath(arg))
+);
+const selected = (paths.length ? paths : ["tests/"]).flatMap((path) =>
+  testFilesUnder(path.startsWith(ROOT) ? path.slice(ROOT.length) : path)
+);
+
 const env: Record<string, string> = {};
 let controlPlane: ControlPlane | undefined;
-if (Deno.env.get("KRT_TEST_KUBE_SERVER")) {
+if (!needsControlPlane(selected)) {
+  say("no selected test uses the control plane; not starting it");
+} else if (Deno.env.get("KRT_TEST_KUBE_SERVER")) {
   say("using the control plane named by KRT_TEST_KUBE_SERVER");
 } else {
   const assets = await locateControlPlane();
@@ -89,12 +103,6 @@ const onSignal = () => {
 };
 Deno.addSignalListener("SIGINT", onSignal);
 Deno.addSignalListener("SIGTERM", onSignal);
-// Paths among the arguments replace the whole suite: `deno task test tests/web/x_test.ts`.
-// A folder named without its trailing slash is a path too (it used to run everything).
-const paths = Deno.args.filter((arg, i) =>
-  !arg.startsWith("-") && Deno.args[i - 1] !== "--filter" &&
-  (/\.ts$|\/$/.test(arg) || isPath(arg))
-);
 try {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["test", "--allow-all", "--no-prompt", ...Deno.args, ...(paths.length ? [] : ["tests/"])],

@@ -2,7 +2,7 @@
 // deno-lint-ignore-file no-explicit-any
 /**
  * The Helm chart (k8s/helm/kuberollouttrigger), with helm built from the
- * version pinned in tests/tools/helm/go.mod: `helm lint` and `helm template`
+ * version pinned in tests/gotools/helm/go.mod: `helm lint` and `helm template`
  * for the default values and for a full set (ci/full-values.yaml), and the
  * rendered manifests checked against what must not drift from the rest of the
  * project: every env var is a setting of shared/settings.ts for that mode, the

@@ -1,6 +1,6 @@
 /**
- * The Go-built test tools (actionlint, helm): tests/tools/ensure_<tool>.sh
- * builds one on first use and caches it (tests/tools/go_tool.sh).
+ * The Go-built test tools (actionlint, helm): tests/gotools/ensure_<tool>.sh
+ * builds one on first use and caches it (tests/gotools/go_tool.sh).
  */
 
 import { ROOT } from "./program.ts";
@@ -9,7 +9,7 @@ import { missing } from "./skip.ts";
 /** Where the tool is, built on first use; undefined when there is no Go to build it. */
 export async function locateGoTool(tool: "actionlint" | "helm"): Promise<string | undefined> {
   const out = await new Deno.Command("bash", {
-    args: [`${ROOT}tests/tools/ensure_${tool}.sh`],
+    args: [`${ROOT}tests/gotools/ensure_${tool}.sh`],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -1,8 +1,8 @@
 // Rendered manifests are indexed freely.
 // deno-lint-ignore-file no-explicit-any
 /**
- * helm, built from the version pinned in tests/tools/helm/go.mod by
- * tests/tools/ensure_helm.sh and cached, run on the chart in
+ * helm, built from the version pinned in tests/gotools/helm/go.mod by
+ * tests/gotools/ensure_helm.sh and cached, run on the chart in
  * k8s/helm/kuberollouttrigger with no user's repositories or plugins.
  */
 

@@ -3,9 +3,20 @@
  * web and the worker started and awaited the way most tests want them.
  */
 
-import { type Program, startProgram } from "../../tools/program.ts";
+import {
+  type Program,
+  type ProgramOptions,
+  startProgram as startRealProgram,
+} from "../../tools/program.ts";
+import { assertServersAllowed } from "./skip.ts";
 
-export { type LogLine, type Program, ROOT, startProgram } from "../../tools/program.ts";
+export { type LogLine, type Program, ROOT } from "../../tools/program.ts";
+
+/** tools/program.ts's startProgram, refused in the in-process tier. */
+export function startProgram(options: ProgramOptions): Program {
+  assertServersAllowed("the real program");
+  return startRealProgram(options);
+}
 
 /** Starts web and resolves once it listens; returns the program and its base URL. */
 export async function startWeb(

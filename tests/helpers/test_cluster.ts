@@ -11,6 +11,7 @@
 // starts. Does not trust: API responses (checked before use). Test-only code;
 // nothing here enters the product.
 
+import { assertServersAllowed } from "./skip.ts";
 import { generateCertificates, randomToken, writeTokenFile } from "./certificates.ts";
 import { createKubeClient, writeKubeconfig } from "./kube_client.ts";
 import { freePorts, ManagedProcess, waitUntilReady } from "./processes.ts";
@@ -73,6 +74,7 @@ const CONTROLLERS = ["deployment", "replicaset", "serviceaccount"];
 
 /** Runs tests/controlplane/ensure.sh (progress on stderr) and returns the assets folder. */
 export async function ensureControlPlaneAssets(): Promise<string> {
+  assertServersAllowed("the Kubernetes control plane");
   const output = await new Deno.Command("bash", {
     args: [ENSURE_SCRIPT],
     stdin: "null",

@@ -10,21 +10,31 @@ import { openssl } from "./certificates.ts";
 import { eventually } from "./eventually.ts";
 import { freePort } from "./processes.ts";
 import {
+  findValkeyBinary as findBinary,
   requireBinary,
   type ServerTls,
-  startValkey,
+  startValkey as startServer,
   type TestValkey,
   waitForPort,
 } from "../../tools/valkey_server.ts";
+import { assertServersAllowed, NO_SERVERS } from "./skip.ts";
 
 // Re-exported: tests import the one freePort() from here or from ./processes.ts.
 export { freePort };
-export {
-  findValkeyBinary,
-  type ServerTls,
-  startValkey,
-  type TestValkey,
-} from "../../tools/valkey_server.ts";
+export { type ServerTls, type TestValkey } from "../../tools/valkey_server.ts";
+
+/** The server binary found on PATH; none in the in-process tier. */
+export function findValkeyBinary(): string | undefined {
+  return NO_SERVERS ? undefined : findBinary();
+}
+
+/** tools/valkey_server.ts's startValkey, refused in the in-process tier. */
+export function startValkey(
+  ...args: Parameters<typeof startServer>
+): ReturnType<typeof startServer> {
+  assertServersAllowed("a Valkey server");
+  return startServer(...args);
+}
 
 /** Certificates for TLS tests, as files (paths) and PEM text. */
 export interface ValkeyCertificates {

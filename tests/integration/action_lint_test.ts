@@ -3,7 +3,7 @@
  * structure (inputs as the existing action names them, no expression inside a
  * script, outputs mapped to what the script writes), `bash -n` and shellcheck
  * on its script, and actionlint (built from the Go module pinned in
- * tests/tools/go.mod) on every workflow in docs/ — with `uses:` pointed at
+ * tests/gotools/go.mod) on every workflow in docs/ — with `uses:` pointed at
  * this repository's action.yml, so actionlint also checks each `with:` and
  * `steps.<id>.outputs` against the action's metadata — and on a reusable
  * workflow made from the action's own step; and on this repository's own

@@ -6,12 +6,12 @@
  * real program's command line and permission set.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
-import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey, subscribe } from "../helpers/valkey.ts";
-import { parseCommandLine } from "../../config/command_line.ts";
-import { createLogger, type LogFields } from "../../lib/log.ts";
-import { runWeb } from "../../web/server.ts";
+import { assertEquals } from "../../helpers/assert.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
+import { startValkey, subscribe } from "../../helpers/valkey.ts";
+import { parseCommandLine } from "../../../config/command_line.ts";
+import { createLogger, type LogFields } from "../../../lib/log.ts";
+import { runWeb } from "../../../web/server.ts";
 
 Deno.test({
   name: "runWeb() listens, becomes ready, publishes an event and stops on its signal",

@@ -6,14 +6,14 @@
  */
 
 import { Valkey } from "iovalkey";
-import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
-import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey, subscribe } from "../helpers/valkey.ts";
-import { AppError } from "../../shared/errors.ts";
-import { AuthError } from "../../web/reasons.ts";
-import { statusKey } from "../../shared/event_status.ts";
-import { createPublisher } from "../../web/publisher.ts";
-import { createReplayGuard, replayTtlMs } from "../../web/replay.ts";
+import { assert, assertEquals, assertRejects } from "../../helpers/assert.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
+import { startValkey, subscribe } from "../../helpers/valkey.ts";
+import { AppError } from "../../../shared/errors.ts";
+import { AuthError } from "../../../web/reasons.ts";
+import { statusKey } from "../../../shared/event_status.ts";
+import { createPublisher } from "../../../web/publisher.ts";
+import { createReplayGuard, replayTtlMs } from "../../../web/replay.ts";
 
 const BINDING = {
   repository: "acme/app",

@@ -5,19 +5,19 @@
  */
 
 import { Valkey } from "iovalkey";
-import { assert, assertEquals } from "../helpers/assert.ts";
-import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey, subscribe } from "../helpers/valkey.ts";
+import { assert, assertEquals } from "../../helpers/assert.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
+import { startValkey, subscribe } from "../../helpers/valkey.ts";
 import {
   BINDING_FIELD,
   CLUSTER_LIVE_MS,
   CLUSTERS_KEY,
   reportField,
   statusKey,
-} from "../../shared/event_status.ts";
-import { createLogger, type LogFields } from "../../lib/log.ts";
-import { createPublisher } from "../../web/publisher.ts";
-import { createStatusReader, createStatusWaiters } from "../../web/status_store.ts";
+} from "../../../shared/event_status.ts";
+import { createLogger, type LogFields } from "../../../lib/log.ts";
+import { createPublisher } from "../../../web/publisher.ts";
+import { createStatusReader, createStatusWaiters } from "../../../web/status_store.ts";
 
 const BINDING = {
   repository: "b".repeat(64),

@@ -6,24 +6,24 @@
  * the token text); tests/e2e/web_test.ts proves the same with the real program.
  */
 
-import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { eventually } from "../helpers/eventually.ts";
-import { orgOnlyPolicy } from "../helpers/issuer.ts";
-import { withoutValkey } from "../helpers/skip.ts";
-import { type RecordingSubscriber, startValkey, subscribe } from "../helpers/valkey.ts";
-import { valkeyWebParts } from "../helpers/web_deps.ts";
-import { AuthError } from "../../web/reasons.ts";
-import { createLogger, type LogFields } from "../../lib/log.ts";
-import { createRegistry } from "../../lib/metrics.ts";
-import { parseHostPort } from "../../lib/setting_values.ts";
-import { createValkeyConnection } from "../../worker/valkey.ts";
-import { createEventRoute } from "../../web/event_route.ts";
-import { createHandler } from "../../web/handler.ts";
-import { createWebMetrics } from "../../web/metrics.ts";
-import type { GitHubClaims } from "../../web/oidc.ts";
-import { createAuthorizer } from "../../web/policy.ts";
-import { createBodyReader } from "../../web/request_body.ts";
-import { createStatusWaiters } from "../../web/status_store.ts";
+import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
+import { eventually } from "../../helpers/eventually.ts";
+import { orgOnlyPolicy } from "../../helpers/issuer.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
+import { type RecordingSubscriber, startValkey, subscribe } from "../../helpers/valkey.ts";
+import { valkeyWebParts } from "../../helpers/web_deps.ts";
+import { AuthError } from "../../../web/reasons.ts";
+import { createLogger, type LogFields } from "../../../lib/log.ts";
+import { createRegistry } from "../../../lib/metrics.ts";
+import { parseHostPort } from "../../../lib/setting_values.ts";
+import { createValkeyConnection } from "../../../worker/valkey.ts";
+import { createEventRoute } from "../../../web/event_route.ts";
+import { createHandler } from "../../../web/handler.ts";
+import { createWebMetrics } from "../../../web/metrics.ts";
+import type { GitHubClaims } from "../../../web/oidc.ts";
+import { createAuthorizer } from "../../../web/policy.ts";
+import { createBodyReader } from "../../../web/request_body.ts";
+import { createStatusWaiters } from "../../../web/status_store.ts";
 
 const CHANNEL = "krt-event-route-test";
 const INFO = { remoteAddr: { hostname: "127.0.0.1", port: 1 } };

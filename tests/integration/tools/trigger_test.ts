@@ -6,20 +6,20 @@
  * decisions it shares with the Action (exit codes, Retry-After).
  */
 
-import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { ROOT, startWeb } from "../helpers/program.ts";
-import { withoutValkey } from "../helpers/skip.ts";
+import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
+import { ROOT, startWeb } from "../../helpers/program.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
 import {
   clusterReport,
   type ReceivedEvent,
   startStandInWorker,
   type WriteReport,
-} from "../helpers/stand_in_worker.ts";
-import { startValkey } from "../helpers/valkey.ts";
-import type { EventStatus } from "../../shared/event_status.ts";
-import { DEV_DEFAULTS } from "../../tools/dev.ts";
-import { renderStatusText } from "../../tools/status_table.ts";
-import { exitCodeFor, mintDevToken, retryDelayMs } from "../../tools/trigger.ts";
+} from "../../helpers/stand_in_worker.ts";
+import { startValkey } from "../../helpers/valkey.ts";
+import type { EventStatus } from "../../../shared/event_status.ts";
+import { DEV_DEFAULTS } from "../../../tools/dev.ts";
+import { renderStatusText } from "../../../tools/status_table.ts";
+import { exitCodeFor, mintDevToken, retryDelayMs } from "../../../tools/trigger.ts";
 
 Deno.test("exitCodeFor() maps each way a wait ends to the documented exit code", async (t) => {
   const status = (state: EventStatus["state"]) => ({ state } as EventStatus);

@@ -8,21 +8,21 @@
  * proven the same way in valkey_test.ts.
  */
 
-import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { eventually } from "../helpers/cluster.ts";
-import { withoutValkey } from "../helpers/skip.ts";
+import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
+import { eventually } from "../../helpers/cluster.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
 import {
   generateValkeyCertificates,
   type ServerTls,
   startSentinelGroup,
   startValkey,
-} from "../helpers/valkey.ts";
-import { createLogger, type LogFields } from "../../lib/log.ts";
-import { parseHostPort } from "../../lib/setting_values.ts";
-import { createValkeyClient, type ValkeyClientOptions } from "../../web/valkey_client.ts";
-import type { ValkeySettings } from "../../shared/valkey_settings.ts";
+} from "../../helpers/valkey.ts";
+import { createLogger, type LogFields } from "../../../lib/log.ts";
+import { parseHostPort } from "../../../lib/setting_values.ts";
+import { createValkeyClient, type ValkeyClientOptions } from "../../../web/valkey_client.ts";
+import type { ValkeySettings } from "../../../shared/valkey_settings.ts";
 import { Valkey } from "iovalkey";
-import { RespReader } from "../../lib/resp.ts";
+import { RespReader } from "../../../lib/resp.ts";
 
 const skip = withoutValkey();
 const options = { ignore: skip, sanitizeOps: false, sanitizeResources: false };
@@ -312,10 +312,10 @@ Deno.test({
     await Deno.writeTextFile(roots, certs.otherCa.pem);
     const script = `
       import { createValkeyClient } from ${
-      JSON.stringify(new URL("../../web/valkey_client.ts", import.meta.url).href)
+      JSON.stringify(new URL("../../../web/valkey_client.ts", import.meta.url).href)
     };
       import { createLogger } from ${
-      JSON.stringify(new URL("../../lib/log.ts", import.meta.url).href)
+      JSON.stringify(new URL("../../../lib/log.ts", import.meta.url).href)
     };
       const lines = [];
       const logger = createLogger({ level: "info", write: (l) => lines.push(JSON.parse(l)) });

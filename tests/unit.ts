@@ -1,0 +1,23 @@
+/**
+ * `deno task test:unit`: the in-process tier. Every test file outside the
+ * full-suite folders (tests/integration/, tests/e2e/, tests/helm/, tests/fuzz/)
+ * runs in parallel with no server: NO_SERVERS_ENV makes the helpers refuse to start
+ * Valkey, the control plane or the program, and nothing may be skipped, so a
+ * real-server test left in an in-process folder fails here instead of passing
+ * quietly. Extra arguments go to `deno test` (e.g. `--filter web`).
+ */
+
+import { ROOT } from "../tools/program.ts";
+import { NO_SERVERS_ENV } from "./helpers/skip.ts";
+import { FULL_SUITE_FOLDERS, testFilesUnder } from "./helpers/test_files.ts";
+
+const files = testFilesUnder("tests").filter((file) =>
+  !FULL_SUITE_FOLDERS.some((folder) => file.startsWith(folder))
+);
+const child = new Deno.Command(Deno.execPath(), {
+  args: ["test", "--allow-all", "--no-prompt", "--parallel", ...Deno.args, ...files],
+  cwd: ROOT,
+  env: { [NO_SERVERS_ENV]: "1" },
+  stdin: "null",
+}).spawn();
+Deno.exit((await child.status).code);
