@@ -1,41 +1,14 @@
+import { BINDING, counts, report } from "../helpers/status_fixtures.ts";
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { AppError } from "../../shared/errors.ts";
 import {
   type ClusterReport,
   clusterStateOf,
-  emptyCounts,
   MAX_REPORTED_DEPLOYMENTS,
   parseBinding,
   parseClusterReport,
   type ReportCounts,
-  type StatusBinding,
 } from "../../shared/event_status.ts";
-
-const T0 = Date.parse("2026-12-01T10:00:00Z");
-const BINDING: StatusBinding = {
-  repository: "a".repeat(64),
-  image: "ghcr.io/acme/app",
-  tags: ["dev"],
-  time: new Date(T0).toISOString(),
-  clusters: ["east", "west"],
-};
-
-function counts(extra: Partial<ReportCounts>): ReportCounts {
-  return { ...emptyCounts(), ...extra };
-}
-
-function report(cluster: string, c: Partial<ReportCounts>): ClusterReport {
-  const all = counts(c);
-  return {
-    cluster,
-    state: clusterStateOf(all),
-    matched: all.restarted + all.skipped + all.failed + all.dry_run,
-    counts: all,
-    deployments: [],
-    omitted: 0,
-    updated: new Date(T0 + 1000).toISOString(),
-  };
-}
 
 Deno.test("clusterStateOf() reads a cluster's counts as kubectl rollout status would end", async (t) => {
   const cases: [string, Partial<ReportCounts>, string][] = [

@@ -1,38 +1,7 @@
+import { BINDING, report, T0 } from "../helpers/status_fixtures.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
-import {
-  type ClusterReport,
-  clusterStateOf,
-  emptyCounts,
-  type ReportCounts,
-  type StatusBinding,
-} from "../../shared/event_status.ts";
+import type { ClusterReport } from "../../shared/event_status.ts";
 import { nextTimedChange, summarizeStatus } from "../../web/status_summary.ts";
-
-const T0 = Date.parse("2026-12-01T10:00:00Z");
-const BINDING: StatusBinding = {
-  repository: "a".repeat(64),
-  image: "ghcr.io/acme/app",
-  tags: ["dev"],
-  time: new Date(T0).toISOString(),
-  clusters: ["east", "west"],
-};
-
-function counts(extra: Partial<ReportCounts>): ReportCounts {
-  return { ...emptyCounts(), ...extra };
-}
-
-function report(cluster: string, c: Partial<ReportCounts>): ClusterReport {
-  const all = counts(c);
-  return {
-    cluster,
-    state: clusterStateOf(all),
-    matched: all.restarted + all.skipped + all.failed + all.dry_run,
-    counts: all,
-    deployments: [],
-    omitted: 0,
-    updated: new Date(T0 + 1000).toISOString(),
-  };
-}
 
 Deno.test("summarizeStatus() folds the live clusters' reports into one state", async (t) => {
   const at = (ms: number, reports: ClusterReport[], binding = BINDING) =>
