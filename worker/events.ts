@@ -21,7 +21,7 @@ import {
   summarizeEvent,
 } from "./event_summary.ts";
 import type { Feedback } from "./feedback.ts";
-import type { Inventory } from "./inventory.ts";
+import type { Inventory } from "./inventory/inventory.ts";
 import type { KubeApi } from "./kube_api.ts";
 import { createMessageReader } from "./message_reader.ts";
 import type { WorkerMetrics } from "./metrics.ts";

@@ -13,7 +13,7 @@ import type { Logger } from "../lib/log.ts";
 import { pooledMap } from "../lib/pooled_map.ts";
 import type { Coordinator } from "./coordination.ts";
 import type { DeploymentOutcome } from "./event_summary.ts";
-import type { Inventory } from "./inventory.ts";
+import type { Inventory } from "./inventory/inventory.ts";
 import type { Deployment, KubeApi } from "./kube_api.ts";
 import { rolloutTriggeredEvent } from "./kube_events.ts";
 import type { WorkerMetrics } from "./metrics.ts";

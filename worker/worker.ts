@@ -23,7 +23,7 @@ import { createEventHandler } from "./events.ts";
 import { createFeedback } from "./feedback.ts";
 import { createReportStore, createTrackingStore } from "./feedback_store.ts";
 import { startHeartbeat } from "./heartbeat.ts";
-import { createInventory, type InventoryOptions } from "./inventory.ts";
+import { createInventory, type InventoryOptions } from "./inventory/inventory.ts";
 import { createKubeApi, type KubeApi } from "./kube_api.ts";
 import { loadKubeAccess } from "./kube_config.ts";
 import { createLocalApi, loadLocalInventory } from "./local_api.ts";

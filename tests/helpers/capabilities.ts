@@ -13,7 +13,7 @@ import { type Cluster, deploymentManifest, eventually, WORKER_SA } from "./clust
 import { createKubeClient } from "./control_plane.ts";
 import { waitForSettled } from "./rollout.ts";
 import { createLogger } from "../../lib/log.ts";
-import { createInventory } from "../../worker/inventory.ts";
+import { createInventory } from "../../worker/inventory/inventory.ts";
 import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
 import { loadKubeAccess } from "../../worker/kube_config.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";

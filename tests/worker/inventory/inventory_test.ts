@@ -5,9 +5,9 @@
  * paths against the real API server through a stalling proxy.
  */
 
-import { assert, assertEquals } from "../helpers/assert.ts";
-import { eventually } from "../helpers/cluster.ts";
-import { createLogger } from "../../lib/log.ts";
+import { assert, assertEquals } from "../../helpers/assert.ts";
+import { eventually } from "../../helpers/cluster.ts";
+import { createLogger } from "../../../lib/log.ts";
 import {
   type Deployment,
   type DeploymentList,
@@ -16,8 +16,8 @@ import {
   type WatchEvent,
   WatchEventError,
   type WatchOptions,
-} from "../../worker/kube_api.ts";
-import type { Clock } from "../../lib/clock.ts";
+} from "../../../worker/kube_api.ts";
+import type { Clock } from "../../../lib/clock.ts";
 import {
   createInventory,
   type Inventory,
@@ -25,7 +25,7 @@ import {
   MIN_WATCH_TIMEOUT_SECONDS,
   randomWatchTimeout,
   WATCH_IDLE_TIMEOUT_MS,
-} from "../../worker/inventory.ts";
+} from "../../../worker/inventory/inventory.ts";
 
 const IDLE = 1000;
 

@@ -24,18 +24,18 @@
  * summaries are kept.
  */
 
-import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
-import { backoffDelay, sleep } from "../lib/backoff.ts";
-import { describeError } from "../shared/errors.ts";
-import type { Logger } from "../lib/log.ts";
+import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
+import { backoffDelay, sleep } from "../../lib/backoff.ts";
+import { describeError } from "../../shared/errors.ts";
+import type { Logger } from "../../lib/log.ts";
 import {
   type Deployment,
   type KubeApi,
   KubeApiError,
   type WatchEvent,
   WatchEventError,
-} from "./kube_api.ts";
-import { type DeploymentSummary, repositoriesOf, summarizeSharing } from "./plan.ts";
+} from "../kube_api.ts";
+import { type DeploymentSummary, repositoriesOf, summarizeSharing } from "../plan.ts";
 
 /**
  * How often kube-apiserver sends a bookmark on an idle watch: its watch cache
