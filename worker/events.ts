@@ -22,7 +22,7 @@ import {
 } from "./event_summary.ts";
 import type { Feedback } from "./feedback.ts";
 import type { Inventory } from "./inventory/inventory.ts";
-import type { KubeApi } from "./kube_api.ts";
+import type { KubeApi } from "./kube/api.ts";
 import { createMessageReader } from "./message_reader.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { planRestarts, type RestartPlan } from "./plan.ts";

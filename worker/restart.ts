@@ -10,7 +10,7 @@
 import { backoffDelay, sleep } from "../lib/backoff.ts";
 import { describeError } from "../shared/errors.ts";
 import type { ImageEvent } from "../shared/event.ts";
-import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
+import { type Deployment, type KubeApi, KubeApiError } from "./kube/api.ts";
 import {
   type PlannedRestart,
   planRestarts,

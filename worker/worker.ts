@@ -29,9 +29,9 @@ import { createReportStore, createTrackingStore } from "./feedback_store.ts";
 import { serveHealth } from "./health.ts";
 import { startHeartbeat } from "./heartbeat.ts";
 import { createInventory, type Inventory, type InventoryOptions } from "./inventory/inventory.ts";
-import { createKubeApi, type KubeApi } from "./kube_api.ts";
-import { loadKubeAccess } from "./kube_config.ts";
-import { createLocalApi, loadLocalInventory } from "./local_api.ts";
+import { createKubeApi, type KubeApi } from "./kube/api.ts";
+import { loadKubeAccess } from "./kube/config.ts";
+import { createLocalApi, loadLocalInventory } from "./kube/local_api.ts";
 import { createWorkerMetrics, exportScopes, type WorkerMetrics } from "./metrics.ts";
 import { subscribe, type Subscription } from "./subscriber.ts";
 

@@ -10,7 +10,7 @@
 
 import { realisticDeployment } from "./worker_bench.ts";
 import { createInventory } from "../../worker/inventory/inventory.ts";
-import type { Deployment, KubeApi, WatchEvent } from "../../worker/kube_api.ts";
+import type { Deployment, KubeApi, WatchEvent } from "../../worker/kube/api.ts";
 import { createRolloutTracker } from "../../worker/rollout_tracker.ts";
 import type { Logger } from "../../lib/log.ts";
 

@@ -11,7 +11,7 @@ import { deploymentManifest } from "../helpers/cluster.ts";
 import { TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { type Program, ROOT, startProgram, startWeb, startWorker } from "../helpers/program.ts";
 import { publishRaw, type TestValkey } from "../helpers/valkey.ts";
-import { createKubeApi, type KubeApi } from "../../worker/kube_api.ts";
+import { createKubeApi, type KubeApi } from "../../worker/kube/api.ts";
 import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
 import { restartDeployment } from "../../worker/restart.ts";
 import { benchListFloor } from "./list_floor.ts";

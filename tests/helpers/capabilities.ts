@@ -14,8 +14,8 @@ import { createKubeClient } from "./control_plane.ts";
 import { waitForSettled } from "./rollout.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createInventory } from "../../worker/inventory/inventory.ts";
-import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
-import { loadKubeAccess } from "../../worker/kube_config.ts";
+import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube/api.ts";
+import { loadKubeAccess } from "../../worker/kube/config.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";
 import { restartDeployment, type RestartOutcome } from "../../worker/restart.ts";
 

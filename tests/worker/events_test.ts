@@ -10,7 +10,7 @@ import { createRegistry } from "../../lib/metrics.ts";
 import type { Coordinator } from "../../worker/coordination.ts";
 import { createEventHandler } from "../../worker/events.ts";
 import type { Inventory } from "../../worker/inventory/inventory.ts";
-import { type Deployment, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
+import { type Deployment, type KubeApi, KubeApiError } from "../../worker/kube/api.ts";
 import type { Feedback, HandledEvent } from "../../worker/feedback.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";

@@ -10,7 +10,7 @@ import { createLogger } from "../../lib/log.ts";
 import { createRegistry } from "../../lib/metrics.ts";
 import { parseEventMessage } from "../../shared/event.ts";
 import type { Claim, Coordinator } from "../../worker/coordination.ts";
-import { type Deployment, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
+import { type Deployment, type KubeApi, KubeApiError } from "../../worker/kube/api.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import type { PlannedRestart } from "../../worker/plan.ts";
 import { restartEach } from "../../worker/restart_each.ts";

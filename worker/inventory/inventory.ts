@@ -10,7 +10,7 @@
 
 import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
 import type { Logger } from "../../lib/log.ts";
-import type { Deployment, KubeApi } from "../kube_api.ts";
+import type { Deployment, KubeApi } from "../kube/api.ts";
 import type { DeploymentSummary } from "../plan.ts";
 import { createDeploymentIndex } from "./index.ts";
 import {

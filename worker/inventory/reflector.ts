@@ -16,7 +16,7 @@
  * bookmark) for the idle deadline is presumed dead: it is aborted and resumed.
  * The scope is reported relisting while a list is due, so readiness is false
  * while the cache is not current. API objects are untrusted; events are
- * checked for shape by kube_api.ts and for scope here, and only summaries are
+ * checked for shape by kube/api.ts and for scope here, and only summaries are
  * kept.
  */
 
@@ -30,7 +30,7 @@ import {
   KubeApiError,
   type WatchEvent,
   WatchEventError,
-} from "../kube_api.ts";
+} from "../kube/api.ts";
 import type { DeploymentIndex } from "./index.ts";
 import { type Scope, scopeLabel, type SyncTracker } from "./sync.ts";
 

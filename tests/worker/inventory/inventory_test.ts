@@ -16,7 +16,7 @@ import {
   type WatchEvent,
   WatchEventError,
   type WatchOptions,
-} from "../../../worker/kube_api.ts";
+} from "../../../worker/kube/api.ts";
 import type { Clock } from "../../../lib/clock.ts";
 import {
   createInventory,
@@ -407,7 +407,7 @@ Deno.test("a watch error other than 410 resumes the watch without a relist", asy
 });
 
 Deno.test("a malformed answer is counted, logged, and repaired by a relist", async (t) => {
-  await t.step("a malformed event (as kube_api.ts reports it)", async () => {
+  await t.step("a malformed event (as kube/api.ts reports it)", async () => {
     const h = start(["a"], {
       lists: () => page("10", deployment("a", "app", "ghcr.io/acme/app:1")),
     });

@@ -16,7 +16,7 @@ import type {
   KubeApi,
   WatchEvent,
   WatchOptions,
-} from "../../../worker/kube_api.ts";
+} from "../../../worker/kube/api.ts";
 import { createDeploymentIndex } from "../../../worker/inventory/index.ts";
 import { runReflector } from "../../../worker/inventory/reflector.ts";
 import { createSyncTracker } from "../../../worker/inventory/sync.ts";

@@ -8,7 +8,7 @@
  * events, which are checked for shape here (parseWatchEvent) before anyone sees them.
  */
 
-import { AppError, describeError } from "../shared/errors.ts";
+import { AppError, describeError } from "../../shared/errors.ts";
 
 /** A Deployment as the API returns it (only what we read is typed). */
 export interface Deployment {
@@ -43,7 +43,7 @@ export interface Deployment {
   };
 }
 
-/** A core/v1 Event as the worker creates it (see worker/kube_events.ts). */
+/** A core/v1 Event as the worker creates it (see worker/kube/events.ts). */
 export interface KubeEvent {
   apiVersion: "v1";
   kind: "Event";

@@ -6,8 +6,8 @@
  * eventTime (which would require an action and a series).
  */
 
-import type { EventMessage } from "../shared/event.ts";
-import type { Deployment, KubeEvent } from "./kube_api.ts";
+import type { EventMessage } from "../../shared/event.ts";
+import type { Deployment, KubeEvent } from "./api.ts";
 
 /** The Event's reason, for `kubectl get events --field-selector reason=RolloutTriggered`. */
 export const ROLLOUT_TRIGGERED = "RolloutTriggered";

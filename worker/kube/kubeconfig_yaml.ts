@@ -10,7 +10,7 @@
  */
 
 import { parse, YAMLError } from "yaml";
-import { AppError } from "../shared/errors.ts";
+import { AppError } from "../../shared/errors.ts";
 
 function kubeError(message: string): AppError {
   return new AppError("ERR_KUBE", message);

@@ -1,5 +1,9 @@
-import { assertEquals } from "../helpers/assert.ts";
-import { COMPONENT, ROLLOUT_TRIGGERED, rolloutTriggeredEvent } from "../../worker/kube_events.ts";
+import { assertEquals } from "../../helpers/assert.ts";
+import {
+  COMPONENT,
+  ROLLOUT_TRIGGERED,
+  rolloutTriggeredEvent,
+} from "../../../worker/kube/events.ts";
 
 Deno.test("rolloutTriggeredEvent() names the Deployment, the event id and every image, in whole seconds", () => {
   const event = rolloutTriggeredEvent(

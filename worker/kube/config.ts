@@ -13,15 +13,15 @@
  * processes), basic auth, insecure-skip-tls-verify, proxy-url, tls-server-name.
  */
 
-import { AppError, describeError } from "../shared/errors.ts";
-import { isLoopbackHost } from "../lib/setting_values.ts";
+import { AppError, describeError } from "../../shared/errors.ts";
+import { isLoopbackHost } from "../../lib/setting_values.ts";
 import {
   checkPem,
   checkToken,
   createTlsClient,
   decodeBase64Field,
   type PemKind,
-} from "./kube_credentials.ts";
+} from "./credentials.ts";
 import {
   type Entry,
   fieldsOf,

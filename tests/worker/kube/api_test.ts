@@ -4,8 +4,8 @@
  * proxy's page, an echo) is described by size and type, never quoted.
  */
 
-import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
-import { createKubeApi, KubeApiError } from "../../worker/kube_api.ts";
+import { assert, assertEquals, assertRejects } from "../../helpers/assert.ts";
+import { createKubeApi, KubeApiError } from "../../../worker/kube/api.ts";
 
 const SECRET = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
 

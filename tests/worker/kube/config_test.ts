@@ -1,7 +1,7 @@
-import { assert, assertEquals, assertMatch, assertRejects } from "../helpers/assert.ts";
-import { startProgram } from "../helpers/program.ts";
-import { AppError } from "../../shared/errors.ts";
-import { loadKubeAccess } from "../../worker/kube_config.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../helpers/assert.ts";
+import { startProgram } from "../../helpers/program.ts";
+import { AppError } from "../../../shared/errors.ts";
+import { loadKubeAccess } from "../../../worker/kube/config.ts";
 
 const CA = `-----BEGIN CERTIFICATE-----
 MIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAjMSEwHwYDVQQDDBhrM3Mtc2Vy

@@ -6,13 +6,13 @@
  */
 
 import { parseAllDocuments, YAMLError } from "yaml";
-import { sleep } from "../lib/backoff.ts";
-import { AppError, describeError } from "../shared/errors.ts";
-import type { Logger } from "../lib/log.ts";
-import { BOOKMARK_INTERVAL_MS } from "./inventory/inventory.ts";
-import { type Deployment, type KubeApi, KubeApiError, type KubeVerb } from "./kube_api.ts";
+import { sleep } from "../../lib/backoff.ts";
+import { AppError, describeError } from "../../shared/errors.ts";
+import type { Logger } from "../../lib/log.ts";
+import { BOOKMARK_INTERVAL_MS } from "../inventory/inventory.ts";
+import { type Deployment, type KubeApi, KubeApiError, type KubeVerb } from "./api.ts";
 import { describeYamlError } from "./kubeconfig_yaml.ts";
-import { RESTARTED_AT_ANNOTATION } from "./plan.ts";
+import { RESTARTED_AT_ANNOTATION } from "../plan.ts";
 
 /** Reads Deployments from a YAML file (documents of other kinds are ignored). */
 export async function loadLocalInventory(path: string): Promise<Deployment[]> {

@@ -1,8 +1,8 @@
-import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
-import { AppError } from "../../shared/errors.ts";
-import { createLogger } from "../../lib/log.ts";
-import type { WatchEvent } from "../../worker/kube_api.ts";
-import { createLocalApi, loadLocalInventory } from "../../worker/local_api.ts";
+import { assert, assertEquals, assertRejects } from "../../helpers/assert.ts";
+import { AppError } from "../../../shared/errors.ts";
+import { createLogger } from "../../../lib/log.ts";
+import type { WatchEvent } from "../../../worker/kube/api.ts";
+import { createLocalApi, loadLocalInventory } from "../../../worker/kube/local_api.ts";
 /** The dev mode's in-memory KubeApi, where its behaviour meets the inventory's watch discipline. */
 
 Deno.test("createLocalApi() keeps its never-changing watch alive with bookmarks, as kube-apiserver does", async () => {

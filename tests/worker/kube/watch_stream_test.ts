@@ -5,14 +5,14 @@
  * same code against the real one.
  */
 
-import { assert, assertEquals, assertRejects, assertThrows } from "../helpers/assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../../helpers/assert.ts";
 import {
   createKubeApi,
   KubeApiError,
   parseWatchEvent,
   type WatchEvent,
   WatchEventError,
-} from "../../worker/kube_api.ts";
+} from "../../../worker/kube/api.ts";
 
 const SECRET = "s3cr3t-token-in-an-object";
 

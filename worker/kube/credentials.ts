@@ -11,7 +11,7 @@
  * errors say which field and what kind of problem, with a position where useful.
  */
 
-import { AppError } from "../shared/errors.ts";
+import { AppError } from "../../shared/errors.ts";
 
 /** What a PEM field must hold. */
 export type PemKind = "certificate" | "private key";
