@@ -7,7 +7,7 @@
  */
 
 import type { DeploymentReport, RestartResult } from "../shared/event_status.ts";
-import type { Deployment } from "./kube/api.ts";
+import type { Deployment } from "./kube/objects.ts";
 import type { PlannedSkip } from "./plan.ts";
 import { restartFailureReason } from "./report.ts";
 

@@ -14,7 +14,7 @@ import { formatDuration } from "../config/settings.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ReportStore, TrackingStore } from "./feedback_store.ts";
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
-import type { Deployment } from "./kube/api.ts";
+import type { Deployment } from "./kube/objects.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { buildReport } from "./report.ts";
 import { createReportWriter } from "./report_writer.ts";

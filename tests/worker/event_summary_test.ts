@@ -11,7 +11,7 @@ import {
   skipOutcomes,
   summarizeEvent,
 } from "../../worker/event_summary.ts";
-import type { Deployment } from "../../worker/kube/api.ts";
+import type { Deployment } from "../../worker/kube/objects.ts";
 
 const EVENT = { id: "e1", image: "ghcr.io/acme/app", tags: ["dev"] };
 

@@ -11,7 +11,7 @@ import { createLogger } from "../../lib/log.ts";
 import { createRegistry } from "../../lib/metrics.ts";
 import { createFeedback } from "../../worker/feedback.ts";
 import type { ReportStore, TrackingStore } from "../../worker/feedback_store.ts";
-import type { Deployment } from "../../worker/kube/api.ts";
+import type { Deployment } from "../../worker/kube/objects.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import type { TrackedEvent } from "../../worker/rollout_tracker.ts";
 

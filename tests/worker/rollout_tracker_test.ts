@@ -7,7 +7,7 @@
 import { assertEquals } from "../helpers/assert.ts";
 import { fakeClock } from "../helpers/fake_clock.ts";
 import type { DeploymentReport } from "../../shared/event_status.ts";
-import type { Deployment } from "../../worker/kube/api.ts";
+import type { Deployment } from "../../worker/kube/objects.ts";
 import { createRolloutTracker, type TrackedEvent } from "../../worker/rollout_tracker.ts";
 
 function deployment(

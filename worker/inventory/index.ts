@@ -9,7 +9,7 @@
  * namespace.
  */
 
-import type { Deployment } from "../kube/api.ts";
+import type { Deployment } from "../kube/objects.ts";
 import { type DeploymentSummary, repositoriesOf, summarizeSharing } from "../plan.ts";
 
 /** A replacement of one namespace's Deployments (or all), fed one by one, as a list delivers them. */

@@ -10,7 +10,8 @@
 
 import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
 import type { Logger } from "../../lib/log.ts";
-import type { Deployment, KubeApi } from "../kube/api.ts";
+import type { KubeApi } from "../kube/api.ts";
+import type { Deployment } from "../kube/objects.ts";
 import type { DeploymentSummary } from "../plan.ts";
 import { createDeploymentIndex } from "./index.ts";
 import {

@@ -24,13 +24,10 @@ import type { Clock } from "../../lib/clock.ts";
 import { backoffDelay, sleep } from "../../lib/backoff.ts";
 import type { Logger } from "../../lib/log.ts";
 import { describeError } from "../../shared/errors.ts";
-import {
-  type Deployment,
-  type KubeApi,
-  KubeApiError,
-  type WatchEvent,
-  WatchEventError,
-} from "../kube/api.ts";
+import type { KubeApi } from "../kube/api.ts";
+import { KubeApiError, WatchEventError } from "../kube/errors.ts";
+import type { Deployment } from "../kube/objects.ts";
+import type { WatchEvent } from "../kube/watch_stream.ts";
 import type { DeploymentIndex } from "./index.ts";
 import { type Scope, scopeLabel, type SyncTracker } from "./sync.ts";
 

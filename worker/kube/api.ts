@@ -5,99 +5,16 @@
  * create per restart (the audit trail in the cluster). Every call is counted
  * by verb so tests and benchmarks can prove how many requests an event costs.
  * Responses are untrusted JSON; callers validate what they use, except watch
- * events, which are checked for shape here (parseWatchEvent) before anyone sees them.
+ * events, which watch_stream.ts checks for shape before anyone sees them.
  */
 
 import { AppError, describeError } from "../../shared/errors.ts";
-
-/** A Deployment as the API returns it (only what we read is typed). */
-export interface Deployment {
-  metadata: {
-    name: string;
-    namespace: string;
-    uid?: string;
-    resourceVersion?: string;
-    annotations?: Record<string, string>;
-    generation?: number;
-  };
-  spec?: {
-    paused?: boolean;
-    replicas?: number;
-    progressDeadlineSeconds?: number;
-    template?: {
-      metadata?: { annotations?: Record<string, string> };
-      spec?: {
-        containers?: { name: string; image?: string; imagePullPolicy?: string }[];
-        initContainers?: { name: string; image?: string; imagePullPolicy?: string }[];
-      };
-    };
-  };
-  /** What the rollout tracker reads (worker/rollout_progress.ts checks every field). */
-  status?: {
-    observedGeneration?: number;
-    replicas?: number;
-    updatedReplicas?: number;
-    readyReplicas?: number;
-    availableReplicas?: number;
-    conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
-  };
-}
-
-/** A core/v1 Event as the worker creates it (see worker/kube/events.ts). */
-export interface KubeEvent {
-  apiVersion: "v1";
-  kind: "Event";
-  metadata: { generateName: string; namespace: string };
-  involvedObject: {
-    apiVersion: string;
-    kind: string;
-    namespace: string;
-    name: string;
-    uid?: string;
-    resourceVersion?: string;
-  };
-  reason: string;
-  message: string;
-  type: "Normal" | "Warning";
-  source: { component: string };
-  reportingComponent: string;
-  reportingInstance: string;
-  firstTimestamp: string;
-  lastTimestamp: string;
-  count: number;
-}
+import { KubeApiError, WatchEventError } from "./errors.ts";
+import type { Deployment, DeploymentList, KubeEvent } from "./objects.ts";
+import { readWatchEvents, type WatchEvent } from "./watch_stream.ts";
 
 /** The verbs the worker's requests are counted by. */
 export type KubeVerb = "list" | "watch" | "get" | "patch" | "create_event";
-
-/** One page of a list call. */
-export interface DeploymentList {
-  items: Deployment[];
-  resourceVersion: string;
-  continueToken?: string;
-}
-
-/** One event of a watch stream. */
-export type WatchEvent =
-  | {
-    type: "ADDED" | "MODIFIED" | "DELETED";
-    object: Deployment & { metadata: { resourceVersion: string } };
-  }
-  | {
-    type: "BOOKMARK";
-    /** `initialEventsEnd`: the bookmark that ends a streaming list's initial events. */
-    object: { metadata: { resourceVersion: string }; initialEventsEnd?: true };
-  }
-  | { type: "ERROR"; object: { code: number; reason?: string; message?: string } };
-
-/**
- * The annotation on the bookmark that ends a streaming list's initial events
- * (KEP-3157 watch-list; apiserver storage InitialEventsAnnotationKey).
- */
-export const INITIAL_EVENTS_END_ANNOTATION = "k8s.io/initial-events-end";
-
-/** The watch event types the API server sends (apimachinery pkg/watch). */
-export const WATCH_EVENT_TYPES = ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"] as const;
 
 /** Options for one watch request. */
 export interface WatchOptions {
@@ -118,31 +35,6 @@ export interface WatchOptions {
   timeoutSeconds?: number;
   /** Called once the API server has accepted the watch (response headers received). */
   onOpen?: () => void;
-}
-
-/**
- * A watch stream line that is not JSON or not shaped like a watch event. The
- * message names the line and the field, never the content (Security: API
- * objects are untrusted and may hold anything).
- */
-export class WatchEventError extends AppError {
-  constructor(message: string) {
-    super("ERR_KUBE", message);
-    this.name = "WatchEventError";
-  }
-}
-
-/** A failed API call: HTTP status (0 for a network failure) and the API's reason. */
-export class KubeApiError extends AppError {
-  readonly status: number;
-  readonly reason: string;
-
-  constructor(status: number, reason: string, message: string, options?: { cause?: unknown }) {
-    super("ERR_KUBE", message, options);
-    this.name = "KubeApiError";
-    this.status = status;
-    this.reason = reason;
-  }
 }
 
 /** Options for createKubeApi. */
@@ -176,96 +68,6 @@ function collectionPath(namespace: string | undefined): string {
   return namespace === undefined
     ? "/apis/apps/v1/deployments"
     : `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`;
-}
-
-/** Longest watch line accepted (etcd's object limit is 1.5 MiB; its JSON may be larger). */
-export const MAX_WATCH_LINE_CHARS = 16 * 1024 * 1024;
-
-type JsonObject = Record<string, unknown>;
-const isObject = (v: unknown): v is JsonObject =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
-const isNonEmptyString = (v: unknown): v is string => typeof v === "string" && v !== "";
-
-/**
- * Checks one decoded watch line and returns it typed, or throws WatchEventError
- * naming the missing field. Only what the inventory relies on is checked:
- * a known type; an ERROR's numeric code; a resourceVersion on every other
- * object; a name and namespace on ADDED, MODIFIED and DELETED objects.
- */
-export function parseWatchEvent(value: unknown): WatchEvent {
-  if (!isObject(value)) throw new WatchEventError("watch event is not a JSON object");
-  const type = value.type;
-  if (typeof type !== "string" || !(WATCH_EVENT_TYPES as readonly string[]).includes(type)) {
-    throw new WatchEventError(`watch event type is not one of ${WATCH_EVENT_TYPES.join(", ")}`);
-  }
-  const object = value.object;
-  if (!isObject(object)) throw new WatchEventError(`${type} watch event has no object`);
-  if (type === "ERROR") {
-    if (typeof object.code !== "number" || !Number.isInteger(object.code)) {
-      throw new WatchEventError("ERROR watch event has no numeric code");
-    }
-    return {
-      type,
-      object: {
-        code: object.code,
-        reason: typeof object.reason === "string" ? object.reason : undefined,
-        message: typeof object.message === "string" ? object.message : undefined,
-      },
-    };
-  }
-  const metadata = object.metadata;
-  if (!isObject(metadata)) throw new WatchEventError(`${type} watch event object has no metadata`);
-  if (!isNonEmptyString(metadata.resourceVersion)) {
-    throw new WatchEventError(`${type} watch event has no metadata.resourceVersion string`);
-  }
-  if (type === "BOOKMARK") {
-    const annotations = metadata.annotations;
-    const end = isObject(annotations) && annotations[INITIAL_EVENTS_END_ANNOTATION] === "true";
-    return {
-      type,
-      object: {
-        metadata: { resourceVersion: metadata.resourceVersion },
-        ...(end ? { initialEventsEnd: true } : {}),
-      },
-    };
-  }
-  for (const field of ["name", "namespace"]) {
-    if (!isNonEmptyString(metadata[field])) {
-      throw new WatchEventError(`${type} watch event has no metadata.${field} string`);
-    }
-  }
-  return {
-    type: type as "ADDED" | "MODIFIED" | "DELETED",
-    object: object as unknown as Deployment & { metadata: { resourceVersion: string } },
-  };
-}
-
-/** Splits a watch body into its non-empty lines (the API server sends one JSON event per line). */
-async function* watchLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let pending = "";
-  // Where the search for the next newline resumes: a large event arrives in many chunks, and
-  // rescanning what came before would cost quadratic time.
-  let scanned = 0;
-  for await (const chunk of body) {
-    pending += decoder.decode(chunk, { stream: true });
-    let nl;
-    while ((nl = pending.indexOf("\n", scanned)) >= 0) {
-      const line = pending.slice(0, nl).trim();
-      pending = pending.slice(nl + 1);
-      scanned = 0;
-      if (line) yield line;
-    }
-    scanned = pending.length;
-    if (pending.length > MAX_WATCH_LINE_CHARS) {
-      throw new WatchEventError(`watch event longer than ${MAX_WATCH_LINE_CHARS} characters`);
-    }
-  }
-  pending += decoder.decode();
-  if (pending.trim()) {
-    // The connection ended inside an event: nothing was applied, so resuming is safe.
-    throw new KubeApiError(0, "NetworkError", "watch stream ended in the middle of an event");
-  }
 }
 
 /** The media type of an answer, for errors: a bare token, or "an unknown type". */
@@ -418,20 +220,7 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
       });
       if (!response.body) throw new WatchEventError("watch response has no body");
       onOpen?.();
-      let n = 0;
-      for await (const line of watchLines(response.body)) {
-        n++;
-        let value: unknown;
-        try {
-          value = JSON.parse(line);
-        } catch {
-          // Security: SyntaxError messages quote the input; report where, not what.
-          throw new WatchEventError(
-            `watch stream line ${n} is not JSON (${line.length} characters)`,
-          );
-        }
-        yield parseWatchEvent(value);
-      }
+      yield* readWatchEvents(response.body);
     },
     async getDeployment(namespace, name) {
       const path = `${collectionPath(namespace)}/${encodeURIComponent(name)}`;

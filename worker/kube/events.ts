@@ -7,7 +7,7 @@
  */
 
 import type { EventMessage } from "../../shared/event.ts";
-import type { Deployment, KubeEvent } from "./api.ts";
+import type { Deployment, KubeEvent } from "./objects.ts";
 
 /** The Event's reason, for `kubectl get events --field-selector reason=RolloutTriggered`. */
 export const ROLLOUT_TRIGGERED = "RolloutTriggered";

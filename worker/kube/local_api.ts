@@ -10,7 +10,9 @@ import { sleep } from "../../lib/backoff.ts";
 import { AppError, describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../lib/log.ts";
 import { BOOKMARK_INTERVAL_MS } from "../inventory/inventory.ts";
-import { type Deployment, type KubeApi, KubeApiError, type KubeVerb } from "./api.ts";
+import type { KubeApi, KubeVerb } from "./api.ts";
+import { KubeApiError } from "./errors.ts";
+import type { Deployment } from "./objects.ts";
 import { describeYamlError } from "./kubeconfig_yaml.ts";
 import { RESTARTED_AT_ANNOTATION } from "../plan.ts";
 

@@ -4,7 +4,7 @@
  */
 
 import { assertEquals } from "../../helpers/assert.ts";
-import type { Deployment } from "../../../worker/kube/api.ts";
+import type { Deployment } from "../../../worker/kube/objects.ts";
 import { createDeploymentIndex, type DeploymentIndex } from "../../../worker/inventory/index.ts";
 
 function deployment(namespace: string, name: string, ...images: string[]): Deployment {

@@ -8,15 +8,10 @@
 import { assert, assertEquals } from "../../helpers/assert.ts";
 import { eventually } from "../../helpers/cluster.ts";
 import { createLogger } from "../../../lib/log.ts";
-import {
-  type Deployment,
-  type DeploymentList,
-  type KubeApi,
-  KubeApiError,
-  type WatchEvent,
-  WatchEventError,
-  type WatchOptions,
-} from "../../../worker/kube/api.ts";
+import type { KubeApi, WatchOptions } from "../../../worker/kube/api.ts";
+import { KubeApiError, WatchEventError } from "../../../worker/kube/errors.ts";
+import type { Deployment, DeploymentList } from "../../../worker/kube/objects.ts";
+import type { WatchEvent } from "../../../worker/kube/watch_stream.ts";
 import type { Clock } from "../../../lib/clock.ts";
 import {
   createInventory,

@@ -10,13 +10,9 @@
 import { assert, assertEquals } from "../../helpers/assert.ts";
 import { fakeClock, settle } from "../../helpers/fake_clock.ts";
 import { createLogger } from "../../../lib/log.ts";
-import type {
-  Deployment,
-  DeploymentList,
-  KubeApi,
-  WatchEvent,
-  WatchOptions,
-} from "../../../worker/kube/api.ts";
+import type { KubeApi, WatchOptions } from "../../../worker/kube/api.ts";
+import type { Deployment, DeploymentList } from "../../../worker/kube/objects.ts";
+import type { WatchEvent } from "../../../worker/kube/watch_stream.ts";
 import { createDeploymentIndex } from "../../../worker/inventory/index.ts";
 import { runReflector } from "../../../worker/inventory/reflector.ts";
 import { createSyncTracker } from "../../../worker/inventory/sync.ts";

@@ -5,7 +5,8 @@
  */
 
 import { assert, assertEquals, assertRejects } from "../../helpers/assert.ts";
-import { createKubeApi, KubeApiError } from "../../../worker/kube/api.ts";
+import { createKubeApi } from "../../../worker/kube/api.ts";
+import { KubeApiError } from "../../../worker/kube/errors.ts";
 
 const SECRET = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
 

@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../../helpers/assert.ts";
 import { AppError } from "../../../shared/errors.ts";
 import { createLogger } from "../../../lib/log.ts";
-import type { WatchEvent } from "../../../worker/kube/api.ts";
+import type { WatchEvent } from "../../../worker/kube/watch_stream.ts";
 import { createLocalApi, loadLocalInventory } from "../../../worker/kube/local_api.ts";
 /** The dev mode's in-memory KubeApi, where its behaviour meets the inventory's watch discipline. */
 

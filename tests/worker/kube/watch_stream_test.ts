@@ -1,18 +1,19 @@
 /**
- * The watch half of the API client: the request it sends, how it splits the
- * stream, and the shape check every event passes before the inventory sees it.
- * The API server is a fake fetch here; tests/integration/watch_test.ts runs the
- * same code against the real one.
+ * The watch stream (worker/kube/watch_stream.ts) and the watch half of the API
+ * client that reads it: the request it sends, how the stream is split, and the
+ * shape check every event passes before the inventory sees it. The API server
+ * is a fake fetch here; tests/integration/watch_test.ts runs the same code
+ * against the real one.
  */
 
 import { assert, assertEquals, assertRejects, assertThrows } from "../../helpers/assert.ts";
+import { createKubeApi } from "../../../worker/kube/api.ts";
+import { KubeApiError, WatchEventError } from "../../../worker/kube/errors.ts";
 import {
-  createKubeApi,
-  KubeApiError,
   parseWatchEvent,
+  readWatchEvents,
   type WatchEvent,
-  WatchEventError,
-} from "../../../worker/kube/api.ts";
+} from "../../../worker/kube/watch_stream.ts";
 
 const SECRET = "s3cr3t-token-in-an-object";
 
@@ -197,4 +198,24 @@ Deno.test("security: watch errors name the line or field, never the content", as
     });
     assert(!err.message.includes(SECRET), err.message);
   });
+});
+
+Deno.test("readWatchEvents() yields each checked event of a body, whatever its chunks", async () => {
+  const text = `${JSON.stringify(added)}\n${JSON.stringify(gone)}\n`;
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const c of [text.slice(0, 7), text.slice(7)]) controller.enqueue(encoder.encode(c));
+      controller.close();
+    },
+  });
+  const events: WatchEvent[] = [];
+  for await (const e of readWatchEvents(body)) events.push(e);
+  assertEquals(events, [
+    added as WatchEvent,
+    {
+      type: "ERROR",
+      object: { code: 410, reason: "Expired", message: "too old resource version" },
+    },
+  ]);
 });
