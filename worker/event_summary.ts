@@ -9,7 +9,7 @@
 import type { DeploymentReport, RestartResult } from "../shared/event_status.ts";
 import type { Deployment } from "./kube/objects.ts";
 import type { PlannedSkip } from "./plan.ts";
-import { restartFailureReason } from "./report.ts";
+import { restartFailureReason } from "./feedback/report.ts";
 
 /** What became of one Deployment the event named: one value per Deployment. */
 export type DeploymentOutcome =

@@ -20,7 +20,7 @@ import {
   skipOutcomes,
   summarizeEvent,
 } from "./event_summary.ts";
-import type { Feedback } from "./feedback.ts";
+import type { Feedback } from "./feedback/feedback.ts";
 import type { Inventory } from "./inventory/inventory.ts";
 import type { KubeApi } from "./kube/api.ts";
 import { createMessageReader } from "./message_reader.ts";

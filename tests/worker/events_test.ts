@@ -13,7 +13,7 @@ import type { Inventory } from "../../worker/inventory/inventory.ts";
 import type { KubeApi } from "../../worker/kube/api.ts";
 import { KubeApiError } from "../../worker/kube/errors.ts";
 import type { Deployment } from "../../worker/kube/objects.ts";
-import type { Feedback, HandledEvent } from "../../worker/feedback.ts";
+import type { Feedback, HandledEvent } from "../../worker/feedback/feedback.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";
 import {

@@ -7,8 +7,8 @@
  * one, and then the event is forgotten. Time comes from an injected clock.
  */
 
-import { backoffDelay } from "../lib/backoff.ts";
-import type { Clock } from "../lib/clock.ts";
+import { backoffDelay } from "../../lib/backoff.ts";
+import type { Clock } from "../../lib/clock.ts";
 
 /** What one write achieved: stored, or there is no record to store it in (stop). */
 export type WriteResult = "written" | "no_record";

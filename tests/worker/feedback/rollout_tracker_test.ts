@@ -4,11 +4,14 @@
  * delivers them), reports changes, and ends every rollout in a final state.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
-import { fakeClock } from "../helpers/fake_clock.ts";
-import type { DeploymentReport } from "../../shared/event_status.ts";
-import type { Deployment } from "../../worker/kube/objects.ts";
-import { createRolloutTracker, type TrackedEvent } from "../../worker/rollout_tracker.ts";
+import { assertEquals } from "../../helpers/assert.ts";
+import { fakeClock } from "../../helpers/fake_clock.ts";
+import type { DeploymentReport } from "../../../shared/event_status.ts";
+import type { Deployment } from "../../../worker/kube/objects.ts";
+import {
+  createRolloutTracker,
+  type TrackedEvent,
+} from "../../../worker/feedback/rollout_tracker.ts";
 
 function deployment(
   name: string,

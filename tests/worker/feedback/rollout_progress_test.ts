@@ -1,5 +1,8 @@
-import { assertEquals } from "../helpers/assert.ts";
-import { type DeploymentProgress, rolloutProgress } from "../../worker/rollout_progress.ts";
+import { assertEquals } from "../../helpers/assert.ts";
+import {
+  type DeploymentProgress,
+  rolloutProgress,
+} from "../../../worker/feedback/rollout_progress.ts";
 
 function deployment(
   status: DeploymentProgress["status"],

@@ -7,7 +7,7 @@
  * the object is untrusted, so every field is checked before it is used.
  */
 
-import type { RolloutReport } from "../shared/event_status.ts";
+import type { RolloutReport } from "../../shared/event_status.ts";
 
 /** The parts of a Deployment the reading needs (as the API returns them). */
 export interface DeploymentProgress {

@@ -8,10 +8,10 @@
  */
 
 import type { Valkey } from "iovalkey";
-import type { Logger } from "../lib/log.ts";
-import { CLUSTERS_KEY, HEARTBEAT_INTERVAL_MS } from "../shared/event_status.ts";
-import { describeValkeyError } from "../shared/valkey_errors.ts";
-import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
+import type { Logger } from "../../lib/log.ts";
+import { CLUSTERS_KEY, HEARTBEAT_INTERVAL_MS } from "../../shared/event_status.ts";
+import { describeValkeyError } from "../../shared/valkey_errors.ts";
+import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
 
 /** Members older than this are removed from CLUSTERS_KEY. */
 export const CLUSTER_FORGET_MS = 86_400_000;

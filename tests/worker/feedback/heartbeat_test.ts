@@ -4,11 +4,11 @@
  * unready, prunes clusters silent for a day, and keeps trying after a failure.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
-import { fakeClock } from "../helpers/fake_clock.ts";
-import { CLUSTERS_KEY } from "../../shared/event_status.ts";
-import { createLogger } from "../../lib/log.ts";
-import { CLUSTER_FORGET_MS, startHeartbeat } from "../../worker/heartbeat.ts";
+import { assertEquals } from "../../helpers/assert.ts";
+import { fakeClock } from "../../helpers/fake_clock.ts";
+import { CLUSTERS_KEY } from "../../../shared/event_status.ts";
+import { createLogger } from "../../../lib/log.ts";
+import { CLUSTER_FORGET_MS, startHeartbeat } from "../../../worker/feedback/heartbeat.ts";
 
 function recorder(fail: () => boolean) {
   const beats: unknown[][] = [];

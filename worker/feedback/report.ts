@@ -13,7 +13,7 @@ import {
   emptyCounts,
   MAX_REPORTED_DEPLOYMENTS,
   type ReportCounts,
-} from "../shared/event_status.ts";
+} from "../../shared/event_status.ts";
 
 /** Longest reason a report carries (the reader accepts 300 characters). */
 export const MAX_REASON_CHARS = 200;

@@ -4,16 +4,16 @@
  * event from persisted state and the inventory's current objects.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
-import { fakeClock, settle } from "../helpers/fake_clock.ts";
-import type { ClusterReport } from "../../shared/event_status.ts";
-import { createLogger } from "../../lib/log.ts";
-import { createRegistry } from "../../lib/metrics.ts";
-import { createFeedback } from "../../worker/feedback.ts";
-import type { ReportStore, TrackingStore } from "../../worker/feedback_store.ts";
-import type { Deployment } from "../../worker/kube/objects.ts";
-import { createWorkerMetrics } from "../../worker/metrics.ts";
-import type { TrackedEvent } from "../../worker/rollout_tracker.ts";
+import { assertEquals } from "../../helpers/assert.ts";
+import { fakeClock, settle } from "../../helpers/fake_clock.ts";
+import type { ClusterReport } from "../../../shared/event_status.ts";
+import { createLogger } from "../../../lib/log.ts";
+import { createRegistry } from "../../../lib/metrics.ts";
+import { createFeedback } from "../../../worker/feedback/feedback.ts";
+import type { ReportStore, TrackingStore } from "../../../worker/feedback/store.ts";
+import type { Deployment } from "../../../worker/kube/objects.ts";
+import { createWorkerMetrics } from "../../../worker/metrics.ts";
+import type { TrackedEvent } from "../../../worker/feedback/rollout_tracker.ts";
 
 function setup(rolloutTimeoutMs: number, persisted: TrackedEvent[] = []) {
   const clock = fakeClock(0);

@@ -5,9 +5,9 @@
  * and a final write after every other.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
-import { fakeClock, settle } from "../helpers/fake_clock.ts";
-import { createReportWriter, type WriteResult } from "../../worker/report_writer.ts";
+import { assertEquals } from "../../helpers/assert.ts";
+import { fakeClock, settle } from "../../helpers/fake_clock.ts";
+import { createReportWriter, type WriteResult } from "../../../worker/feedback/report_writer.ts";
 
 function setup(fail = () => false) {
   const clock = fakeClock(0);

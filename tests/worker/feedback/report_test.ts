@@ -4,13 +4,13 @@
  * cluster state from them. Every report round-trips through web's parser.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
+import { assertEquals } from "../../helpers/assert.ts";
 import {
   type DeploymentReport,
   MAX_REPORTED_DEPLOYMENTS,
   parseClusterReport,
-} from "../../shared/event_status.ts";
-import { buildReport, restartFailureReason } from "../../worker/report.ts";
+} from "../../../shared/event_status.ts";
+import { buildReport, restartFailureReason } from "../../../worker/feedback/report.ts";
 
 const now = new Date("2026-12-01T10:00:00.000Z");
 const restarted = (name: string, state = "complete"): DeploymentReport => ({

@@ -7,15 +7,15 @@
  * rollout and the report is final at once.
  */
 
-import { describeError } from "../shared/errors.ts";
-import type { DeploymentReport } from "../shared/event_status.ts";
-import type { Logger } from "../lib/log.ts";
-import { formatDuration } from "../config/settings.ts";
-import { describeValkeyError } from "../shared/valkey_errors.ts";
-import type { ReportStore, TrackingStore } from "./feedback_store.ts";
-import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
-import type { Deployment } from "./kube/objects.ts";
-import type { WorkerMetrics } from "./metrics.ts";
+import { describeError } from "../../shared/errors.ts";
+import type { DeploymentReport } from "../../shared/event_status.ts";
+import type { Logger } from "../../lib/log.ts";
+import { formatDuration } from "../../config/settings.ts";
+import { describeValkeyError } from "../../shared/valkey_errors.ts";
+import type { ReportStore, TrackingStore } from "./store.ts";
+import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
+import type { Deployment } from "../kube/objects.ts";
+import type { WorkerMetrics } from "../metrics.ts";
 import { buildReport } from "./report.ts";
 import { createReportWriter } from "./report_writer.ts";
 import { createRolloutTracker, type TrackedEvent, type TrackTarget } from "./rollout_tracker.ts";

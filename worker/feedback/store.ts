@@ -21,7 +21,7 @@ import {
   reportField,
   statusChannel,
   statusKey,
-} from "../shared/event_status.ts";
+} from "../../shared/event_status.ts";
 import type { WriteResult } from "./report_writer.ts";
 import type { TrackedEvent, TrackTarget } from "./rollout_tracker.ts";
 

@@ -8,9 +8,9 @@
  * restarted worker resumes an event. Time comes from an injected clock.
  */
 
-import type { DeploymentReport, RolloutReport } from "../shared/event_status.ts";
-import type { Clock } from "../lib/clock.ts";
-import type { Deployment } from "./kube/objects.ts";
+import type { DeploymentReport, RolloutReport } from "../../shared/event_status.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Deployment } from "../kube/objects.ts";
 import { type DeploymentProgress, rolloutProgress } from "./rollout_progress.ts";
 
 /** A restarted Deployment whose rollout is followed. */
