@@ -106,46 +106,68 @@ async function readStatus(response: Response): Promise<{ reason: string; message
   };
 }
 
-/** Creates the API client. */
-export function createKubeApi(options: KubeApiOptions): KubeApi {
+/** What one request sends besides its verb, method and path. */
+interface RequestParts {
+  body?: string;
+  contentType?: string;
+  /** A watch's own signal; other requests are bounded by the client's timeout. */
+  signal?: AbortSignal;
+}
+
+/** Sends one request as `createKubeApi` needs it; resolves only with a successful answer. */
+type SendRequest = (
+  verb: KubeVerb,
+  method: string,
+  path: string,
+  parts?: RequestParts,
+) => Promise<Response>;
+
+/** The request headers: JSON, the credentials, and the body's type. */
+async function requestHeaders(
+  options: KubeApiOptions,
+  { line, contentType }: { line: string; contentType?: string },
+): Promise<Headers> {
+  const headers = new Headers({ accept: "application/json" });
+  let auth: string | undefined;
+  try {
+    auth = await options.authorization?.();
+    if (auth) headers.set("authorization", auth);
+  } catch (err) {
+    // Security: Headers quote an invalid value (the token) in their TypeError.
+    throw new KubeApiError(
+      0,
+      "CredentialsUnavailable",
+      `${line}: no usable credentials${
+        err instanceof AppError ? `: ${err.message}` : " (the token cannot be sent as a header)"
+      }`,
+    );
+  }
+  if (contentType) headers.set("content-type", contentType);
+  return headers;
+}
+
+/** Counts, authorizes and sends each request; a failed call is thrown as a KubeApiError. */
+function createRequest(options: KubeApiOptions): SendRequest {
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 15_000;
-
-  const request = async (
-    verb: KubeVerb,
-    method: string,
-    path: string,
-    init: { body?: string; contentType?: string; signal?: AbortSignal } = {},
-  ): Promise<Response> => {
+  return async (verb, method, path, parts = {}) => {
     options.onRequest?.(verb);
-    const headers = new Headers({ accept: "application/json" });
-    let auth: string | undefined;
-    try {
-      auth = await options.authorization?.();
-      if (auth) headers.set("authorization", auth);
-    } catch (err) {
-      // Security: Headers quote an invalid value (the token) in their TypeError.
-      throw new KubeApiError(
-        0,
-        "CredentialsUnavailable",
-        `${method} ${path}: no usable credentials${
-          err instanceof AppError ? `: ${err.message}` : " (the token cannot be sent as a header)"
-        }`,
-      );
-    }
-    if (init.contentType) headers.set("content-type", init.contentType);
+    const headers = await requestHeaders(options, {
+      line: `${method} ${path}`,
+      contentType: parts.contentType,
+    });
     let response: Response;
     try {
       response = await doFetch(`${options.server}${path}`, {
         method,
         headers,
-        body: init.body,
-        signal: init.signal ?? AbortSignal.timeout(timeoutMs),
+        body: parts.body,
+        signal: parts.signal ?? AbortSignal.timeout(timeoutMs),
         redirect: "error",
         client: options.httpClient,
       } as RequestInit);
     } catch (err) {
-      if (init.signal?.aborted) throw err;
+      if (parts.signal?.aborted) throw err;
       // Deno's "fetch failed" keeps what happened (refused, DNS, TLS) in its cause.
       const cause = err instanceof Error && err.cause !== undefined
         ? `: ${describeError(err.cause)}`
@@ -167,28 +189,33 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
     }
     return response;
   };
+}
 
-  /** The JSON body of a successful answer; a body that is not JSON is never quoted. */
-  const readJson = async (response: Response, method: string, path: string) => {
-    const text = await response.text().catch((err) => {
-      throw new KubeApiError(
-        0,
-        "NetworkError",
-        `${method} ${path}: reading the answer failed: ${describeError(err)}`,
-      );
-    });
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw new KubeApiError(
-        response.status,
-        "InvalidResponse",
-        `${method} ${path}: the answer is not JSON (${text.length} characters of ${
-          contentType(response)
-        }): is the server a Kubernetes API server?`,
-      );
-    }
-  };
+/** The JSON body of a successful answer; a body that is not JSON is never quoted. */
+async function readJson(response: Response, method: string, path: string) {
+  const text = await response.text().catch((err) => {
+    throw new KubeApiError(
+      0,
+      "NetworkError",
+      `${method} ${path}: reading the answer failed: ${describeError(err)}`,
+    );
+  });
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new KubeApiError(
+      response.status,
+      "InvalidResponse",
+      `${method} ${path}: the answer is not JSON (${text.length} characters of ${
+        contentType(response)
+      }): is the server a Kubernetes API server?`,
+    );
+  }
+}
+
+/** Creates the API client. */
+export function createKubeApi(options: KubeApiOptions): KubeApi {
+  const request = createRequest(options);
 
   return {
     async listDeployments(namespace, { limit = 500, continueToken } = {}) {

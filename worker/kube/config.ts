@@ -30,7 +30,7 @@ import {
   parseKubeconfigYaml,
 } from "./kubeconfig_yaml.ts";
 
-/** What kube_api.ts needs to talk to the API server. */
+/** What kube/api.ts needs to talk to the API server. */
 export interface KubeAccess {
   server: string;
   httpClient: Deno.HttpClient;
@@ -119,8 +119,53 @@ function resolvePath(base: string, path: string): string {
 
 async function fromKubeconfig(path: string, now: () => number): Promise<KubeAccess> {
   const doc = parseKubeconfigYaml(await readText(path, "kubeconfig"), path);
-  const top = fieldsOf(doc, `Kubeconfig ${path}:`);
+  const { contextName, cluster, user, server } = selectContext(doc, path);
+  refuseUnsupported(cluster.body, user?.body ?? {});
   const base = dirOf(path);
+  const ca = await pemField(cluster, {
+    base,
+    data: "certificate-authority-data",
+    file: "certificate-authority",
+    kind: "certificate",
+  });
+  const cert = await pemField(user, {
+    base,
+    data: "client-certificate-data",
+    file: "client-certificate",
+    kind: "certificate",
+  });
+  const key = await pemField(user, {
+    base,
+    data: "client-key-data",
+    file: "client-key",
+    kind: "private key",
+  });
+  if ((cert === undefined) !== (key === undefined)) {
+    throw kubeError(
+      "The kubeconfig user has a client certificate without its key, or a key without its certificate",
+    );
+  }
+  const readToken = tokenSource(user, { base, now });
+  if (!readToken && !cert) {
+    throw kubeError("The kubeconfig user has no token, tokenFile or client certificate");
+  }
+  if (readToken) await readToken(); // fail at startup, not on the first event
+  return {
+    server,
+    httpClient: createTlsClient({ ca, cert, key }),
+    authorization: async () => readToken ? `Bearer ${await readToken()}` : undefined,
+    description: {
+      server,
+      source: "kubeconfig",
+      context: contextName,
+      auth: cert ? "client certificate" : "token",
+    },
+  };
+}
+
+/** The current context, its cluster (which must have a server) and its user. */
+function selectContext(doc: Mapping, path: string) {
+  const top = fieldsOf(doc, `Kubeconfig ${path}:`);
   const contextName = top.text("current-context");
   const context = contextName
     ? findNamed(doc, path, "contexts", "context", contextName)
@@ -134,19 +179,20 @@ async function fromKubeconfig(path: string, now: () => number): Promise<KubeAcce
   }
   const clusterName = context.fields.text("cluster");
   const userName = context.fields.text("user");
-  const clusterEntry = clusterName === undefined
+  const cluster = clusterName === undefined
     ? undefined
     : findNamed(doc, path, "clusters", "cluster", clusterName);
-  const userEntry = userName === undefined
-    ? undefined
-    : findNamed(doc, path, "users", "user", userName);
-  const rawServer = clusterEntry?.fields.text("server");
-  if (!clusterEntry || !rawServer) {
+  const user = userName === undefined ? undefined : findNamed(doc, path, "users", "user", userName);
+  const rawServer = cluster?.fields.text("server");
+  if (!cluster || !rawServer) {
     throw kubeError(`Kubeconfig ${path}: context ${contextName} names no cluster with a server`);
   }
-  const server = checkServer(rawServer, `${clusterEntry.where}.server`);
-  const clusterBody = clusterEntry.body;
-  const userBody = userEntry?.body ?? {};
+  const server = checkServer(rawServer, `${cluster.where}.server`);
+  return { contextName, cluster, user, server };
+}
+
+/** Refuses what the worker cannot do safely (or at all), saying what to change. */
+function refuseUnsupported(clusterBody: Mapping, userBody: Mapping): void {
   const present = (body: Mapping, key: string) =>
     body[key] !== undefined && body[key] !== null && body[key] !== false;
   if (present(clusterBody, "insecure-skip-tls-verify")) {
@@ -171,66 +217,42 @@ async function fromKubeconfig(path: string, now: () => number): Promise<KubeAcce
       "The kubeconfig user uses basic auth, which Kubernetes removed: use a token or client certificate",
     );
   }
+}
 
-  const pemField = async (
-    entry: Entry | undefined,
-    dataKey: string,
-    fileKey: string,
-    kind: PemKind,
-  ) => {
-    if (!entry) return undefined;
-    const data = entry.fields.text(dataKey);
-    if (data !== undefined) {
-      const field = `${entry.where}.${dataKey}`;
-      return { pem: checkPem(decodeBase64Field(data, field), field, kind), field };
-    }
-    const file = entry.fields.text(fileKey);
-    if (file === undefined) return undefined;
-    const resolved = resolvePath(base, file);
-    const field = `${entry.where}.${fileKey} (${resolved})`;
-    return { pem: checkPem(await readText(resolved, fileKey), field, kind), field };
-  };
-  const ca = await pemField(
-    clusterEntry,
-    "certificate-authority-data",
-    "certificate-authority",
-    "certificate",
-  );
-  const cert = await pemField(
-    userEntry,
-    "client-certificate-data",
-    "client-certificate",
-    "certificate",
-  );
-  const key = await pemField(userEntry, "client-key-data", "client-key", "private key");
-  if ((cert === undefined) !== (key === undefined)) {
-    throw kubeError(
-      "The kubeconfig user has a client certificate without its key, or a key without its certificate",
-    );
+/**
+ * A checked PEM from the entry's inline `data` field, or else from its `file`
+ * (relative to the kubeconfig's folder); undefined when neither is set.
+ */
+async function pemField(
+  entry: Entry | undefined,
+  keys: { base: string; data: string; file: string; kind: PemKind },
+) {
+  if (!entry) return undefined;
+  const data = entry.fields.text(keys.data);
+  if (data !== undefined) {
+    const field = `${entry.where}.${keys.data}`;
+    return { pem: checkPem(decodeBase64Field(data, field), field, keys.kind), field };
   }
+  const file = entry.fields.text(keys.file);
+  if (file === undefined) return undefined;
+  const resolved = resolvePath(keys.base, file);
+  const field = `${entry.where}.${keys.file} (${resolved})`;
+  return { pem: checkPem(await readText(resolved, keys.file), field, keys.kind), field };
+}
+
+/** The user's token: inline (checked now), or a tokenFile re-read as it rotates. */
+function tokenSource(
+  user: Entry | undefined,
+  { base, now }: { base: string; now: () => number },
+): (() => Promise<string>) | undefined {
   // An empty token counts as none, as in client-go.
-  const token = userEntry?.fields.text("token") || undefined;
-  const tokenPath = userEntry?.fields.text("tokenFile") || undefined;
-  const readToken = token !== undefined
-    ? (checkToken(token, `${userEntry?.where}.token`), () => Promise.resolve(token))
-    : tokenPath !== undefined
-    ? tokenFile(resolvePath(base, tokenPath), now)
-    : undefined;
-  if (!readToken && !cert) {
-    throw kubeError("The kubeconfig user has no token, tokenFile or client certificate");
+  const token = user?.fields.text("token") || undefined;
+  const tokenPath = user?.fields.text("tokenFile") || undefined;
+  if (token !== undefined) {
+    checkToken(token, `${user?.where}.token`);
+    return () => Promise.resolve(token);
   }
-  if (readToken) await readToken(); // fail at startup, not on the first event
-  return {
-    server,
-    httpClient: createTlsClient({ ca, cert, key }),
-    authorization: async () => readToken ? `Bearer ${await readToken()}` : undefined,
-    description: {
-      server,
-      source: "kubeconfig",
-      context: contextName,
-      auth: cert ? "client certificate" : "token",
-    },
-  };
+  return tokenPath !== undefined ? tokenFile(resolvePath(base, tokenPath), now) : undefined;
 }
 
 async function inCluster(
