@@ -17,7 +17,7 @@ import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
 import type { Deployment } from "../kube/objects.ts";
 import type { WorkerMetrics } from "../metrics.ts";
 import { buildReport } from "./report.ts";
-import { createReportWriter } from "./report_writer.ts";
+import { createReportWriter, type WriteResult } from "./report_writer.ts";
 import { createRolloutTracker, type TrackedEvent, type TrackTarget } from "./rollout_tracker.ts";
 
 /** How long a report that cannot be written is retried, at least: the default STATUS_TTL. */
@@ -74,7 +74,7 @@ interface Pending {
 /** Creates the feedback side of the worker. */
 export function createFeedback(options: FeedbackOptions): Feedback {
   const clock = options.clock ?? REAL_CLOCK;
-  const { logger, metrics } = options;
+  const { logger } = options;
   const pending = new Map<string, Pending>();
   const tracking = options.rolloutTimeoutMs > 0;
 
@@ -100,24 +100,7 @@ export function createFeedback(options: FeedbackOptions): Feedback {
       }
       return result;
     },
-    onResult(eventId, result, error) {
-      metrics.reportWrites.inc({ result });
-      const log = logger.child({ event_id: eventId });
-      if (result === "no_record") {
-        log.warn("no status record for the event; its report is not written", {
-          hint: "web writes the record when it publishes; it has expired (STATUS_TTL) or the" +
-            " event was not published by web",
-        });
-      } else if (result === "failed") {
-        log.warn("writing the cluster report failed; retrying", {
-          error: describeValkeyError(error),
-        });
-      } else if (result === "abandoned") {
-        log.error("writing the cluster report failed; giving up", {
-          error: describeValkeyError(error),
-        });
-      }
-    },
+    onResult: reportWriteResult(options),
     onDone(eventId) {
       const entry = pending.get(eventId);
       pending.delete(eventId);
@@ -142,22 +125,7 @@ export function createFeedback(options: FeedbackOptions): Feedback {
       entry.notified = true;
       writer.update(eventId, entry.final, entry.giveUpAt);
     },
-    onFinal(eventId, d) {
-      const state = d.rollout!.state as "complete" | "failed" | "timed_out";
-      metrics.rollouts.inc({ state });
-      const fields = {
-        event_id: eventId,
-        namespace: d.namespace,
-        deployment: d.name,
-        state,
-        reason: d.rollout!.reason,
-        replicas: d.rollout!.replicas,
-        updated: d.rollout!.updated,
-        available: d.rollout!.available,
-      };
-      if (state === "complete") logger.info("rollout finished", fields);
-      else logger.warn("rollout finished", fields);
-    },
+    onFinal: reportRolloutFinished(options),
   });
 
   const follow = (event: TrackedEvent) => {
@@ -173,12 +141,7 @@ export function createFeedback(options: FeedbackOptions): Feedback {
     observe: (type, d) => tracker.observe(type, d),
     begin(handled) {
       for (const d of handled.restarted) tracker.observe("MODIFIED", d);
-      const targets: TrackTarget[] = handled.restarted.map((d) => ({
-        namespace: d.metadata.namespace,
-        name: d.metadata.name,
-        generation: typeof d.metadata.generation === "number" ? d.metadata.generation : 0,
-        uid: d.metadata.uid,
-      }));
+      const targets = targetsOf(handled.restarted);
       const event: TrackedEvent = {
         eventId: handled.eventId,
         matched: handled.matched,
@@ -196,21 +159,8 @@ export function createFeedback(options: FeedbackOptions): Feedback {
     },
     async resume() {
       if (!tracking) return;
-      let loaded;
-      try {
-        loaded = await options.tracking.load();
-      } catch (err) {
-        logger.warn("could not read the rollouts to resume; they are not reported further", {
-          error: describeError(err),
-        });
-        return;
-      }
-      if (loaded.dropped > 0) {
-        logger.warn("dropped unreadable or expired rollout tracking state", {
-          dropped: loaded.dropped,
-        });
-      }
-      for (const event of loaded.events) {
+      const events = await loadTracked(options);
+      for (const event of events) {
         if (pending.has(event.eventId)) continue;
         logger.info("resuming rollout tracking", {
           event_id: event.eventId,
@@ -228,4 +178,75 @@ export function createFeedback(options: FeedbackOptions): Feedback {
       pending.clear();
     },
   };
+}
+
+/** Counts each report write by result and logs the ones an operator must know of. */
+function reportWriteResult({ logger, metrics }: FeedbackOptions) {
+  return (eventId: string, result: WriteResult | "failed" | "abandoned", error?: unknown) => {
+    metrics.reportWrites.inc({ result });
+    const log = logger.child({ event_id: eventId });
+    if (result === "no_record") {
+      log.warn("no status record for the event; its report is not written", {
+        hint: "web writes the record when it publishes; it has expired (STATUS_TTL) or the" +
+          " event was not published by web",
+      });
+    } else if (result === "failed") {
+      log.warn("writing the cluster report failed; retrying", {
+        error: describeValkeyError(error),
+      });
+    } else if (result === "abandoned") {
+      log.error("writing the cluster report failed; giving up", {
+        error: describeValkeyError(error),
+      });
+    }
+  };
+}
+
+/** Counts and logs each rollout that reached its final state. */
+function reportRolloutFinished({ logger, metrics }: FeedbackOptions) {
+  return (eventId: string, d: DeploymentReport) => {
+    const state = d.rollout!.state as "complete" | "failed" | "timed_out";
+    metrics.rollouts.inc({ state });
+    const fields = {
+      event_id: eventId,
+      namespace: d.namespace,
+      deployment: d.name,
+      state,
+      reason: d.rollout!.reason,
+      replicas: d.rollout!.replicas,
+      updated: d.rollout!.updated,
+      available: d.rollout!.available,
+    };
+    if (state === "complete") logger.info("rollout finished", fields);
+    else logger.warn("rollout finished", fields);
+  };
+}
+
+/** The rollouts to follow: each restarted Deployment at the generation the patch made. */
+function targetsOf(restarted: readonly Deployment[]): TrackTarget[] {
+  return restarted.map((d) => ({
+    namespace: d.metadata.namespace,
+    name: d.metadata.name,
+    generation: typeof d.metadata.generation === "number" ? d.metadata.generation : 0,
+    uid: d.metadata.uid,
+  }));
+}
+
+/** The events a previous worker was following; none (logged) when they cannot be read. */
+async function loadTracked({ logger, tracking }: FeedbackOptions): Promise<TrackedEvent[]> {
+  let loaded;
+  try {
+    loaded = await tracking.load();
+  } catch (err) {
+    logger.warn("could not read the rollouts to resume; they are not reported further", {
+      error: describeError(err),
+    });
+    return [];
+  }
+  if (loaded.dropped > 0) {
+    logger.warn("dropped unreadable or expired rollout tracking state", {
+      dropped: loaded.dropped,
+    });
+  }
+  return loaded.events;
 }

@@ -147,33 +147,13 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
   /** Deployment key → ids of events following it. */
   const followers = new Map<string, Set<string>>();
 
-  const progressing = (): RolloutReport => ({
-    state: "progressing",
-    replicas: 0,
-    updated: 0,
-    ready: 0,
-    available: 0,
-  });
-
   /** Re-reads one target of one event; true when its rollout changed. */
   const evaluate = (held: Held, k: string): boolean => {
     const item = held.byKey.get(k);
     if (!item) return false;
     const { target, entry } = item;
     if (!entry.rollout || FINAL.has(entry.rollout.state)) return false;
-    const snapshot = latestOf(k);
-    let next: RolloutReport;
-    if (!snapshot) {
-      next = { ...entry.rollout, state: "failed", reason: "the Deployment was deleted" };
-    } else if (snapshot.uid && target.uid && snapshot.uid !== target.uid) {
-      next = {
-        ...entry.rollout,
-        state: "failed",
-        reason: "the Deployment was deleted and recreated",
-      };
-    } else {
-      next = rolloutProgress(progressOf(snapshot), target.generation);
-    }
+    const next = nextRollout(entry.rollout, latestOf(k), target);
     if (JSON.stringify(next) === JSON.stringify(entry.rollout)) return false;
     entry.rollout = next;
     if (FINAL.has(next.state)) {
@@ -225,20 +205,7 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
     observe(type, d) {
       if (!d?.metadata?.name || !d.metadata.namespace) return;
       const { namespace, name } = d.metadata;
-      let names = latest.get(namespace);
-      if (type === "DELETED") {
-        names?.delete(name);
-        if (names?.size === 0) latest.delete(namespace);
-      } else {
-        const next = snapshotOf(d);
-        const known = names?.get(name);
-        // An API answer (the patch's) can be handled after newer watch events: a status the
-        // controller has moved past is older, and must not make a finished rollout look unfinished.
-        const observed = (s?: Snapshot) => Number(s?.observedGeneration ?? 0) || 0;
-        if (known && known.uid === next.uid && observed(known) > observed(next)) return;
-        if (!names) latest.set(namespace, names = new Map());
-        names.set(name, next);
-      }
+      if (!updateLatest(latest, type, d)) return;
       if (followers.size === 0) return;
       const k = key(namespace, name);
       const ids = followers.get(k);
@@ -250,25 +217,7 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
     },
     track(input) {
       forget(input.eventId);
-      const event = structuredClone(input);
-      const restarted = new Map<string, DeploymentReport>();
-      for (const d of event.deployments) {
-        if (d.result === "restarted") restarted.set(key(d.namespace, d.name), d);
-      }
-      const byKey = new Map<string, { target: TrackTarget; entry: DeploymentReport }>();
-      let open = 0;
-      for (const target of event.targets) {
-        const k = key(target.namespace, target.name);
-        // Every followed rollout is named in the report, whatever the caller listed.
-        let entry = restarted.get(k);
-        if (!entry) {
-          entry = { namespace: target.namespace, name: target.name, result: "restarted" };
-          event.deployments.push(entry);
-        }
-        entry.rollout ??= progressing();
-        if (!FINAL.has(entry.rollout.state)) open++;
-        byKey.set(k, { target, entry });
-      }
+      const { event, byKey, open } = followedEvent(input);
       const cancel = options.clock.schedule(
         () => timeOut(event.eventId),
         Math.max(0, event.deadline - options.clock.now()),
@@ -292,4 +241,79 @@ export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTra
     forget,
     size: () => events.size,
   };
+}
+
+const progressing = (): RolloutReport => ({
+  state: "progressing",
+  replicas: 0,
+  updated: 0,
+  ready: 0,
+  available: 0,
+});
+
+/** Where a followed rollout stands now, from the Deployment's latest snapshot. */
+function nextRollout(
+  current: RolloutReport,
+  snapshot: Snapshot | undefined,
+  target: TrackTarget,
+): RolloutReport {
+  if (!snapshot) return { ...current, state: "failed", reason: "the Deployment was deleted" };
+  if (snapshot.uid && target.uid && snapshot.uid !== target.uid) {
+    return { ...current, state: "failed", reason: "the Deployment was deleted and recreated" };
+  }
+  return rolloutProgress(progressOf(snapshot), target.generation);
+}
+
+/**
+ * Keeps the latest snapshot of `d` (or forgets a deleted one); false when `d`
+ * is older than what is kept and changes nothing.
+ */
+function updateLatest(
+  latest: Map<string, Map<string, Snapshot>>,
+  type: "ADDED" | "MODIFIED" | "DELETED",
+  d: Deployment,
+): boolean {
+  const { namespace, name } = d.metadata;
+  let names = latest.get(namespace);
+  if (type === "DELETED") {
+    names?.delete(name);
+    if (names?.size === 0) latest.delete(namespace);
+    return true;
+  }
+  const next = snapshotOf(d);
+  const known = names?.get(name);
+  // An API answer (the patch's) can be handled after newer watch events: a status the
+  // controller has moved past is older, and must not make a finished rollout look unfinished.
+  const observed = (s?: Snapshot) => Number(s?.observedGeneration ?? 0) || 0;
+  if (known && known.uid === next.uid && observed(known) > observed(next)) return false;
+  if (!names) latest.set(namespace, names = new Map());
+  names.set(name, next);
+  return true;
+}
+
+/**
+ * A copy of the event with each target's report entry (added when the caller
+ * did not list it) holding a rollout, and how many of them are still open.
+ */
+function followedEvent(input: TrackedEvent) {
+  const event = structuredClone(input);
+  const restarted = new Map<string, DeploymentReport>();
+  for (const d of event.deployments) {
+    if (d.result === "restarted") restarted.set(key(d.namespace, d.name), d);
+  }
+  const byKey = new Map<string, { target: TrackTarget; entry: DeploymentReport }>();
+  let open = 0;
+  for (const target of event.targets) {
+    const k = key(target.namespace, target.name);
+    // Every followed rollout is named in the report, whatever the caller listed.
+    let entry = restarted.get(k);
+    if (!entry) {
+      entry = { namespace: target.namespace, name: target.name, result: "restarted" };
+      event.deployments.push(entry);
+    }
+    entry.rollout ??= progressing();
+    if (!FINAL.has(entry.rollout.state)) open++;
+    byKey.set(k, { target, entry });
+  }
+  return { event, byKey, open };
 }
