@@ -1,7 +1,7 @@
 /**
  * The files a kubeconfig makes the worker read, so `deno task dev --kubeconfig`
  * can grant read access to exactly those (least privilege) instead of to the
- * whole disk. Follows worker/kube_config.ts: only the current context's cluster
+ * whole disk. Follows worker/kube/config.ts: only the current context's cluster
  * and user count, and a relative path is relative to the kubeconfig's folder.
  *
  * Security: the kubeconfig holds credentials. Nothing read here is logged or
@@ -12,7 +12,7 @@
 import { parse } from "yaml";
 
 /**
- * kube_config.ts's file-valued fields, each with the inline field that wins
+ * kube/config.ts's file-valued fields, each with the inline field that wins
  * over it (then the file is never read, so it gets no grant).
  */
 const CLUSTER_FILES = [["certificate-authority", "certificate-authority-data"]];
@@ -30,7 +30,7 @@ interface Kubeconfig {
   users?: Named<{ user?: Record<string, unknown> }>[];
 }
 
-/** The folder a path is in, as kube_config.ts resolves it. */
+/** The folder a path is in, as kube/config.ts resolves it. */
 function dirOf(path: string): string {
   const i = path.lastIndexOf("/");
   return i <= 0 ? (i === 0 ? "/" : ".") : path.slice(0, i);

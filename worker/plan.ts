@@ -7,7 +7,7 @@
 
 import type { ImageEvent } from "../shared/event.ts";
 import { type ImageRef, parseImageRef } from "../shared/image_ref.ts";
-import type { Deployment } from "./kube_api.ts";
+import type { Deployment } from "./kube/objects.ts";
 
 /** Annotation that opts a Deployment out of restarts. */
 export const OPT_OUT_ANNOTATION = "kuberollouttrigger/ignore";

@@ -10,7 +10,9 @@
 import { backoffDelay, sleep } from "../lib/backoff.ts";
 import { describeError } from "../lib/error_text.ts";
 import type { ImageEvent } from "../shared/event.ts";
-import { type Deployment, type KubeApi, KubeApiError } from "./kube_api.ts";
+import type { KubeApi } from "./kube/api.ts";
+import { KubeApiError } from "./kube/errors.ts";
+import type { Deployment } from "./kube/objects.ts";
 import {
   type PlannedRestart,
   planRestarts,

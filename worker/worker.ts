@@ -1,7 +1,7 @@
 /**
- * Wires worker mode together from a Config: Kubernetes access, the inventory,
- * the health server, Valkey coordination, the subscription, the cluster
- * heartbeat and rollout feedback (reports, tracking, resuming). The worker
+ * Wires worker mode together from a Config, as a list of steps: verify keys,
+ * connect to Kubernetes, start the feedback and the inventory, serve health,
+ * subscribe (with the cluster heartbeat), and shut down. The worker
  * subscribes at once and syncs its inventory meanwhile: an event that arrives
  * before the first sync is complete is held (in order) and handled once it is,
  * so none is refused (web sees a subscriber) or matched against a half-filled
@@ -12,24 +12,24 @@
  */
 
 import { importVerifyKeys } from "../shared/event_signature.ts";
-import { createEventVerifier } from "./event_verifier.ts";
+import { createEventVerifier, type EventVerifier } from "./event_verifier.ts";
 import type { Logger } from "../lib/log.ts";
-import { createRegistry } from "../lib/metrics.ts";
+import { createRegistry, type Registry } from "../lib/metrics.ts";
 import { probeRoutes } from "../lib/probes.ts";
-import { json } from "../lib/json_response.ts";
 import type { WorkerConfig } from "../config/settings.ts";
 import { createValkeyConnection } from "./valkey.ts";
 import { loadValkeyCaFile } from "../shared/valkey_settings.ts";
 import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";
-import { createFeedback } from "./feedback.ts";
-import { createReportStore, createTrackingStore } from "./feedback_store.ts";
-import { startHeartbeat } from "./heartbeat.ts";
-import { createInventory, type InventoryOptions } from "./inventory.ts";
-import { createKubeApi, type KubeApi } from "./kube_api.ts";
-import { loadKubeAccess } from "./kube_config.ts";
-import { createLocalApi, loadLocalInventory } from "./local_api.ts";
-import { createWorkerMetrics, exportScopes } from "./metrics.ts";
+import { createFeedback, type Feedback } from "./feedback/feedback.ts";
+import { createReportStore, createTrackingStore } from "./feedback/store.ts";
+import { serveHealth } from "./health.ts";
+import { startHeartbeat } from "./feedback/heartbeat.ts";
+import { createInventory, type Inventory, type InventoryOptions } from "./inventory/inventory.ts";
+import { createKubeApi, type KubeApi } from "./kube/api.ts";
+import { loadKubeAccess } from "./kube/config.ts";
+import { createLocalApi, loadLocalInventory } from "./kube/local_api.ts";
+import { createWorkerMetrics, exportScopes, type WorkerMetrics } from "./metrics.ts";
 import { subscribe, type Subscription } from "./subscriber.ts";
 
 /** Effects worker mode needs from its host process. */
@@ -43,12 +43,95 @@ export interface WorkerRuntime {
   watch?: Pick<InventoryOptions, "watchIdleTimeoutMs" | "minWatchTimeoutSeconds" | "random">;
 }
 
+/** What the steps after connecting share. */
+interface Parts {
+  config: WorkerConfig;
+  runtime: WorkerRuntime;
+  logger: Logger;
+  signal: AbortSignal;
+  metrics: WorkerMetrics;
+  /** The connection for commands (claims, reports, tracking, heartbeat). */
+  commands: ReturnType<typeof createValkeyConnection>;
+  valkey: Awaited<ReturnType<typeof loadValkeyCaFile>>;
+}
+
 /** Runs worker mode until `runtime.signal` aborts. */
 export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): Promise<void> {
   const { logger, signal } = runtime;
   const valkey = await loadValkeyCaFile(config);
   const registry = createRegistry();
   const metrics = createWorkerMetrics(registry);
+  const verifier = await loadVerifier(config, logger);
+  const api = await connectKube(config, {
+    runtime,
+    onRequest: (verb) => metrics.kubeRequests.inc({ verb }),
+  });
+  const commands = createValkeyConnection(valkey, {
+    name: "kuberollouttrigger-worker-commands",
+    logger,
+    offlineQueue: false,
+  });
+  const parts: Parts = { config, runtime, logger, signal, metrics, commands, valkey };
+  const feedback = startFeedback(parts);
+  const inventory = startInventory(parts, { api, feedback });
+  let subscription: Subscription | undefined;
+  const server = serveHealth({
+    addr: config.healthListenAddr,
+    probes: probes(parts, {
+      registry,
+      inventory: inventory.inventory,
+      subscription: () => subscription,
+    }),
+    logger,
+    signal,
+    onListen: runtime.onListen,
+  });
+  let heartbeat: Promise<void> | undefined;
+  if (!signal.aborted) {
+    subscription = subscribeEvents(parts, {
+      api,
+      inventory: inventory.inventory,
+      feedback,
+      verifier,
+    });
+    heartbeat = startHeartbeat({
+      client: commands,
+      clusterName: config.clusterName,
+      ready: () => inventory.inventory.current() && (subscription?.subscribed() ?? false),
+      logger,
+      signal,
+    });
+  }
+  await aborted(signal);
+  await shutdown(parts, { subscription, heartbeat, feedback, server, inventory });
+}
+
+/** Stops in order: no new events, the event in progress finished, reports given a moment. */
+async function shutdown(
+  { logger, commands }: Parts,
+  running: {
+    subscription?: Subscription;
+    heartbeat?: Promise<void>;
+    feedback: Feedback;
+    server: Deno.HttpServer;
+    inventory: { done: Promise<void>; resumed: Promise<void> };
+  },
+): Promise<void> {
+  logger.info("worker stopping: finishing the event in progress");
+  await running.subscription?.close();
+  await running.heartbeat;
+  // Reports still being written get a moment; tracking state lets the next worker resume the rest.
+  await running.feedback.idle(AbortSignal.timeout(2000));
+  running.feedback.stop();
+  commands.disconnect();
+  await running.server.finished;
+  await running.inventory.done;
+  await running.inventory.resumed;
+  logger.info("worker stopped");
+}
+
+/** The signature checks of EVENT_VERIFY_KEYS; without keys, a loud warning. */
+async function loadVerifier(config: WorkerConfig, logger: Logger): Promise<EventVerifier> {
   const keys = config.eventVerifyKeys.length > 0
     ? await importVerifyKeys(config.eventVerifyKeys)
     : undefined;
@@ -59,38 +142,42 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
       "EVENT_VERIFY_KEYS is not set: channel messages are not authenticated; anyone who can publish to Valkey can restart Deployments",
     );
   }
-  const onRequest = (verb: string) => metrics.kubeRequests.inc({ verb });
-  let api: KubeApi;
-  if (runtime.api) api = runtime.api(onRequest);
-  else if (config.localInventory) {
+  return verifier;
+}
+
+/** The Kubernetes API: the runtime's, dev mode's local inventory, or the cluster's. */
+async function connectKube(
+  config: WorkerConfig,
+  { runtime, onRequest }: { runtime: WorkerRuntime; onRequest: (verb: string) => void },
+): Promise<KubeApi> {
+  const { logger } = runtime;
+  if (runtime.api) return runtime.api(onRequest);
+  if (config.localInventory) {
     const deployments = await loadLocalInventory(config.localInventory);
     logger.warn("LOCAL INVENTORY: no cluster is used; restarts are only recorded and logged", {
       file: config.localInventory,
       deployments: deployments.length,
     });
-    api = createLocalApi(deployments, logger, onRequest);
-  } else {
-    const access = await loadKubeAccess({ kubeconfig: config.kubeconfig });
-    logger.info("kubernetes access", access.description);
-    api = createKubeApi({
-      server: access.server,
-      httpClient: access.httpClient,
-      authorization: access.authorization,
-      onRequest,
-    });
+    return createLocalApi(deployments, logger, onRequest);
   }
-
-  const commands = createValkeyConnection(valkey, {
-    name: "kuberollouttrigger-worker-commands",
-    logger,
-    offlineQueue: false,
+  const access = await loadKubeAccess({ kubeconfig: config.kubeconfig });
+  logger.info("kubernetes access", access.description);
+  return createKubeApi({
+    server: access.server,
+    httpClient: access.httpClient,
+    authorization: access.authorization,
+    onRequest,
   });
+}
+
+/** Reports and rollout tracking, kept in Valkey. */
+function startFeedback({ config, logger, metrics, commands }: Parts): Feedback {
   // The local inventory has no controller: no rollout would ever progress.
   const rolloutTimeoutMs = config.localInventory ? 0 : config.rolloutTimeout;
   if (config.localInventory && config.rolloutTimeout > 0) {
     logger.info("LOCAL INVENTORY: rollouts are not tracked; reports say only what was restarted");
   }
-  const feedback = createFeedback({
+  return createFeedback({
     clusterName: config.clusterName,
     rolloutTimeoutMs,
     reports: createReportStore(commands, config.valkeyChannel),
@@ -98,6 +185,13 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     logger,
     metrics,
   });
+}
+
+/** Starts following the Deployments in scope; resumes tracked rollouts once synced. */
+function startInventory(
+  { config, runtime, logger, signal, metrics }: Parts,
+  { api, feedback }: { api: KubeApi; feedback: Feedback },
+) {
   const inventory = createInventory({
     api,
     namespaces: config.watchNamespaces,
@@ -110,19 +204,29 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     onObject: (type, d) => feedback.observe(type, d),
   });
   exportScopes(metrics, Object.keys(inventory.scopes()));
-  const inventoryDone = inventory.run(signal);
+  const done = inventory.run(signal);
   // The inventory holds every Deployment's status once synced: resumed rollouts start from it.
   const resumed = inventory.whenSynced(signal).then(() => {
     if (!signal.aborted) void feedback.resume();
   });
+  return { inventory, done, resumed };
+}
 
-  let subscription: Subscription | undefined;
-  const probes = probeRoutes({
+/** /healthz, /readyz (inventory current and subscribed) and /metrics. */
+function probes(
+  { metrics }: Parts,
+  { registry, inventory, subscription }: {
+    registry: Registry;
+    inventory: Inventory;
+    subscription: () => Subscription | undefined;
+  },
+) {
+  return probeRoutes({
     registry,
     readiness: {
       // The name predates the idle deadline; it now means "synced and still current".
       inventory_synced: () => inventory.current(),
-      subscribed: () => subscription?.subscribed() ?? false,
+      subscribed: () => subscription()?.subscribed() ?? false,
     },
     beforeScrape: () => {
       metrics.inventorySize.set(inventory.size());
@@ -131,84 +235,57 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
       }
     },
   });
-  const server = Deno.serve({
-    hostname: config.healthListenAddr.host,
-    port: config.healthListenAddr.port,
-    signal,
-    onListen: (addr) => {
-      logger.info("worker health server listening", { addr: `${addr.hostname}:${addr.port}` });
-      runtime.onListen?.(addr);
-    },
-  }, (req) => {
-    const probe = probes[new URL(req.url).pathname];
-    if (!probe) return json(404, { error: "not found" });
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      return json(405, { error: "method not allowed" }, { allow: "GET" });
-    }
-    return probe();
-  });
+}
 
-  let heartbeat: Promise<void> | undefined;
-  if (!signal.aborted) {
-    const handle = createEventHandler({
-      inventory,
-      api,
-      coordinator: createCoordinator({
-        client: commands,
-        clusterName: config.clusterName,
-        windowMs: config.dedupWindow,
-        logger,
-      }),
-      prefixes: config.allowedImagePrefixes,
-      logger,
-      metrics,
-      dryRun: config.dryRun,
-      feedback,
-      clusterName: config.clusterName,
-      verifier,
-    });
-    subscription = subscribe({
-      client: createValkeyConnection(valkey, {
-        name: "kuberollouttrigger-worker-subscriber",
-        logger,
-        offlineQueue: true,
-        autoResubscribe: false,
-      }),
-      channel: config.valkeyChannel,
-      logger,
-      metrics,
-      // Held until the first sync: the subscriber hands messages on one at a time, in order.
-      onMessage: async (raw) => {
-        if (!inventory.synced()) {
-          logger.info("event held until the inventory is synced", { bytes: raw.length });
-          await inventory.whenSynced(signal);
-          if (signal.aborted) return undefined;
-        }
-        return await handle(raw);
-      },
-    });
-    heartbeat = startHeartbeat({
+/** Subscribes to the channel; each message goes to the event handler, held until synced. */
+function subscribeEvents(
+  { config, logger, signal, metrics, commands, valkey }: Parts,
+  deps: { api: KubeApi; inventory: Inventory; feedback: Feedback; verifier: EventVerifier },
+): Subscription {
+  const { inventory } = deps;
+  const handle = createEventHandler({
+    inventory,
+    api: deps.api,
+    coordinator: createCoordinator({
       client: commands,
       clusterName: config.clusterName,
-      ready: () => inventory.current() && (subscription?.subscribed() ?? false),
+      windowMs: config.dedupWindow,
       logger,
-      signal,
-    });
-  }
+    }),
+    prefixes: config.allowedImagePrefixes,
+    logger,
+    metrics,
+    dryRun: config.dryRun,
+    feedback: deps.feedback,
+    clusterName: config.clusterName,
+    verifier: deps.verifier,
+  });
+  return subscribe({
+    client: createValkeyConnection(valkey, {
+      name: "kuberollouttrigger-worker-subscriber",
+      logger,
+      offlineQueue: true,
+      autoResubscribe: false,
+    }),
+    channel: config.valkeyChannel,
+    logger,
+    metrics,
+    // Held until the first sync: the subscriber hands messages on one at a time, in order.
+    onMessage: async (raw) => {
+      if (!inventory.synced()) {
+        logger.info("event held until the inventory is synced", { bytes: raw.length });
+        await inventory.whenSynced(signal);
+        if (signal.aborted) return undefined;
+      }
+      return await handle(raw);
+    },
+  });
+}
 
-  await new Promise<void>((resolve) => {
+/** Resolves when `signal` aborts (at once if it has). */
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
     else signal.addEventListener("abort", () => resolve(), { once: true });
   });
-  logger.info("worker stopping: finishing the event in progress");
-  await subscription?.close();
-  await heartbeat;
-  // Reports still being written get a moment; tracking state lets the next worker resume the rest.
-  await feedback.idle(AbortSignal.timeout(2000));
-  feedback.stop();
-  commands.disconnect();
-  await server.finished;
-  await inventoryDone;
-  await resumed;
-  logger.info("worker stopped");
 }

@@ -9,9 +9,11 @@
  */
 
 import { realisticDeployment } from "./worker_bench.ts";
-import { createInventory } from "../../worker/inventory.ts";
-import type { Deployment, KubeApi, WatchEvent } from "../../worker/kube_api.ts";
-import { createRolloutTracker } from "../../worker/rollout_tracker.ts";
+import { createInventory } from "../../worker/inventory/inventory.ts";
+import type { KubeApi } from "../../worker/kube/api.ts";
+import type { Deployment } from "../../worker/kube/objects.ts";
+import type { WatchEvent } from "../../worker/kube/watch_stream.ts";
+import { createRolloutTracker } from "../../worker/feedback/rollout_tracker.ts";
 import type { Logger } from "../../lib/log.ts";
 
 const count = Number(Deno.args[0] ?? 50_000);

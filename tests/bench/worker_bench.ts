@@ -10,7 +10,7 @@ import type { ControlPlane } from "../helpers/control_plane.ts";
 import { TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { type Program, ROOT, startProgram, startWeb, startWorker } from "../helpers/program.ts";
 import { publishRaw, type TestValkey } from "../helpers/valkey.ts";
-import { createKubeApi, type KubeApi } from "../../worker/kube_api.ts";
+import { createKubeApi, type KubeApi } from "../../worker/kube/api.ts";
 import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
 import { restartDeployment } from "../../worker/restart.ts";
 import { benchListFloor } from "./list_floor.ts";

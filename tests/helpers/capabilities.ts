@@ -13,9 +13,10 @@ import { type Cluster, deploymentManifest, eventually, WORKER_SA } from "./clust
 import { createKubeClient } from "./control_plane.ts";
 import { waitForSettled } from "./rollout.ts";
 import { createLogger } from "../../lib/log.ts";
-import { createInventory } from "../../worker/inventory.ts";
-import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
-import { loadKubeAccess } from "../../worker/kube_config.ts";
+import { createInventory } from "../../worker/inventory/inventory.ts";
+import { createKubeApi, type KubeApi } from "../../worker/kube/api.ts";
+import { KubeApiError } from "../../worker/kube/errors.ts";
+import { loadKubeAccess } from "../../worker/kube/config.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";
 import { restartDeployment, type RestartOutcome } from "../../worker/restart.ts";
 

@@ -9,8 +9,8 @@
 import { type Cluster, eventually } from "./cluster.ts";
 import { type ControlPlaneInfo, createKubeClient, writeKubeconfig } from "./control_plane.ts";
 import { ROOT } from "./program.ts";
-import { loadKubeAccess } from "../../worker/kube_config.ts";
-import { createKubeApi, type KubeApi } from "../../worker/kube_api.ts";
+import { loadKubeAccess } from "../../worker/kube/config.ts";
+import { createKubeApi, type KubeApi } from "../../worker/kube/api.ts";
 
 /**
  * The cluster-scoped objects k8s/ and the chart ship (policy and binding first).

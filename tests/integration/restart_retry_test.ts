@@ -10,8 +10,9 @@ import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { waitForAccess } from "../helpers/capabilities.ts";
 import { deploymentManifest, openCluster } from "../helpers/cluster.ts";
 import { requireControlPlane } from "../helpers/control_plane.ts";
-import { createKubeApi, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
-import { loadKubeAccess } from "../../worker/kube_config.ts";
+import { createKubeApi, type KubeApi } from "../../worker/kube/api.ts";
+import { KubeApiError } from "../../worker/kube/errors.ts";
+import { loadKubeAccess } from "../../worker/kube/config.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";
 import { restartDeployment, type RestartOutcome } from "../../worker/restart.ts";
 

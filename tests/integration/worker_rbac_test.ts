@@ -13,8 +13,10 @@ import {
 } from "../helpers/capabilities.ts";
 import { deploymentManifest, eventually, openCluster, WORKER_SA } from "../helpers/cluster.ts";
 import { createKubeClient, requireControlPlane } from "../helpers/control_plane.ts";
-import { type Deployment, type KubeApi, KubeApiError } from "../../worker/kube_api.ts";
-import { rolloutTriggeredEvent } from "../../worker/kube_events.ts";
+import type { KubeApi } from "../../worker/kube/api.ts";
+import { KubeApiError } from "../../worker/kube/errors.ts";
+import type { Deployment } from "../../worker/kube/objects.ts";
+import { rolloutTriggeredEvent } from "../../worker/kube/events.ts";
 import { ROOT } from "../helpers/program.ts";
 import { parseAllDocuments } from "yaml";
 

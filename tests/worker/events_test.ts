@@ -9,8 +9,11 @@ import { createLogger } from "../../lib/log.ts";
 import { createRegistry } from "../../lib/metrics.ts";
 import type { Coordinator } from "../../worker/coordination.ts";
 import { createEventHandler } from "../../worker/events.ts";
-import type { Inventory } from "../../worker/inventory.ts";
-import type { Deployment, KubeApi } from "../../worker/kube_api.ts";
+import type { Inventory } from "../../worker/inventory/inventory.ts";
+import type { KubeApi } from "../../worker/kube/api.ts";
+import { KubeApiError } from "../../worker/kube/errors.ts";
+import type { Deployment } from "../../worker/kube/objects.ts";
+import type { Feedback, HandledEvent } from "../../worker/feedback/feedback.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import { summarizeDeployment } from "../../worker/plan.ts";
 import { importVerifyKeys } from "../../shared/event_signature.ts";
@@ -112,4 +115,236 @@ Deno.test("security: with verify keys an unsigned message claims nothing, patche
   const summary = await handle((await signer.signEvent(message(["dev"]), "a".repeat(64))).message);
   assertEquals(summary?.restarted, ["ns/dev"]);
   assertEquals(patched, ["ns/dev"]);
+});
+
+/**
+ * Every kind of outcome in one event, with one patch answered late so the order things
+ * finish in differs from the plan's: the exact log lines, restart metrics and report.
+ */
+function everyOutcome(dryRun: boolean) {
+  const lines: string[] = [];
+  const image = "ghcr.io/acme/app:dev";
+  const deployments = [
+    deployment("late", image),
+    deployment("no-event", image),
+    deployment("recent", image),
+    deployment("taken", image),
+    deployment("forbidden", image),
+    deployment("gone", image),
+    { ...deployment("paused", image), spec: { ...deployment("paused", image).spec, paused: true } },
+    deployment("pinned", `ghcr.io/acme/app@${DIGEST}`),
+  ];
+  const inventory: Pick<Inventory, "candidates" | "upsert"> = {
+    candidates: () => deployments.map(summarizeDeployment),
+    upsert: () => {},
+  };
+  const api: Pick<KubeApi, "patchDeployment" | "createEvent"> = {
+    patchDeployment: async (_namespace, name) => {
+      if (name === "late") await new Promise((r) => setTimeout(r, 30));
+      if (name === "forbidden") {
+        throw new KubeApiError(403, "Forbidden", "PATCH /apis/x: 403 Forbidden: no");
+      }
+      if (name === "gone") throw new KubeApiError(404, "NotFound", "PATCH /apis/x: 404 NotFound");
+      return deployments.find((d) => d.metadata.name === name)!;
+    },
+    createEvent: (_namespace, event) =>
+      event.involvedObject.name === "no-event"
+        ? Promise.reject(new KubeApiError(403, "Forbidden", "POST /api/v1/x: 403 Forbidden"))
+        : Promise.resolve(),
+  };
+  const released: string[] = [];
+  const coordinator: Coordinator = {
+    claimEvent: () => Promise.resolve("claimed"),
+    finishEvent: () => Promise.resolve(),
+    claim: (_id, name) =>
+      Promise.resolve(
+        name === "ns/recent" ? "recent" : name === "ns/taken" ? "duplicate" : "claimed",
+      ),
+    release: (name) => {
+      released.push(name);
+      return Promise.resolve();
+    },
+  };
+  const registry = createRegistry();
+  const metrics = createWorkerMetrics(registry);
+  const begun: HandledEvent[] = [];
+  const handle = createEventHandler({
+    inventory: inventory as Inventory,
+    api: api as KubeApi,
+    coordinator,
+    prefixes: ["ghcr.io/acme"],
+    logger: createLogger({
+      level: "debug",
+      write: (l) => lines.push(l),
+      now: () => new Date("2026-01-02T03:04:05.000Z"),
+    }),
+    metrics,
+    dryRun,
+    feedback: { begin: (e: HandledEvent) => begun.push(e) } as unknown as Feedback,
+    now: () => new Date("2026-01-02T03:04:05.000Z"),
+  });
+  const restartMetrics = () =>
+    registry.render().split("\n").filter((l) =>
+      /^kuberollouttrigger_worker_(restarts|events|kube_events)_total\{/.test(l)
+    );
+  return { handle, lines, begun, released, restartMetrics };
+}
+
+const EVENT = JSON.stringify({
+  id: "0b7e6c1e-93c4-4ad5-9d6f-6f3b4c1f0a11",
+  time: new Date().toISOString(),
+  image: "ghcr.io/acme/app",
+  tags: ["dev"],
+});
+
+const TS = "2026-01-02T03:04:05.000Z";
+/** One log line exactly as the logger writes it (JSON.stringify keeps the key order). */
+const line = (level: string, msg: string, fields: Record<string, unknown>) =>
+  JSON.stringify({
+    ts: TS,
+    level,
+    msg,
+    event_id: JSON.parse(EVENT).id,
+    image: "ghcr.io/acme/app",
+    ...fields,
+  });
+const at = (name: string) => ({ namespace: "ns", deployment: name });
+const pullPolicy = (name: string) =>
+  line(
+    "warn",
+    "imagePullPolicy is not Always: nodes that cached the tag may keep the old image",
+    { ...at(name), containers: ["c"] },
+  );
+const planSkips = [
+  line("info", "skipped deployment", { ...at("paused"), reason: "paused" }),
+  line("info", "skipped deployment", { ...at("pinned"), reason: "digest_pinned" }),
+];
+const RESTARTS = ["late", "no-event", "recent", "taken", "forbidden", "gone"];
+const report = (rest: Record<string, unknown>[]) => [
+  { namespace: "ns", name: "paused", result: "skipped", reason: "paused" },
+  { namespace: "ns", name: "pinned", result: "skipped", reason: "digest_pinned" },
+  ...rest,
+];
+
+Deno.test("createEventHandler() writes the same lines, metrics and report for every kind of outcome", async () => {
+  const { handle, lines, begun, released, restartMetrics } = everyOutcome(false);
+  const summary = (await handle(EVENT))!;
+  const withContainers = (name: string) => ({ ...at(name), containers: ["c"] });
+  // Lists in the summary are in the order restarts finished ("late" answers last); the
+  // report keeps the plan's order.
+  const expectedSummary = {
+    event_id: JSON.parse(EVENT).id,
+    image: "ghcr.io/acme/app",
+    tags: ["dev"],
+    matched: 7,
+    restarted: ["ns/no-event", "ns/late"],
+    skipped: [
+      { deployment: "ns/paused", reason: "paused" },
+      { deployment: "ns/pinned", reason: "digest_pinned" },
+      { deployment: "ns/recent", reason: "restarted_within_window" },
+      { deployment: "ns/taken", reason: "claimed_by_another_worker" },
+      { deployment: "ns/gone", reason: "deleted" },
+    ],
+    failed: [{ deployment: "ns/forbidden", error: "PATCH /apis/x: 403 Forbidden: no" }],
+    duration_ms: summary.duration_ms,
+  };
+  assertEquals(JSON.stringify(summary), JSON.stringify(expectedSummary));
+  assertEquals(lines, [
+    ...planSkips,
+    ...RESTARTS.map(pullPolicy),
+    line("info", "skipped deployment", {
+      ...withContainers("recent"),
+      reason: "restarted_within_window",
+    }),
+    line("info", "skipped deployment", {
+      ...withContainers("taken"),
+      reason: "claimed_by_another_worker",
+    }),
+    line("info", "restarted deployment", withContainers("no-event")),
+    line("info", "skipped deployment", { ...withContainers("gone"), reason: "deleted" }),
+    line("warn", "could not record the Kubernetes Event for the restart", {
+      ...withContainers("no-event"),
+      error: "POST /api/v1/x: 403 Forbidden",
+      hint: "the worker's Role needs create on events (core group) in this namespace",
+    }),
+    line("error", "restart failed", {
+      ...withContainers("forbidden"),
+      error: "PATCH /apis/x: 403 Forbidden: no",
+      status: 403,
+      hint:
+        "the worker's ServiceAccount may not patch this Deployment: check the RoleBinding and the admission policy",
+    }),
+    line("info", "restarted deployment", withContainers("late")),
+    JSON.stringify({ ts: TS, level: "error", msg: "event handled", ...expectedSummary }),
+  ]);
+  assertEquals(restartMetrics(), [
+    'kuberollouttrigger_worker_events_total{result="handled"} 1',
+    'kuberollouttrigger_worker_restarts_total{result="restarted"} 2',
+    'kuberollouttrigger_worker_restarts_total{result="skipped"} 5',
+    'kuberollouttrigger_worker_restarts_total{result="failed"} 1',
+    'kuberollouttrigger_worker_restarts_total{result="dry_run"} 0',
+    'kuberollouttrigger_worker_kube_events_total{result="created"} 1',
+    'kuberollouttrigger_worker_kube_events_total{result="failed"} 1',
+  ]);
+  assertEquals(released, ["ns/forbidden"]);
+  assertEquals(begun.length, 1);
+  assertEquals(begun[0].eventId, JSON.parse(EVENT).id);
+  assertEquals(begun[0].matched, 7);
+  assertEquals(
+    JSON.stringify(begun[0].deployments),
+    JSON.stringify(report([
+      { namespace: "ns", name: "late", result: "restarted" },
+      { namespace: "ns", name: "no-event", result: "restarted" },
+      { namespace: "ns", name: "recent", result: "skipped", reason: "restarted_within_window" },
+      { namespace: "ns", name: "taken", result: "skipped", reason: "claimed_by_another_worker" },
+      { namespace: "ns", name: "forbidden", result: "failed", reason: "403 Forbidden: no" },
+      { namespace: "ns", name: "gone", result: "skipped", reason: "deleted" },
+    ])),
+  );
+  assertEquals(begun[0].restarted.map((d) => d.metadata.name), ["no-event", "late"]);
+});
+
+Deno.test("createEventHandler() in dry run logs, counts and reports every match as dry_run", async () => {
+  const { handle, lines, begun, released, restartMetrics } = everyOutcome(true);
+  const summary = (await handle(EVENT))!;
+  const expectedSummary = {
+    event_id: JSON.parse(EVENT).id,
+    image: "ghcr.io/acme/app",
+    tags: ["dev"],
+    matched: 7,
+    restarted: [],
+    skipped: [
+      { deployment: "ns/paused", reason: "paused" },
+      { deployment: "ns/pinned", reason: "digest_pinned" },
+      ...RESTARTS.map((name) => ({ deployment: `ns/${name}`, reason: "dry_run" })),
+    ],
+    failed: [],
+    duration_ms: summary.duration_ms,
+  };
+  assertEquals(JSON.stringify(summary), JSON.stringify(expectedSummary));
+  assertEquals(lines, [
+    ...planSkips,
+    ...RESTARTS.flatMap((name) => [
+      pullPolicy(name),
+      line("info", "dry run: would restart deployment", { ...at(name), containers: ["c"] }),
+    ]),
+    JSON.stringify({ ts: TS, level: "info", msg: "event handled", ...expectedSummary }),
+  ]);
+  assertEquals(restartMetrics(), [
+    'kuberollouttrigger_worker_events_total{result="handled"} 1',
+    'kuberollouttrigger_worker_restarts_total{result="restarted"} 0',
+    'kuberollouttrigger_worker_restarts_total{result="skipped"} 2',
+    'kuberollouttrigger_worker_restarts_total{result="failed"} 0',
+    'kuberollouttrigger_worker_restarts_total{result="dry_run"} 6',
+    'kuberollouttrigger_worker_kube_events_total{result="created"} 0',
+    'kuberollouttrigger_worker_kube_events_total{result="failed"} 0',
+  ]);
+  assertEquals(released, []);
+  assertEquals(
+    JSON.stringify(begun[0].deployments),
+    JSON.stringify(report(
+      RESTARTS.map((name) => ({ namespace: "ns", name, result: "dry_run" })),
+    )),
+  );
+  assertEquals(begun[0].restarted, []);
 });

@@ -1,5 +1,5 @@
 import { assertEquals } from "../helpers/assert.ts";
-import type { Deployment } from "../../worker/kube_api.ts";
+import type { Deployment } from "../../worker/kube/objects.ts";
 import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
 
 type C = { name?: string; image: string; imagePullPolicy?: string };

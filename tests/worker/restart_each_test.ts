@@ -1,0 +1,150 @@
+/**
+ * restartEach(): each planned restart claimed, patched (or in dry run only
+ * logged) and settled with one outcome at its plan position, in the order
+ * the restarts finish; a Kubernetes Event per restart. In-process fakes for
+ * the API and the coordinator.
+ */
+
+import { assertEquals } from "../helpers/assert.ts";
+import { createLogger } from "../../lib/log.ts";
+import { createRegistry } from "../../lib/metrics.ts";
+import { parseEventMessage } from "../../shared/event.ts";
+import type { Claim, Coordinator } from "../../worker/coordination.ts";
+import type { KubeApi } from "../../worker/kube/api.ts";
+import { KubeApiError } from "../../worker/kube/errors.ts";
+import type { Deployment } from "../../worker/kube/objects.ts";
+import { createWorkerMetrics } from "../../worker/metrics.ts";
+import type { PlannedRestart } from "../../worker/plan.ts";
+import { restartEach } from "../../worker/restart_each.ts";
+
+const MESSAGE = parseEventMessage(
+  JSON.stringify({
+    id: "6a0c9a3e-6e0b-4c35-9d0e-1a2b3c4d5e6f",
+    time: new Date().toISOString(),
+    image: "ghcr.io/acme/app",
+    tags: ["dev"],
+  }),
+  ["ghcr.io/acme"],
+);
+
+const target = (name: string): PlannedRestart => ({
+  namespace: "ns",
+  name,
+  resourceVersion: "1",
+  containers: ["c"],
+  pullPolicyWarnings: [],
+});
+const object = (name: string): Deployment => ({
+  metadata: { name, namespace: "ns", resourceVersion: "2" },
+});
+
+function setUp(
+  { claims = {}, patch, dryRun = false }: {
+    claims?: Record<string, Claim>;
+    patch?: (name: string) => Promise<Deployment>;
+    dryRun?: boolean;
+  } = {},
+) {
+  const patched: string[] = [];
+  const released: string[] = [];
+  const events: string[] = [];
+  const metrics = createWorkerMetrics(createRegistry());
+  const api: Pick<KubeApi, "patchDeployment" | "createEvent"> = {
+    patchDeployment: (_ns, name) => {
+      patched.push(name);
+      return patch ? patch(name) : Promise.resolve(object(name));
+    },
+    createEvent: (_ns, event) => {
+      events.push(event.involvedObject.name);
+      return event.involvedObject.name === "unrecorded"
+        ? Promise.reject(new KubeApiError(403, "Forbidden", "POST: 403 Forbidden"))
+        : Promise.resolve();
+    },
+  };
+  const coordinator: Coordinator = {
+    claimEvent: () => Promise.resolve("claimed"),
+    finishEvent: () => Promise.resolve(),
+    claim: (_id, name) => Promise.resolve(claims[name] ?? "claimed"),
+    release: (name) => {
+      released.push(name);
+      return Promise.resolve();
+    },
+  };
+  const run = (targets: PlannedRestart[], firstPosition = 0) =>
+    restartEach(targets, {
+      message: MESSAGE,
+      log: createLogger({ level: "error", write: () => {} }),
+      inventory: { upsert: () => {} },
+      api: api as KubeApi,
+      coordinator,
+      metrics,
+      dryRun,
+      clusterName: "test",
+      concurrency: 4,
+      firstPosition,
+    });
+  return { run, patched, released, events, metrics };
+}
+
+Deno.test("restartEach() skips what another worker or the burst window holds, patching nothing", async (t) => {
+  for (
+    const [claim, reason] of [
+      ["duplicate", "claimed_by_another_worker"],
+      ["recent", "restarted_within_window"],
+    ] as const
+  ) {
+    await t.step(claim, async () => {
+      const { run, patched } = setUp({ claims: { "ns/a": claim } });
+      assertEquals(await run([target("a")]), [
+        { namespace: "ns", name: "a", position: 0, result: "skipped", reason },
+      ]);
+      assertEquals(patched, []);
+    });
+  }
+});
+
+Deno.test("restartEach() in dry run claims and patches nothing", async () => {
+  const { run, patched } = setUp({ dryRun: true, claims: { "ns/a": "duplicate" } });
+  assertEquals(await run([target("a")], 3), [
+    { namespace: "ns", name: "a", position: 3, result: "dry_run" },
+  ]);
+  assertEquals(patched, []);
+});
+
+Deno.test("restartEach() releases the burst window of a failed restart", async () => {
+  const { run, released } = setUp({
+    patch: () => Promise.reject(new KubeApiError(403, "Forbidden", "PATCH x: 403 Forbidden")),
+  });
+  assertEquals(await run([target("a")]), [{
+    namespace: "ns",
+    name: "a",
+    position: 0,
+    result: "failed",
+    error: "PATCH x: 403 Forbidden",
+    httpStatus: 403,
+  }]);
+  assertEquals(released, ["ns/a"]);
+});
+
+Deno.test("restartEach() settles restarts in the order they finish, each at its plan position", async () => {
+  const { run } = setUp({
+    patch: async (name) => {
+      if (name === "slow") await new Promise((r) => setTimeout(r, 20));
+      return object(name);
+    },
+  });
+  const outcomes = await run([target("slow"), target("fast")], 2);
+  assertEquals(outcomes.map((o) => [o.name, o.position, o.result]), [
+    ["fast", 3, "restarted"],
+    ["slow", 2, "restarted"],
+  ]);
+});
+
+Deno.test("restartEach() records a Kubernetes Event per restart; failing to does not fail it", async () => {
+  const { run, events, metrics } = setUp();
+  const outcomes = await run([target("recorded"), target("unrecorded")]);
+  assertEquals(outcomes.map((o) => o.result), ["restarted", "restarted"]);
+  assertEquals(events, ["recorded", "unrecorded"]);
+  assertEquals(metrics.kubeEvents.get({ result: "created" }), 1);
+  assertEquals(metrics.kubeEvents.get({ result: "failed" }), 1);
+});

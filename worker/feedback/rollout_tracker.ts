@@ -1,0 +1,319 @@
+/**
+ * Follows the rollouts an event's restarts started, from the Deployments the
+ * inventory's list and watch already deliver (no API call of its own): each
+ * restarted Deployment is `progressing` until rolloutProgress() says complete
+ * or failed, it is deleted (failed), or the event's deadline passes
+ * (timed_out). Keeps a slim copy of every Deployment's status, so tracking can
+ * start from what the cluster already shows: right after a patch, or when a
+ * restarted worker resumes an event. Time comes from an injected clock.
+ */
+
+import type { DeploymentReport, RolloutReport } from "../../shared/event_status.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Deployment } from "../kube/objects.ts";
+import { type DeploymentProgress, rolloutProgress } from "./rollout_progress.ts";
+
+/** A restarted Deployment whose rollout is followed. */
+export interface TrackTarget {
+  namespace: string;
+  name: string;
+  /** metadata.generation of the patch's answer: the rollout to wait for. */
+  generation: number;
+  uid?: string;
+}
+
+/** Everything needed to follow (or resume following) one event. */
+export interface TrackedEvent {
+  eventId: string;
+  matched: number;
+  /** Every Deployment of the report; restarted ones get their `rollout` here. */
+  deployments: DeploymentReport[];
+  /** clock.now() after which unfinished rollouts are timed_out. */
+  deadline: number;
+  targets: TrackTarget[];
+}
+
+/** Options for createRolloutTracker. */
+export interface RolloutTrackerOptions {
+  clock: Clock;
+  /** ROLLOUT_TIMEOUT as the timed_out reason says it, e.g. "10m". */
+  timeoutText: string;
+  /** An event's report changed; `final` once none of its rollouts is progressing. */
+  onChange(eventId: string, final: boolean): void;
+  /** One rollout reached a final state. */
+  onFinal?(eventId: string, deployment: DeploymentReport): void;
+}
+
+/** The tracker. */
+export interface RolloutTracker {
+  /** Hands over a Deployment from list, watch or an API answer (DELETED when it is gone). */
+  observe(type: "ADDED" | "MODIFIED" | "DELETED", d: Deployment): void;
+  /** Starts following an event's targets from what is known of them now. */
+  track(event: TrackedEvent): void;
+  /** The event as it stands (a copy), or undefined when it is not followed. */
+  get(eventId: string): TrackedEvent | undefined;
+  /** The event itself, not a copy (read only: the tracker changes it as rollouts move). */
+  view(eventId: string): Readonly<TrackedEvent> | undefined;
+  /** Stops following an event. */
+  forget(eventId: string): void;
+  /** Events still followed. */
+  size(): number;
+}
+
+/**
+ * Only what rolloutProgress() reads, flat: the tracker keeps one per Deployment
+ * in scope (100,000 in a large cluster), so no nested objects or arrays.
+ * Values are kept as the API sent them; rolloutProgress() checks them.
+ */
+interface Snapshot {
+  uid?: string;
+  generation: unknown;
+  replicas: unknown;
+  hasStatus: boolean;
+  observedGeneration: unknown;
+  statusReplicas: unknown;
+  updated: unknown;
+  ready: unknown;
+  available: unknown;
+  /** The Progressing condition's reason, the only condition read. */
+  progressing?: unknown;
+}
+
+const key = (namespace: string, name: string) => `${namespace}/${name}`;
+
+function snapshotOf(d: Deployment): Snapshot {
+  const s = d.status;
+  const progressing = Array.isArray(s?.conditions)
+    ? s.conditions.find((c) => c?.type === "Progressing")
+    : undefined;
+  return {
+    uid: d.metadata.uid,
+    generation: d.metadata.generation,
+    replicas: d.spec?.replicas,
+    hasStatus: s !== undefined && s !== null,
+    observedGeneration: s?.observedGeneration,
+    statusReplicas: s?.replicas,
+    updated: s?.updatedReplicas,
+    ready: s?.readyReplicas,
+    available: s?.availableReplicas,
+    progressing: progressing?.reason,
+  };
+}
+
+/** The snapshot in the shape rolloutProgress() reads. */
+function progressOf(s: Snapshot): DeploymentProgress {
+  return {
+    metadata: { generation: s.generation },
+    spec: { replicas: s.replicas },
+    status: s.hasStatus
+      ? {
+        observedGeneration: s.observedGeneration,
+        replicas: s.statusReplicas,
+        updatedReplicas: s.updated,
+        readyReplicas: s.ready,
+        availableReplicas: s.available,
+        conditions: s.progressing === undefined
+          ? undefined
+          : [{ type: "Progressing", reason: s.progressing }],
+      }
+      : undefined,
+  };
+}
+
+const FINAL = new Set<string>(["complete", "failed", "timed_out"]);
+
+interface Held {
+  event: TrackedEvent;
+  /** Deployment key → its target and report entry (the entry is inside event.deployments). */
+  byKey: Map<string, { target: TrackTarget; entry: DeploymentReport }>;
+  /** Targets whose rollout is not final yet. */
+  open: number;
+  cancel: () => void;
+}
+
+/**
+ * Creates a tracker. Cost per watch event is constant per event following
+ * that Deployment (indexes, a counter of open rollouts), so an event that
+ * restarted 10,000 Deployments is followed without quadratic work.
+ */
+export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTracker {
+  // namespace → name → snapshot: the names are the Deployment's own strings, no key per entry.
+  const latest = new Map<string, Map<string, Snapshot>>();
+  const latestOf = (k: string) => {
+    const slash = k.indexOf("/");
+    return latest.get(k.slice(0, slash))?.get(k.slice(slash + 1));
+  };
+  const events = new Map<string, Held>();
+  /** Deployment key → ids of events following it. */
+  const followers = new Map<string, Set<string>>();
+
+  /** Re-reads one target of one event; true when its rollout changed. */
+  const evaluate = (held: Held, k: string): boolean => {
+    const item = held.byKey.get(k);
+    if (!item) return false;
+    const { target, entry } = item;
+    if (!entry.rollout || FINAL.has(entry.rollout.state)) return false;
+    const next = nextRollout(entry.rollout, latestOf(k), target);
+    if (JSON.stringify(next) === JSON.stringify(entry.rollout)) return false;
+    entry.rollout = next;
+    if (FINAL.has(next.state)) {
+      held.open--;
+      options.onFinal?.(held.event.eventId, entry);
+    }
+    return true;
+  };
+
+  const settle = (eventId: string, changed: boolean) => {
+    const held = events.get(eventId);
+    if (!held) return;
+    const final = held.open === 0;
+    if (changed || final) options.onChange(eventId, final);
+    if (final) forget(eventId);
+  };
+
+  const timeOut = (eventId: string) => {
+    const held = events.get(eventId);
+    if (!held) return;
+    let changed = false;
+    for (const { entry } of held.byKey.values()) {
+      if (entry.rollout?.state !== "progressing") continue;
+      entry.rollout = {
+        ...entry.rollout,
+        state: "timed_out",
+        reason: `not complete within ROLLOUT_TIMEOUT (${options.timeoutText})`,
+      };
+      held.open--;
+      options.onFinal?.(eventId, entry);
+      changed = true;
+    }
+    settle(eventId, changed);
+  };
+
+  const forget = (eventId: string) => {
+    const held = events.get(eventId);
+    if (!held) return;
+    held.cancel();
+    events.delete(eventId);
+    for (const k of held.byKey.keys()) {
+      const set = followers.get(k);
+      set?.delete(eventId);
+      if (set?.size === 0) followers.delete(k);
+    }
+  };
+
+  return {
+    observe(type, d) {
+      if (!d?.metadata?.name || !d.metadata.namespace) return;
+      const { namespace, name } = d.metadata;
+      if (!updateLatest(latest, type, d)) return;
+      if (followers.size === 0) return;
+      const k = key(namespace, name);
+      const ids = followers.get(k);
+      if (!ids) return;
+      for (const eventId of [...ids]) {
+        const held = events.get(eventId);
+        if (held) settle(eventId, evaluate(held, k));
+      }
+    },
+    track(input) {
+      forget(input.eventId);
+      const { event, byKey, open } = followedEvent(input);
+      const cancel = options.clock.schedule(
+        () => timeOut(event.eventId),
+        Math.max(0, event.deadline - options.clock.now()),
+      );
+      const held: Held = { event, byKey, open, cancel };
+      events.set(event.eventId, held);
+      for (const k of byKey.keys()) {
+        let set = followers.get(k);
+        if (!set) followers.set(k, set = new Set());
+        set.add(event.eventId);
+      }
+      let changed = false;
+      for (const k of byKey.keys()) changed = evaluate(held, k) || changed;
+      settle(event.eventId, changed);
+    },
+    view: (eventId) => events.get(eventId)?.event,
+    get(eventId) {
+      const held = events.get(eventId);
+      return held && structuredClone(held.event);
+    },
+    forget,
+    size: () => events.size,
+  };
+}
+
+const progressing = (): RolloutReport => ({
+  state: "progressing",
+  replicas: 0,
+  updated: 0,
+  ready: 0,
+  available: 0,
+});
+
+/** Where a followed rollout stands now, from the Deployment's latest snapshot. */
+function nextRollout(
+  current: RolloutReport,
+  snapshot: Snapshot | undefined,
+  target: TrackTarget,
+): RolloutReport {
+  if (!snapshot) return { ...current, state: "failed", reason: "the Deployment was deleted" };
+  if (snapshot.uid && target.uid && snapshot.uid !== target.uid) {
+    return { ...current, state: "failed", reason: "the Deployment was deleted and recreated" };
+  }
+  return rolloutProgress(progressOf(snapshot), target.generation);
+}
+
+/**
+ * Keeps the latest snapshot of `d` (or forgets a deleted one); false when `d`
+ * is older than what is kept and changes nothing.
+ */
+function updateLatest(
+  latest: Map<string, Map<string, Snapshot>>,
+  type: "ADDED" | "MODIFIED" | "DELETED",
+  d: Deployment,
+): boolean {
+  const { namespace, name } = d.metadata;
+  let names = latest.get(namespace);
+  if (type === "DELETED") {
+    names?.delete(name);
+    if (names?.size === 0) latest.delete(namespace);
+    return true;
+  }
+  const next = snapshotOf(d);
+  const known = names?.get(name);
+  // An API answer (the patch's) can be handled after newer watch events: a status the
+  // controller has moved past is older, and must not make a finished rollout look unfinished.
+  const observed = (s?: Snapshot) => Number(s?.observedGeneration ?? 0) || 0;
+  if (known && known.uid === next.uid && observed(known) > observed(next)) return false;
+  if (!names) latest.set(namespace, names = new Map());
+  names.set(name, next);
+  return true;
+}
+
+/**
+ * A copy of the event with each target's report entry (added when the caller
+ * did not list it) holding a rollout, and how many of them are still open.
+ */
+function followedEvent(input: TrackedEvent) {
+  const event = structuredClone(input);
+  const restarted = new Map<string, DeploymentReport>();
+  for (const d of event.deployments) {
+    if (d.result === "restarted") restarted.set(key(d.namespace, d.name), d);
+  }
+  const byKey = new Map<string, { target: TrackTarget; entry: DeploymentReport }>();
+  let open = 0;
+  for (const target of event.targets) {
+    const k = key(target.namespace, target.name);
+    // Every followed rollout is named in the report, whatever the caller listed.
+    let entry = restarted.get(k);
+    if (!entry) {
+      entry = { namespace: target.namespace, name: target.name, result: "restarted" };
+      event.deployments.push(entry);
+    }
+    entry.rollout ??= progressing();
+    if (!FINAL.has(entry.rollout.state)) open++;
+    byKey.set(k, { target, entry });
+  }
+  return { event, byKey, open };
+}

@@ -1,0 +1,199 @@
+/**
+ * What the worker keeps in Valkey for rollout feedback: its cluster's report
+ * in an event's status record (one field, written only while web's binding is
+ * there, then announced on the status channel), and the events whose
+ * rollouts it follows, so a restarted worker can resume them.
+ *
+ * Security: the status record and the tracking keys are written by anyone
+ * with Valkey access. The report script never creates a record (one without
+ * web's binding has no TTL and no owner), and tracking state read back is
+ * parsed strictly and bounded; a bad one is dropped, never trusted.
+ */
+
+import type { Valkey } from "iovalkey";
+import {
+  BINDING_FIELD,
+  type ClusterReport,
+  type DeploymentReport,
+  emptyCounts,
+  MAX_REPORTED_DEPLOYMENTS,
+  parseClusterReport,
+  reportField,
+  statusChannel,
+  statusKey,
+} from "../../shared/event_status.ts";
+import type { WriteResult } from "./report_writer.ts";
+import type { TrackedEvent, TrackTarget } from "./rollout_tracker.ts";
+
+// HSET only into a record that holds web's binding: a record without one is not
+// ours to create, and would live without a TTL.
+const REPORT_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+`;
+
+/** Writes cluster reports. */
+export interface ReportStore {
+  write(eventId: string, report: ClusterReport): Promise<WriteResult>;
+}
+
+/** The report store on a Valkey connection; `channel` is VALKEY_CHANNEL. */
+export function createReportStore(client: Valkey, channel: string): ReportStore {
+  return {
+    async write(eventId, report) {
+      const reply = await client.eval(
+        REPORT_SCRIPT,
+        1,
+        statusKey(eventId),
+        BINDING_FIELD,
+        reportField(report.cluster),
+        JSON.stringify(report),
+        statusChannel(channel),
+        eventId,
+      );
+      return reply === 1 ? "written" : "no_record";
+    },
+  };
+}
+
+/** Keeps the events a cluster follows, for a restarted worker. */
+export interface TrackingStore {
+  save(event: TrackedEvent): Promise<void>;
+  remove(eventId: string): Promise<void>;
+  /** Every event still followed (deadline not long past); bad entries are dropped. */
+  load(): Promise<{ events: TrackedEvent[]; dropped: number }>;
+}
+
+/** A tracking key outlives its deadline by this much, so a worker back just after it can say timed_out. */
+export const TRACKING_GRACE_MS = 60_000;
+/** Most events resumed at start. */
+const MAX_RESUMED = 1000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Most followed Deployments one event persists (a report names at most MAX_REPORTED_DEPLOYMENTS). */
+const MAX_TARGETS = 10_000;
+
+/** Options for createTrackingStore. */
+export interface TrackingStoreOptions {
+  client: Valkey;
+  clusterName: string;
+  now?: () => number;
+}
+
+function parseTracked(raw: string, eventId: string): TrackedEvent {
+  const value = JSON.parse(raw) as Record<string, unknown>;
+  const bad = (what: string) => new Error(`tracking state ${what}`);
+  if (typeof value !== "object" || value === null) throw bad("is not an object");
+  if (value.eventId !== eventId) throw bad("names another event");
+  const { matched, deadline, targets, report } = value;
+  if (!Number.isSafeInteger(matched) || (matched as number) < 0) throw bad("has no matched count");
+  if (!Number.isSafeInteger(deadline)) throw bad("has no deadline");
+  if (!Array.isArray(targets) || targets.length > MAX_TARGETS) throw bad("has no target list");
+  const checked: TrackTarget[] = targets.map((t) => {
+    if (
+      typeof t?.namespace !== "string" || typeof t?.name !== "string" ||
+      !Number.isSafeInteger(t?.generation) ||
+      (t.uid !== undefined && typeof t.uid !== "string")
+    ) throw bad("has an invalid target");
+    return { namespace: t.namespace, name: t.name, generation: t.generation, uid: t.uid };
+  });
+  // The report so far is stored in the shape web reads, and read back with web's parser.
+  if (typeof report !== "string") throw bad("has no report");
+  const parsed = parseClusterReport(report);
+  const rest = value.rest;
+  if (!Array.isArray(rest) || rest.length > MAX_TARGETS) throw bad("has no unnamed list");
+  const unnamed: DeploymentReport[] = rest.map((d) => {
+    if (typeof d?.namespace !== "string" || typeof d?.name !== "string") {
+      throw bad("has an invalid unnamed entry");
+    }
+    return { namespace: d.namespace, name: d.name, result: "restarted" as const };
+  });
+  return {
+    eventId,
+    matched: matched as number,
+    deadline: deadline as number,
+    targets: checked,
+    deployments: [...parsed.deployments, ...unnamed],
+  };
+}
+
+/**
+ * Stores per cluster: `kuberollouttrigger:<cluster>:tracking:<id>` (the
+ * state, expiring TRACKING_GRACE_MS after the deadline) and the sorted set
+ * `kuberollouttrigger:<cluster>:tracking` (ids by deadline) to find them.
+ */
+export function createTrackingStore(options: TrackingStoreOptions): TrackingStore {
+  const now = options.now ?? Date.now;
+  const index = `kuberollouttrigger:${options.clusterName}:tracking`;
+  const keyOf = (eventId: string) => `${index}:${eventId}`;
+  return {
+    async save(event) {
+      // The report keeps what web reads (bounded to the named Deployments);
+      // followed Deployments beyond those are kept by name only.
+      const named = event.deployments.slice(0, MAX_REPORTED_DEPLOYMENTS);
+      const rest = event.targets
+        .filter((t) => !named.some((d) => d.namespace === t.namespace && d.name === t.name))
+        .map((t) => ({ namespace: t.namespace, name: t.name }));
+      const report: ClusterReport = {
+        cluster: "resume",
+        state: "in_progress",
+        matched: event.matched,
+        counts: emptyCounts(),
+        deployments: named,
+        omitted: 0,
+        updated: new Date(now()).toISOString(),
+      };
+      const ttl = Math.max(1, event.deadline + TRACKING_GRACE_MS - now());
+      await options.client.multi()
+        .set(
+          keyOf(event.eventId),
+          JSON.stringify({
+            eventId: event.eventId,
+            matched: event.matched,
+            deadline: event.deadline,
+            targets: event.targets,
+            report: JSON.stringify(report),
+            rest,
+          }),
+          "PX",
+          ttl,
+        )
+        .zadd(index, event.deadline, event.eventId)
+        .zremrangebyscore(index, "-inf", now() - TRACKING_GRACE_MS)
+        .exec();
+    },
+    async remove(eventId) {
+      await options.client.multi().del(keyOf(eventId)).zrem(index, eventId).exec();
+    },
+    async load() {
+      const cutoff = now() - TRACKING_GRACE_MS;
+      const ids = await options.client.zrangebyscore(
+        index,
+        cutoff,
+        "+inf",
+        "LIMIT",
+        0,
+        MAX_RESUMED,
+      );
+      const events: TrackedEvent[] = [];
+      let dropped = 0;
+      for (const id of ids) {
+        const raw = UUID.test(id) ? await options.client.get(keyOf(id)) : null;
+        if (raw === null || raw.length > 4_000_000) {
+          dropped++;
+          await options.client.zrem(index, id);
+          continue;
+        }
+        try {
+          events.push(parseTracked(raw, id));
+        } catch {
+          // Security: never quote the stored value; the id is a checked UUID.
+          dropped++;
+          await options.client.multi().del(keyOf(id)).zrem(index, id).exec();
+        }
+      }
+      return { events, dropped };
+    },
+  };
+}

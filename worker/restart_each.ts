@@ -1,0 +1,157 @@
+/**
+ * The "restart each" step of handling an event: for every planned restart, at
+ * most `concurrency` at a time, claim it through Valkey, patch it (or, in dry
+ * run, only log), and settle its one outcome — logged and kept the moment it
+ * is known, so the summary lists restarts in the order they finished — then
+ * record a Kubernetes Event for a restart. Never throws for a failed restart:
+ * the failure is its outcome.
+ */
+
+import { describeError } from "../lib/error_text.ts";
+import type { EventMessage } from "../shared/event.ts";
+import type { Logger } from "../lib/log.ts";
+import { pooledMap } from "../lib/pooled_map.ts";
+import type { Coordinator } from "./coordination.ts";
+import type { DeploymentOutcome } from "./event_summary.ts";
+import type { Inventory } from "./inventory/inventory.ts";
+import type { KubeApi } from "./kube/api.ts";
+import type { Deployment } from "./kube/objects.ts";
+import { rolloutTriggeredEvent } from "./kube/events.ts";
+import type { WorkerMetrics } from "./metrics.ts";
+import type { PlannedRestart } from "./plan.ts";
+import { restartDeployment } from "./restart.ts";
+
+/** What restarting an event's Deployments needs. */
+export interface RestartEachOptions {
+  message: EventMessage;
+  /** The event's logger (it carries event_id and image). */
+  log: Logger;
+  inventory: Pick<Inventory, "upsert">;
+  api: KubeApi;
+  coordinator: Coordinator;
+  metrics: WorkerMetrics;
+  dryRun: boolean;
+  clusterName: string;
+  now?: () => Date;
+  /** Patches in flight at once. */
+  concurrency: number;
+  /** The position of the first restart in the plan (after its skips). */
+  firstPosition: number;
+}
+
+/** One target as the steps below see it. */
+interface Target {
+  target: PlannedRestart;
+  /** Its place in the plan. */
+  position: number;
+  /** What every log line about it carries. */
+  fields: { namespace: string; deployment: string; containers: string[] };
+  options: RestartEachOptions;
+  /** Logs the outcome and keeps it: the one place an outcome is recorded. */
+  settle(outcome: DeploymentOutcome): void;
+}
+
+/** Restarts every target; resolves with their outcomes in the order they settled. */
+export async function restartEach(
+  targets: readonly PlannedRestart[],
+  options: RestartEachOptions,
+): Promise<DeploymentOutcome[]> {
+  const settled: DeploymentOutcome[] = [];
+  await pooledMap(targets, options.concurrency, (target, i) => {
+    const fields = {
+      namespace: target.namespace,
+      deployment: target.name,
+      containers: target.containers,
+    };
+    return restartOne({
+      target,
+      position: options.firstPosition + i,
+      fields,
+      options,
+      settle(outcome) {
+        logOutcome(options.log, outcome, fields);
+        settled.push(outcome);
+      },
+    });
+  });
+  return settled;
+}
+
+/** One target: claim, patch, settle, then record the Kubernetes Event. */
+async function restartOne(one: Target): Promise<void> {
+  const { target, fields, options } = one;
+  const { message, log } = options;
+  const name = `${target.namespace}/${target.name}`;
+  const at = { namespace: target.namespace, name: target.name, position: one.position };
+  if (target.pullPolicyWarnings.length > 0) {
+    log.warn("imagePullPolicy is not Always: nodes that cached the tag may keep the old image", {
+      ...fields,
+      containers: target.pullPolicyWarnings,
+    });
+  }
+  if (options.dryRun) return one.settle({ ...at, result: "dry_run" });
+  const claim = await options.coordinator.claim(message.id, name, message.image);
+  if (claim === "duplicate" || claim === "recent") {
+    const reason = claim === "duplicate" ? "claimed_by_another_worker" : "restarted_within_window";
+    return one.settle({ ...at, result: "skipped", reason });
+  }
+  const outcome = await restartDeployment(target, {
+    api: options.api,
+    event: message,
+    now: options.now,
+    onObject: (d) => options.inventory.upsert(d),
+  });
+  if (outcome.status === "restarted") {
+    one.settle({ ...at, result: "restarted", deployment: outcome.deployment });
+    await recordEvent(one, outcome.deployment);
+  } else if (outcome.status === "skipped") {
+    one.settle({ ...at, result: "skipped", reason: outcome.reason });
+  } else {
+    // A failed restart must not hold the burst window against a later event's retry.
+    await options.coordinator.release(name, message.image);
+    one.settle({ ...at, result: "failed", error: outcome.error, httpStatus: outcome.httpStatus });
+  }
+}
+
+/** The one log line of a settled outcome. */
+function logOutcome(log: Logger, outcome: DeploymentOutcome, fields: Target["fields"]): void {
+  switch (outcome.result) {
+    case "dry_run":
+      return log.info("dry run: would restart deployment", fields);
+    case "restarted":
+      return log.info("restarted deployment", fields);
+    case "skipped":
+      return log.info("skipped deployment", { ...fields, reason: outcome.reason });
+    case "failed": {
+      const hint = outcome.httpStatus === 403
+        ? "the worker's ServiceAccount may not patch this Deployment: check the RoleBinding and the admission policy"
+        : undefined;
+      return log.error("restart failed", {
+        ...fields,
+        error: outcome.error,
+        status: outcome.httpStatus,
+        hint,
+      });
+    }
+  }
+}
+
+/** The audit trail in the cluster; failing it never fails the restart. */
+async function recordEvent(one: Target, restarted: Deployment): Promise<void> {
+  const { options } = one;
+  try {
+    const now = options.now?.() ?? new Date();
+    await options.api.createEvent(
+      restarted.metadata.namespace,
+      rolloutTriggeredEvent(restarted, options.message, options.clusterName, now),
+    );
+    options.metrics.kubeEvents.inc({ result: "created" });
+  } catch (err) {
+    options.metrics.kubeEvents.inc({ result: "failed" });
+    options.log.warn("could not record the Kubernetes Event for the restart", {
+      ...one.fields,
+      error: describeError(err),
+      hint: "the worker's Role needs create on events (core group) in this namespace",
+    });
+  }
+}
