@@ -5,9 +5,9 @@
  */
 
 import { Valkey } from "iovalkey";
-import { assertEquals } from "../../helpers/assert.ts";
-import { withoutValkey } from "../../helpers/skip.ts";
-import { startValkey } from "../../helpers/valkey.ts";
+import { assertEquals } from "../../../helpers/assert.ts";
+import { withoutValkey } from "../../../helpers/skip.ts";
+import { startValkey } from "../../../helpers/valkey.ts";
 import {
   BINDING_FIELD,
   type ClusterReport,
@@ -15,9 +15,9 @@ import {
   reportField,
   statusChannel,
   statusKey,
-} from "../../../shared/event_status.ts";
-import { createReportStore, createTrackingStore } from "../../../worker/feedback/store.ts";
-import type { TrackedEvent } from "../../../worker/feedback/rollout_tracker.ts";
+} from "../../../../shared/event_status.ts";
+import { createReportStore, createTrackingStore } from "../../../../worker/feedback/store.ts";
+import type { TrackedEvent } from "../../../../worker/feedback/rollout_tracker.ts";
 
 const options = { ignore: withoutValkey(), sanitizeOps: false, sanitizeResources: false };
 const report = (cluster: string): ClusterReport => ({

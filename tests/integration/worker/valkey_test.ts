@@ -5,22 +5,22 @@
  * host name and by IP address, and the one line each TLS mistake gives.
  */
 
-import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { eventually } from "../helpers/cluster.ts";
-import { withoutValkey } from "../helpers/skip.ts";
+import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
+import { eventually } from "../../helpers/cluster.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
 import {
   generateValkeyCertificates,
   type ServerTls,
   startSentinelGroup,
   startValkey,
   type ValkeyCertificates,
-} from "../helpers/valkey.ts";
-import { createLogger, type LogFields } from "../../lib/log.ts";
-import { parseHostPort } from "../../lib/setting_values.ts";
-import { createValkeyConnection } from "../../worker/valkey.ts";
-import { describeConnectionError, describeValkeyError } from "../../shared/valkey_errors.ts";
-import { loadValkeyCaFile, type ValkeySettings } from "../../shared/valkey_settings.ts";
-import { AppError } from "../../shared/errors.ts";
+} from "../../helpers/valkey.ts";
+import { createLogger, type LogFields } from "../../../lib/log.ts";
+import { parseHostPort } from "../../../lib/setting_values.ts";
+import { createValkeyConnection } from "../../../worker/valkey.ts";
+import { describeConnectionError, describeValkeyError } from "../../../shared/valkey_errors.ts";
+import { loadValkeyCaFile, type ValkeySettings } from "../../../shared/valkey_settings.ts";
+import { AppError } from "../../../shared/errors.ts";
 
 const skip = withoutValkey();
 const options = { ignore: skip, sanitizeOps: false, sanitizeResources: false };

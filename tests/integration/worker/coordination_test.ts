@@ -4,15 +4,15 @@
  * (tags play no part), as RESTART_DEDUP_WINDOW's help says.
  */
 
-import { assertEquals, assertMatch } from "../helpers/assert.ts";
-import { withoutValkey } from "../helpers/skip.ts";
-import { eventually } from "../helpers/eventually.ts";
-import { startValkey } from "../helpers/valkey.ts";
-import { createLogger } from "../../lib/log.ts";
-import { parseHostPort } from "../../lib/setting_values.ts";
-import { settingsFor } from "../../config/settings.ts";
-import { createValkeyConnection } from "../../worker/valkey.ts";
-import { createCoordinator } from "../../worker/coordination.ts";
+import { assertEquals, assertMatch } from "../../helpers/assert.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
+import { eventually } from "../../helpers/eventually.ts";
+import { startValkey } from "../../helpers/valkey.ts";
+import { createLogger } from "../../../lib/log.ts";
+import { parseHostPort } from "../../../lib/setting_values.ts";
+import { settingsFor } from "../../../config/settings.ts";
+import { createValkeyConnection } from "../../../worker/valkey.ts";
+import { createCoordinator } from "../../../worker/coordination.ts";
 
 const REPO = "ghcr.io/acme/app";
 

@@ -4,17 +4,17 @@
  */
 
 import { Valkey } from "iovalkey";
-import { assertEquals, assertMatch } from "../helpers/assert.ts";
-import { eventually } from "../helpers/cluster.ts";
-import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey } from "../helpers/valkey.ts";
-import { createLogger, type LogFields, type Logger } from "../../lib/log.ts";
-import { createRegistry } from "../../lib/metrics.ts";
-import { parseHostPort } from "../../lib/setting_values.ts";
-import { createWorkerMetrics } from "../../worker/metrics.ts";
-import { createValkeyConnection } from "../../worker/valkey.ts";
-import type { ValkeySettings } from "../../shared/valkey_settings.ts";
-import { subscribe } from "../../worker/subscriber.ts";
+import { assertEquals, assertMatch } from "../../helpers/assert.ts";
+import { eventually } from "../../helpers/cluster.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
+import { startValkey } from "../../helpers/valkey.ts";
+import { createLogger, type LogFields, type Logger } from "../../../lib/log.ts";
+import { createRegistry } from "../../../lib/metrics.ts";
+import { parseHostPort } from "../../../lib/setting_values.ts";
+import { createWorkerMetrics } from "../../../worker/metrics.ts";
+import { createValkeyConnection } from "../../../worker/valkey.ts";
+import type { ValkeySettings } from "../../../shared/valkey_settings.ts";
+import { subscribe } from "../../../worker/subscriber.ts";
 
 function subscriberConnection(settings: ValkeySettings, logger: Logger) {
   return createValkeyConnection(settings, {

@@ -6,15 +6,15 @@
  * proves the real program against the real API server.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
-import { eventually } from "../helpers/eventually.ts";
-import { ROOT } from "../helpers/program.ts";
-import { withoutValkey } from "../helpers/skip.ts";
-import { publishRaw, startValkey } from "../helpers/valkey.ts";
-import { parseCommandLine } from "../../config/command_line.ts";
-import { encodeEventMessage } from "../../shared/event.ts";
-import { createLogger, type LogFields } from "../../lib/log.ts";
-import { runWorker } from "../../worker/worker.ts";
+import { assertEquals } from "../../helpers/assert.ts";
+import { eventually } from "../../helpers/eventually.ts";
+import { ROOT } from "../../helpers/program.ts";
+import { withoutValkey } from "../../helpers/skip.ts";
+import { publishRaw, startValkey } from "../../helpers/valkey.ts";
+import { parseCommandLine } from "../../../config/command_line.ts";
+import { encodeEventMessage } from "../../../shared/event.ts";
+import { createLogger, type LogFields } from "../../../lib/log.ts";
+import { runWorker } from "../../../worker/worker.ts";
 
 const CHANNEL = "krt-worker-test";
 
