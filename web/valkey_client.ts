@@ -1,7 +1,7 @@
 /**
  * A Valkey client on Deno's own sockets, for web mode: commands pipelined on
  * one connection, or a subscriber connection that subscribes on every
- * connect. It takes the same settings as the worker's client (shared/valkey.ts)
+ * connect. It takes the same settings as the worker's client (worker/valkey.ts)
  * and logs the same lines: connected, one "connection error" per distinct
  * cause, "lost; reconnecting" (warn) when a connection drops, "closed" (info)
  * when we close it. Web loads no npm client and no Node compatibility layer
@@ -11,7 +11,7 @@
  * queueing an event nobody may see; each waits at most VALKEY_TIMEOUT for its
  * reply, at most 4096 wait on one connection, and a connection that answers
  * nothing for twice VALKEY_TIMEOUT is given up. Replies are bounded in size
- * and depth (shared/resp.ts). With Sentinel the primary is asked of the Sentinels given (never of
+ * and depth (lib/resp.ts). With Sentinel the primary is asked of the Sentinels given (never of
  * the peers they announce) and checked with ROLE before use. A primary the
  * Sentinels demote while it is still up is left too: they disconnect its
  * clients (CLIENT KILL) when they reconfigure it, and the next connect asks

@@ -1,6 +1,6 @@
 /**
  * The worker's Valkey connections, through iovalkey (web has its own client on
- * Deno's sockets, shared/valkey_client.ts), built from the shared settings:
+ * Deno's sockets, web/valkey_client.ts), built from the shared settings:
  * one server (VALKEY_ADDR) or the primary the Sentinels name, ACL user and
  * password, optional TLS with a private CA and a client certificate, bounded
  * connect and command times, reconnect with capped exponential backoff.

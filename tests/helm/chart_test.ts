@@ -5,7 +5,7 @@
  * version pinned in tests/gotools/helm/go.mod: `helm lint` and `helm template`
  * for the default values and for a full set (ci/full-values.yaml), and the
  * rendered manifests checked against what must not drift from the rest of the
- * project: every env var is a setting of shared/settings.ts for that mode, the
+ * project: every env var is a setting of config/settings.ts for that mode, the
  * RBAC rules and the admission policy are those of k8s/, and every metric an
  * alert names is one the program exports. Under CI=true a missing Go fails
  * the run (tests/helpers/skip.ts).

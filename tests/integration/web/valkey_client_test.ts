@@ -1,5 +1,5 @@
 /**
- * Web's Valkey client (shared/valkey_client.ts) against a real Valkey-
+ * Web's Valkey client (web/valkey_client.ts) against a real Valkey-
  * compatible server: replies matched to their commands under pipelining and
  * after a timeout, fail-fast while disconnected, what the log says when a
  * connection is closed or drops, a subscriber that subscribes again after a
