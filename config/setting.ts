@@ -45,6 +45,11 @@ export function setting<T, const M extends readonly Mode[]>(options: Options<T, 
   return { required: false, show: false, boolean: false, default: "", ...options };
 }
 
+/** What a set of rows parses to: each key's parser's result. */
+export type ConfigOfRows<R extends Record<string, Setting<unknown>>> = {
+  [K in keyof R]: ReturnType<R[K]["parse"]>;
+};
+
 /** Rows of both modes. */
 export const BOTH = ["web", "worker"] as const;
 /** Rows of web only. */
@@ -78,7 +83,7 @@ export function listOf(check: (item: string) => string): (raw: string) => string
 }
 
 /** How problems name a setting: its env var and flag. */
-export function settingName(s: Setting<unknown>): string {
+export function settingName(s: Pick<Setting<unknown>, "env" | "flag">): string {
   return `${s.env} (--${s.flag})`;
 }
 

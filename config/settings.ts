@@ -9,7 +9,11 @@
 
 import { IMAGE_SETTINGS, LOG_SETTINGS } from "./common_settings.ts";
 import type { Mode, Setting } from "./setting.ts";
-import { checkValkeyCombinations, VALKEY_SETTINGS } from "./valkey_settings.ts";
+import {
+  checkValkeyCaFileCombinations,
+  checkValkeyCombinations,
+  VALKEY_SETTINGS,
+} from "./valkey_settings.ts";
 import { checkWebCombinations, WEB_SETTINGS } from "./web_settings.ts";
 import { checkWorkerCombinations, WORKER_SETTINGS } from "./worker_settings.ts";
 
@@ -54,5 +58,10 @@ export function checkCombinations<M extends Mode>(mode: M, config: ModeConfig<M>
   if (mode === "web") {
     return [...checkWebCombinations(config as WebConfig), ...checkValkeyCombinations(config)];
   }
-  return [...checkValkeyCombinations(config), ...checkWorkerCombinations(config as WorkerConfig)];
+  const worker = config as WorkerConfig;
+  return [
+    ...checkValkeyCombinations(worker),
+    ...checkValkeyCaFileCombinations(worker),
+    ...checkWorkerCombinations(worker),
+  ];
 }

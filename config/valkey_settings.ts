@@ -14,9 +14,8 @@ import type { ValkeySettings } from "../shared/valkey_settings.ts";
 import {
   bool,
   BOTH,
-  type Mode,
+  type ConfigOfRows,
   positiveDuration,
-  type Setting,
   setting,
   settingName,
   text,
@@ -164,9 +163,8 @@ export const VALKEY_SETTINGS = {
   }),
 };
 
-type ValkeyRows = typeof VALKEY_SETTINGS;
 /** What the Valkey rows parse to. */
-export type ValkeyConfig = { [K in keyof ValkeyRows]: ReturnType<ValkeyRows[K]["parse"]> };
+export type ValkeyConfig = ConfigOfRows<typeof VALKEY_SETTINGS>;
 // The connection settings the clients take (shared/valkey_settings.ts) must be what these rows
 // parse to: a row renamed or retyped here fails the type check instead of drifting apart.
 const _rowsFitTheClients = (config: ValkeyConfig): ValkeySettings => config;
@@ -176,8 +174,7 @@ export function checkValkeyCombinations(
   config: Pick<ValkeyConfig, Exclude<keyof ValkeyConfig, "valkeyTlsCaFile">>,
 ): string[] {
   const problems: string[] = [];
-  const name = (key: keyof ValkeyRows) =>
-    settingName(VALKEY_SETTINGS[key] as Setting<unknown, readonly Mode[]>);
+  const name = (key: keyof typeof VALKEY_SETTINGS) => settingName(VALKEY_SETTINGS[key]);
   const sentinels = config.valkeySentinels.length > 0;
   if (sentinels && config.valkeyAddr) {
     problems.push(
@@ -208,6 +205,23 @@ export function checkValkeyCombinations(
       `${name("valkeyTlsClientCert")} and ${
         name("valkeyTlsClientKey")
       } go together: give both or neither`,
+    );
+  }
+  return problems;
+}
+
+/** Problems with the worker's CA file (VALKEY_TLS_CA_FILE), a Valkey row web does not have. */
+export function checkValkeyCaFileCombinations(
+  config: Pick<ValkeyConfig, "valkeyTls" | "valkeyTlsCaCert" | "valkeyTlsCaFile">,
+): string[] {
+  const problems: string[] = [];
+  const name = (key: keyof typeof VALKEY_SETTINGS) => settingName(VALKEY_SETTINGS[key]);
+  if (!config.valkeyTls && config.valkeyTlsCaFile) {
+    problems.push(`${name("valkeyTlsCaFile")} needs ${name("valkeyTls")} set to true`);
+  }
+  if (config.valkeyTlsCaCert && config.valkeyTlsCaFile) {
+    problems.push(
+      `${name("valkeyTlsCaCert")} and ${name("valkeyTlsCaFile")} exclude each other: choose one`,
     );
   }
   return problems;

@@ -13,6 +13,7 @@ import {
 import { parseSigningKey } from "../shared/event_keys.ts";
 import {
   bool,
+  type ConfigOfRows,
   duration,
   listOf,
   positiveDuration,
@@ -267,7 +268,7 @@ export const WEB_SETTINGS = {
 
 /** Problems with combinations of otherwise valid web settings (beyond Valkey's). */
 export function checkWebCombinations(
-  config: { devMode: boolean; listenAddr: { host: string } },
+  config: Pick<ConfigOfRows<typeof WEB_SETTINGS>, "devMode" | "listenAddr">,
 ): string[] {
   const problems: string[] = [];
   if (config.devMode && !isLoopbackHost(config.listenAddr.host)) {

@@ -10,17 +10,14 @@ import { parseVerifyKeys } from "../shared/event_keys.ts";
 import {
   bool,
   BOTH,
+  type ConfigOfRows,
   duration,
   listOf,
-  type Mode,
   positiveDuration,
-  type Setting,
   setting,
-  settingName,
   text,
   WORKER,
 } from "./setting.ts";
-import { VALKEY_SETTINGS } from "./valkey_settings.ts";
 
 function namespace(item: string): string {
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(item)) {
@@ -136,33 +133,13 @@ export const WORKER_SETTINGS = {
 };
 
 /** Problems with combinations of otherwise valid worker settings (beyond Valkey's). */
-export function checkWorkerCombinations(config: {
-  valkeyTls: boolean;
-  valkeyTlsCaCert: string;
-  valkeyTlsCaFile: string;
-  localInventory: string;
-  kubeconfig: string;
-}): string[] {
-  const problems: string[] = [];
-  const name = (s: Setting<unknown, readonly Mode[]>) => settingName(s);
-  if (!config.valkeyTls && config.valkeyTlsCaFile) {
-    problems.push(
-      `${name(VALKEY_SETTINGS.valkeyTlsCaFile)} needs ${
-        name(VALKEY_SETTINGS.valkeyTls)
-      } set to true`,
-    );
-  }
-  if (config.valkeyTlsCaCert && config.valkeyTlsCaFile) {
-    problems.push(
-      `${name(VALKEY_SETTINGS.valkeyTlsCaCert)} and ${
-        name(VALKEY_SETTINGS.valkeyTlsCaFile)
-      } exclude each other: choose one`,
-    );
-  }
+export function checkWorkerCombinations(
+  config: Pick<ConfigOfRows<typeof WORKER_SETTINGS>, "localInventory" | "kubeconfig">,
+): string[] {
   if (config.localInventory && config.kubeconfig) {
-    problems.push(
+    return [
       "LOCAL_INVENTORY (--local-inventory) and KUBECONFIG (--kubeconfig) exclude each other: choose one",
-    );
+    ];
   }
-  return problems;
+  return [];
 }
