@@ -7,6 +7,7 @@
  */
 
 import { AppError } from "./errors.ts";
+import { KEY_ID, REPOSITORY, SIGNATURE } from "./event_signature.ts";
 import { jsonErrorPosition } from "../lib/error_text.ts";
 import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 
@@ -299,7 +300,7 @@ export function parseBinding(raw: string): StatusBinding {
       return v;
     });
   const binding: StatusBinding = {
-    repository: text(obj, "repository", what, /^[0-9a-f]{64}$/),
+    repository: text(obj, "repository", what, REPOSITORY),
     image: text(obj, "image", what),
     tags: strings("tags", 64),
     time: text(obj, "time", what),
@@ -309,8 +310,8 @@ export function parseBinding(raw: string): StatusBinding {
     throw corrupt(what, "kid and sig come together");
   }
   if (obj.kid !== undefined) {
-    binding.kid = text(obj, "kid", what, /^[A-Za-z0-9_-]{43}$/);
-    binding.sig = text(obj, "sig", what, /^[A-Za-z0-9_-]{86}$/);
+    binding.kid = text(obj, "kid", what, KEY_ID);
+    binding.sig = text(obj, "sig", what, SIGNATURE);
   }
   return binding;
 }
