@@ -17,8 +17,13 @@ import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
 import type { Deployment } from "../kube/objects.ts";
 import type { WorkerMetrics } from "../metrics.ts";
 import { buildReport } from "./report.ts";
-import { createReportWriter, type WriteResult } from "./report_writer.ts";
-import { createRolloutTracker, type TrackedEvent, type TrackTarget } from "./rollout_tracker.ts";
+import { createReportWriter, type ReportWriter, type WriteResult } from "./report_writer.ts";
+import {
+  createRolloutTracker,
+  type RolloutTracker,
+  type TrackedEvent,
+  type TrackTarget,
+} from "./rollout_tracker.ts";
 
 /** How long a report that cannot be written is retried, at least: the default STATUS_TTL. */
 export const REPORT_RETRY_MS = 3_600_000;
@@ -71,113 +76,162 @@ interface Pending {
   removed?: boolean;
 }
 
+/** The feedback's state, handed to each step below. */
+interface Parts {
+  options: FeedbackOptions;
+  clock: Clock;
+  /** ROLLOUT_TIMEOUT is not 0. */
+  tracking: boolean;
+  /** Events whose report is still to be written, by id. */
+  pending: Map<string, Pending>;
+  writer: ReportWriter;
+  tracker: RolloutTracker;
+}
+
 /** Creates the feedback side of the worker. */
 export function createFeedback(options: FeedbackOptions): Feedback {
   const clock = options.clock ?? REAL_CLOCK;
-  const { logger } = options;
-  const pending = new Map<string, Pending>();
-  const tracking = options.rolloutTimeoutMs > 0;
-
-  const writer = createReportWriter({
+  const f: Parts = {
+    options,
     clock,
-    minIntervalMs: options.minWriteIntervalMs,
-    retryBaseMs: options.retryBaseMs,
-    async write(eventId) {
-      const entry = pending.get(eventId);
-      if (!entry) return "no_record";
-      const report = buildReport({
-        cluster: options.clusterName,
-        matched: entry.event.matched,
-        deployments: entry.event.deployments,
-        now: new Date(clock.now()),
-      });
-      const result = await options.reports.write(eventId, report);
-      if (result === "written" && tracking && entry.event.targets.length > 0) {
-        if (entry.final) {
-          await options.tracking.remove(eventId);
-          entry.removed = true;
-        } else await options.tracking.save(entry.event);
-      }
-      return result;
-    },
-    onResult: reportWriteResult(options),
-    onDone(eventId) {
-      const entry = pending.get(eventId);
-      pending.delete(eventId);
-      tracker.forget(eventId);
-      // A report that will not land still must not leave tracking state behind.
-      if (entry && !entry.removed && tracking && entry.event.targets.length > 0) {
-        options.tracking.remove(eventId).catch(() => {});
-      }
-    },
-  });
-
-  const tracker = createRolloutTracker({
-    clock,
-    timeoutText: formatDuration(options.rolloutTimeoutMs),
-    onChange(eventId, final) {
-      const entry = pending.get(eventId);
-      if (!entry) return;
-      // The live object, not a copy: a write reads it as it is then (latest wins).
-      const now = tracker.view(eventId);
-      if (now) entry.event = now as TrackedEvent;
-      entry.final ||= final;
-      entry.notified = true;
-      writer.update(eventId, entry.final, entry.giveUpAt);
-    },
-    onFinal: reportRolloutFinished(options),
-  });
-
-  const follow = (event: TrackedEvent) => {
-    const giveUpAt = Math.max(event.deadline, clock.now()) + REPORT_RETRY_MS;
-    pending.set(event.eventId, { event, final: false, giveUpAt });
-    tracker.track(event);
-    const entry = pending.get(event.eventId)!;
-    // The first report goes out whatever the tracker made of it.
-    if (!entry.notified) writer.update(event.eventId, entry.final, giveUpAt);
+    tracking: options.rolloutTimeoutMs > 0,
+    pending: new Map(),
+    writer: createReportWriter({
+      clock,
+      minIntervalMs: options.minWriteIntervalMs,
+      retryBaseMs: options.retryBaseMs,
+      write: (eventId) => writeReport(f, eventId),
+      onResult: reportWriteResult(options),
+      onDone: (eventId) => reportDone(f, eventId),
+    }),
+    tracker: createRolloutTracker({
+      clock,
+      timeoutText: formatDuration(options.rolloutTimeoutMs),
+      onChange: (eventId, final) => rolloutsChanged(f, eventId, final),
+      onFinal: reportRolloutFinished(options),
+    }),
   };
-
   return {
-    observe: (type, d) => tracker.observe(type, d),
-    begin(handled) {
-      for (const d of handled.restarted) tracker.observe("MODIFIED", d);
-      const targets = targetsOf(handled.restarted);
-      const event: TrackedEvent = {
-        eventId: handled.eventId,
-        matched: handled.matched,
-        deployments: structuredClone(handled.deployments),
-        deadline: clock.now() + options.rolloutTimeoutMs,
-        targets: tracking ? targets : [],
-      };
-      if (!tracking || targets.length === 0) {
-        const giveUpAt = clock.now() + REPORT_RETRY_MS;
-        pending.set(event.eventId, { event, final: true, giveUpAt });
-        writer.update(event.eventId, true, giveUpAt);
-        return;
-      }
-      follow(event);
-    },
-    async resume() {
-      if (!tracking) return;
-      const events = await loadTracked(options);
-      for (const event of events) {
-        if (pending.has(event.eventId)) continue;
-        logger.info("resuming rollout tracking", {
-          event_id: event.eventId,
-          deployments: event.targets.length,
-          deadline: new Date(event.deadline).toISOString(),
-        });
-        follow(event);
-      }
-    },
-    idle: (signal) => writer.idle(signal),
-    stats: () => ({ tracked: tracker.size(), pendingWrites: writer.pending() }),
+    observe: (type, d) => f.tracker.observe(type, d),
+    begin: (handled) => begin(f, handled),
+    resume: () => resume(f),
+    idle: (signal) => f.writer.idle(signal),
+    stats: () => ({ tracked: f.tracker.size(), pendingWrites: f.writer.pending() }),
     stop() {
-      writer.stop();
-      for (const eventId of pending.keys()) tracker.forget(eventId);
-      pending.clear();
+      f.writer.stop();
+      for (const eventId of f.pending.keys()) f.tracker.forget(eventId);
+      f.pending.clear();
     },
   };
+}
+
+/** Reports a handled event: final at once when nothing is followed, else follows it. */
+function begin(f: Parts, handled: HandledEvent): void {
+  for (const d of handled.restarted) f.tracker.observe("MODIFIED", d);
+  const event = trackedEventOf(handled, f.clock.now(), f.options.rolloutTimeoutMs);
+  if (event.targets.length === 0) {
+    const giveUpAt = f.clock.now() + REPORT_RETRY_MS;
+    f.pending.set(event.eventId, { event, final: true, giveUpAt });
+    f.writer.update(event.eventId, true, giveUpAt);
+    return;
+  }
+  follow(f, event);
+}
+
+/** Follows the events a previous worker was following and this one is not. */
+async function resume(f: Parts): Promise<void> {
+  if (!f.tracking) return;
+  const events = await loadTracked(f.options);
+  for (const event of events) {
+    if (f.pending.has(event.eventId)) continue;
+    f.options.logger.info("resuming rollout tracking", {
+      event_id: event.eventId,
+      deployments: event.targets.length,
+      deadline: new Date(event.deadline).toISOString(),
+    });
+    follow(f, event);
+  }
+}
+
+/** Hands the event to the tracker; its report is retried until REPORT_RETRY_MS past the deadline. */
+function follow(f: Parts, event: TrackedEvent): void {
+  const giveUpAt = Math.max(event.deadline, f.clock.now()) + REPORT_RETRY_MS;
+  f.pending.set(event.eventId, { event, final: false, giveUpAt });
+  f.tracker.track(event);
+  const entry = f.pending.get(event.eventId)!;
+  // The first report goes out whatever the tracker made of it.
+  if (!entry.notified) f.writer.update(event.eventId, entry.final, giveUpAt);
+}
+
+/** The tracker moved the event's rollouts: its report is due again. */
+function rolloutsChanged(f: Parts, eventId: string, final: boolean): void {
+  const entry = f.pending.get(eventId);
+  if (!entry) return;
+  // The live object, not a copy: a write reads it as it is then (latest wins).
+  const now = f.tracker.view(eventId);
+  if (now) entry.event = now as TrackedEvent;
+  entry.final ||= final;
+  entry.notified = true;
+  f.writer.update(eventId, entry.final, entry.giveUpAt);
+}
+
+/** The writer's write: the report as it stands now, then the tracking state it calls for. */
+async function writeReport(f: Parts, eventId: string): Promise<WriteResult> {
+  const entry = f.pending.get(eventId);
+  if (!entry) return "no_record";
+  const report = buildReport({
+    cluster: f.options.clusterName,
+    matched: entry.event.matched,
+    deployments: entry.event.deployments,
+    now: new Date(f.clock.now()),
+  });
+  const result = await f.options.reports.write(eventId, report);
+  const next = trackingAfterWrite(result, entry, f.tracking);
+  if (next === "remove") {
+    await f.options.tracking.remove(eventId);
+    entry.removed = true;
+  } else if (next === "save") await f.options.tracking.save(entry.event);
+  return result;
+}
+
+/** The writer is done with the event: forget it everywhere. */
+function reportDone(f: Parts, eventId: string): void {
+  const entry = f.pending.get(eventId);
+  f.pending.delete(eventId);
+  f.tracker.forget(eventId);
+  // A report that will not land still must not leave tracking state behind.
+  if (entry && !entry.removed && f.tracking && entry.event.targets.length > 0) {
+    f.options.tracking.remove(eventId).catch(() => {});
+  }
+}
+
+/** The event to follow for a handled one: no targets when ROLLOUT_TIMEOUT is 0. */
+export function trackedEventOf(
+  handled: HandledEvent,
+  now: number,
+  rolloutTimeoutMs: number,
+): TrackedEvent {
+  return {
+    eventId: handled.eventId,
+    matched: handled.matched,
+    deployments: structuredClone(handled.deployments),
+    deadline: now + rolloutTimeoutMs,
+    targets: rolloutTimeoutMs > 0 ? targetsOf(handled.restarted) : [],
+  };
+}
+
+/**
+ * What a report write leaves in the tracking state: saved while the event is
+ * followed, removed with its final report; nothing when the report did not
+ * land or no rollout is followed.
+ */
+export function trackingAfterWrite(
+  result: WriteResult,
+  entry: { final: boolean; event: { targets: readonly unknown[] } },
+  tracking: boolean,
+): "save" | "remove" | undefined {
+  if (result !== "written" || !tracking || entry.event.targets.length === 0) return undefined;
+  return entry.final ? "remove" : "save";
 }
 
 /** Counts each report write by result and logs the ones an operator must know of. */

@@ -41,87 +41,83 @@ export interface ReportWriter {
   stop(): void;
 }
 
-interface State {
+/** One event's writes: what is due, what runs, when the last one started. */
+export interface WriteState {
   final: boolean;
   giveUpAt: number;
+  /** The report changed since the last write started. */
   dirty: boolean;
   inFlight: boolean;
   lastStart: number;
   failures: number;
+  /** Set while a timer (interval or retry backoff) will kick the event. */
   cancelTimer?: () => void;
+}
+
+/** What a write's outcome is reported as, and what the event does next. */
+export interface WriteStep {
+  report: WriteResult | "failed" | "abandoned";
+  /** finish: forget the event; kick: write again when due; retry: after backoff. */
+  then: "finish" | "kick" | "retry";
+}
+
+/**
+ * When the event's next write may start: undefined when not now (nothing
+ * changed, a write is in flight, or a timer will kick it), else the ms to
+ * wait (0: at once) so that at most one write starts per `minIntervalMs`.
+ */
+export function writeDelay(
+  state: Readonly<WriteState>,
+  minIntervalMs: number,
+  now: number,
+): number | undefined {
+  if (state.inFlight || state.cancelTimer || !state.dirty) return undefined;
+  const wait = state.lastStart + minIntervalMs - now;
+  return wait > 0 ? wait : 0;
+}
+
+/**
+ * What follows a write that returned `result` (undefined: it threw). A final
+ * report is done only when nothing changed while it was written; a failure is
+ * retried until the event's `giveUpAt`.
+ */
+export function afterWrite(
+  result: WriteResult | undefined,
+  state: { wasFinal: boolean; dirty: boolean; giveUpAt: number },
+  now: number,
+): WriteStep {
+  if (result === "no_record") return { report: result, then: "finish" };
+  if (result === "written") {
+    return { report: result, then: state.wasFinal && !state.dirty ? "finish" : "kick" };
+  }
+  if (now >= state.giveUpAt) return { report: "abandoned", then: "finish" };
+  return { report: "failed", then: "retry" };
+}
+
+/** The writer's state, handed to each step below. */
+interface Writer {
+  options: ReportWriterOptions;
+  minInterval: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  states: Map<string, WriteState>;
+  /** idle() callers, woken when no event is pending. */
+  waiters: (() => void)[];
 }
 
 /** Creates a writer. */
 export function createReportWriter(options: ReportWriterOptions): ReportWriter {
-  const { clock } = options;
-  const minInterval = options.minIntervalMs ?? 500;
-  const states = new Map<string, State>();
-  let waiters: (() => void)[] = [];
-
-  const finish = (eventId: string) => {
-    const state = states.get(eventId);
-    state?.cancelTimer?.();
-    states.delete(eventId);
-    options.onDone?.(eventId);
-    if (states.size === 0) {
-      const ready = waiters;
-      waiters = [];
-      for (const resolve of ready) resolve();
-    }
+  const w: Writer = {
+    options,
+    minInterval: options.minIntervalMs ?? 500,
+    retryBaseMs: options.retryBaseMs ?? 500,
+    retryMaxMs: options.retryMaxMs ?? 30_000,
+    states: new Map(),
+    waiters: [],
   };
-
-  const later = (eventId: string, state: State, ms: number) => {
-    state.cancelTimer = clock.schedule(() => {
-      state.cancelTimer = undefined;
-      kick(eventId);
-    }, ms);
-  };
-
-  const kick = (eventId: string) => {
-    const state = states.get(eventId);
-    if (!state || state.inFlight || state.cancelTimer || !state.dirty) return;
-    const wait = state.lastStart + minInterval - clock.now();
-    if (wait > 0) return later(eventId, state, wait);
-    void run(eventId, state);
-  };
-
-  const run = async (eventId: string, state: State) => {
-    state.dirty = false;
-    state.inFlight = true;
-    state.lastStart = clock.now();
-    const wasFinal = state.final;
-    let result: WriteResult | undefined;
-    let error: unknown;
-    try {
-      result = await options.write(eventId);
-    } catch (err) {
-      error = err;
-    }
-    state.inFlight = false;
-    if (states.get(eventId) !== state) return; // stopped meanwhile
-    if (result === "no_record") {
-      options.onResult?.(eventId, result);
-      return finish(eventId);
-    }
-    if (result === "written") {
-      options.onResult?.(eventId, result);
-      state.failures = 0;
-      if (wasFinal && !state.dirty) return finish(eventId);
-      return kick(eventId);
-    }
-    if (clock.now() >= state.giveUpAt) {
-      options.onResult?.(eventId, "abandoned", error);
-      return finish(eventId);
-    }
-    options.onResult?.(eventId, "failed", error);
-    state.dirty = true;
-    const retryBase = options.retryBaseMs ?? 500;
-    later(eventId, state, backoffDelay(state.failures++, retryBase, options.retryMaxMs ?? 30_000));
-  };
-
   return {
     update(eventId, final, giveUpAt) {
-      let state = states.get(eventId);
+      let state = w.states.get(eventId);
       if (!state) {
         state = {
           final,
@@ -131,28 +127,89 @@ export function createReportWriter(options: ReportWriterOptions): ReportWriter {
           lastStart: -Infinity,
           failures: 0,
         };
-        states.set(eventId, state);
+        w.states.set(eventId, state);
       }
       state.dirty = true;
       state.final ||= final;
-      kick(eventId);
+      kick(w, eventId);
     },
-    pending: () => states.size,
+    pending: () => w.states.size,
     idle(signal) {
-      if (states.size === 0 || signal?.aborted) return Promise.resolve();
+      if (w.states.size === 0 || signal?.aborted) return Promise.resolve();
       return new Promise((resolve) => {
-        waiters.push(resolve);
+        w.waiters.push(resolve);
         signal?.addEventListener("abort", () => resolve(), { once: true });
       });
     },
     stop() {
-      for (const eventId of [...states.keys()]) {
-        states.get(eventId)?.cancelTimer?.();
-        states.delete(eventId);
+      for (const eventId of [...w.states.keys()]) {
+        w.states.get(eventId)?.cancelTimer?.();
+        w.states.delete(eventId);
       }
-      const ready = waiters;
-      waiters = [];
-      for (const resolve of ready) resolve();
+      wake(w);
     },
   };
+}
+
+/** Starts the event's write if one is due now, or schedules it for when it is. */
+function kick(w: Writer, eventId: string): void {
+  const state = w.states.get(eventId);
+  if (!state) return;
+  const wait = writeDelay(state, w.minInterval, w.options.clock.now());
+  if (wait === undefined) return;
+  if (wait > 0) return later(w, eventId, state, wait);
+  void run(w, eventId, state);
+}
+
+/** Kicks the event again after `ms`. */
+function later(w: Writer, eventId: string, state: WriteState, ms: number): void {
+  state.cancelTimer = w.options.clock.schedule(() => {
+    state.cancelTimer = undefined;
+    kick(w, eventId);
+  }, ms);
+}
+
+/** One write of the event's report, then what its outcome leads to. */
+async function run(w: Writer, eventId: string, state: WriteState): Promise<void> {
+  const { clock } = w.options;
+  state.dirty = false;
+  state.inFlight = true;
+  state.lastStart = clock.now();
+  const wasFinal = state.final;
+  let result: WriteResult | undefined;
+  let error: unknown;
+  try {
+    result = await w.options.write(eventId);
+  } catch (err) {
+    error = err;
+  }
+  state.inFlight = false;
+  if (w.states.get(eventId) !== state) return; // stopped meanwhile
+  const step = afterWrite(
+    result,
+    { wasFinal, dirty: state.dirty, giveUpAt: state.giveUpAt },
+    clock.now(),
+  );
+  if (step.report === "written" || step.report === "no_record") {
+    w.options.onResult?.(eventId, step.report);
+  } else w.options.onResult?.(eventId, step.report, error);
+  if (step.report === "written") state.failures = 0;
+  if (step.then === "finish") return finish(w, eventId);
+  if (step.then === "kick") return kick(w, eventId);
+  state.dirty = true;
+  later(w, eventId, state, backoffDelay(state.failures++, w.retryBaseMs, w.retryMaxMs));
+}
+
+/** The event is done (or never will be): forget it, and wake idle() when none is left. */
+function finish(w: Writer, eventId: string): void {
+  w.states.get(eventId)?.cancelTimer?.();
+  w.states.delete(eventId);
+  w.options.onDone?.(eventId);
+  if (w.states.size === 0) wake(w);
+}
+
+function wake(w: Writer): void {
+  const ready = w.waiters;
+  w.waiters = [];
+  for (const resolve of ready) resolve();
 }

@@ -65,7 +65,7 @@ export interface RolloutTracker {
  * in scope (100,000 in a large cluster), so no nested objects or arrays.
  * Values are kept as the API sent them; rolloutProgress() checks them.
  */
-interface Snapshot {
+export interface Snapshot {
   uid?: string;
   generation: unknown;
   replicas: unknown;
@@ -81,7 +81,8 @@ interface Snapshot {
 
 const key = (namespace: string, name: string) => `${namespace}/${name}`;
 
-function snapshotOf(d: Deployment): Snapshot {
+/** The slim copy of `d` the tracker keeps. */
+export function snapshotOf(d: Deployment): Snapshot {
   const s = d.status;
   const progressing = Array.isArray(s?.conditions)
     ? s.conditions.find((c) => c?.type === "Progressing")
@@ -131,116 +132,127 @@ interface Held {
   cancel: () => void;
 }
 
+/** The tracker's state, handed to each step below. */
+interface Tracker {
+  options: RolloutTrackerOptions;
+  /** namespace → name → snapshot: the names are the Deployment's own strings, no key per entry. */
+  latest: Map<string, Map<string, Snapshot>>;
+  events: Map<string, Held>;
+  /** Deployment key → ids of events following it. */
+  followers: Map<string, Set<string>>;
+}
+
 /**
  * Creates a tracker. Cost per watch event is constant per event following
  * that Deployment (indexes, a counter of open rollouts), so an event that
  * restarted 10,000 Deployments is followed without quadratic work.
  */
 export function createRolloutTracker(options: RolloutTrackerOptions): RolloutTracker {
-  // namespace → name → snapshot: the names are the Deployment's own strings, no key per entry.
-  const latest = new Map<string, Map<string, Snapshot>>();
-  const latestOf = (k: string) => {
-    const slash = k.indexOf("/");
-    return latest.get(k.slice(0, slash))?.get(k.slice(slash + 1));
-  };
-  const events = new Map<string, Held>();
-  /** Deployment key → ids of events following it. */
-  const followers = new Map<string, Set<string>>();
-
-  /** Re-reads one target of one event; true when its rollout changed. */
-  const evaluate = (held: Held, k: string): boolean => {
-    const item = held.byKey.get(k);
-    if (!item) return false;
-    const { target, entry } = item;
-    if (!entry.rollout || FINAL.has(entry.rollout.state)) return false;
-    const next = nextRollout(entry.rollout, latestOf(k), target);
-    if (JSON.stringify(next) === JSON.stringify(entry.rollout)) return false;
-    entry.rollout = next;
-    if (FINAL.has(next.state)) {
-      held.open--;
-      options.onFinal?.(held.event.eventId, entry);
-    }
-    return true;
-  };
-
-  const settle = (eventId: string, changed: boolean) => {
-    const held = events.get(eventId);
-    if (!held) return;
-    const final = held.open === 0;
-    if (changed || final) options.onChange(eventId, final);
-    if (final) forget(eventId);
-  };
-
-  const timeOut = (eventId: string) => {
-    const held = events.get(eventId);
-    if (!held) return;
-    let changed = false;
-    for (const { entry } of held.byKey.values()) {
-      if (entry.rollout?.state !== "progressing") continue;
-      entry.rollout = {
-        ...entry.rollout,
-        state: "timed_out",
-        reason: `not complete within ROLLOUT_TIMEOUT (${options.timeoutText})`,
-      };
-      held.open--;
-      options.onFinal?.(eventId, entry);
-      changed = true;
-    }
-    settle(eventId, changed);
-  };
-
-  const forget = (eventId: string) => {
-    const held = events.get(eventId);
-    if (!held) return;
-    held.cancel();
-    events.delete(eventId);
-    for (const k of held.byKey.keys()) {
-      const set = followers.get(k);
-      set?.delete(eventId);
-      if (set?.size === 0) followers.delete(k);
-    }
-  };
-
+  const t: Tracker = { options, latest: new Map(), events: new Map(), followers: new Map() };
   return {
-    observe(type, d) {
-      if (!d?.metadata?.name || !d.metadata.namespace) return;
-      const { namespace, name } = d.metadata;
-      if (!updateLatest(latest, type, d)) return;
-      if (followers.size === 0) return;
-      const k = key(namespace, name);
-      const ids = followers.get(k);
-      if (!ids) return;
-      for (const eventId of [...ids]) {
-        const held = events.get(eventId);
-        if (held) settle(eventId, evaluate(held, k));
-      }
-    },
-    track(input) {
-      forget(input.eventId);
-      const { event, byKey, open } = followedEvent(input);
-      const cancel = options.clock.schedule(
-        () => timeOut(event.eventId),
-        Math.max(0, event.deadline - options.clock.now()),
-      );
-      const held: Held = { event, byKey, open, cancel };
-      events.set(event.eventId, held);
-      for (const k of byKey.keys()) {
-        let set = followers.get(k);
-        if (!set) followers.set(k, set = new Set());
-        set.add(event.eventId);
-      }
-      let changed = false;
-      for (const k of byKey.keys()) changed = evaluate(held, k) || changed;
-      settle(event.eventId, changed);
-    },
-    view: (eventId) => events.get(eventId)?.event,
+    observe: (type, d) => observe(t, type, d),
+    track: (event) => track(t, event),
+    view: (eventId) => t.events.get(eventId)?.event,
     get(eventId) {
-      const held = events.get(eventId);
+      const held = t.events.get(eventId);
       return held && structuredClone(held.event);
     },
-    forget,
-    size: () => events.size,
+    forget: (eventId) => forget(t, eventId),
+    size: () => t.events.size,
   };
+}
+
+/** Keeps the Deployment's latest status and re-reads the events following it. */
+function observe(t: Tracker, type: "ADDED" | "MODIFIED" | "DELETED", d: Deployment): void {
+  if (!d?.metadata?.name || !d.metadata.namespace) return;
+  const { namespace, name } = d.metadata;
+  if (!updateLatest(t.latest, type, d)) return;
+  if (t.followers.size === 0) return;
+  const k = key(namespace, name);
+  const ids = t.followers.get(k);
+  if (!ids) return;
+  for (const eventId of [...ids]) {
+    const held = t.events.get(eventId);
+    if (held) settle(t, eventId, evaluate(t, held, k));
+  }
+}
+
+/** Follows an event (again, from scratch) and reads its targets from what is known now. */
+function track(t: Tracker, input: TrackedEvent): void {
+  const { clock } = t.options;
+  forget(t, input.eventId);
+  const { event, byKey, open } = followedEvent(input);
+  const cancel = clock.schedule(
+    () => timeOut(t, event.eventId),
+    Math.max(0, event.deadline - clock.now()),
+  );
+  const held: Held = { event, byKey, open, cancel };
+  t.events.set(event.eventId, held);
+  for (const k of byKey.keys()) {
+    let set = t.followers.get(k);
+    if (!set) t.followers.set(k, set = new Set());
+    set.add(event.eventId);
+  }
+  let changed = false;
+  for (const k of byKey.keys()) changed = evaluate(t, held, k) || changed;
+  settle(t, event.eventId, changed);
+}
+
+/** Re-reads one target of one event; true when its rollout changed. */
+function evaluate(t: Tracker, held: Held, k: string): boolean {
+  const item = held.byKey.get(k);
+  if (!item) return false;
+  const next = changedRollout(item.entry.rollout, latestAt(t.latest, k), item.target);
+  if (!next) return false;
+  item.entry.rollout = next;
+  if (FINAL.has(next.state)) {
+    held.open--;
+    t.options.onFinal?.(held.event.eventId, item.entry);
+  }
+  return true;
+}
+
+/** The event's deadline passed: every rollout still progressing is timed_out. */
+function timeOut(t: Tracker, eventId: string): void {
+  const held = t.events.get(eventId);
+  if (!held) return;
+  let changed = false;
+  for (const { entry } of held.byKey.values()) {
+    const next = timedOutRollout(entry.rollout, t.options.timeoutText);
+    if (!next) continue;
+    entry.rollout = next;
+    held.open--;
+    t.options.onFinal?.(eventId, entry);
+    changed = true;
+  }
+  settle(t, eventId, changed);
+}
+
+/** Tells of a change, or of the end: once no rollout is open the event is final and forgotten. */
+function settle(t: Tracker, eventId: string, changed: boolean): void {
+  const held = t.events.get(eventId);
+  if (!held) return;
+  const final = held.open === 0;
+  if (changed || final) t.options.onChange(eventId, final);
+  if (final) forget(t, eventId);
+}
+
+function forget(t: Tracker, eventId: string): void {
+  const held = t.events.get(eventId);
+  if (!held) return;
+  held.cancel();
+  t.events.delete(eventId);
+  for (const k of held.byKey.keys()) {
+    const set = t.followers.get(k);
+    set?.delete(eventId);
+    if (set?.size === 0) t.followers.delete(k);
+  }
+}
+
+/** The snapshot kept under `namespace/name`. */
+function latestAt(latest: Map<string, Map<string, Snapshot>>, k: string): Snapshot | undefined {
+  const slash = k.indexOf("/");
+  return latest.get(k.slice(0, slash))?.get(k.slice(slash + 1));
 }
 
 const progressing = (): RolloutReport => ({
@@ -250,6 +262,33 @@ const progressing = (): RolloutReport => ({
   ready: 0,
   available: 0,
 });
+
+/**
+ * A followed rollout's next report when it changed; undefined when there is
+ * none to follow, it is final already, or it reads the same as before.
+ */
+export function changedRollout(
+  current: RolloutReport | undefined,
+  snapshot: Snapshot | undefined,
+  target: TrackTarget,
+): RolloutReport | undefined {
+  if (!current || FINAL.has(current.state)) return undefined;
+  const next = nextRollout(current, snapshot, target);
+  return JSON.stringify(next) === JSON.stringify(current) ? undefined : next;
+}
+
+/** A rollout still progressing at the event's deadline, timed_out; undefined for any other. */
+export function timedOutRollout(
+  current: RolloutReport | undefined,
+  timeoutText: string,
+): RolloutReport | undefined {
+  if (current?.state !== "progressing") return undefined;
+  return {
+    ...current,
+    state: "timed_out",
+    reason: `not complete within ROLLOUT_TIMEOUT (${timeoutText})`,
+  };
+}
 
 /** Where a followed rollout stands now, from the Deployment's latest snapshot. */
 function nextRollout(

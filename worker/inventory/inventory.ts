@@ -2,10 +2,10 @@
  * The Deployments in scope, kept current by list + watch and indexed by image
  * repository, so an event is matched in memory: no list call per event. Thin
  * glue over three parts: the pure index (index.ts), one reflector per watched
- * namespace or one cluster-wide (reflector.ts: list, streaming list, watch),
- * and the scopes' sync and currency (sync.ts). A scope is *current* only when
- * listed, not relisting, and heard from within the watch idle deadline;
- * readiness reports it.
+ * namespace or one cluster-wide (reflector.ts, its calls in list_watch.ts:
+ * list, streaming list, watch), and the scopes' sync and currency (sync.ts).
+ * A scope is *current* only when listed, not relisting, and heard from within
+ * the watch idle deadline; readiness reports it.
  */
 
 import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";

@@ -9,8 +9,14 @@ import { fakeClock, settle } from "../../helpers/fake_clock.ts";
 import type { ClusterReport } from "../../../shared/event_status.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { createRegistry } from "../../../lib/metrics.ts";
-import { createFeedback } from "../../../worker/feedback/feedback.ts";
+import {
+  createFeedback,
+  type HandledEvent,
+  trackedEventOf,
+  trackingAfterWrite,
+} from "../../../worker/feedback/feedback.ts";
 import type { ReportStore, TrackingStore } from "../../../worker/feedback/store.ts";
+import type { WriteResult } from "../../../worker/feedback/report_writer.ts";
 import type { Deployment } from "../../../worker/kube/objects.ts";
 import { createWorkerMetrics } from "../../../worker/metrics.ts";
 import type { TrackedEvent } from "../../../worker/feedback/rollout_tracker.ts";
@@ -114,4 +120,68 @@ Deno.test("feedback resumes a persisted event from the inventory's current objec
   await t.clock.advance(1000);
   assertEquals(t.reports.map((r) => r.state), ["succeeded"]);
   assertEquals(t.removed, ["e"]);
+});
+
+Deno.test("trackedEventOf() follows each restarted Deployment at the patch's generation, none with ROLLOUT_TIMEOUT 0s", async (t) => {
+  const handled: HandledEvent = {
+    eventId: "e",
+    matched: 2,
+    deployments: [
+      { namespace: "ns", name: "api", result: "restarted" },
+      { namespace: "ns", name: "web", result: "restarted" },
+    ],
+    restarted: [patched(2), { metadata: { namespace: "ns", name: "web" } }],
+  };
+  const followed = {
+    eventId: "e",
+    matched: 2,
+    deployments: handled.deployments,
+    deadline: 61_000,
+    targets: [
+      { namespace: "ns", name: "api", generation: 2, uid: "u1" },
+      { namespace: "ns", name: "web", generation: 0, uid: undefined },
+    ],
+  };
+  const cases: [string, HandledEvent, number, unknown][] = [
+    [
+      "tracking: every restarted one, generation 0 when the answer has none",
+      handled,
+      60_000,
+      followed,
+    ],
+    ["ROLLOUT_TIMEOUT 0s: none", handled, 0, { ...followed, deadline: 1000, targets: [] }],
+    ["nothing restarted: none", { ...handled, restarted: [] }, 60_000, {
+      ...followed,
+      targets: [],
+    }],
+  ];
+  for (const [name, input, timeoutMs, expected] of cases) {
+    await t.step(name, () => assertEquals(trackedEventOf(input, 1000, timeoutMs), expected));
+  }
+  await t.step("the report's Deployments are a copy", () => {
+    const event = trackedEventOf(handled, 1000, 60_000);
+    event.deployments[0].result = "failed";
+    assertEquals(handled.deployments[0].result, "restarted");
+  });
+});
+
+Deno.test("trackingAfterWrite() saves a followed event's state while it changes and removes it with the final report", async (t) => {
+  const followed = { targets: [{}] };
+  const cases: [string, WriteResult, boolean, boolean, "save" | "remove" | undefined][] = [
+    ["written, not final: save", "written", false, true, "save"],
+    ["written, final: remove", "written", true, true, "remove"],
+    ["no record: nothing", "no_record", false, true, undefined],
+    ["tracking off: nothing", "written", false, false, undefined],
+  ];
+  for (const [name, result, final, tracking, expected] of cases) {
+    await t.step(name, () => {
+      assertEquals(trackingAfterWrite(result, { final, event: followed }, tracking), expected);
+    });
+  }
+  await t.step("no rollout followed: nothing", () => {
+    assertEquals(
+      trackingAfterWrite("written", { final: true, event: { targets: [] } }, true),
+      undefined,
+    );
+  });
 });

@@ -7,7 +7,13 @@
 
 import { assertEquals } from "../../helpers/assert.ts";
 import { fakeClock, settle } from "../../helpers/fake_clock.ts";
-import { createReportWriter, type WriteResult } from "../../../worker/feedback/report_writer.ts";
+import {
+  afterWrite,
+  createReportWriter,
+  writeDelay,
+  type WriteResult,
+  type WriteState,
+} from "../../../worker/feedback/report_writer.ts";
 
 function setup(fail = () => false) {
   const clock = fakeClock(0);
@@ -104,4 +110,65 @@ Deno.test("the report writer gives up when the event's life ends", async () => {
   assertEquals(t.results.at(-1), "abandoned");
   assertEquals(t.done, ["e"]);
   assertEquals(t.clock.pending(), 0, "no timer left behind");
+});
+
+Deno.test("writeDelay() starts a changed event's write once its interval since the last start has passed", async (t) => {
+  const idle: WriteState = {
+    final: false,
+    giveUpAt: 60_000,
+    dirty: true,
+    inFlight: false,
+    lastStart: -Infinity,
+    failures: 0,
+  };
+  const cases: [string, Partial<WriteState>, number, number | undefined][] = [
+    ["the first write, at once", {}, 0, 0],
+    ["the interval has passed", { lastStart: 1000 }, 1500, 0],
+    ["the interval is not over: wait the rest", { lastStart: 1000 }, 1200, 300],
+    ["nothing changed", { dirty: false }, 0, undefined],
+    ["a write is in flight", { inFlight: true, lastStart: 0 }, 5000, undefined],
+    ["a timer will kick it", { cancelTimer: () => {} }, 0, undefined],
+  ];
+  for (const [name, state, now, expected] of cases) {
+    await t.step(name, () => assertEquals(writeDelay({ ...idle, ...state }, 500, now), expected));
+  }
+});
+
+Deno.test("afterWrite() finishes, writes again or retries by the write's result", async (t) => {
+  const cases: [
+    string,
+    WriteResult | undefined,
+    { wasFinal: boolean; dirty: boolean; now: number },
+    ReturnType<typeof afterWrite>,
+  ][] = [
+    ["no record: stop", "no_record", { wasFinal: false, dirty: true, now: 0 }, {
+      report: "no_record",
+      then: "finish",
+    }],
+    ["the final report landed", "written", { wasFinal: true, dirty: false, now: 0 }, {
+      report: "written",
+      then: "finish",
+    }],
+    ["a final report changed while written", "written", { wasFinal: true, dirty: true, now: 0 }, {
+      report: "written",
+      then: "kick",
+    }],
+    ["a report that is not final yet", "written", { wasFinal: false, dirty: false, now: 0 }, {
+      report: "written",
+      then: "kick",
+    }],
+    ["failed before giveUpAt", undefined, { wasFinal: true, dirty: false, now: 59_999 }, {
+      report: "failed",
+      then: "retry",
+    }],
+    ["failed at giveUpAt", undefined, { wasFinal: false, dirty: true, now: 60_000 }, {
+      report: "abandoned",
+      then: "finish",
+    }],
+  ];
+  for (const [name, result, { now, ...state }, expected] of cases) {
+    await t.step(name, () => {
+      assertEquals(afterWrite(result, { ...state, giveUpAt: 60_000 }, now), expected);
+    });
+  }
 });

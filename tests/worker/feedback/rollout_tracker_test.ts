@@ -6,10 +6,13 @@
 
 import { assertEquals } from "../../helpers/assert.ts";
 import { fakeClock } from "../../helpers/fake_clock.ts";
-import type { DeploymentReport } from "../../../shared/event_status.ts";
+import type { DeploymentReport, RolloutReport } from "../../../shared/event_status.ts";
 import type { Deployment } from "../../../worker/kube/objects.ts";
 import {
+  changedRollout,
   createRolloutTracker,
+  snapshotOf,
+  timedOutRollout,
   type TrackedEvent,
 } from "../../../worker/feedback/rollout_tracker.ts";
 
@@ -138,4 +141,59 @@ Deno.test("the tracker ignores an older status handed over after a newer one (a 
   tracker.observe("MODIFIED", deployment("fast", 2, { observedGeneration: 1 }));
   tracker.track(event(["fast"]));
   assertEquals(finals, ["e1 fast complete"]);
+});
+
+Deno.test("changedRollout() is the followed rollout's next report, or undefined when nothing changed", async (t) => {
+  const target = { namespace: "ns", name: "api", generation: 2, uid: "uid-api" };
+  const moving: RolloutReport = {
+    state: "progressing",
+    replicas: 2,
+    updated: 1,
+    ready: 2,
+    available: 2,
+  };
+  const cases: [string, RolloutReport | undefined, Deployment | undefined, unknown][] = [
+    ["not followed (no rollout)", undefined, deployment("api", 2, complete), undefined],
+    ["final already", { ...moving, state: "failed" }, deployment("api", 2, complete), undefined],
+    ["the same status again", moving, deployment("api", 2, progressing), undefined],
+    ["complete", moving, deployment("api", 2, complete), {
+      state: "complete",
+      replicas: 2,
+      updated: 2,
+      ready: 2,
+      available: 2,
+    }],
+    ["deleted", moving, undefined, {
+      ...moving,
+      state: "failed",
+      reason: "the Deployment was deleted",
+    }],
+    ["recreated (another uid)", moving, deployment("api", 2, complete, "uid-new"), {
+      ...moving,
+      state: "failed",
+      reason: "the Deployment was deleted and recreated",
+    }],
+  ];
+  for (const [name, current, d, expected] of cases) {
+    await t.step(name, () => {
+      assertEquals(changedRollout(current, d && snapshotOf(d), target), expected);
+    });
+  }
+});
+
+Deno.test("timedOutRollout() times out only a rollout still progressing", async (t) => {
+  const at = { replicas: 3, updated: 1, ready: 2, available: 2 };
+  const cases: [string, RolloutReport | undefined, RolloutReport | undefined][] = [
+    ["progressing", { state: "progressing", ...at }, {
+      state: "timed_out",
+      ...at,
+      reason: "not complete within ROLLOUT_TIMEOUT (10m)",
+    }],
+    ["complete", { state: "complete", ...at }, undefined],
+    ["failed", { state: "failed", ...at, reason: "ProgressDeadlineExceeded" }, undefined],
+    ["not followed (no rollout)", undefined, undefined],
+  ];
+  for (const [name, current, expected] of cases) {
+    await t.step(name, () => assertEquals(timedOutRollout(current, "10m"), expected));
+  }
 });

@@ -1,9 +1,10 @@
 /**
  * runReflector() driven directly, with the real index and sync tracker and a
- * small fake API: which list it makes, where its watch resumes, and how a
- * 410 Gone leads to a relist. The watch discipline in detail (idle deadline,
- * bookmarks, backoff, malformed answers) is proven through createInventory()
- * in inventory_test.ts and against a real API server in
+ * small fake API: attempt after attempt, the watch resumes where a streaming
+ * list ended, and a 410 Gone leads to a relist. Each attempt's list and watch
+ * calls are proven on their own in list_watch_test.ts; the watch discipline in
+ * detail (idle deadline, bookmarks, backoff, malformed answers) through
+ * createInventory() in inventory_test.ts and against a real API server in
  * tests/integration/watch_test.ts.
  */
 
@@ -80,22 +81,6 @@ function setUp(
   };
   return { index, sync, watches, relists, stop, lists: () => listCalls };
 }
-
-Deno.test("runReflector() lists in pages, then watches from the list's resourceVersion", async () => {
-  const r = setUp({
-    lists: [Promise.resolve({ items: [deployment("a")], resourceVersion: "5" })],
-  });
-  await settle();
-  assertEquals(r.index.count("ns"), 1);
-  assertEquals(r.sync.synced(), true);
-  assertEquals(r.sync.current(), true);
-  assertEquals(r.relists, ["ns"]);
-  assertEquals(r.watches.length, 1);
-  assertEquals(r.watches[0].resourceVersion, "5");
-  assertEquals(r.watches[0].sendInitialEvents, false);
-  assertEquals(r.watches[0].timeoutSeconds, 450, "a random timeout in [min, 2*min)");
-  await r.stop();
-});
 
 Deno.test("runReflector() fills the index from a streaming list and resumes from its end bookmark", async () => {
   const end: WatchEvent = {
