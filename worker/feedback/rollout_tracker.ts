@@ -11,7 +11,14 @@
 import type { DeploymentReport, RolloutReport } from "../../shared/event_status.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { Deployment } from "../kube/objects.ts";
-import { type DeploymentProgress, rolloutProgress } from "./rollout_progress.ts";
+import { rolloutProgress } from "./rollout_progress.ts";
+import {
+  latestAt,
+  progressOf,
+  type Snapshot,
+  type Snapshots,
+  updateLatest,
+} from "./rollout_snapshots.ts";
 
 /** A restarted Deployment whose rollout is followed. */
 export interface TrackTarget {
@@ -60,66 +67,7 @@ export interface RolloutTracker {
   size(): number;
 }
 
-/**
- * Only what rolloutProgress() reads, flat: the tracker keeps one per Deployment
- * in scope (100,000 in a large cluster), so no nested objects or arrays.
- * Values are kept as the API sent them; rolloutProgress() checks them.
- */
-export interface Snapshot {
-  uid?: string;
-  generation: unknown;
-  replicas: unknown;
-  hasStatus: boolean;
-  observedGeneration: unknown;
-  statusReplicas: unknown;
-  updated: unknown;
-  ready: unknown;
-  available: unknown;
-  /** The Progressing condition's reason, the only condition read. */
-  progressing?: unknown;
-}
-
 const key = (namespace: string, name: string) => `${namespace}/${name}`;
-
-/** The slim copy of `d` the tracker keeps. */
-export function snapshotOf(d: Deployment): Snapshot {
-  const s = d.status;
-  const progressing = Array.isArray(s?.conditions)
-    ? s.conditions.find((c) => c?.type === "Progressing")
-    : undefined;
-  return {
-    uid: d.metadata.uid,
-    generation: d.metadata.generation,
-    replicas: d.spec?.replicas,
-    hasStatus: s !== undefined && s !== null,
-    observedGeneration: s?.observedGeneration,
-    statusReplicas: s?.replicas,
-    updated: s?.updatedReplicas,
-    ready: s?.readyReplicas,
-    available: s?.availableReplicas,
-    progressing: progressing?.reason,
-  };
-}
-
-/** The snapshot in the shape rolloutProgress() reads. */
-function progressOf(s: Snapshot): DeploymentProgress {
-  return {
-    metadata: { generation: s.generation },
-    spec: { replicas: s.replicas },
-    status: s.hasStatus
-      ? {
-        observedGeneration: s.observedGeneration,
-        replicas: s.statusReplicas,
-        updatedReplicas: s.updated,
-        readyReplicas: s.ready,
-        availableReplicas: s.available,
-        conditions: s.progressing === undefined
-          ? undefined
-          : [{ type: "Progressing", reason: s.progressing }],
-      }
-      : undefined,
-  };
-}
 
 const FINAL = new Set<string>(["complete", "failed", "timed_out"]);
 
@@ -136,7 +84,7 @@ interface Held {
 interface Tracker {
   options: RolloutTrackerOptions;
   /** namespace → name → snapshot: the names are the Deployment's own strings, no key per entry. */
-  latest: Map<string, Map<string, Snapshot>>;
+  latest: Snapshots;
   events: Map<string, Held>;
   /** Deployment key → ids of events following it. */
   followers: Map<string, Set<string>>;
@@ -249,12 +197,6 @@ function forget(t: Tracker, eventId: string): void {
   }
 }
 
-/** The snapshot kept under `namespace/name`. */
-function latestAt(latest: Map<string, Map<string, Snapshot>>, k: string): Snapshot | undefined {
-  const slash = k.indexOf("/");
-  return latest.get(k.slice(0, slash))?.get(k.slice(slash + 1));
-}
-
 const progressing = (): RolloutReport => ({
   state: "progressing",
   replicas: 0,
@@ -301,33 +243,6 @@ function nextRollout(
     return { ...current, state: "failed", reason: "the Deployment was deleted and recreated" };
   }
   return rolloutProgress(progressOf(snapshot), target.generation);
-}
-
-/**
- * Keeps the latest snapshot of `d` (or forgets a deleted one); false when `d`
- * is older than what is kept and changes nothing.
- */
-function updateLatest(
-  latest: Map<string, Map<string, Snapshot>>,
-  type: "ADDED" | "MODIFIED" | "DELETED",
-  d: Deployment,
-): boolean {
-  const { namespace, name } = d.metadata;
-  let names = latest.get(namespace);
-  if (type === "DELETED") {
-    names?.delete(name);
-    if (names?.size === 0) latest.delete(namespace);
-    return true;
-  }
-  const next = snapshotOf(d);
-  const known = names?.get(name);
-  // An API answer (the patch's) can be handled after newer watch events: a status the
-  // controller has moved past is older, and must not make a finished rollout look unfinished.
-  const observed = (s?: Snapshot) => Number(s?.observedGeneration ?? 0) || 0;
-  if (known && known.uid === next.uid && observed(known) > observed(next)) return false;
-  if (!names) latest.set(namespace, names = new Map());
-  names.set(name, next);
-  return true;
 }
 
 /**

@@ -11,10 +11,10 @@ import type { Deployment } from "../../../worker/kube/objects.ts";
 import {
   changedRollout,
   createRolloutTracker,
-  snapshotOf,
   timedOutRollout,
   type TrackedEvent,
 } from "../../../worker/feedback/rollout_tracker.ts";
+import { snapshotOf } from "../../../worker/feedback/rollout_snapshots.ts";
 
 function deployment(
   name: string,
