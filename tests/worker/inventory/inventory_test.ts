@@ -12,7 +12,7 @@ import type { KubeApi, WatchOptions } from "../../../worker/kube/api.ts";
 import { KubeApiError, WatchEventError } from "../../../worker/kube/errors.ts";
 import type { Deployment, DeploymentList } from "../../../worker/kube/objects.ts";
 import type { WatchEvent } from "../../../worker/kube/watch_stream.ts";
-import type { Clock } from "../../../lib/clock.ts";
+import { fakeClock, settle } from "../../helpers/fake_clock.ts";
 import {
   createInventory,
   type Inventory,
@@ -23,32 +23,6 @@ import {
 } from "../../../worker/inventory/inventory.ts";
 
 const IDLE = 1000;
-
-/** A clock that moves only when the test calls advance(). */
-function fakeClock(): Clock & { advance(ms: number): Promise<void> } {
-  let now = 0;
-  const timers = new Set<{ at: number; fn: () => void }>();
-  return {
-    now: () => now,
-    schedule(fn, ms) {
-      const timer = { at: now + ms, fn };
-      timers.add(timer);
-      return () => timers.delete(timer);
-    },
-    async advance(ms) {
-      now += ms;
-      for (const timer of [...timers].sort((a, b) => a.at - b.at)) {
-        if (timer.at <= now && timers.delete(timer)) timer.fn();
-      }
-      await settle();
-    },
-  };
-}
-
-/** Lets the inventory's promise chains run (everything here is in memory). */
-async function settle() {
-  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
-}
 
 /** One watch request the fake received; the test feeds it. */
 interface FakeWatch {
