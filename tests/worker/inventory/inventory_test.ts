@@ -295,9 +295,12 @@ Deno.test("current() is false while nothing is heard past the idle deadline, and
 });
 
 Deno.test("current() survives a watch failure within the deadline and turns false when failing past it", async () => {
-  const h = start(["a"], { lists: () => page("10") });
+  // Watches are opened by hand: the resumed watch follows a real backoff, and one that opened
+  // on its own before the clock moves would count as contact and make this race the machine.
+  const h = start(["a"], { openWatches: false, lists: () => page("10") });
   try {
     const first = await watchNumber(h, 1);
+    first.open();
     first.fail(new KubeApiError(0, "NetworkError", "connection reset"));
     await eventually("the failure is counted", () => h.counts.error === 1 || undefined, 5000);
     assert(h.inventory.current(), "one failed watch a moment after contact");
