@@ -87,7 +87,7 @@ Deno.test("every product module has its own _test.ts, or docs/development.md nam
       problems.push(`${module}: its docs line names no test file`);
     }
     if (elsewhere?.typesOnly) {
-      const code = /^export (?:async )?(?:function|const|let|class)\b/m;
+      const code = /^export (?:(?:async )?function|const|let|var|class|enum|default)\b|^export \{/m;
       if (code.test(await Deno.readTextFile(`${ROOT}${module}`))) {
         problems.push(`${module} is said to hold types only, but exports code`);
       }
@@ -99,4 +99,24 @@ Deno.test("every product module has its own _test.ts, or docs/development.md nam
   }
   for (const module of provenElsewhere.keys()) problems.push(`${module} is not a product module`);
   assertEquals(problems, []);
+});
+
+Deno.test("every test file the docs name exists (tests move; the evidence must follow)", async () => {
+  const missing: string[] = [];
+  const docs = [
+    "README.md",
+    ...[...Deno.readDirSync(`${ROOT}docs`)].filter((e) => e.isFile)
+      .map((e) => `docs/${e.name}`),
+  ];
+  for (const doc of docs.filter((name) => name.endsWith(".md"))) {
+    const text = await Deno.readTextFile(`${ROOT}${doc}`);
+    for (const [, path] of text.matchAll(/`(tests\/[A-Za-z0-9_./-]+\.ts)`/g)) {
+      try {
+        Deno.statSync(`${ROOT}${path}`);
+      } catch {
+        missing.push(`${doc}: ${path}`);
+      }
+    }
+  }
+  assertEquals(missing, []);
 });
