@@ -23,7 +23,7 @@ import {
 } from "./helpers/control_plane.ts";
 import { ROOT } from "./helpers/program.ts";
 import { IN_CI } from "./helpers/skip.ts";
-import { needsControlPlane, testFilesUnder } from "./helpers/test_files.ts";
+import { needsControlPlane, pathArguments, testFilesUnder } from "./helpers/test_files.ts";
 import { findValkeyBinary } from "./helpers/valkey.ts";
 
 function say(text: string): void {
@@ -56,14 +56,8 @@ if (!findValkeyBinary()) {
 }
 
 // Paths among the arguments replace the whole suite: `deno task test tests/web/x_test.ts`.
-// A folder named without its trailing slash is a path too (it used to run everything).
-const paths = Deno.args.filter((arg, i) =>
-  !arg.startsWith("-") && Deno.args[i - 1] !== "--filter" &&
-  (/\.ts$|\/$/.test(arg) || isPath(arg))
-);
-const selected = (paths.length ? paths : ["tests/"]).flatMap((path) =>
-  testFilesUnder(path.startsWith(ROOT) ? path.slice(ROOT.length) : path)
-);
+const paths = pathArguments(Deno.args);
+const selected = (paths.length ? paths : ["tests/"]).flatMap(testFilesUnder);
 
 const env: Record<string, string> = {};
 let controlPlane: ControlPlane | undefined;
@@ -115,13 +109,3 @@ try {
   await stop();
 }
 Deno.exit(code);
-
-/** True when `arg` names a file or folder (relative to the project, as deno test reads it). */
-function isPath(arg: string): boolean {
-  try {
-    Deno.statSync(arg.startsWith("/") ? arg : `${ROOT}${arg}`);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -14,9 +14,9 @@ export const FULL_SUITE_FOLDERS = [
   "tests/fuzz/",
 ];
 
-/** Every `*_test.ts` under `dir` (relative to the root), sorted. */
+/** Every `*_test.ts` under `dir` (relative to the root, or absolute inside it), sorted. */
 export function testFilesUnder(dir: string): string[] {
-  const path = dir.replace(/\/+$/, "");
+  const path = (dir.startsWith(ROOT) ? dir.slice(ROOT.length) : dir).replace(/\/+$/, "");
   const info = Deno.statSync(`${ROOT}${path}`);
   if (info.isFile) return path.endsWith(".ts") ? [path] : [];
   const out: string[] = [];
@@ -34,4 +34,23 @@ const CONTROL_PLANE_USE = /\b(requireControlPlane|requireRolloutCluster)\b/;
 /** True when any of `files` uses the shared control plane tests/run.ts starts. */
 export function needsControlPlane(files: readonly string[]): boolean {
   return files.some((file) => CONTROL_PLANE_USE.test(Deno.readTextFileSync(`${ROOT}${file}`)));
+}
+
+/**
+ * The test files and folders named among a task's arguments (the rest go to
+ * `deno test` as they are). A folder named without its trailing slash counts.
+ */
+export function pathArguments(args: readonly string[]): string[] {
+  return args.filter((arg, i) =>
+    !arg.startsWith("-") && args[i - 1] !== "--filter" && (/\.ts$|\/$/.test(arg) || isPath(arg))
+  );
+}
+
+function isPath(arg: string): boolean {
+  try {
+    Deno.statSync(arg.startsWith("/") ? arg : `${ROOT}${arg}`);
+    return true;
+  } catch {
+    return false;
+  }
 }
