@@ -53,6 +53,7 @@ Deno.test("createMessageReader() drops what web's rules refuse, counted as inval
       const line = JSON.parse(lines[0]);
       assertEquals(line.msg, "dropped an invalid message");
       assertEquals(line.bytes, raw.length);
+      assert(!lines[0].includes("SECRET-ISH"), "the message's text reached the log");
     });
   }
 });

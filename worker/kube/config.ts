@@ -5,7 +5,7 @@
  * that re-reads token files, so rotated ServiceAccount tokens are picked up.
  * The kubeconfig is the operator's; its secrets never reach a log or an error.
  * Every value is checked here at startup (shape in kubeconfig_yaml.ts; base64,
- * PEM and tokens in kube_credentials.ts; the server URL below), so a malformed
+ * PEM and tokens in credentials.ts; the server URL below), so a malformed
  * input stops the worker with one ERR_KUBE line naming the field by position.
  *
  * Supported: token, tokenFile, client certificates (inline or files). Refused
