@@ -108,11 +108,13 @@ export function parseCommandLine<M extends Mode>(
   if (values.help) return { kind: "help" };
 
   // A required setting may be waived by another one being given (VALKEY_ADDR by VALKEY_SENTINELS).
-  const givenInstead = (s: Setting<unknown>) => {
-    const other = s.unless ? SETTINGS[s.unless as SettingKey] : undefined;
-    return other !== undefined &&
-      [values[other.flag], env(other.env)].some((v) => typeof v === "string" && v.trim() !== "");
-  };
+  const givenInstead = (s: Setting<unknown>) =>
+    (s.unless ?? []).some((key) => {
+      const other = SETTINGS[key as SettingKey];
+      return [values[other.flag], env(other.env)].some((v) =>
+        typeof v === "string" && v.trim() !== ""
+      );
+    });
   const config: Record<string, unknown> = {};
   const origins: Origins = {};
   for (const [key, s] of settings) {

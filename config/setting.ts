@@ -18,8 +18,8 @@ export interface Setting<T, M extends readonly Mode[] = readonly Mode[]> {
   /** Raw default, parsed like user input; "" means unset. */
   default: string;
   required: boolean;
-  /** `required` is waived when this other setting is given (VALKEY_ADDR with VALKEY_SENTINELS). */
-  unless?: string;
+  /** `required` is waived when one of these other settings is given (VALKEY_ADDR with VALKEY_SENTINELS). */
+  unless?: string[];
   /**
    * Security: the startup summary prints a value only when its setting opts in
    * here (an allow-list); every other setting is shown as set or unset.

@@ -30,6 +30,17 @@ function channel(raw: string): string {
   return v;
 }
 
+/** A comma-separated list of host:port. */
+function hostPortList(raw: string) {
+  return parseList(raw).map((item) => {
+    try {
+      return parseHostPort(item);
+    } catch (err) {
+      throw new Error(`"${item}": ${(err as Error).message}`);
+    }
+  });
+}
+
 /** The VALKEY_* rows, in the order --help shows them. */
 export const VALKEY_SETTINGS = {
   valkeyAddr: setting({
@@ -38,9 +49,9 @@ export const VALKEY_SETTINGS = {
     modes: BOTH,
     show: true,
     required: true,
-    unless: "valkeySentinels",
+    unless: ["valkeySentinels", "valkeyClusterNodes"],
     help:
-      "Valkey server as host:port (IPv6 as [::1]:6379). Required unless VALKEY_SENTINELS is set; then it must be unset.",
+      "Valkey server as host:port (IPv6 as [::1]:6379). Required unless VALKEY_SENTINELS or VALKEY_CLUSTER_NODES is set; then it must be unset.",
     parse: (raw) => raw.trim() === "" ? undefined : parseHostPort(raw),
   }),
   valkeyChannel: setting({
@@ -127,14 +138,7 @@ export const VALKEY_SETTINGS = {
     show: true,
     help:
       "Comma-separated Sentinels as host:port; when set, the primary of VALKEY_SENTINEL_MASTER is asked of them (and followed through failovers) instead of VALKEY_ADDR.",
-    parse: (raw) =>
-      parseList(raw).map((item) => {
-        try {
-          return parseHostPort(item);
-        } catch (err) {
-          throw new Error(`"${item}": ${(err as Error).message}`);
-        }
-      }),
+    parse: hostPortList,
   }),
   valkeySentinelMaster: setting({
     env: "VALKEY_SENTINEL_MASTER",
@@ -161,6 +165,15 @@ export const VALKEY_SETTINGS = {
     help: "Password for the Sentinels themselves (optional). Prefer the env var.",
     parse: (raw) => raw,
   }),
+  valkeyClusterNodes: setting({
+    env: "VALKEY_CLUSTER_NODES",
+    flag: "valkey-cluster-nodes",
+    modes: BOTH,
+    show: true,
+    help:
+      "Comma-separated nodes of a Valkey Cluster as host:port (a managed service's configuration endpoint is one); when set, both modes run in cluster mode: the slot map is asked of them, commands go to the primary of their slot, and MOVED, ASK and failovers are followed. Instead of VALKEY_ADDR.",
+    parse: hostPortList,
+  }),
 };
 
 /** What the Valkey rows parse to. */
@@ -181,6 +194,21 @@ export function checkValkeyCombinations(
       `${name("valkeyAddr")} and ${
         name("valkeySentinels")
       } exclude each other: with Sentinel the primary's address comes from the Sentinels`,
+    );
+  }
+  const cluster = config.valkeyClusterNodes.length > 0;
+  if (cluster && config.valkeyAddr) {
+    problems.push(
+      `${name("valkeyAddr")} and ${
+        name("valkeyClusterNodes")
+      } exclude each other: in cluster mode the nodes come from the cluster's slot map`,
+    );
+  }
+  if (cluster && sentinels) {
+    problems.push(
+      `${name("valkeySentinels")} and ${
+        name("valkeyClusterNodes")
+      } exclude each other: a Valkey Cluster fails over by itself, without Sentinel`,
     );
   }
   if (sentinels && !config.valkeySentinelMaster) {

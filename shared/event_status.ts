@@ -7,13 +7,14 @@
  */
 
 import { AppError } from "./errors.ts";
+import { productKey } from "./valkey_keys.ts";
 import { KEY_ID, REPOSITORY, SIGNATURE } from "./event_signature.ts";
 import { jsonErrorPosition } from "../lib/error_text.ts";
 import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 
 /** Key of one event's record: a hash with the binding and one field per cluster. */
 export function statusKey(eventId: string): string {
-  return `kuberollouttrigger:event-status:${eventId}`;
+  return productKey("event-status", eventId);
 }
 /** The hash field web writes; workers never write it. */
 export const BINDING_FIELD = "binding";
@@ -22,7 +23,7 @@ export function reportField(cluster: string): string {
   return `cluster:${cluster}`;
 }
 /** Sorted set of live clusters: member the cluster name, score its last heartbeat (ms). */
-export const CLUSTERS_KEY = "kuberollouttrigger:clusters";
+export const CLUSTERS_KEY = productKey("clusters");
 /** A cluster is live while its last heartbeat is at most this old. */
 export const CLUSTER_LIVE_MS = 30_000;
 /** How often each worker replica refreshes its cluster's heartbeat. */

@@ -1,8 +1,8 @@
 /**
- * What both Valkey clients take from the configuration (one server or the
- * primary the Sentinels name, ACL user, TLS with a private CA and a client
- * certificate, timeouts), and how the logs name the Valkey a connection goes
- * to. Free of any client library, so each mode loads only the client it uses.
+ * What the Valkey client takes from the configuration (one server, the
+ * primary the Sentinels name, or a cluster's nodes; ACL user, TLS with a
+ * private CA and a client certificate, timeouts), and how the logs name the
+ * Valkey a connection goes to.
  */
 
 import { backoffDelay } from "../lib/backoff.ts";
@@ -22,6 +22,8 @@ export interface ValkeySettings {
   valkeyTlsClientCert?: string;
   valkeyTlsClientKey?: string;
   valkeySentinels?: HostPort[];
+  /** Seeds of a Valkey Cluster: set puts the client in cluster mode. */
+  valkeyClusterNodes?: HostPort[];
   valkeySentinelMaster?: string;
   valkeySentinelUsername?: string;
   valkeySentinelPassword?: string;
@@ -67,6 +69,9 @@ export function describeValkeyTarget(settings: ValkeySettings): string {
       settings.valkeySentinels.map(formatHostPort).join(",")
     }`;
   }
+  if (settings.valkeyClusterNodes?.length) {
+    return `cluster via ${settings.valkeyClusterNodes.map(formatHostPort).join(",")}`;
+  }
   return settings.valkeyAddr ? formatHostPort(settings.valkeyAddr) : "(no address)";
 }
 
@@ -77,10 +82,13 @@ export function formatHostPort({ host, port }: HostPort): string {
 
 /**
  * How long both clients wait before reconnect attempt `attempt` (0-based):
- * 100 ms doubling to 5 s, jittered. With Sentinel at most 1 s: each try only
- * asks the Sentinels, and in a failover the new primary is wanted as soon as
- * they name it.
+ * 100 ms doubling to 5 s, jittered. With Sentinel or a cluster at most 1 s:
+ * each try only asks the Sentinels or the nodes for the primary, and in a
+ * failover the new primary is wanted as soon as it is named.
  */
 export function reconnectDelay(attempt: number, settings: ValkeySettings): number {
-  return backoffDelay(attempt, 100, settings.valkeySentinels?.length ? 1000 : 5000);
+  const failsOver = Boolean(
+    settings.valkeySentinels?.length || settings.valkeyClusterNodes?.length,
+  );
+  return backoffDelay(attempt, 100, failsOver ? 1000 : 5000);
 }

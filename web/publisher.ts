@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { AppError } from "../shared/errors.ts";
 import type { ReplayClaim } from "./replay.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
-import type { ValkeyCommands } from "./valkey_client.ts";
+import type { ValkeyCommands } from "../shared/valkey_client.ts";
 import {
   BINDING_FIELD,
   CLUSTER_LIVE_MS,
@@ -76,6 +76,8 @@ export interface Publisher {
 export interface PublisherOptions {
   client: ValkeyCommands;
   channel: string;
+  /** PUBLISH, or SPUBLISH for sharded PubSub in a cluster (shared/valkey_keys.ts); default PUBLISH. */
+  publishCommand?: "PUBLISH" | "SPUBLISH";
   /** How long the status record lives. */
   statusTtlMs: number;
   now?: () => number;
@@ -86,8 +88,8 @@ export interface PublisherOptions {
 // cjson encodes an empty table as {}, hence the explicit [].
 // KEYS: status record, live clusters, and with a claim the replay key.
 // ARGV: channel, message, binding without its closing brace, status TTL ms,
-// live-since ms, binding field; with a claim: body hash, replay TTL ms, answer
-// head, answer tail. The replay record is only written once a subscriber got
+// live-since ms, binding field, publish command (PUBLISH, or SPUBLISH in a
+// cluster); with a claim: body hash, replay TTL ms, answer head, answer tail. The replay record is only written once a subscriber got
 // the event, so a request that delivered nothing leaves the token free.
 const PUBLISH_SCRIPT = `
 if #KEYS == 3 then
@@ -105,15 +107,15 @@ local list = '[]'
 if #names > 0 then list = cjson.encode(names) end
 redis.call('HSET', KEYS[1], ARGV[6], ARGV[3] .. ',"clusters":' .. list .. '}')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
+local n = redis.call(ARGV[7], ARGV[1], ARGV[2])
 if n == 0 then
   redis.call('DEL', KEYS[1])
   return {0, names}
 end
 if #KEYS == 3 then
-  local answer = ARGV[9] .. ',"subscribers":' .. n .. ',"clusters":' .. list .. ARGV[10]
-  local record = '{"h":' .. cjson.encode(ARGV[7]) .. ',"s":202,"b":' .. cjson.encode(answer) .. '}'
-  redis.call('SET', KEYS[3], record, 'PX', ARGV[8])
+  local answer = ARGV[10] .. ',"subscribers":' .. n .. ',"clusters":' .. list .. ARGV[11]
+  local record = '{"h":' .. cjson.encode(ARGV[8]) .. ',"s":202,"b":' .. cjson.encode(answer) .. '}'
+  redis.call('SET', KEYS[3], record, 'PX', ARGV[9])
   return {n, names, answer}
 end
 return {n, names}
@@ -151,6 +153,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
         String(Math.max(1, Math.ceil(options.statusTtlMs))),
         String(now() - CLUSTER_LIVE_MS),
         BINDING_FIELD,
+        options.publishCommand ?? "PUBLISH",
       ];
       let reply: unknown;
       try {

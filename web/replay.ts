@@ -15,6 +15,7 @@ import { sleep } from "../lib/backoff.ts";
 import { AuthError, Reason } from "./reasons.ts";
 import { AppError } from "../shared/errors.ts";
 import { jsonErrorPosition } from "../lib/error_text.ts";
+import { productKey } from "../shared/valkey_keys.ts";
 
 /** A token use to claim: where it is remembered and what it was used with. */
 export interface ReplayClaim {
@@ -68,7 +69,7 @@ export interface ReplayGuardOptions {
   waitMs?: number;
 }
 
-const PREFIX = "kuberollouttrigger:jti:";
+const PREFIX = productKey("jti", "");
 
 // node:crypto hashes synchronously; crypto.subtle.digest goes through Deno's
 // blocking thread pool, which cost more than the hashing itself (bench profile).

@@ -5,7 +5,8 @@
  */
 
 import type { WebConfig } from "../config/settings.ts";
-import { createValkeyClient, type ValkeyClient } from "./valkey_client.ts";
+import { createValkeyClient, type ValkeyClient } from "../shared/valkey_client.ts";
+import { eventChannel } from "../shared/valkey_keys.ts";
 import type { Logger } from "../lib/log.ts";
 import { createRegistry } from "../lib/metrics.ts";
 import { createDevIssuer, DEV_TOKEN_PATH, type DevIssuer } from "./dev_issuer.ts";
@@ -47,9 +48,11 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     logger.info("signing events", { key_id: signer.keyId, binding_keys: bindingKeys!.ids });
   } else logger.warn("EVENT_SIGNING_KEY is not set: events are published unsigned");
   const valkey = createValkeyClient(config, { name: "kuberollouttrigger-web", logger });
+  const events = eventChannel(config.valkeyChannel, config);
   const publisher = createPublisher({
     client: valkey,
-    channel: config.valkeyChannel,
+    channel: events.name,
+    publishCommand: events.publish,
     statusTtlMs: config.statusTtl,
   });
   const statusWaiters = createStatusWaiters({ max: config.statusMaxWaiters });

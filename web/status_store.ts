@@ -21,7 +21,7 @@ import { type VerifyKeys } from "../shared/event_signature.ts";
 import { verifyBinding } from "./event_signer.ts";
 import type { Logger } from "../lib/log.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
-import type { ValkeyCommands } from "./valkey_client.ts";
+import type { ValkeyCommands } from "../shared/valkey_client.ts";
 
 /** A record as read: web's binding and each cluster's report (unreadable ones named). */
 export interface StoredStatus {

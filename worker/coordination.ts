@@ -8,9 +8,10 @@
  * the same image in a short burst restart it once). Keys hold no secrets.
  */
 
-import type { Valkey } from "iovalkey";
 import type { Logger } from "../lib/log.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
+import type { ValkeyCommands } from "../shared/valkey_client.ts";
+import { productKey } from "../shared/valkey_keys.ts";
 
 /** The answer to a claim. */
 export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";
@@ -36,7 +37,7 @@ export interface Coordinator {
 
 /** Options for createCoordinator. */
 export interface CoordinatorOptions {
-  client: Valkey;
+  client: ValkeyCommands;
   clusterName: string;
   /** Burst window in milliseconds; 0 turns it off. */
   windowMs: number;
@@ -52,12 +53,11 @@ export interface CoordinatorOptions {
 /** The value of a handled event's claim. */
 const DONE = "done";
 
-const PREFIX = "kuberollouttrigger";
-
 /** Creates the coordinator. */
 export function createCoordinator(options: CoordinatorOptions): Coordinator {
+  const { client } = options;
   const ttl = options.claimTtlSeconds ?? 86_400;
-  const base = `${PREFIX}:${options.clusterName}`;
+  const base = productKey(options.clusterName);
   const windowKey = (deployment: string, repository: string) =>
     `${base}:recent:${deployment}:${repository}`;
   const leaseMs = options.leaseMs ?? 5000;
@@ -74,9 +74,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       const started = Date.now();
       try {
         while (true) {
-          const first = await options.client.set(key, owner, "PX", leaseMs, "NX");
+          const first = await client.call("SET", key, owner, "PX", leaseMs, "NX");
           if (first !== null) break;
-          const holder = await options.client.get(key);
+          const holder = await client.call("GET", key);
           if (holder === DONE || Date.now() - started > maxWaitMs) return "duplicate";
           await new Promise((r) => setTimeout(r, Math.min(250, leaseMs / 4)));
         }
@@ -91,7 +91,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       renewals.set(
         eventId,
         setInterval(() => {
-          options.client.eval(RENEW, 1, key, owner, String(leaseMs)).catch(() => {});
+          client.call("EVAL", RENEW, 1, key, owner, leaseMs).catch(() => {});
         }, Math.max(100, Math.floor(leaseMs / 3))),
       );
       return "claimed";
@@ -99,11 +99,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     async finishEvent(eventId) {
       clearInterval(renewals.get(eventId));
       renewals.delete(eventId);
-      await options.client.set(handlingKey(eventId), DONE, "EX", ttl).catch(() => {});
+      await client.call("SET", handlingKey(eventId), DONE, "EX", ttl).catch(() => {});
     },
     async claim(eventId, deployment, repository) {
       try {
-        const first = await options.client.set(
+        const first = await client.call(
+          "SET",
           `${base}:event:${eventId}:${deployment}`,
           "1",
           "EX",
@@ -112,7 +113,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         );
         if (first === null) return "duplicate";
         if (options.windowMs <= 0) return "claimed";
-        const fresh = await options.client.set(
+        const fresh = await client.call(
+          "SET",
           windowKey(deployment, repository),
           eventId,
           "PX",
@@ -131,7 +133,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
     async release(deployment, repository) {
       if (options.windowMs <= 0) return;
-      await options.client.del(windowKey(deployment, repository)).catch(() => 0);
+      await client.call("DEL", windowKey(deployment, repository)).catch(() => 0);
     },
   };
 }

@@ -1,102 +1,80 @@
 /**
- * The channel subscription: subscribes on every (re)connect, so it survives
- * Valkey restarts and network loss (the client reconnects with backoff), and
+ * The channel subscription: the client subscribes on every (re)connect, so it
+ * survives Valkey restarts, failovers and network loss, and this module
  * reports each gap, because PubSub does not replay what was published while
  * nobody listened. Messages are handed on one at a time, in order.
  */
 
-import type { Valkey } from "iovalkey";
 import type { Logger } from "../lib/log.ts";
-import { backoffDelay } from "../lib/backoff.ts";
 import { describeError } from "../lib/error_text.ts";
-import { describeValkeyError } from "../shared/valkey_errors.ts";
+import type { ValkeyClient, ValkeySubscription } from "../shared/valkey_client.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
 /** A running subscription. */
 export interface Subscription {
   subscribed(): boolean;
-  /** Unsubscribes, waits for the message being handled (bounded), disconnects. */
+  /** Stops taking messages, waits for the one being handled (bounded), disconnects. */
   close(timeoutMs?: number): Promise<void>;
 }
 
+/** Opens a subscriber connection (createValkeyClient with a subscription). */
+export type SubscriberConnector = (
+  subscription: ValkeySubscription,
+  onStateChange: (subscribed: boolean) => void,
+) => ValkeyClient;
+
 /** Options for subscribe. */
 export interface SubscribeOptions {
-  /**
-   * A connection of its own (it enters subscriber mode), made by
-   * createValkeyConnection with `offlineQueue: true` and `autoResubscribe:
-   * false`: this module subscribes on each ready, so the state it reports is
-   * the one it saw confirmed. subscribe() disconnects it on close().
-   */
-  client: Valkey;
+  /** Opens the connection; it counts as connected once the server confirmed the subscription. */
+  connect: SubscriberConnector;
   channel: string;
+  /** Sharded PubSub, in a cluster (shared/valkey_keys.ts). */
+  sharded?: boolean;
   logger: Logger;
   metrics: WorkerMetrics;
   onMessage: (message: string) => Promise<unknown>;
+  now?: () => number;
 }
 
-/** Subscribes to the channel on the given connection and keeps the subscription alive. */
+/** Subscribes to the channel and keeps the subscription alive. */
 export function subscribe(options: SubscribeOptions): Subscription {
-  const { logger, metrics, client } = options;
+  const { logger, metrics } = options;
+  const now = options.now ?? Date.now;
   let isSubscribed = false;
   let everSubscribed = false;
   let lostAt = 0;
   let queue: Promise<unknown> = Promise.resolve();
   let closing = false;
 
-  // "reconnecting" after a drop, "end" after disconnect(): either ends the subscription.
-  const onLost = () => {
+  const onStateChange = (subscribed: boolean) => {
     // A shutdown we asked for is not a gap: nothing is missed that a running worker would get.
-    if (!isSubscribed || closing) return;
-    isSubscribed = false;
-    lostAt = Date.now();
-    metrics.subscribed.set(0);
-    metrics.subscriptionGaps.inc();
-    logger.warn("subscription lost; events published until it is back are not received");
+    if (closing || subscribed === isSubscribed) return;
+    isSubscribed = subscribed;
+    metrics.subscribed.set(subscribed ? 1 : 0);
+    if (!subscribed) {
+      lostAt = now();
+      metrics.subscriptionGaps.inc();
+      logger.warn("subscription lost; events published until it is back are not received");
+    } else if (everSubscribed) {
+      logger.info("resubscribed", { channel: options.channel, gap_ms: now() - lostAt });
+    } else logger.info("subscribed", { channel: options.channel });
+    everSubscribed ||= subscribed;
   };
-  client.on("reconnecting", onLost);
-  client.on("end", onLost);
-  // A refused SUBSCRIBE (an ACL without the channel, a busy server) is retried
-  // with backoff while the connection stays up; a reconnect starts over.
-  let retry: ReturnType<typeof setTimeout> | undefined;
-  let generation = 0;
-  const trySubscribe = (attempt: number, ready: number) => {
-    if (closing || ready !== generation) return;
-    client.subscribe(options.channel).then(() => {
-      isSubscribed = true;
-      metrics.subscribed.set(1);
-      if (everSubscribed) {
-        logger.info("resubscribed", { channel: options.channel, gap_ms: Date.now() - lostAt });
-      } else logger.info("subscribed", { channel: options.channel });
-      everSubscribed = true;
-    }).catch((err: unknown) => {
-      if (closing || ready !== generation) return;
-      const delay = backoffDelay(attempt);
-      logger.warn("subscribe failed; retrying", {
-        channel: options.channel,
-        error: describeValkeyError(err),
-        retry_in_ms: delay,
-      });
-      retry = setTimeout(() => trySubscribe(attempt + 1, ready), delay);
-    });
-  };
-  client.on("ready", () => {
-    clearTimeout(retry);
-    trySubscribe(0, ++generation);
-  });
-  // Handed over already connected: that ready was before our listener.
-  if (client.status === "ready") trySubscribe(0, ++generation);
-  client.on("message", (_channel: string, message: string) => {
+  const onMessage = (channel: string, message: string) => {
+    if (closing || channel !== options.channel) return;
     queue = queue.then(() => options.onMessage(message)).catch((err) =>
       logger.error("event handling failed", { error: describeError(err) })
     );
-  });
+  };
+  const client = options.connect(
+    { channels: [options.channel], sharded: options.sharded, onMessage },
+    onStateChange,
+  );
 
   return {
     subscribed: () => isSubscribed,
     async close(timeoutMs = 20_000) {
       closing = true;
-      clearTimeout(retry);
-      await client.unsubscribe(options.channel).catch(() => {});
       isSubscribed = false;
       metrics.subscribed.set(0);
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -17,7 +17,8 @@ import type { Logger } from "../lib/log.ts";
 import { createRegistry, type Registry } from "../lib/metrics.ts";
 import { probeRoutes } from "../lib/probes.ts";
 import type { WorkerConfig } from "../config/settings.ts";
-import { createValkeyConnection } from "./valkey.ts";
+import { createValkeyClient, type ValkeyClient } from "../shared/valkey_client.ts";
+import { eventChannel } from "../shared/valkey_keys.ts";
 import { loadValkeyCaFile } from "../shared/valkey_settings.ts";
 import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";
@@ -51,7 +52,7 @@ interface Parts {
   signal: AbortSignal;
   metrics: WorkerMetrics;
   /** The connection for commands (claims, reports, tracking, heartbeat). */
-  commands: ReturnType<typeof createValkeyConnection>;
+  commands: ValkeyClient;
   valkey: Awaited<ReturnType<typeof loadValkeyCaFile>>;
 }
 
@@ -66,10 +67,9 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     runtime,
     onRequest: (verb) => metrics.kubeRequests.inc({ verb }),
   });
-  const commands = createValkeyConnection(valkey, {
+  const commands = createValkeyClient(valkey, {
     name: "kuberollouttrigger-worker-commands",
     logger,
-    offlineQueue: false,
   });
   const parts: Parts = { config, runtime, logger, signal, metrics, commands, valkey };
   const feedback = startFeedback(parts);
@@ -260,14 +260,17 @@ function subscribeEvents(
     clusterName: config.clusterName,
     verifier: deps.verifier,
   });
+  const events = eventChannel(config.valkeyChannel, valkey);
   return subscribe({
-    client: createValkeyConnection(valkey, {
-      name: "kuberollouttrigger-worker-subscriber",
-      logger,
-      offlineQueue: true,
-      autoResubscribe: false,
-    }),
-    channel: config.valkeyChannel,
+    connect: (subscription, onStateChange) =>
+      createValkeyClient(valkey, {
+        name: "kuberollouttrigger-worker-subscriber",
+        logger,
+        subscription,
+        onStateChange,
+      }),
+    channel: events.name,
+    sharded: events.sharded,
     logger,
     metrics,
     // Held until the first sync: the subscriber hands messages on one at a time, in order.

@@ -2,10 +2,15 @@
  * Starts real Valkey-compatible servers (valkey-server, else redis-server) on
  * free loopback ports for one test, with persistence off, and stops them:
  * plain or TLS (with throwaway certificates made here), a replica, and a
- * Sentinel group. Also a subscriber that records every message on a channel.
+ * Sentinel group. Also a subscriber that records every message on a channel,
+ * and connected command clients for tests' own reads and writes, all on the
+ * product's own client (shared/valkey_client.ts).
  */
 
-import { Valkey } from "iovalkey";
+import { createLogger } from "../../lib/log.ts";
+import type { HostPort } from "../../lib/setting_values.ts";
+import { createValkeyClient, type ValkeyClient } from "../../shared/valkey_client.ts";
+import type { ValkeySettings } from "../../shared/valkey_settings.ts";
 import { openssl } from "./certificates.ts";
 import { eventually } from "./eventually.ts";
 import { freePort } from "./processes.ts";
@@ -34,6 +39,79 @@ export function startValkey(
 ): ReturnType<typeof startServer> {
   assertServersAllowed("a Valkey server");
   return startServer(...args);
+}
+
+/** What connectValkey takes besides the address. */
+export interface ConnectOptions {
+  username?: string;
+  password?: string;
+  /** PEM of the CA to trust: connects over TLS. */
+  tlsCa?: string;
+  /** Seeds of a cluster instead of one address. */
+  clusterNodes?: HostPort[];
+  /** Shown in CLIENT LIST (default krt-test). */
+  name?: string;
+}
+
+const quiet = createLogger({ level: "error", write: () => {} });
+
+/** The client settings for a test connection. */
+export function testSettings(target: HostPort, options: ConnectOptions = {}): ValkeySettings {
+  return {
+    valkeyAddr: options.clusterNodes ? undefined : { host: target.host, port: target.port },
+    valkeyClusterNodes: options.clusterNodes,
+    valkeyUsername: options.username ?? "",
+    valkeyPassword: options.password ?? "",
+    valkeyTls: options.tlsCa !== undefined,
+    valkeyTlsCaCert: options.tlsCa,
+    valkeyTimeout: 3000,
+  };
+}
+
+/** Resolves once `client` is connected; disconnects it and throws after `timeoutMs`. */
+async function connected(client: ValkeyClient, timeoutMs = 10_000): Promise<ValkeyClient> {
+  try {
+    await eventually("the test's Valkey connection", () => client.connected, timeoutMs, 10);
+    return client;
+  } catch (err) {
+    client.disconnect();
+    throw err;
+  }
+}
+
+/** A connected command client for the test's own reads and writes; disconnect() it. */
+export function connectValkey(
+  target: HostPort,
+  options: ConnectOptions = {},
+): Promise<ValkeyClient> {
+  return connected(
+    createValkeyClient(testSettings(target, options), {
+      name: options.name ?? "krt-test",
+      logger: quiet,
+    }),
+  );
+}
+
+/** Runs one command on a fresh connection and closes it. */
+export async function valkeyCall(
+  target: HostPort,
+  command: string,
+  ...args: (string | number)[]
+): Promise<unknown> {
+  const client = await connectValkey(target);
+  try {
+    return await client.call(command, ...args);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** A HGETALL reply as an object. */
+export function fieldsOf(reply: unknown): Record<string, string> {
+  const fields: Record<string, string> = {};
+  if (!Array.isArray(reply)) return fields;
+  for (let i = 0; i + 1 < reply.length; i += 2) fields[String(reply[i])] = String(reply[i + 1]);
+  return fields;
 }
 
 /** Certificates for TLS tests, as files (paths) and PEM text. */
@@ -168,24 +246,19 @@ export async function startSentinelGroup(
   );
   const children: Deno.ChildProcess[] = [];
   const ports = [freePort(), freePort(), freePort()];
-  const clientTls = tls ? { ca: await Deno.readTextFile(tls.ca) } : undefined;
-  const admin = (port: number) =>
-    new Valkey({
-      host: "127.0.0.1",
-      port,
-      tls: clientTls,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
+  const tlsCa = tls ? await Deno.readTextFile(tls.ca) : undefined;
+  const ask = async (port: number, ...command: string[]) => {
+    const client = await connectValkey({ host: "127.0.0.1", port }, { tlsCa });
+    try {
+      return await client.call(command[0], ...command.slice(1));
+    } finally {
+      client.disconnect();
+    }
+  };
   try {
     await eventually("the replica in sync", async () => {
-      const client = admin(replica.port);
-      client.on("error", () => {});
-      try {
-        return /master_link_status:up/.test(await client.info("replication")) || undefined;
-      } finally {
-        client.disconnect();
-      }
+      const info = String(await ask(replica.port, "INFO", "replication"));
+      return /master_link_status:up/.test(info) || undefined;
     }, 10_000);
     for (const [i, port] of ports.entries()) {
       const conf = `${dir}/sentinel-${i}.conf`;
@@ -226,15 +299,9 @@ export async function startSentinelGroup(
       "every Sentinel to know the replica and its two peers",
       async () => {
         for (const port of ports) {
-          const client = admin(port);
-          client.on("error", () => {});
-          try {
-            const replicas = await client.call("SENTINEL", "REPLICAS", master) as unknown[];
-            const peers = await client.call("SENTINEL", "SENTINELS", master) as unknown[];
-            if (replicas.length < 1 || peers.length < 2) return undefined;
-          } finally {
-            client.disconnect();
-          }
+          const replicas = await ask(port, "SENTINEL", "REPLICAS", master) as unknown[];
+          const peers = await ask(port, "SENTINEL", "SENTINELS", master) as unknown[];
+          if (replicas.length < 1 || peers.length < 2) return undefined;
         }
         return true;
       },
@@ -254,15 +321,11 @@ export async function startSentinelGroup(
     sentinels: ports.map((port) => `127.0.0.1:${port}`),
     async currentPrimary() {
       for (const port of ports) {
-        const client = admin(port);
-        client.on("error", () => {});
         try {
-          const reply = await client.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", master);
+          const reply = await ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", master);
           if (Array.isArray(reply)) return `${reply[0]}:${reply[1]}`;
         } catch {
           // this Sentinel does not answer; ask the next
-        } finally {
-          client.disconnect();
         }
       }
       return undefined;
@@ -293,20 +356,23 @@ export interface RecordingSubscriber {
 
 /** Subscribes to `channel` on the server and records what arrives. */
 export async function subscribe(
-  server: TestValkey,
+  server: HostPort,
   channel: string,
-  options: { username?: string; password?: string } = {},
+  options: ConnectOptions & { sharded?: boolean } = {},
 ): Promise<RecordingSubscriber> {
-  const client = new Valkey({
-    host: server.host,
-    port: server.port,
-    ...options,
-    maxRetriesPerRequest: 1,
-  });
   const messages: string[] = [];
-  client.on("message", (_channel: string, message: string) => messages.push(message));
-  client.on("error", () => {});
-  await client.subscribe(channel);
+  const name = `krt-test-subscriber-${crypto.randomUUID().slice(0, 8)}`;
+  const client = await connected(
+    createValkeyClient(testSettings(server, options), {
+      name,
+      logger: quiet,
+      subscription: {
+        channels: [channel],
+        sharded: options.sharded,
+        onMessage: (_channel, message) => messages.push(message),
+      },
+    }),
+  );
   return {
     messages,
     waitFor(count, timeoutMs = 3000) {
@@ -321,23 +387,26 @@ export async function subscribe(
       );
     },
     close: async () => {
-      // disconnect() alone leaves the subscription counted until the server sees the socket close.
-      await client.unsubscribe(channel).catch(() => {});
+      // The subscription counts until the server has seen the socket close.
       client.disconnect();
+      if (options.clusterNodes) return;
+      await eventually(
+        "the subscriber gone from CLIENT LIST",
+        async () => {
+          return !String(await valkeyCall(server, "CLIENT", "LIST")).includes(`name=${name} `);
+        },
+        5000,
+        20,
+      );
     },
   };
 }
 
 /** Publishes one raw message on `channel` (bypassing web); resolves to the receiver count. */
 export async function publishRaw(
-  server: TestValkey,
+  server: HostPort,
   channel: string,
   message: string,
 ): Promise<number> {
-  const client = new Valkey({ host: server.host, port: server.port, maxRetriesPerRequest: 1 });
-  try {
-    return await client.publish(channel, message);
-  } finally {
-    client.disconnect();
-  }
+  return Number(await valkeyCall(server, "PUBLISH", channel, message));
 }

@@ -7,10 +7,10 @@
  * tried again on the next tick; the worker keeps working.
  */
 
-import type { Valkey } from "iovalkey";
 import type { Logger } from "../../lib/log.ts";
 import { CLUSTERS_KEY, HEARTBEAT_INTERVAL_MS } from "../../shared/event_status.ts";
 import { describeValkeyError } from "../../shared/valkey_errors.ts";
+import type { ValkeyCommands } from "../../shared/valkey_client.ts";
 import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
 
 /** Members older than this are removed from CLUSTERS_KEY. */
@@ -18,7 +18,7 @@ export const CLUSTER_FORGET_MS = 86_400_000;
 
 /** Options for startHeartbeat. */
 export interface HeartbeatOptions {
-  client: Pick<Valkey, "multi">;
+  client: Pick<ValkeyCommands, "transaction">;
   clusterName: string;
   /** True while the replica is ready (inventory current and subscribed). */
   ready(): boolean;
@@ -50,10 +50,10 @@ export function startHeartbeat(options: HeartbeatOptions): Promise<void> {
         busy = true;
         const now = clock.now();
         try {
-          await options.client.multi()
-            .zadd(CLUSTERS_KEY, now, options.clusterName)
-            .zremrangebyscore(CLUSTERS_KEY, "-inf", now - CLUSTER_FORGET_MS)
-            .exec();
+          await options.client.transaction([
+            ["ZADD", CLUSTERS_KEY, now, options.clusterName],
+            ["ZREMRANGEBYSCORE", CLUSTERS_KEY, "-inf", now - CLUSTER_FORGET_MS],
+          ]);
           lastBeat = now;
           if (failing) options.logger.info("cluster heartbeat written again");
           failing = false;

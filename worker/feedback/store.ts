@@ -10,7 +10,8 @@
  * parsed strictly and bounded; a bad one is dropped, never trusted.
  */
 
-import type { Valkey } from "iovalkey";
+import type { ValkeyCommands } from "../../shared/valkey_client.ts";
+import { productKey } from "../../shared/valkey_keys.ts";
 import {
   BINDING_FIELD,
   type ClusterReport,
@@ -40,10 +41,11 @@ export interface ReportStore {
 }
 
 /** The report store on a Valkey connection; `channel` is VALKEY_CHANNEL. */
-export function createReportStore(client: Valkey, channel: string): ReportStore {
+export function createReportStore(client: ValkeyCommands, channel: string): ReportStore {
   return {
     async write(eventId, report) {
-      const reply = await client.eval(
+      const reply = await client.call(
+        "EVAL",
         REPORT_SCRIPT,
         1,
         statusKey(eventId),
@@ -76,7 +78,7 @@ const MAX_TARGETS = 10_000;
 
 /** Options for createTrackingStore. */
 export interface TrackingStoreOptions {
-  client: Valkey;
+  client: ValkeyCommands;
   clusterName: string;
   now?: () => number;
 }
@@ -119,13 +121,14 @@ function parseTracked(raw: string, eventId: string): TrackedEvent {
 }
 
 /**
- * Stores per cluster: `kuberollouttrigger:<cluster>:tracking:<id>` (the
+ * Stores per cluster: `{kuberollouttrigger}:<cluster>:tracking:<id>` (the
  * state, expiring TRACKING_GRACE_MS after the deadline) and the sorted set
- * `kuberollouttrigger:<cluster>:tracking` (ids by deadline) to find them.
+ * `{kuberollouttrigger}:<cluster>:tracking` (ids by deadline) to find them.
  */
 export function createTrackingStore(options: TrackingStoreOptions): TrackingStore {
   const now = options.now ?? Date.now;
-  const index = `kuberollouttrigger:${options.clusterName}:tracking`;
+  const { client } = options;
+  const index = productKey(options.clusterName, "tracking");
   const keyOf = (eventId: string) => `${index}:${eventId}`;
   return {
     async save(event) {
@@ -145,8 +148,9 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
         updated: new Date(now()).toISOString(),
       };
       const ttl = Math.max(1, event.deadline + TRACKING_GRACE_MS - now());
-      await options.client.multi()
-        .set(
+      await client.transaction([
+        [
+          "SET",
           keyOf(event.eventId),
           JSON.stringify({
             eventId: event.eventId,
@@ -158,17 +162,18 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
           }),
           "PX",
           ttl,
-        )
-        .zadd(index, event.deadline, event.eventId)
-        .zremrangebyscore(index, "-inf", now() - TRACKING_GRACE_MS)
-        .exec();
+        ],
+        ["ZADD", index, event.deadline, event.eventId],
+        ["ZREMRANGEBYSCORE", index, "-inf", now() - TRACKING_GRACE_MS],
+      ]);
     },
     async remove(eventId) {
-      await options.client.multi().del(keyOf(eventId)).zrem(index, eventId).exec();
+      await client.transaction([["DEL", keyOf(eventId)], ["ZREM", index, eventId]]);
     },
     async load() {
       const cutoff = now() - TRACKING_GRACE_MS;
-      const ids = await options.client.zrangebyscore(
+      const reply = await client.call(
+        "ZRANGEBYSCORE",
         index,
         cutoff,
         "+inf",
@@ -176,13 +181,14 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
         0,
         MAX_RESUMED,
       );
+      const ids = Array.isArray(reply) ? reply.map(String) : [];
       const events: TrackedEvent[] = [];
       let dropped = 0;
       for (const id of ids) {
-        const raw = UUID.test(id) ? await options.client.get(keyOf(id)) : null;
-        if (raw === null || raw.length > 4_000_000) {
+        const raw = UUID.test(id) ? await client.call("GET", keyOf(id)) : null;
+        if (typeof raw !== "string" || raw.length > 4_000_000) {
           dropped++;
-          await options.client.zrem(index, id);
+          await client.call("ZREM", index, id);
           continue;
         }
         try {
@@ -190,7 +196,7 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
         } catch {
           // Security: never quote the stored value; the id is a checked UUID.
           dropped++;
-          await options.client.multi().del(keyOf(id)).zrem(index, id).exec();
+          await client.transaction([["DEL", keyOf(id)], ["ZREM", index, id]]);
         }
       }
       return { events, dropped };

@@ -19,7 +19,7 @@ import {
 } from "../../helpers/valkey.ts";
 import { createLogger, type LogFields } from "../../../lib/log.ts";
 import { parseHostPort } from "../../../lib/setting_values.ts";
-import { createValkeyClient, type ValkeyClientOptions } from "../../../web/valkey_client.ts";
+import { createValkeyClient, type ValkeyClientOptions } from "../../../shared/valkey_client.ts";
 import type { ValkeySettings } from "../../../shared/valkey_settings.ts";
 import { Valkey } from "iovalkey";
 import { RespReader } from "../../../lib/resp.ts";
@@ -312,7 +312,7 @@ Deno.test({
     await Deno.writeTextFile(roots, certs.otherCa.pem);
     const script = `
       import { createValkeyClient } from ${
-      JSON.stringify(new URL("../../../web/valkey_client.ts", import.meta.url).href)
+      JSON.stringify(new URL("../../../shared/valkey_client.ts", import.meta.url).href)
     };
       import { createLogger } from ${
       JSON.stringify(new URL("../../../lib/log.ts", import.meta.url).href)

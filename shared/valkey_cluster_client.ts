@@ -1,0 +1,367 @@
+/**
+ * The client in a Valkey Cluster (VALKEY_CLUSTER_NODES). It learns which
+ * primary serves which slot from CLUSTER SLOTS of the first node that answers
+ * (the known primaries first, then the seeds given), sends each command to
+ * the primary of its key's slot on a connection of that node's own, follows
+ * MOVED (the slot moved: the map is updated and read again) and ASK (the slot
+ * is moving: that one command goes to the other node after ASKING), retries
+ * TRYAGAIN (a multi-key command during a migration) within VALKEY_TIMEOUT,
+ * and reads the map again whenever a node's connection fails, so a replica
+ * promoted in a failover is found. Commands fail at once while no node
+ * answers, as with one server. A subscriber keeps one connection, to the
+ * primary of its channel's slot (sharded PubSub must be there), and moves
+ * with it.
+ *
+ * A MOVED or ASK is only sent for a command the node did not run, so
+ * following one never runs a command twice.
+ */
+
+import { sleep } from "../lib/backoff.ts";
+import type { HostPort } from "../lib/setting_values.ts";
+import type { ValkeyArg, ValkeyClient, ValkeyClientOptions } from "./valkey_client.ts";
+import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
+import { keepConnected, type OpenContext } from "./valkey_link.ts";
+import {
+  describeValkeyTarget,
+  formatHostPort,
+  reconnectDelay,
+  type ValkeySettings,
+} from "./valkey_settings.ts";
+import type { Session } from "./valkey_session.ts";
+import {
+  keySlot,
+  parseClusterSlots,
+  parseRedirect,
+  routingKey,
+  type SlotRange,
+  SLOTS,
+} from "./valkey_slots.ts";
+import { openSession, type Stuck, type TlsOptions, tlsOptions } from "./valkey_socket.ts";
+
+/** Most redirections one command follows (a slot moving twice while we send it). */
+const MAX_REDIRECTS = 5;
+/** The slot map is read again at most this often, however many commands ask for it. */
+const MIN_REFRESH_GAP_MS = 100;
+
+/** A cluster client: a command client, or a subscriber when the options carry a subscription. */
+export function createClusterClient(
+  settings: ValkeySettings,
+  options: ValkeyClientOptions,
+): ValkeyClient {
+  return options.subscription
+    ? createClusterSubscriber(settings, options)
+    : createClusterCommands(settings, options);
+}
+
+/** The slot map: which primary serves each slot, by address. */
+class SlotMap {
+  readonly #owners = new Array<string | undefined>(SLOTS);
+  readonly #addresses = new Map<string, HostPort>();
+
+  constructor(ranges: SlotRange[] = []) {
+    for (const range of ranges) {
+      for (let slot = range.first; slot <= range.last; slot++) this.assign(slot, range.primary);
+    }
+  }
+
+  assign(slot: number, primary: HostPort): void {
+    const key = formatHostPort(primary);
+    this.#addresses.set(key, primary);
+    this.#owners[slot] = key;
+  }
+
+  owner(slot: number): HostPort | undefined {
+    const key = this.#owners[slot];
+    return key === undefined ? undefined : this.#addresses.get(key);
+  }
+
+  primaries(): HostPort[] {
+    const serving = new Set(this.#owners);
+    return [...this.#addresses].filter(([key]) => serving.has(key)).map(([, address]) => address);
+  }
+}
+
+/** The addresses to ask for the map: the primaries known, then the seeds, each once. */
+function candidates(map: SlotMap, seeds: HostPort[]): HostPort[] {
+  const seen = new Set<string>();
+  return [...map.primaries(), ...seeds].filter((address) => {
+    const key = formatHostPort(address);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** Reads the slot map from the first node that gives one, opening each with `sessionOf`. */
+async function readSlotMap(
+  addresses: HostPort[],
+  sessionOf: (address: HostPort) => Promise<Session>,
+): Promise<SlotMap> {
+  let last: unknown;
+  for (const address of addresses) {
+    try {
+      const ranges = parseClusterSlots(
+        await (await sessionOf(address)).send(["CLUSTER", "SLOTS"]),
+        address,
+      );
+      if (ranges.length > 0) return new SlotMap(ranges);
+      last = new Error(`${formatHostPort(address)} serves no slots: is the cluster created?`);
+    } catch (err) {
+      last = /cluster support disabled/i.test(String((err as Error)?.message))
+        ? new Error(
+          `${
+            formatHostPort(address)
+          } is not in cluster mode; use VALKEY_ADDR instead of VALKEY_CLUSTER_NODES`,
+        )
+        : err;
+    }
+  }
+  throw new ClusterUnreachable(last);
+}
+
+/** No node of the cluster gave its slot map. */
+class ClusterUnreachable extends Error {
+  constructor(readonly last: unknown) {
+    super(
+      `no Valkey Cluster node answered CLUSTER SLOTS. Last error: ${describeValkeyError(last)}`,
+    );
+  }
+}
+
+/** The subscriber: one connection to the primary of the channel's slot, reopened where it moves. */
+function createClusterSubscriber(
+  settings: ValkeySettings,
+  options: ValkeyClientOptions,
+): ValkeyClient {
+  const seeds = settings.valkeyClusterNodes ?? [];
+  let known = new SlotMap();
+  return keepConnected(
+    settings,
+    options,
+    describeValkeyTarget(settings),
+    async ({ tls, stuck }: OpenContext) => {
+      const open = (address: HostPort) =>
+        openSession(address, { settings, tls, name: options.name, stuck });
+      const asked: Session[] = [];
+      try {
+        known = await readSlotMap(candidates(known, seeds), async (address) => {
+          const session = await open(address);
+          asked.push(session);
+          return session;
+        });
+      } finally {
+        for (const session of asked) session.close();
+      }
+      const slot = keySlot(options.subscription!.channels[0]);
+      const primary = known.owner(slot);
+      if (!primary) {
+        throw new Error(`no Valkey Cluster primary serves slot ${slot} (cluster down?)`);
+      }
+      return { session: await open(primary), fields: { node: formatHostPort(primary) } };
+    },
+  );
+}
+
+/** A connection to one node, opened on first use and dropped when it fails. */
+interface Link {
+  session?: Session;
+  opening?: Promise<Session>;
+  stuck: Stuck;
+}
+
+/** The command client: a connection per primary, commands routed by slot. */
+function createClusterCommands(
+  settings: ValkeySettings,
+  options: ValkeyClientOptions,
+): ValkeyClient {
+  const seeds = settings.valkeyClusterNodes ?? [];
+  const tls: TlsOptions | undefined = tlsOptions(settings);
+  const log = options.logger.child({
+    valkey: describeValkeyTarget(settings),
+    connection: options.name,
+  });
+  const stop = new AbortController();
+  const links = new Map<string, Link>();
+  let map = new SlotMap();
+  let connected = false;
+  let lastError = "";
+  let refreshWanted: (() => void) | undefined;
+  let lastRefresh = 0;
+
+  /** Asks the run loop to read the map again (at most every MIN_REFRESH_GAP_MS). */
+  const wantRefresh = () => refreshWanted?.();
+
+  const sessionFor = (address: HostPort): Promise<Session> => {
+    const key = formatHostPort(address);
+    let link = links.get(key);
+    if (link?.session) return Promise.resolve(link.session);
+    if (link?.opening) return link.opening;
+    link = { stuck: link?.stuck ?? {} };
+    links.set(key, link);
+    const opening = openSession(address, { settings, tls, name: options.name, stuck: link.stuck });
+    link.opening = opening.then((session) => {
+      link.session = session;
+      link.opening = undefined;
+      session.ended.then((why) => {
+        if (links.get(key) === link) links.delete(key);
+        if (why && !stop.signal.aborted) {
+          log.warn("valkey cluster node connection lost", {
+            node: key,
+            error: describeValkeyError(why),
+          });
+          wantRefresh();
+        }
+      });
+      if (stop.signal.aborted) session.close();
+      return session;
+    }, (err) => {
+      if (links.get(key) === link) links.delete(key);
+      wantRefresh();
+      throw err;
+    });
+    return link.opening;
+  };
+
+  const refresh = async () => {
+    lastRefresh = performance.now();
+    map = await readSlotMap(candidates(map, seeds), sessionFor);
+    // Connections to nodes that serve nothing any more (a demoted primary) are closed.
+    const serving = new Set(map.primaries().map(formatHostPort));
+    for (const [key, link] of links) {
+      if (!serving.has(key) && link.session) {
+        links.delete(key);
+        link.session.close();
+      }
+    }
+  };
+
+  const run = async () => {
+    const stopped = abortedOf(stop.signal);
+    for (let attempt = 0; !stop.signal.aborted;) {
+      const wanted = new Promise<void>((resolve) => refreshWanted = resolve);
+      try {
+        await refresh();
+      } catch (err) {
+        if (stop.signal.aborted) break;
+        if (connected) {
+          connected = false;
+          log.warn("valkey connection lost; reconnecting", { error: describeValkeyError(err) });
+          options.onStateChange?.(false);
+        }
+        const cause = err instanceof ClusterUnreachable ? err.last : err;
+        const message = describeConnectionError(cause, tls !== undefined);
+        if (message !== lastError) log.warn("valkey connection error", { error: message });
+        lastError = message;
+        await sleep(reconnectDelay(attempt++, settings), stop.signal);
+        continue;
+      }
+      attempt = 0;
+      lastError = "";
+      if (!connected) {
+        connected = true;
+        log.info("valkey connected", { primaries: map.primaries().map(formatHostPort).join(",") });
+        options.onStateChange?.(true);
+      }
+      await Promise.race([wanted, stopped]);
+      const gap = lastRefresh + MIN_REFRESH_GAP_MS - performance.now();
+      if (gap > 0) await sleep(gap, stop.signal);
+    }
+    for (const link of links.values()) link.session?.close();
+    links.clear();
+    if (connected) {
+      connected = false;
+      log.info("valkey connection closed");
+      options.onStateChange?.(false);
+    }
+  };
+  run();
+
+  /** Runs `send` at the primary of `key`'s slot, following redirections. */
+  const route = async <T>(
+    key: string | undefined,
+    send: (session: Session, asking: boolean) => Promise<T>,
+  ): Promise<T> => {
+    if (!connected) throw new Error("Valkey is not connected");
+    const deadline = performance.now() + settings.valkeyTimeout;
+    let target = key === undefined ? map.primaries()[0] : map.owner(keySlot(key));
+    let asking = false;
+    for (let hops = 0;;) {
+      if (!target) {
+        wantRefresh();
+        throw new Error(
+          `no Valkey Cluster primary serves slot ${keySlot(key ?? "")} (cluster down?)`,
+        );
+      }
+      try {
+        return await send(await sessionFor(target), asking);
+      } catch (err) {
+        const next = await redirection(err, target, hops, deadline);
+        if (!next) throw err;
+        if (next.moved) {
+          map.assign(next.slot, next.to);
+          wantRefresh();
+        }
+        target = next.to;
+        // After a TRYAGAIN (slot -1) the same node is asked the same way again.
+        if (next.slot >= 0) {
+          hops++;
+          asking = !next.moved;
+        }
+      }
+    }
+  };
+
+  return {
+    get connected() {
+      return connected;
+    },
+    call(command, ...args) {
+      const full: ValkeyArg[] = [command, ...args];
+      return route(routingKey(full), async (session, asking) => {
+        if (!asking) return await session.send(full);
+        const [, reply] = await Promise.all([session.send(["ASKING"]), session.send(full)]);
+        return reply;
+      });
+    },
+    transaction(commands) {
+      const key = commands.map(routingKey).find((k) => k !== undefined);
+      return route(key, (session, asking) => session.transaction(commands, asking));
+    },
+    disconnect() {
+      stop.abort();
+      for (const link of links.values()) link.session?.close();
+    },
+  };
+}
+
+/**
+ * Where to send a refused command next: the node a MOVED or ASK names, or
+ * the same node again after a TRYAGAIN (slot -1), or undefined to give up.
+ */
+async function redirection(
+  err: unknown,
+  from: HostPort,
+  hops: number,
+  deadline: number,
+): Promise<{ to: HostPort; slot: number; moved: boolean } | undefined> {
+  if (hops >= MAX_REDIRECTS || performance.now() >= deadline) return undefined;
+  const redirect = parseRedirect(err);
+  if (redirect) {
+    // An empty host is the node that answered.
+    const to = redirect.to.host === "" ? { host: from.host, port: redirect.to.port } : redirect.to;
+    return { to, slot: redirect.slot, moved: redirect.kind === "MOVED" };
+  }
+  if (err instanceof Error && err.name === "ReplyError" && err.message.startsWith("TRYAGAIN")) {
+    await sleep(Math.min(100, Math.max(0, deadline - performance.now())));
+    return { to: from, slot: -1, moved: false };
+  }
+  return undefined;
+}
+
+/** A promise that resolves when `signal` aborts. */
+function abortedOf(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
