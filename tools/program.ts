@@ -48,7 +48,8 @@ export function startProgram(options: ProgramOptions): Program {
   const permissions = options.permissions ?? [`-P=${options.args[0]}`];
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...permissions, "main.ts", ...options.args],
-    cwd: ROOT,
+    // KRT_PROGRAM_ROOT runs another checkout (bench before/after on the same bench code).
+    cwd: Deno.env.get("KRT_PROGRAM_ROOT") ?? ROOT,
     env,
     clearEnv: true,
     stdin: "null",

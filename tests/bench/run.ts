@@ -9,12 +9,11 @@
 import { ensureControlPlaneAssets, startControlPlane } from "../helpers/control_plane.ts";
 import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { ROOT, startWeb } from "../helpers/program.ts";
-import { startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
+import { startValkey, subscribe, type TestValkey, valkeyCall } from "../helpers/valkey.ts";
 import { benchEndToEnd, benchWorkerScale } from "./worker_bench.ts";
 import { benchSignatures } from "./signature_bench.ts";
 import { cpuSeconds, peakRssMiB, resetPeakRss, rssMiB } from "./proc.ts";
 import { GO_REFERENCE } from "./reference.ts";
-import { Valkey } from "iovalkey";
 import {
   emptyCounts,
   MAX_REPORTED_DEPLOYMENTS,
@@ -276,14 +275,15 @@ async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: str
     body: '{"image":"ghcr.io/acme/app:dev"}',
   });
   const { id } = await posted.json();
-  const client = new Valkey({ host: valkey.host, port: valkey.port });
   const deployments = Array.from({ length: MAX_REPORTED_DEPLOYMENTS }, (_, i) => ({
     namespace: "bench",
     name: `app-${i}`,
     result: "restarted",
     rollout: { state: "complete", replicas: 3, updated: 3, ready: 3, available: 3 },
   }));
-  await client.hset(
+  await valkeyCall(
+    valkey,
+    "HSET",
     statusKey(id),
     reportField("bench"),
     JSON.stringify({
@@ -296,7 +296,6 @@ async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: str
       updated: new Date().toISOString(),
     }),
   );
-  client.disconnect();
   const reader = await signTokens(issuer, 1);
   const readToken = (await Deno.readTextFile(reader)).trim();
   await Deno.remove(reader);

@@ -8,6 +8,7 @@
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { parseCommandLine, summarizeConfig } from "../../config/command_line.ts";
 import { ConfigError } from "../../shared/errors.ts";
+import { describeValkeyTarget, reconnectDelay } from "../../shared/valkey_settings.ts";
 import { parsePemCertificates, parsePemPrivateKey } from "../../lib/setting_values.ts";
 
 const SECRET = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
@@ -178,4 +179,67 @@ Deno.test("security: the startup summary shows the CA file path and Sentinels, a
   assertEquals(summary.VALKEY_TLS_CLIENT_KEY, "(set)");
   assertEquals(summary.VALKEY_SENTINEL_PASSWORD, "(set)");
   assert(!JSON.stringify(summary).includes(SECRET));
+});
+
+Deno.test("VALKEY_CLUSTER_NODES puts both modes in cluster mode instead of VALKEY_ADDR, and excludes VALKEY_ADDR and Sentinel", async (t) => {
+  await t.step("cluster nodes alone: no VALKEY_ADDR needed, every seed parsed", () => {
+    for (const mode of ["web", "worker"] as const) {
+      const env: Record<string, string> = {
+        ...WORKER_ENV,
+        GITHUB_OIDC_AUDIENCE: "a",
+        GITHUB_ALLOWED_ORG: "acme",
+        VALKEY_CLUSTER_NODES: "clustercfg.example.cache.amazonaws.com:6379, [::1]:7001",
+      };
+      const parsed = parseCommandLine(mode, [], (n) => env[n]);
+      assert(parsed.kind === "config");
+      assertEquals(parsed.config.valkeyAddr, undefined);
+      assertEquals(parsed.config.valkeyClusterNodes, [
+        { host: "clustercfg.example.cache.amazonaws.com", port: 6379 },
+        { host: "::1", port: 7001 },
+      ]);
+    }
+  });
+  await t.step("with VALKEY_ADDR or VALKEY_SENTINELS: both problems at once", () => {
+    assertEquals(
+      problems("worker", {
+        ...WORKER_ENV,
+        VALKEY_ADDR: "127.0.0.1:6379",
+        VALKEY_SENTINELS: "127.0.0.1:26379",
+        VALKEY_SENTINEL_MASTER: "m",
+        VALKEY_CLUSTER_NODES: "127.0.0.1:7000",
+      }),
+      [
+        "VALKEY_ADDR (--valkey-addr) and VALKEY_SENTINELS (--valkey-sentinels) exclude each other: with Sentinel the primary's address comes from the Sentinels",
+        "VALKEY_ADDR (--valkey-addr) and VALKEY_CLUSTER_NODES (--valkey-cluster-nodes) exclude each other: in cluster mode the nodes come from the cluster's slot map",
+        "VALKEY_SENTINELS (--valkey-sentinels) and VALKEY_CLUSTER_NODES (--valkey-cluster-nodes) exclude each other: a Valkey Cluster fails over by itself, without Sentinel",
+      ],
+    );
+  });
+  await t.step("a bad node names the item", () => {
+    assertEquals(
+      problems("worker", { ...WORKER_ENV, VALKEY_CLUSTER_NODES: "node-1:7000,node-2" }),
+      [
+        `VALKEY_CLUSTER_NODES (--valkey-cluster-nodes) "node-1:7000,node-2": "node-2": expected host:port (IPv6 as [::1]:6379)`,
+      ],
+    );
+  });
+});
+
+Deno.test("in a cluster the logs name the seeds, and reconnects back off to at most a second (a failover is wanted fast)", () => {
+  const base = {
+    valkeyUsername: "",
+    valkeyPassword: "",
+    valkeyTls: false,
+    valkeyTimeout: 1000,
+  };
+  const cluster = {
+    ...base,
+    valkeyClusterNodes: [{ host: "10.0.0.1", port: 7000 }, { host: "::1", port: 7001 }],
+  };
+  assertEquals(describeValkeyTarget(cluster), "cluster via 10.0.0.1:7000,[::1]:7001");
+  const one = { ...base, valkeyAddr: { host: "10.0.0.1", port: 6379 } };
+  const longest = (settings: typeof base) =>
+    Math.max(...Array.from({ length: 200 }, () => reconnectDelay(20, settings)));
+  assert(longest(cluster) <= 1000, `cluster backoff reached ${longest(cluster)} ms`);
+  assert(longest(one) > 1000, "one server backs off further");
 });
