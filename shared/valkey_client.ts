@@ -31,9 +31,12 @@ export interface ValkeyCommands {
   /** Sends one command and resolves with its reply; an error reply rejects with a ReplyError. */
   call(command: string, ...args: ValkeyArg[]): Promise<unknown>;
   /**
-   * Runs the commands as one MULTI/EXEC on one connection: all or none. In a
-   * cluster their keys must share a slot. Resolves with their replies; rejects
-   * with the first refusal.
+   * Runs the commands as one MULTI/EXEC on one connection: none runs when one
+   * is refused while queueing (a wrong command, a MOVED), and no other
+   * client's command runs between them. Valkey does not roll back, so a
+   * command refused while running (WRONGTYPE) leaves the others done. In a
+   * cluster their keys must share a slot. Resolves with their replies;
+   * rejects with the first refusal.
    */
   transaction(commands: ValkeyArg[][]): Promise<unknown[]>;
 }

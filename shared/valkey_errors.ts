@@ -63,6 +63,9 @@ export function describeConnectionError(err: unknown, tls: boolean): string {
 export function describeValkeyError(err: unknown): string {
   if (!(err instanceof Error) || err.name !== "ReplyError") return describeError(err);
   const text = describeError(err);
+  if (/^(MOVED|ASK) \d+ \S+$/.test(text)) {
+    return `${text}: a Valkey Cluster node answered; give the cluster's nodes as VALKEY_CLUSTER_NODES instead of VALKEY_ADDR`;
+  }
   const quote = text.search(/['"`]/);
   if (quote < 0) return text;
   return `${text.slice(0, quote).replace(/[\s,:;(]+$/, "")} (rest of the reply not shown)`;

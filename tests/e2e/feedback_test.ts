@@ -10,7 +10,6 @@
 // deno-lint-ignore-file no-explicit-any
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { readAction, runAction, startTokenService } from "../helpers/action_runner.ts";
-import { Valkey } from "iovalkey";
 import {
   type Cluster,
   deploymentManifest,
@@ -24,7 +23,7 @@ import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.t
 import { type Program, startWeb, startWorker } from "../helpers/program.ts";
 import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey, type TestValkey } from "../helpers/valkey.ts";
+import { connectValkey, startValkey, type TestValkey } from "../helpers/valkey.ts";
 import { CLUSTERS_KEY } from "../../shared/event_status.ts";
 
 const CHANNEL = "krt-feedback-e2e";
@@ -117,11 +116,11 @@ async function worker(
   }, kubeconfig);
   env.workers.push(program);
   // Web counts a cluster as live from its heartbeat, sent once the worker is ready.
-  const client = new Valkey({ host: env.valkey.host, port: env.valkey.port });
+  const client = await connectValkey(env.valkey);
   try {
     await eventually(
       `the heartbeat of ${name}`,
-      async () => (await client.zscore(CLUSTERS_KEY, name)) !== null || undefined,
+      async () => (await client.call("ZSCORE", CLUSTERS_KEY, name)) !== null || undefined,
       30_000,
     );
   } finally {

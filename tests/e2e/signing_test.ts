@@ -10,7 +10,6 @@
 
 // Assertions index into API objects.
 // deno-lint-ignore-file no-explicit-any
-import { Valkey } from "iovalkey";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { deploymentManifest, eventually, openCluster } from "../helpers/cluster.ts";
 import { requireControlPlane } from "../helpers/control_plane.ts";
@@ -18,7 +17,13 @@ import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.t
 import { type Program, startWeb, startWorker } from "../helpers/program.ts";
 import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { publishRaw, startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
+import {
+  connectValkey,
+  publishRaw,
+  startValkey,
+  subscribe,
+  type TestValkey,
+} from "../helpers/valkey.ts";
 import { createSigner } from "../../web/event_signer.ts";
 import { parseSigningKey } from "../../shared/event_keys.ts";
 import { BINDING_FIELD, statusKey } from "../../shared/event_status.ts";
@@ -89,7 +94,7 @@ Deno.test({
     const issuer = await startIssuer();
     const valkey = await startValkey();
     const recorder = await subscribe(valkey, CHANNEL);
-    const admin = new Valkey({ host: valkey.host, port: valkey.port, maxRetriesPerRequest: 1 });
+    const admin = await connectValkey(valkey, { name: "krt-test-admin" });
     const programs: Program[] = [];
     const [oldKey, newKey, strangerKey] = await Promise.all([
       generateKeyPair(),
@@ -212,7 +217,11 @@ Deno.test({
           assertEquals(await restartedAt("target"), before, "a forgery restarted the target");
           assertEquals(await statusOf(webOld.url, issuer, liftedId), 404);
           await stranger.program.stop();
-          assertEquals(await admin.exists(statusKey(liftedId)), 0, "no report for a forgery");
+          assertEquals(
+            await admin.call("EXISTS", statusKey(liftedId)),
+            0,
+            "no report for a forgery",
+          );
           const metrics = await (await fetch(`${worker.healthUrl}/metrics`)).text();
           for (
             const reason of ["unknown_key", "unsigned", "bad_signature", "replayed", "expired"]
@@ -241,14 +250,19 @@ Deno.test({
           await handled(worker.program, accepted.id);
           assertEquals(await statusOf(webOld.url, issuer, accepted.id), 200);
           const key = statusKey(accepted.id);
-          const binding = JSON.parse((await admin.hget(key, BINDING_FIELD))!);
+          const binding = JSON.parse(String(await admin.call("HGET", key, BINDING_FIELD)));
           assertMatch(binding.sig, /^[A-Za-z0-9_-]{86}$/);
-          await admin.hset(key, BINDING_FIELD, JSON.stringify({ ...binding, tags: ["prod"] }));
+          await admin.call(
+            "HSET",
+            key,
+            BINDING_FIELD,
+            JSON.stringify({ ...binding, tags: ["prod"] }),
+          );
           assertEquals(await statusOf(webOld.url, issuer, accepted.id), 404, "altered binding");
           const { kid: _kid, sig: _sig, ...unsigned } = binding;
-          await admin.hset(key, BINDING_FIELD, JSON.stringify(unsigned));
+          await admin.call("HSET", key, BINDING_FIELD, JSON.stringify(unsigned));
           assertEquals(await statusOf(webOld.url, issuer, accepted.id), 404, "unsigned binding");
-          await admin.hset(key, BINDING_FIELD, JSON.stringify(binding));
+          await admin.call("HSET", key, BINDING_FIELD, JSON.stringify(binding));
           assertEquals(await statusOf(webOld.url, issuer, accepted.id), 200, "restored binding");
         },
       );
@@ -307,7 +321,7 @@ Deno.test({
     } finally {
       for (const program of programs) await program.stop();
       admin.disconnect();
-      recorder.close();
+      await recorder.close();
       await valkey.stop();
       await issuer.stop();
       await cluster.cleanup();

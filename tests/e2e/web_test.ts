@@ -14,11 +14,15 @@ import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.t
 import { type Program, startWeb } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import {
+  connectValkey,
+  fieldsOf,
   type RecordingSubscriber,
   startValkey,
   subscribe,
   type TestValkey,
 } from "../helpers/valkey.ts";
+import { statusKey } from "../../shared/event_status.ts";
+import { productKey } from "../../shared/valkey_keys.ts";
 
 const ACCESS_DENIED = '{"error":"access denied"}';
 const CHANNEL = "krt-e2e";
@@ -193,17 +197,21 @@ Deno.test({
       await t.step(
         "Valkey holds hashes of the jti and of repository_id, never the token or its claims",
         async () => {
-          const { Valkey } = await import("iovalkey");
-          const client = new Valkey({ host: env.valkey.host, port: env.valkey.port });
+          const client = await connectValkey(env.valkey);
           try {
-            const keys = await client.keys("*");
-            const replayKey = /^kuberollouttrigger:jti:[0-9a-f]{64}$/;
-            const statusKey = /^kuberollouttrigger:event-status:[0-9a-f-]{36}$/;
-            assert(keys.some((k) => replayKey.test(k)), keys.join());
-            assert(keys.every((k) => replayKey.test(k) || statusKey.test(k)), keys.join());
+            const keys = (await client.call("KEYS", "*") as unknown[]).map(String);
+            // The product's own key names: its hash tag, then the kind, then a hash or an event id.
+            const named = (prefix: string, rest: RegExp) => (k: string) =>
+              k.startsWith(prefix) && rest.test(k.slice(prefix.length));
+            const replayKey = named(productKey("jti", ""), /^[0-9a-f]{64}$/);
+            const isStatusKey = named(statusKey(""), /^[0-9a-f-]{36}$/);
+            assert(keys.some(replayKey), keys.join());
+            assert(keys.every((k) => replayKey(k) || isStatusKey(k)), keys.join());
             const values = await Promise.all(
               keys.map(async (k) =>
-                statusKey.test(k) ? JSON.stringify(await client.hgetall(k)) : await client.get(k)
+                isStatusKey(k)
+                  ? JSON.stringify(fieldsOf(await client.call("HGETALL", k)))
+                  : String(await client.call("GET", k))
               ),
             );
             const all = keys.join() + values.join();

@@ -100,6 +100,24 @@ Deno.test({
       assertEquals(find(docs, "PrometheusRule").length, 1);
       assertEquals(find(docs, "Deployment", "kuberollouttrigger-valkey").length, 1);
     });
+    await t.step(
+      "a Valkey Cluster: both modes get VALKEY_CLUSTER_NODES and no VALKEY_ADDR",
+      async () => {
+        const { docs } = await render(helmBin!, "krt", [
+          "--set",
+          "valkey.clusterNodes={clustercfg.example:6379,10.0.0.2:6379}",
+        ]);
+        for (const name of ["kuberollouttrigger-web", "kuberollouttrigger-worker"]) {
+          const env = find(docs, "Deployment", name)[0].spec.template.spec.containers[0].env;
+          assertEquals(
+            env.find((e: Doc) => e.name === "VALKEY_CLUSTER_NODES")?.value,
+            "clustercfg.example:6379,10.0.0.2:6379",
+            name,
+          );
+          assert(!env.some((e: Doc) => e.name === "VALKEY_ADDR"), `${name} has VALKEY_ADDR`);
+        }
+      },
+    );
     await t.step("cluster scope: one ClusterRole and binding, no Role", async () => {
       const { docs } = await render(helmBin!, "krt", [
         "--set",
@@ -124,6 +142,10 @@ Deno.test({
       [["--set", "worker.watchNamespaces=null"], /worker\.watchNamespaces is empty/],
       [["--set", "rbac.scope=everywhere"], /rbac\.scope must be namespaced or cluster/],
       [["--set", "image.digest=latest"], /image\.digest must be sha256:/],
+      [
+        ["--set", "valkey.addr=v:6379", "--set", "valkey.clusterNodes={a:7000}"],
+        /valkey\.addr and valkey\.clusterNodes exclude each other/,
+      ],
       [
         [
           "--set",

@@ -6,9 +6,9 @@
  * tests/e2e/, built by valkeyWebParts() below.
  */
 
-import type { Valkey } from "iovalkey";
 import type { ClusterReport, StatusBinding } from "../../shared/event_status.ts";
 import type { Logger } from "../../lib/log.ts";
+import type { ValkeyCommands } from "../../shared/valkey_client.ts";
 import {
   createPublisher,
   fillAnswer,
@@ -118,11 +118,22 @@ export interface ValkeyWebParts {
  * server. The one place to follow when their constructors change.
  */
 export function valkeyWebParts(
-  client: Valkey,
-  options: { channel: string; logger: Logger; replayWaitMs?: number },
+  client: ValkeyCommands,
+  options: {
+    channel: string;
+    logger: Logger;
+    replayWaitMs?: number;
+    /** SPUBLISH for sharded PubSub in a cluster; default PUBLISH. */
+    publishCommand?: "PUBLISH" | "SPUBLISH";
+  },
 ): ValkeyWebParts {
   return {
-    publisher: createPublisher({ client, channel: options.channel, statusTtlMs: 60_000 }),
+    publisher: createPublisher({
+      client,
+      channel: options.channel,
+      publishCommand: options.publishCommand,
+      statusTtlMs: 60_000,
+    }),
     replay: createReplayGuard({
       clockToleranceMs: 15_000,
       maxTokenAgeMs: 600_000,

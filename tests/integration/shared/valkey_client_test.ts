@@ -1,28 +1,30 @@
 /**
- * Web's Valkey client (web/valkey_client.ts) against a real Valkey-
- * compatible server: replies matched to their commands under pipelining and
- * after a timeout, fail-fast while disconnected, what the log says when a
- * connection is closed or drops, a subscriber that subscribes again after a
- * restart, TLS with a private CA (by name, by IP, mutual) and the one line each
- * TLS mistake gives, Sentinel discovery and failover. The worker's client is
- * proven the same way in valkey_test.ts.
+ * The one Valkey client of both modes (shared/valkey_client.ts) against a real
+ * Valkey-compatible server: replies matched to their commands under
+ * pipelining and after a timeout, transactions that run all together and stay
+ * contiguous among other commands, fail-fast while disconnected, what the log
+ * says when a connection is closed or drops, a subscriber that subscribes
+ * again after a restart (classic SUBSCRIBE outside a cluster, even when asked
+ * for sharded), TLS with a private CA (by name, by IP, mutual) and the one
+ * line each TLS mistake gives, Sentinel discovery and failover.
  */
 
 import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
 import { eventually } from "../../helpers/cluster.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
 import {
+  connectValkey,
   generateValkeyCertificates,
   type ServerTls,
   startSentinelGroup,
   startValkey,
+  valkeyCall,
 } from "../../helpers/valkey.ts";
 import { createLogger, type LogFields } from "../../../lib/log.ts";
 import { parseHostPort } from "../../../lib/setting_values.ts";
 import { createValkeyClient, type ValkeyClientOptions } from "../../../shared/valkey_client.ts";
 import type { ValkeySettings } from "../../../shared/valkey_settings.ts";
-import { Valkey } from "iovalkey";
-import { RespReader } from "../../../lib/resp.ts";
+import { ReplyError, RespReader } from "../../../lib/resp.ts";
 
 const skip = withoutValkey();
 const options = { ignore: skip, sanitizeOps: false, sanitizeResources: false };
@@ -87,7 +89,7 @@ Deno.test({
     "createValkeyClient() answers every pipelined command with its own reply, also after one timed out",
   async fn(t) {
     const valkey = await startValkey();
-    const admin = new Valkey({ host: valkey.host, port: valkey.port, maxRetriesPerRequest: 1 });
+    const admin = await connectValkey(valkey, { name: "krt-test-admin" });
     const { client: c, lines, connected } = client(settings(valkey.addr, { valkeyTimeout: 500 }));
     try {
       await connected();
@@ -125,6 +127,113 @@ Deno.test({
     } finally {
       c.disconnect();
       admin.disconnect();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient().transaction() runs its commands as one MULTI/EXEC, contiguous among other commands",
+  async fn(t) {
+    const valkey = await startValkey();
+    const { client: c, connected } = client(settings(valkey.addr));
+    const other = client(settings(valkey.addr));
+    try {
+      await connected();
+      await other.connected();
+      await t.step("every command's reply, in order", async () => {
+        assertEquals(
+          await c.transaction([
+            ["SET", "tx:k", "1"],
+            ["INCR", "tx:k"],
+            ["HSET", "tx:h", "a", "1", "b", "ü"],
+            ["HGETALL", "tx:h"],
+            ["GET", "tx:missing"],
+          ]),
+          ["OK", 2, 2, ["a", "1", "b", "ü"], null],
+        );
+      });
+      await t.step(
+        "a command refused while queueing: nothing runs, and the refusal rejects",
+        async () => {
+          await c.call("SET", "tx:untouched", "before");
+          const err = await c.transaction([
+            ["SET", "tx:untouched", "after"],
+            ["GET"],
+          ]).then(() => undefined, (e) => e);
+          assert(err instanceof ReplyError, `expected a ReplyError, got ${err}`);
+          assertMatch(err.message, /^ERR wrong number of arguments/);
+          assertEquals(await c.call("GET", "tx:untouched"), "before");
+        },
+      );
+      await t.step(
+        "a command refused at run time (WRONGTYPE) rejects with that error; the connection stays in step",
+        async () => {
+          await c.call("SET", "tx:string", "text");
+          const err = await c.transaction([
+            ["INCR", "tx:counter"],
+            ["HSET", "tx:string", "f", "v"],
+            ["INCR", "tx:counter"],
+          ]).then(() => undefined, (e) => e);
+          assert(err instanceof ReplyError, `expected a ReplyError, got ${err}`);
+          assertMatch(err.message, /^WRONGTYPE /);
+          // Valkey does not roll back at run time: the commands around the refused one ran.
+          assertEquals(await c.call("GET", "tx:counter"), "2");
+          assertEquals(await c.call("ECHO", "after"), "after");
+          assertEquals(await c.transaction([["ECHO", "again"]]), ["again"]);
+        },
+      );
+      await t.step(
+        "50 transactions at once among plain commands and another client's: each stays whole",
+        async () => {
+          await c.call("DEL", "tx:a", "tx:b", "tx:plain");
+          let writing = true;
+          const observed: unknown[][] = [];
+          // Another connection reads both counters, in one transaction, while they are written.
+          const observer = (async () => {
+            while (writing) {
+              observed.push(
+                await other.client.transaction([["GET", "tx:a"], ["GET", "tx:b"]])
+                  .catch((e: Error) => [e.message, "a failed read"]),
+              );
+              await new Promise((r) => setTimeout(r, 0));
+            }
+          })();
+          // A failure is kept as the value: the loop below awaits while others are in flight.
+          const transactions: Promise<unknown>[] = [];
+          const plainCalls: Promise<unknown>[] = [];
+          for (let i = 0; i < 50; i++) {
+            transactions.push(
+              c.transaction([["INCR", "tx:a"], ["INCR", "tx:b"]]).catch((e: Error) => e),
+            );
+            // A plain command between them must not land inside a MULTI block (it would answer QUEUED).
+            plainCalls.push(c.call("INCR", "tx:plain").catch((e: Error) => e));
+            // Now and then a turn of the event loop, so some go out in writes of their own.
+            if (i % 5 === 4) await new Promise((r) => setTimeout(r, 0));
+          }
+          const pairs = await Promise.all(transactions);
+          const plain = await Promise.all(plainCalls);
+          writing = false;
+          await observer;
+          for (const pair of pairs) {
+            assert(Array.isArray(pair) && pair[0] === pair[1], `a transaction answered ${pair}`);
+          }
+          assertEquals(
+            pairs.map((pair) => (pair as number[])[0]).sort((x, y) => x - y),
+            Array.from({ length: 50 }, (_, i) => i + 1),
+          );
+          assertEquals(plain.sort((x, y) => Number(x) - Number(y)), pairs.map((_, i) => i + 1));
+          assert(observed.length > 0);
+          for (const [a, b] of observed) assertEquals(a, b, `observed a=${a} b=${b}`);
+          assertEquals(await c.transaction([["GET", "tx:a"], ["GET", "tx:b"]]), ["50", "50"]);
+          assertEquals(await c.call("GET", "tx:plain"), "50");
+        },
+      );
+    } finally {
+      c.disconnect();
+      other.client.disconnect();
       await valkey.stop();
     }
   },
@@ -210,7 +319,9 @@ Deno.test({
       "&other",
       "+@all",
     ]);
-    const admin = new Valkey({ host: valkey.host, port: valkey.port, maxRetriesPerRequest: 1 });
+    const admin = await connectValkey(valkey, { name: "krt-test-admin" });
+    const publish = async (channel: string, message: string) =>
+      Number(await admin.call("PUBLISH", channel, message));
     try {
       await t.step("messages, and again after the server restarts", async () => {
         const got: string[] = [];
@@ -220,15 +331,15 @@ Deno.test({
         try {
           await eventually(
             "subscribed",
-            async () => await admin.publish("a", "x") === 1 || undefined,
+            async () => await publish("a", "x") === 1 || undefined,
           );
-          await admin.publish("b", "y");
-          await admin.publish("elsewhere", "z");
+          await publish("b", "y");
+          await publish("elsewhere", "z");
           await eventually("two messages", () => got.includes("b:y") || undefined);
           await valkey.restart();
           await eventually(
             "subscribed again",
-            async () => await admin.publish("a", "after").catch(() => 0) === 1 || undefined,
+            async () => await publish("a", "after").catch(() => 0) === 1 || undefined,
             10_000,
           );
           await eventually("the message after", () => got.includes("a:after") || undefined);
@@ -262,6 +373,34 @@ Deno.test({
       });
     } finally {
       admin.disconnect();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "createValkeyClient() as a sharded subscriber outside a cluster subscribes with classic SUBSCRIBE",
+  async fn() {
+    const valkey = await startValkey();
+    const got: string[] = [];
+    const { client: c, connected } = client(settings(valkey.addr), {
+      subscription: {
+        channels: ["events"],
+        sharded: true,
+        onMessage: (ch, m) => got.push(`${ch}:${m}`),
+      },
+    });
+    try {
+      await connected();
+      // Sharded PubSub only applies in a cluster: a classic PUBLISH reaches the subscriber.
+      assertEquals(await valkeyCall(valkey, "PUBLISH", "events", "classic"), 1);
+      await eventually("the message", () => got.includes("events:classic") || undefined);
+      assertEquals(await valkeyCall(valkey, "PUBSUB", "NUMSUB", "events"), ["events", 1]);
+      assertEquals(await valkeyCall(valkey, "PUBSUB", "SHARDNUMSUB", "events"), ["events", 0]);
+    } finally {
+      c.disconnect();
       await valkey.stop();
     }
   },
@@ -650,12 +789,8 @@ Deno.test({
       });
       await t.step("the replica, after a manual failover keeps the old primary up", async () => {
         const from = lines.length;
-        const [host, port] = group.sentinels[0].split(":");
-        const sentinel = new Valkey({
-          host,
-          port: Number(port),
-          tls: { ca: certs.ca.pem },
-          maxRetriesPerRequest: 1,
+        const sentinel = await connectValkey(parseHostPort(group.sentinels[0]), {
+          tlsCa: certs.ca.pem,
         });
         try {
           assertEquals(await sentinel.call("SENTINEL", "FAILOVER", group.master), "OK");

@@ -16,7 +16,7 @@ import { AuthError } from "../../../web/reasons.ts";
 import { createLogger, type LogFields } from "../../../lib/log.ts";
 import { createRegistry } from "../../../lib/metrics.ts";
 import { parseHostPort } from "../../../lib/setting_values.ts";
-import { createValkeyConnection } from "../../../worker/valkey.ts";
+import { createValkeyClient } from "../../../shared/valkey_client.ts";
 import { createEventRoute } from "../../../web/event_route.ts";
 import { createHandler } from "../../../web/handler.ts";
 import { createWebMetrics } from "../../../web/metrics.ts";
@@ -49,13 +49,13 @@ Deno.test({
     const valkey = await startValkey();
     const lines: LogFields[] = [];
     const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
-    const client = createValkeyConnection({
+    const client = createValkeyClient({
       valkeyAddr: parseHostPort(valkey.addr),
       valkeyUsername: "",
       valkeyPassword: "",
       valkeyTls: false,
       valkeyTimeout: 1000,
-    }, { name: "test-web", logger, offlineQueue: false });
+    }, { name: "test-web", logger });
     const registry = createRegistry();
     const handler = createHandler({
       ...valkeyWebParts(client, { channel: CHANNEL, logger }),
@@ -188,7 +188,7 @@ Deno.test({
         },
       );
     } finally {
-      worker?.close();
+      await worker?.close();
       client.disconnect();
       await valkey.stop();
     }

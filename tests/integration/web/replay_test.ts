@@ -5,13 +5,20 @@
  * flight, values that are not its own and a Valkey that is down.
  */
 
-import { Valkey } from "iovalkey";
 import { assert, assertEquals, assertRejects } from "../../helpers/assert.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
-import { startValkey, subscribe } from "../../helpers/valkey.ts";
+import {
+  connectValkey,
+  type RecordingSubscriber,
+  startValkey,
+  subscribe,
+  testSettings,
+} from "../../helpers/valkey.ts";
+import { createLogger } from "../../../lib/log.ts";
 import { AppError } from "../../../shared/errors.ts";
 import { AuthError } from "../../../web/reasons.ts";
 import { statusKey } from "../../../shared/event_status.ts";
+import { createValkeyClient, type ValkeyCommands } from "../../../shared/valkey_client.ts";
 import { createPublisher } from "../../../web/publisher.ts";
 import { createReplayGuard, replayTtlMs } from "../../../web/replay.ts";
 
@@ -49,8 +56,8 @@ Deno.test("replayTtlMs() is a whole number of ms until the token can no longer v
 });
 
 /** The command counts of INFO commandstats, by command name. */
-async function commandCounts(client: Valkey): Promise<Record<string, number>> {
-  const info = await client.info("commandstats");
+async function commandCounts(client: ValkeyCommands): Promise<Record<string, number>> {
+  const info = String(await client.call("INFO", "commandstats"));
   const counts: Record<string, number> = {};
   for (const m of info.matchAll(/^cmdstat_([\w|]+):calls=(\d+)/gm)) counts[m[1]] = Number(m[2]);
   return counts;
@@ -61,7 +68,7 @@ Deno.test({
   ignore: withoutValkey(),
   async fn(t) {
     const valkey = await startValkey();
-    const client = new Valkey({ host: valkey.host, port: valkey.port, lazyConnect: false });
+    const client = await connectValkey(valkey);
     const nowMs = Date.now();
     const guard = createReplayGuard({
       clockToleranceMs: TOLERANCE,
@@ -92,12 +99,12 @@ Deno.test({
         return { kind: "done", value: published };
       });
     };
-    const sub = await subscribe(valkey, "ch");
+    let sub: RecordingSubscriber | undefined = await subscribe(valkey, "ch");
     try {
       await t.step(
         "a first use publishes once in one script call; a repeat gets the same answer and publishes nothing",
         async () => {
-          await client.config("RESETSTAT");
+          await client.call("CONFIG", "RESETSTAT");
           const first = await post(use("once", { exp: nowMs / 1000 + 300.0004 }));
           assert(first.kind === "first");
           assertEquals(first.value.subscribers, 1);
@@ -114,9 +121,9 @@ Deno.test({
             JSON.stringify(counts),
           );
           const key = guard.claim(use("once")).key;
-          const pttl = await client.pttl(key);
+          const pttl = Number(await client.call("PTTL", key));
           assert(pttl > 300_000 && pttl <= 315_001, `PTTL ${pttl}`);
-          await sub.waitFor(1);
+          await sub!.waitFor(1);
           for (let i = 0; i < 3; i++) {
             assertEquals(await post(use("once"), "again"), {
               kind: "repeat",
@@ -125,27 +132,27 @@ Deno.test({
             });
           }
           await new Promise((r) => setTimeout(r, 50));
-          assertEquals(sub.messages, ["m-once"], "nothing published twice");
-          sub.messages.length = 0;
+          assertEquals(sub!.messages, ["m-once"], "nothing published twice");
+          sub!.messages.length = 0;
         },
       );
       await t.step("a far-future exp is remembered for at most max age + tolerance", async () => {
         assert((await post(use("far", { exp: 1e15 }))).kind === "first");
-        const pttl = await client.pttl(guard.claim(use("far")).key);
+        const pttl = Number(await client.call("PTTL", guard.claim(use("far")).key));
         assert(pttl > 0 && pttl <= MAX_AGE + 2 * TOLERANCE, `PTTL ${pttl}`);
-        await sub.waitFor(1);
-        sub.messages.length = 0;
+        await sub!.waitFor(1);
+        sub!.messages.length = 0;
       });
       await t.step("the same token with another body is denied and publishes nothing", async () => {
         assert((await post(use("body"))).kind === "first");
-        await sub.waitFor(1);
-        sub.messages.length = 0;
+        await sub!.waitFor(1);
+        sub!.messages.length = 0;
         await assertRejects(() => post(use("body", { body: '{"image":"x"}' })), {
           instanceOf: AuthError,
           reason: "replay_different_body",
         });
         await new Promise((r) => setTimeout(r, 50));
-        assertEquals(sub.messages, []);
+        assertEquals(sub!.messages, []);
       });
       await t.step("no subscriber: nothing is remembered, so a retry may try again", async () => {
         const lonely = createPublisher({ client, channel: "nobody", statusTtlMs: 60_000 });
@@ -157,26 +164,26 @@ Deno.test({
           replay: { claim, answer: { head: '{"id":"e1"', tail: "}" } },
         });
         assertEquals(published, { subscribers: 0, clusters: [] });
-        assertEquals(await client.exists(claim.key), 0);
-        assertEquals(await client.exists(statusKey("e1")), 0);
+        assertEquals(await client.call("EXISTS", claim.key), 0);
+        assertEquals(await client.call("EXISTS", statusKey("e1")), 0);
         assert((await post(use("lonely"))).kind === "first", "the retry goes through");
-        await sub.waitFor(1);
-        sub.messages.length = 0;
+        await sub!.waitFor(1);
+        sub!.messages.length = 0;
       });
       await t.step(
         "a record still in flight (another replica) gets ERR_REPLAY_IN_PROGRESS, then goes once it is gone",
         async () => {
           const claim = guard.claim(use("busy"));
-          await client.set(claim.key, JSON.stringify({ h: claim.bodyHash }), "PX", 60_000);
+          await client.call("SET", claim.key, JSON.stringify({ h: claim.bodyHash }), "PX", 60_000);
           await assertRejects(() => post(use("busy")), {
             instanceOf: AppError,
             code: "ERR_REPLAY_IN_PROGRESS",
           });
-          assertEquals(sub.messages, []);
-          await client.del(claim.key);
+          assertEquals(sub!.messages, []);
+          await client.call("DEL", claim.key);
           assertEquals((await post(use("busy"))).kind, "first");
-          await sub.waitFor(1);
-          sub.messages.length = 0;
+          await sub!.waitFor(1);
+          sub!.messages.length = 0;
         },
       );
       await t.step(
@@ -191,7 +198,7 @@ Deno.test({
               '{"h":"x","s":"eyJsecret","b":"y"}',
             ].entries()
           ) {
-            await client.set(guard.claim(use(`corrupt-${i}`)).key, raw);
+            await client.call("SET", guard.claim(use(`corrupt-${i}`)).key, raw);
             const err = await assertRejects(() => post(use(`corrupt-${i}`)), {
               instanceOf: AppError,
               code: "ERR_PUBLISH_FAILED",
@@ -199,20 +206,19 @@ Deno.test({
             assert(!err.message.includes("eyJ"), err.message);
             assert(!err.message.includes("secret"), err.message);
           }
-          assertEquals(sub.messages, []);
+          assertEquals(sub!.messages, []);
         },
       );
       await t.step("Valkey down: ERR_PUBLISH_FAILED (503), nothing claimed", async () => {
+        // The subscriber goes first: its close asks the server to confirm.
+        await sub!.close();
+        sub = undefined;
         await valkey.stop();
-        const offline = new Valkey({
-          host: valkey.host,
-          port: valkey.port,
-          lazyConnect: true,
-          enableOfflineQueue: false,
-          maxRetriesPerRequest: 0,
-          retryStrategy: () => null,
+        // A client of the stopped server never connects: its commands fail at once.
+        const offline = createValkeyClient(testSettings(valkey), {
+          name: "krt-test-offline",
+          logger: createLogger({ level: "error", write: () => {} }),
         });
-        offline.on("error", () => {});
         const down = createPublisher({ client: offline, channel: "ch", statusTtlMs: 60_000 });
         const claim = guard.claim(use("down"));
         await assertRejects(
@@ -231,7 +237,7 @@ Deno.test({
         offline.disconnect();
       });
     } finally {
-      sub.close();
+      await sub?.close();
       client.disconnect();
       await valkey.stop();
     }

@@ -4,10 +4,9 @@
  * nobody listens, and how the reader treats records web did not write.
  */
 
-import { Valkey } from "iovalkey";
 import { assert, assertEquals } from "../../helpers/assert.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
-import { startValkey, subscribe } from "../../helpers/valkey.ts";
+import { connectValkey, startValkey, subscribe } from "../../helpers/valkey.ts";
 import {
   BINDING_FIELD,
   CLUSTER_LIVE_MS,
@@ -31,23 +30,23 @@ Deno.test({
   ignore: withoutValkey(),
   async fn(t) {
     const valkey = await startValkey();
-    const client = new Valkey({ host: valkey.host, port: valkey.port });
+    const client = await connectValkey(valkey);
     const lines: LogFields[] = [];
     const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
     const now = Date.now();
     const publisher = createPublisher({ client, channel: "ch", statusTtlMs: 60_000 });
     const reader = createStatusReader(client, logger);
     try {
-      await client.zadd(CLUSTERS_KEY, now - 1000, "east", now - 5, "west");
-      await client.zadd(CLUSTERS_KEY, now - CLUSTER_LIVE_MS - 1000, "gone");
+      await client.call("ZADD", CLUSTERS_KEY, now - 1000, "east", now - 5, "west");
+      await client.call("ZADD", CLUSTERS_KEY, now - CLUSTER_LIVE_MS - 1000, "gone");
       // Anyone with Valkey access can add members; names we would never write stay out.
-      await client.zadd(CLUSTERS_KEY, now, 'evil","x', now, "a".repeat(64));
+      await client.call("ZADD", CLUSTERS_KEY, now, 'evil","x', now, "a".repeat(64));
 
       await t.step("nobody subscribed: no record is left behind", async () => {
         const id = crypto.randomUUID();
         const result = await publisher.publish({ eventId: id, message: "m", binding: BINDING });
         assertEquals(result, { subscribers: 0, clusters: ["east", "west"] });
-        assertEquals(await client.exists(statusKey(id)), 0);
+        assertEquals(await client.call("EXISTS", statusKey(id)), 0);
       });
 
       const sub = await subscribe(valkey, "ch");
@@ -56,7 +55,7 @@ Deno.test({
         const result = await publisher.publish({ eventId: id, message: "m1", binding: BINDING });
         assertEquals(result, { subscribers: 1, clusters: ["east", "west"] });
         assertEquals(await sub.waitFor(1), ["m1"]);
-        const ttl = await client.pttl(statusKey(id));
+        const ttl = Number(await client.call("PTTL", statusKey(id)));
         assert(ttl > 50_000 && ttl <= 60_000, `ttl ${ttl}`);
         const stored = await reader.read(id);
         assertEquals(stored?.binding, { ...BINDING, clusters: ["east", "west"] });
@@ -64,13 +63,13 @@ Deno.test({
       });
 
       await t.step("no live cluster at all: an empty list, not an object", async () => {
-        await client.del(CLUSTERS_KEY);
+        await client.call("DEL", CLUSTERS_KEY);
         const id = crypto.randomUUID();
         const result = await publisher.publish({ eventId: id, message: "m2", binding: BINDING });
         assertEquals(result.clusters, []);
         assertEquals((await reader.read(id))?.binding.clusters, []);
       });
-      sub.close();
+      await sub.close();
     } finally {
       client.disconnect();
       await valkey.stop();
@@ -83,7 +82,7 @@ Deno.test({
   ignore: withoutValkey(),
   async fn(t) {
     const valkey = await startValkey();
-    const client = new Valkey({ host: valkey.host, port: valkey.port });
+    const client = await connectValkey(valkey);
     const lines: LogFields[] = [];
     const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
     const reader = createStatusReader(client, logger);
@@ -91,14 +90,14 @@ Deno.test({
     try {
       await t.step("a report without a binding (a worker, or anyone, wrote it)", async () => {
         const id = crypto.randomUUID();
-        await client.hset(statusKey(id), reportField("east"), "{}");
+        await client.call("HSET", statusKey(id), reportField("east"), "{}");
         assertEquals(await reader.read(id), undefined);
       });
       await t.step(
         "a forged, unreadable binding: unknown, logged without its content",
         async () => {
           const id = crypto.randomUUID();
-          await client.hset(statusKey(id), BINDING_FIELD, `{"repository":"${secret}`);
+          await client.call("HSET", statusKey(id), BINDING_FIELD, `{"repository":"${secret}`);
           assertEquals(await reader.read(id), undefined);
           assert(lines.some((l) => l.msg === "status binding unreadable; answering not found"));
           assert(!JSON.stringify(lines).includes(secret));
@@ -106,13 +105,14 @@ Deno.test({
       );
       await t.step("an unreadable report fails its cluster, never quoted", async () => {
         const id = crypto.randomUUID();
-        await client.hset(
+        await client.call(
+          "HSET",
           statusKey(id),
           BINDING_FIELD,
           JSON.stringify({ ...BINDING, clusters: [] }),
         );
-        await client.hset(statusKey(id), reportField("east"), `{"x":"${secret}"}`);
-        await client.hset(statusKey(id), "cluster:bad name", "{}");
+        await client.call("HSET", statusKey(id), reportField("east"), `{"x":"${secret}"}`);
+        await client.call("HSET", statusKey(id), "cluster:bad name", "{}");
         const stored = await reader.read(id);
         assertEquals(stored?.unreadable, ["east"]);
         assertEquals(stored?.reports.size, 0);

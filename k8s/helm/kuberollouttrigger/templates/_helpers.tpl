@@ -27,8 +27,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
 {{- define "krt.valkeyAddr" -}}
+{{- if and .Values.valkey.addr .Values.valkey.clusterNodes -}}
+{{- fail "valkey.addr and valkey.clusterNodes exclude each other: set clusterNodes for a Valkey Cluster, addr for one server" -}}
+{{- end -}}
 {{- if .Values.valkey.addr -}}
 {{- .Values.valkey.addr -}}
+{{- else if .Values.valkey.clusterNodes -}}
 {{- else if .Values.valkey.quickstart.enabled -}}
 {{- printf "kuberollouttrigger-valkey.%s.svc:6379" .Release.Namespace -}}
 {{- end -}}
@@ -40,6 +44,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $env := dict
   "LOG_LEVEL" $v.logLevel
   "VALKEY_ADDR" (include "krt.valkeyAddr" .)
+  "VALKEY_CLUSTER_NODES" (join "," $v.valkey.clusterNodes)
   "VALKEY_CHANNEL" $v.valkey.channel
   "VALKEY_USERNAME" $v.valkey.username
   "VALKEY_TLS_ENABLED" (ternary "true" "" (eq (toString $v.valkey.tls) "true"))
