@@ -10,7 +10,7 @@ import { ensureControlPlaneAssets, startControlPlane } from "../helpers/control_
 import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { ROOT, startWeb } from "../helpers/program.ts";
 import { startValkey, subscribe, type TestValkey, valkeyCall } from "../helpers/valkey.ts";
-import { benchEndToEnd, benchWorkerScale } from "./worker_bench.ts";
+import { benchEndToEnd, benchWorkerIdle, benchWorkerScale } from "./worker_bench.ts";
 import { benchSignatures } from "./signature_bench.ts";
 import { cpuSeconds, peakRssMiB, resetPeakRss, rssMiB } from "./proc.ts";
 import { GO_REFERENCE } from "./reference.ts";
@@ -27,6 +27,8 @@ const quick = Deno.args.includes("--quick");
 const webOnly = Deno.args.includes("--web-only");
 // --signing-only: the event-signature scenarios alone (issue #18's cost, about 6 minutes).
 const signingOnly = Deno.args.includes("--signing-only");
+/** `--worker-idle[=ROOT]`: only the idle worker's memory, 3 rounds; against ROOT's program too. */
+const workerIdle = Deno.args.find((a) => a.startsWith("--worker-idle"));
 /** `--worker-scale=N`: only the worker against N realistic Deployments (opt-in: minutes, GiBs). */
 const workerScale = Number(
   Deno.args.find((a) => a.startsWith("--worker-scale="))?.slice("--worker-scale=".length) ?? 0,
@@ -327,6 +329,18 @@ async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: str
 class WebOnlyDone extends Error {}
 
 const assets = webOnly || signingOnly ? "" : await ensureControlPlaneAssets();
+if (workerIdle) {
+  const valkey = await startValkey();
+  const plane = await startControlPlane({ assetsDir: assets });
+  try {
+    const otherRoot = workerIdle.split("=")[1];
+    await benchWorkerIdle({ plane, valkey, record, rounds: 3, otherRoot });
+  } finally {
+    await plane.stop();
+    await valkey.stop();
+  }
+  Deno.exit(0);
+}
 console.error(
   `kuberollouttrigger bench on ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores${
     quick ? " (quick)" : ""

@@ -495,3 +495,60 @@ export async function benchWorkerScale(options: {
     cluster.admin.close();
   }
 }
+
+/**
+ * The worker idle: ready (subscribed, its one empty namespace listed), then
+ * RSS 5 s later, `rounds` times; with `otherRoot` each round also runs that
+ * checkout's program (KRT_PROGRAM_ROOT), alternating which goes first, so a
+ * before/after pair shares the machine's state.
+ */
+export async function benchWorkerIdle(options: {
+  plane: ControlPlane;
+  valkey: TestValkey;
+  record: (row: Row) => void;
+  rounds: number;
+  otherRoot?: string;
+}): Promise<void> {
+  const cluster = openCluster(options.plane);
+  await cluster.applyManifest("k8s/rbac/cluster-wide/rbac.yaml");
+  const kubeconfig = await cluster.workerKubeconfig();
+  const res = await cluster.admin.createNamespace("idle-empty");
+  if (res.status !== 201) throw new Error(`creating namespace idle-empty: ${res.status}`);
+  const env = {
+    VALKEY_ADDR: options.valkey.addr,
+    VALKEY_CHANNEL: CHANNEL,
+    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+    WATCH_NAMESPACES: "idle-empty",
+  };
+  const measure = async (root: string | undefined): Promise<number> => {
+    const saved = Deno.env.get("KRT_PROGRAM_ROOT");
+    if (root) Deno.env.set("KRT_PROGRAM_ROOT", root);
+    else Deno.env.delete("KRT_PROGRAM_ROOT");
+    try {
+      const worker = await launchWorker(env, kubeconfig);
+      try {
+        await waitReady(worker.healthUrl, 30_000);
+        await new Promise((r) => setTimeout(r, 5000));
+        return rssMiB(worker.program);
+      } finally {
+        await worker.program.stop();
+      }
+    } finally {
+      if (saved === undefined) Deno.env.delete("KRT_PROGRAM_ROOT");
+      else Deno.env.set("KRT_PROGRAM_ROOT", saved);
+    }
+  };
+  for (let round = 0; round < options.rounds; round++) {
+    const order = options.otherRoot && round % 2 === 1
+      ? [options.otherRoot, undefined]
+      : [undefined, ...(options.otherRoot ? [options.otherRoot] : [])];
+    for (const root of order) {
+      options.record({
+        scenario: root ? `worker idle (${root})` : "worker idle",
+        metric: `RSS 5 s after ready, round ${round + 1}`,
+        value: await measure(root),
+        unit: "MiB",
+      });
+    }
+  }
+}

@@ -11,13 +11,17 @@
  *
  * API:
  * - `startValkeyCluster({ primaries = 3, replicasPerPrimary = 1, password,
- *   tls, nodeTimeoutMs = 1000 })` → `TestValkeyCluster`. With `tls`, nodes
- *   speak only TLS, cluster bus and replication included; client
- *   certificates (`tls.authClients`) are not supported.
+ *   tls, nodeTimeoutMs = 1000 })` → `TestValkeyCluster`. With `tls`
+ *   (`ClusterTls`), nodes speak only TLS, cluster bus and replication
+ *   included; the cluster bus needs a clientAuth certificate (see
+ *   ClusterTls); `tls.authClients` is not supported.
  * - `TestValkeyCluster`: `seeds`, `nodes()`, `ownerOf(slot)`, `kill(node)`,
- *   `waitHealthy(timeoutMs)`, `migrateSlot(slot, to, hooks)`, `cli(node,
- *   ...args)`, `stop()`.
- * - `keySlot(key)`: the hash slot of a key, to cross-check the product's own.
+ *   `waitHealthy(timeoutMs = 20000)`, `migrateSlot(slot, to, { whileMigrating,
+ *   afterSomeKeys, batch })`, `cli(node, ...args)` (redis-cli options such
+ *   as `-c` may come first), `stop()`.
+ * - `ClusterNode` also carries `slots`, the ranges a primary serves.
+ * - `keySlot(key)`: the hash slot of a key, to cross-check the product's
+ *   own; `SLOTS` = 16384.
  *
  * Trusts the server binaries on PATH and the topology they report; trusts
  * nothing of the product. Keys handed to migrateSlot() must not contain
@@ -154,7 +158,7 @@ export async function startValkeyCluster(options: ClusterOptions = {}): Promise<
     await assertShape(await cluster.nodes(), primaries, replicasPerPrimary);
   } catch (err) {
     const logs = await logTails(procs);
-    await cluster.stop();
+    await cluster.stop().catch(() => {}); // the startup error is the one to report
     const hint = tls ? " (TLS: does the nodes' certificate allow clientAuth? see ClusterTls)" : "";
     throw new Error(`The Valkey cluster did not start${hint}: ${(err as Error).message}\n${logs}`, {
       cause: err,
@@ -206,6 +210,9 @@ async function startNode(o: {
     String(o.nodeTimeoutMs),
     // Promote a replica however long its link was down: tests kill primaries on purpose.
     "--cluster-replica-validity-factor",
+    "0",
+    // Sync replicas at once instead of waiting 5 s for more to come.
+    "--repl-diskless-sync-delay",
     "0",
     ...(o.password ? ["--requirepass", o.password, "--masterauth", o.password] : []),
     ...(o.tls ? ["--tls-cluster", "yes", "--tls-replication", "yes"] : []),
@@ -294,7 +301,7 @@ function createCluster(procs: NodeProcess[], cli: Cli, dir: string): TestValkeyC
       if (missing.length) throw new Error(`node ${p.port} does not know ${portsOf(missing)}`);
       maps.set(p.port, describeSlotMap(view, p.port));
       const me = view.find((n) => n.port === p.port);
-      if (me?.role === "replica") await assertReplicaLinked(cli, addr(p));
+      if (me) await assertReplicationUp(cli, me, view);
     }
     if (new Set(maps.values()).size > 1) {
       throw new Error(`nodes disagree on the slot map: ${[...maps.values()].join(" | ")}`);
@@ -316,6 +323,10 @@ function createCluster(procs: NodeProcess[], cli: Cli, dir: string): TestValkeyC
   const migrateSlot = async (slot: number, to: ClusterNode, hooks: MigrateHooks = {}) => {
     const from = await ownerOf(slot);
     if (from.id === to.id) throw new Error(`Slot ${slot} is already served by ${to.port}`);
+    // `to` may be stale (killed, or a primary since demoted): moving a slot there would strand it.
+    if (!(await nodes()).some((n) => n.id === to.id && n.role === "primary")) {
+      throw new Error(`Cannot move slot ${slot} to ${to.port}: it is not a live primary`);
+    }
     const expect = async (node: ClusterNode, args: string[]) => {
       const reply = (await cli.on(node, args)).trim();
       if (reply !== "OK") throw new Error(`${args.join(" ")} on ${node.port} answered ${reply}`);
@@ -350,11 +361,14 @@ function createCluster(procs: NodeProcess[], cli: Cli, dir: string): TestValkeyC
     migrateSlot,
     cli: (node, ...args) => cli.on(node, args),
     async stop() {
-      for (const p of procs) {
+      // Every process is stopped even when one stop fails; the first failure is reported after.
+      const results = await Promise.allSettled(procs.map((p) => {
         p.killed = true;
-        await p.server.stop();
-      }
+        return p.server.stop();
+      }));
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) throw new Error("Cannot stop a cluster node", { cause: failed.reason });
     },
   };
 }
@@ -386,11 +400,24 @@ async function moveKeys(
   }
 }
 
-/** Fails unless the replica's link to its primary is up. */
-async function assertReplicaLinked(cli: Cli, node: { host: string; port: number }) {
-  const info = await cli.on(node, ["INFO", "replication"]);
-  if (!/^master_link_status:up\r?$/m.test(info)) {
-    throw new Error(`replica ${node.port} is not linked to its primary`);
+/**
+ * Fails unless a replica's link is up and a primary streams to each of its
+ * live replicas. Both sides matter: after a diskless full sync the replica
+ * says "up" before its primary has put it online (on its first REPLCONF
+ * ACK), and a write in that gap was seen lost on a failover (redis 7.0).
+ */
+async function assertReplicationUp(cli: Cli, me: ClusterNode, view: ClusterNode[]) {
+  const info = await cli.on(me, ["INFO", "replication"]);
+  if (me.role === "replica") {
+    if (!/^master_link_status:up\r?$/m.test(info)) {
+      throw new Error(`replica ${me.port} is not linked to its primary`);
+    }
+    return;
+  }
+  const online = info.match(/^slave\d+:.*state=online/gm)?.length ?? 0;
+  const replicas = view.filter((n) => n.primaryId === me.id).length;
+  if (online < replicas) {
+    throw new Error(`primary ${me.port} streams to ${online} of its ${replicas} replicas`);
   }
 }
 
