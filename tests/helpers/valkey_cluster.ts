@@ -35,6 +35,7 @@ import {
   startValkey,
   type TestValkey,
 } from "../../tools/valkey_server.ts";
+import { generateCertificates, openssl } from "./certificates.ts";
 import { eventually } from "./eventually.ts";
 import { assertServersAllowed } from "./skip.ts";
 
@@ -536,4 +537,28 @@ export function keySlot(key: string): number {
     if (close > open + 1) return crc16(bytes.subarray(open + 1, close)) % SLOTS;
   }
   return crc16(bytes) % SLOTS;
+}
+
+/** A CA and a serving certificate for loopback, plus the client certificate the cluster bus asks for. */
+export async function clusterCertificates(dir: string): Promise<ClusterTls> {
+  const certs = await generateCertificates(dir);
+  const p = (name: string) => `${dir}/${name}`;
+  await Deno.writeTextFile(p("node.ext"), "extendedKeyUsage=clientAuth\n");
+  await openssl(
+    ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].concat(
+      ["-keyout", p("node.key"), "-out", p("node.csr"), "-subj", "/CN=cluster-node"],
+    ),
+  );
+  await openssl(
+    ["x509", "-req", "-in", p("node.csr"), "-days", "1", "-extfile", p("node.ext")].concat(
+      ["-CA", certs.caCert, "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p("node.crt")],
+    ),
+  );
+  return {
+    cert: certs.servingCert,
+    key: certs.servingKey,
+    ca: certs.caCert,
+    clientCert: p("node.crt"),
+    clientKey: p("node.key"),
+  };
 }

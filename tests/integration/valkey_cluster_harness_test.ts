@@ -7,11 +7,10 @@
  */
 
 import { assert, assertEquals, assertMatch, assertRejects } from "../helpers/assert.ts";
-import { generateCertificates, openssl } from "../helpers/certificates.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import {
+  clusterCertificates,
   type ClusterNode,
-  type ClusterTls,
   keySlot,
   SLOTS,
   startValkeyCluster,
@@ -41,30 +40,6 @@ async function otherPrimary(cluster: TestValkeyCluster, node: ClusterNode): Prom
   const found = (await cluster.nodes()).find((n) => n.role === "primary" && n.id !== node.id);
   assert(found, "another primary");
   return found;
-}
-
-/** A CA and a serving certificate for loopback, plus the client certificate the cluster bus asks for. */
-async function clusterCertificates(dir: string): Promise<ClusterTls> {
-  const certs = await generateCertificates(dir);
-  const p = (name: string) => `${dir}/${name}`;
-  await Deno.writeTextFile(p("node.ext"), "extendedKeyUsage=clientAuth\n");
-  await openssl(
-    ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].concat(
-      ["-keyout", p("node.key"), "-out", p("node.csr"), "-subj", "/CN=cluster-node"],
-    ),
-  );
-  await openssl(
-    ["x509", "-req", "-in", p("node.csr"), "-days", "1", "-extfile", p("node.ext")].concat(
-      ["-CA", certs.caCert, "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p("node.crt")],
-    ),
-  );
-  return {
-    cert: certs.servingCert,
-    key: certs.servingKey,
-    ca: certs.caCert,
-    clientCert: p("node.crt"),
-    clientKey: p("node.key"),
-  };
 }
 
 Deno.test("keySlot() gives the slots the Redis Cluster specification's examples give", () => {

@@ -4,8 +4,9 @@
  * transactions reach the primary of their slot, a slot moved by hand is
  * followed through ASK while it moves and MOVED after, a killed primary's
  * replica is found once promoted, a sharded subscriber follows its slot to
- * the new primary in both cases, and a seed that is no cluster node is named
- * with what to do. The product's whole flow on a cluster is proven in
+ * the new primary in both cases, TLS with a private CA and an ACL password
+ * work as with one server, and a seed that is no cluster node is named with
+ * what to do. The product's whole flow on a cluster is proven in
  * tests/e2e/valkey_cluster_test.ts.
  */
 
@@ -13,7 +14,11 @@ import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
 import { eventually } from "../../helpers/eventually.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
 import { startValkey, testSettings } from "../../helpers/valkey.ts";
-import { type ClusterNode, startValkeyCluster } from "../../helpers/valkey_cluster.ts";
+import {
+  clusterCertificates,
+  type ClusterNode,
+  startValkeyCluster,
+} from "../../helpers/valkey_cluster.ts";
 import { createLogger, type LogFields } from "../../../lib/log.ts";
 import { createValkeyClient, type ValkeyClient } from "../../../shared/valkey_client.ts";
 import { keySlot } from "../../../shared/valkey_slots.ts";
@@ -263,6 +268,53 @@ Deno.test({
     } finally {
       await plain.stop();
       await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "cluster: over TLS with a private CA and a password, every node the slot map names is verified and used",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "krt-cluster-tls-" });
+    const password = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
+    const tls = await clusterCertificates(dir);
+    const cluster = await startValkeyCluster({ tls, password });
+    try {
+      const tlsCa = await Deno.readTextFile(tls.ca);
+      const { lines, logger } = recordingLogger();
+      const client = createValkeyClient(
+        testSettings(cluster.seeds[0], { clusterNodes: [cluster.seeds[0]], password, tlsCa }),
+        { name: "krt-cluster-test", logger },
+      );
+      try {
+        await eventually("the cluster client connected", () => client.connected, 10_000, 20);
+        // Keys on every primary: the client opened a verified TLS connection to each.
+        for (let i = 0; i < 30; i++) await client.call("SET", `tls-${i}`, String(i));
+        for (let i = 0; i < 30; i++) assertEquals(await client.call("GET", `tls-${i}`), String(i));
+        assert(!JSON.stringify(lines).includes(password), "the password reached the log");
+      } finally {
+        client.disconnect();
+      }
+      // Without the CA, the certificate is refused with the advice for it.
+      const { lines: refused, logger: quiet } = recordingLogger();
+      const untrusting = createValkeyClient(
+        testSettings(cluster.seeds[0], { clusterNodes: cluster.seeds, password, tlsCa: "" }),
+        { name: "krt-cluster-test", logger: quiet },
+      );
+      try {
+        const error = await eventually(
+          "the connection error line",
+          () => refused.find((l) => l.msg === "valkey connection error"),
+        );
+        assertMatch(String(error.error), /not signed by a trusted CA/);
+      } finally {
+        untrusting.disconnect();
+      }
+    } finally {
+      await cluster.stop();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
