@@ -41,8 +41,7 @@ export function describeConnectionError(err: unknown, tls: boolean): string {
   for (const [pattern, advice] of TLS_PROBLEMS) {
     if (code && pattern.test(code)) return `${advice} [${code}]`;
   }
-  // The Sentinel connector names its next delay, jittered: dropped so the line is logged once.
-  const text = describeValkeyError(err).replace(/ Retrying from scratch after \d+ms\./, "");
+  const text = describeValkeyError(err);
   if (tls && /ETIMEDOUT/.test(text)) {
     return `${text}: no TLS handshake within VALKEY_TIMEOUT; the server may not speak TLS on that port (or is unreachable)`;
   }

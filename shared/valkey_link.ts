@@ -105,20 +105,23 @@ export function keepConnected(
   };
   run();
 
-  const current = (): Session => {
-    if (options.subscription) throw new Error("a subscriber connection takes no commands");
-    if (!session) throw new Error("Valkey is not connected");
-    return session;
+  // Not async: web sends a command per event, and a wrapping promise per command shows in its CPU.
+  const unusable = (): Error | undefined => {
+    if (options.subscription) return new Error("a subscriber connection takes no commands");
+    if (!session) return new Error("Valkey is not connected");
+    return undefined;
   };
   return {
     get connected() {
       return session !== undefined;
     },
-    async call(command, ...args) {
-      return await current().send([command, ...args]);
+    call(command, ...args) {
+      const refused = unusable();
+      return refused ? Promise.reject(refused) : session!.send([command, ...args]);
     },
-    async transaction(commands) {
-      return await current().transaction(commands);
+    transaction(commands) {
+      const refused = unusable();
+      return refused ? Promise.reject(refused) : session!.transaction(commands);
     },
     disconnect() {
       stop.abort();

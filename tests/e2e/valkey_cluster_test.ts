@@ -213,8 +213,8 @@ Deno.test({
         assertEquals(status.status, 200, JSON.stringify(body));
         assert(JSON.stringify(body).includes('"east"'), JSON.stringify(body));
         // Web's only errors are the 503 answers themselves: nothing unhandled, nothing else failed.
-      const errors = web.logs.filter((l) => l.level === "error" && l.status !== 503);
-      assertEquals(errors, [], "web logged an error other than a 503");
+        const errors = web.logs.filter((l) => l.level === "error" && l.status !== 503);
+        assertEquals(errors, [], "web logged an error other than a 503");
       },
     );
   },

@@ -5,7 +5,6 @@
 
 // API objects are indexed freely.
 // deno-lint-ignore-file no-explicit-any
-import { Valkey } from "iovalkey";
 import { parseCommandLine } from "../../config/command_line.ts";
 import { encodeEventMessage } from "../../shared/event.ts";
 import {
@@ -15,11 +14,12 @@ import {
   statusKey,
 } from "../../shared/event_status.ts";
 import { createLogger } from "../../lib/log.ts";
+import { createValkeyClient, type ValkeyClient } from "../../shared/valkey_client.ts";
 import { createPublisher } from "../../web/publisher.ts";
 import { runWorker } from "../../worker/worker.ts";
 import { eventually } from "./eventually.ts";
 import type { KubeClient } from "./kube_client.ts";
-import type { TestValkey } from "./valkey.ts";
+import { testSettings, type TestValkey } from "./valkey.ts";
 
 /** One in-process worker. */
 export interface TestWorker {
@@ -78,7 +78,8 @@ export async function startTestWorker(env: Record<string, string>): Promise<Test
 
 /** Publishes events as web does and reads reports as web does. */
 export interface StatusClient {
-  valkey: Valkey;
+  /** The client's own connection, for the test's reads (it fails at once while disconnected). */
+  valkey: ValkeyClient;
   /** Publishes `image:tags` with a binding; returns the id and what the publish answered. */
   publish(
     image: string,
@@ -98,13 +99,18 @@ export interface StatusClient {
 
 /** A client on `server` for `channel`; records live an hour, as STATUS_TTL's default. */
 export function statusClient(server: TestValkey, channel: string): StatusClient {
-  const valkey = new Valkey({ host: server.host, port: server.port, maxRetriesPerRequest: 1 });
-  // Tests stop the server on purpose; the client reconnects by itself.
-  valkey.on("error", () => {});
+  // Tests stop the server on purpose; the client reconnects by itself, and each
+  // call waits for it (bounded), as web's client fails at once while disconnected.
+  const valkey = createValkeyClient(testSettings(server), {
+    name: "krt-test-status",
+    logger: createLogger({ level: "error", write: () => {} }),
+  });
+  const up = () => eventually("the status client's Valkey connection", () => valkey.connected);
   const publisher = createPublisher({ client: valkey, channel, statusTtlMs: 3_600_000 });
   const api: StatusClient = {
     valkey,
     async publish(image, tags) {
+      await up();
       const id = crypto.randomUUID();
       const time = new Date().toISOString();
       const published = await publisher.publish({
@@ -115,8 +121,9 @@ export function statusClient(server: TestValkey, channel: string): StatusClient 
       return { id, ...published };
     },
     async report(id, cluster) {
-      const raw = await valkey.hget(statusKey(id), reportField(cluster));
-      return raw === null ? undefined : parseClusterReport(raw);
+      await up();
+      const raw = await valkey.call("HGET", statusKey(id), reportField(cluster));
+      return typeof raw === "string" ? parseClusterReport(raw) : undefined;
     },
     waitForReport(id, cluster, done, timeoutMs = 60_000) {
       return eventually(`the report of ${cluster} for ${id}`, async () => {

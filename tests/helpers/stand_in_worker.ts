@@ -9,7 +9,7 @@
  * tests with real workers prove the worker's side; this proves the clients'.
  */
 
-import { Valkey } from "iovalkey";
+import { createLogger } from "../../lib/log.ts";
 import {
   type ClusterReport,
   CLUSTERS_KEY,
@@ -21,7 +21,9 @@ import {
   statusChannel,
   statusKey,
 } from "../../shared/event_status.ts";
-import type { TestValkey } from "./valkey.ts";
+import { createValkeyClient } from "../../shared/valkey_client.ts";
+import { eventually } from "./eventually.ts";
+import { connectValkey, testSettings, type TestValkey } from "./valkey.ts";
 
 /** A cluster report from its Deployments: counts and state computed as a worker does. */
 export function clusterReport(
@@ -88,38 +90,65 @@ export interface StandInOptions {
 
 /** Subscribes, heartbeats, and answers events with the test's reports. */
 export async function startStandInWorker(options: StandInOptions): Promise<StandInWorker> {
-  const connect = () =>
-    new Valkey({ host: options.valkey.host, port: options.valkey.port, maxRetriesPerRequest: 1 });
-  const subscriber = connect();
-  const client = connect();
-  subscriber.on("error", () => {});
-  client.on("error", () => {});
+  const client = await connectValkey(options.valkey, { name: "krt-test-stand-in" });
   const events: ReceivedEvent[] = [];
   const pending: Promise<void>[] = [];
   const write = async (eventId: string, report: ClusterReport) => {
     const raw = JSON.stringify(report);
     parseClusterReport(raw); // the exact shape, or the test is wrong
-    await client.hset(statusKey(eventId), reportField(report.cluster), raw);
-    await client.publish(statusChannel(options.channel), eventId);
+    // Commands fail at once while the connection is down (a test restarted Valkey):
+    // tried again until it is back, as the worker's report writer does.
+    await eventually(
+      `the report of ${report.cluster} for ${eventId} written`,
+      async () => {
+        await client.call("HSET", statusKey(eventId), reportField(report.cluster), raw);
+        await client.call("PUBLISH", statusChannel(options.channel), eventId);
+        return true;
+      },
+      10_000,
+      50,
+    );
   };
   const beat = async () => {
     const now = Date.now();
-    for (const cluster of options.clusters) await client.zadd(CLUSTERS_KEY, now, cluster);
+    for (const cluster of options.clusters) await client.call("ZADD", CLUSTERS_KEY, now, cluster);
   };
   await beat();
   const heartbeat = setInterval(() => beat().catch(() => {}), 5_000);
-  subscriber.on("message", (_channel: string, message: string) => {
-    const event = JSON.parse(message) as ReceivedEvent;
-    events.push(event);
-    if (options.onEvent) {
-      pending.push(
-        Promise.resolve(options.onEvent(event, (report) => write(event.id, report))).catch(
-          (err) => console.error(`stand-in worker: onEvent failed: ${err}`),
-        ),
-      );
-    }
+  const subscriber = createValkeyClient(testSettings(options.valkey), {
+    name: "krt-test-stand-in-subscriber",
+    logger: createLogger({ level: "error", write: () => {} }),
+    subscription: {
+      channels: [options.channel],
+      onMessage: (_channel, message) => {
+        let event: ReceivedEvent;
+        try {
+          event = JSON.parse(message) as ReceivedEvent;
+        } catch {
+          // Thrown here it would end the subscriber's connection; the test sees no event instead.
+          console.error(`stand-in worker: a message that is not JSON (${message.length} bytes)`);
+          return;
+        }
+        events.push(event);
+        if (options.onEvent) {
+          pending.push(
+            Promise.resolve(options.onEvent(event, (report) => write(event.id, report))).catch(
+              (err) => console.error(`stand-in worker: onEvent failed: ${err}`),
+            ),
+          );
+        }
+      },
+    },
   });
-  await subscriber.subscribe(options.channel);
+  // The subscriber counts as connected once the server confirmed the subscription.
+  try {
+    await eventually("the stand-in worker's subscription", () => subscriber.connected, 10_000, 10);
+  } catch (err) {
+    clearInterval(heartbeat);
+    subscriber.disconnect();
+    client.disconnect();
+    throw err;
+  }
   return {
     events,
     async event(n = 1, timeoutMs = 15_000) {

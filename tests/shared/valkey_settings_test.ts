@@ -5,10 +5,15 @@
  * are listed together; secrets stay out of the startup summary.
  */
 
-import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../helpers/assert.ts";
 import { parseCommandLine, summarizeConfig } from "../../config/command_line.ts";
-import { ConfigError } from "../../shared/errors.ts";
-import { describeValkeyTarget, reconnectDelay } from "../../shared/valkey_settings.ts";
+import { AppError, ConfigError } from "../../shared/errors.ts";
+import {
+  describeValkeyTarget,
+  loadValkeyCaFile,
+  reconnectDelay,
+  type ValkeySettings,
+} from "../../shared/valkey_settings.ts";
 import { parsePemCertificates, parsePemPrivateKey } from "../../lib/setting_values.ts";
 
 const SECRET = `krtsecret${crypto.randomUUID().replaceAll("-", "")}`;
@@ -242,4 +247,61 @@ Deno.test("in a cluster the logs name the seeds, and reconnects back off to at m
     Math.max(...Array.from({ length: 200 }, () => reconnectDelay(20, settings)));
   assert(longest(cluster) <= 1000, `cluster backoff reached ${longest(cluster)} ms`);
   assert(longest(one) > 1000, "one server backs off further");
+});
+
+Deno.test("loadValkeyCaFile() reads the worker's CA file, and names the file, never its content, when it cannot", async (t) => {
+  const base: ValkeySettings = {
+    valkeyAddr: { host: "127.0.0.1", port: 6379 },
+    valkeyUsername: "",
+    valkeyPassword: "",
+    valkeyTls: false,
+    valkeyTimeout: 2000,
+  };
+  const pem = `-----BEGIN CERTIFICATE-----\n${
+    btoa("0".repeat(40)).replace(/^../, "MD")
+  }\n-----END CERTIFICATE-----\n`;
+  await t.step("no file: the settings as they were", async () => {
+    assertEquals(await loadValkeyCaFile({ ...base, valkeyTlsCaFile: "" }), {
+      ...base,
+      valkeyTlsCaFile: "",
+    });
+  });
+  await t.step("a file outside the worker's read permission", async () => {
+    const err = await loadValkeyCaFile(
+      { ...base, valkeyTlsCaFile: "/tmp/ca.pem" },
+      () =>
+        Promise.reject(
+          new Deno.errors.NotCapable("Requires read access to /tmp/ca.pem"),
+        ),
+    ).catch((e) => e);
+    assert(err instanceof AppError && err.code === "ERR_CONFIG");
+    assertEquals(
+      err.message,
+      "VALKEY_TLS_CA_FILE /tmp/ca.pem cannot be read (NotCapable); the worker may read only under /etc/kuberollouttrigger: mount the CA there",
+    );
+  });
+  await t.step("a file that is not PEM, or a key by mistake", async () => {
+    const secret = `-----BEGIN PRIVATE KEY-----\nMIG${SECRET}\n-----END PRIVATE KEY-----\n`;
+    for (const text of ["just text", secret]) {
+      const err = await loadValkeyCaFile(
+        { ...base, valkeyTlsCaFile: "/etc/kuberollouttrigger/ca.pem" },
+        () => Promise.resolve(text),
+      ).catch((e) => e);
+      assert(err instanceof AppError && err.code === "ERR_CONFIG");
+      assertMatch(
+        err.message,
+        /^VALKEY_TLS_CA_FILE \/etc\/kuberollouttrigger\/ca.pem (is not PEM|block 1 is)/,
+      );
+      assert(
+        !err.message.includes(SECRET) && !err.message.includes("just text"),
+      );
+    }
+  });
+  await t.step("a PEM certificate", async () => {
+    const loaded = await loadValkeyCaFile(
+      { ...base, valkeyTlsCaFile: "/etc/kuberollouttrigger/ca.pem" },
+      () => Promise.resolve(pem),
+    );
+    assertEquals(loaded.valkeyTlsCaCert, pem);
+  });
 });

@@ -188,7 +188,8 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
         const raw = UUID.test(id) ? await client.call("GET", keyOf(id)) : null;
         if (typeof raw !== "string" || raw.length > 4_000_000) {
           dropped++;
-          await client.call("ZREM", index, id);
+          // An oversized state is never read again: its key goes with its index entry.
+          await client.transaction([["DEL", keyOf(id)], ["ZREM", index, id]]);
           continue;
         }
         try {

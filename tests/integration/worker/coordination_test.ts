@@ -4,14 +4,12 @@
  * (tags play no part), as RESTART_DEDUP_WINDOW's help says.
  */
 
-import { assertEquals, assertMatch } from "../../helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
 import { eventually } from "../../helpers/eventually.ts";
-import { startValkey } from "../../helpers/valkey.ts";
+import { connectValkey, startValkey } from "../../helpers/valkey.ts";
 import { createLogger } from "../../../lib/log.ts";
-import { parseHostPort } from "../../../lib/setting_values.ts";
 import { settingsFor } from "../../../config/settings.ts";
-import { createValkeyConnection } from "../../../worker/valkey.ts";
 import { createCoordinator } from "../../../worker/coordination.ts";
 
 const REPO = "ghcr.io/acme/app";
@@ -31,13 +29,7 @@ Deno.test({
   async fn(t) {
     const valkey = await startValkey();
     const logger = createLogger({ level: "error", write: () => {} });
-    const client = createValkeyConnection({
-      valkeyAddr: parseHostPort(valkey.addr),
-      valkeyUsername: "",
-      valkeyPassword: "",
-      valkeyTls: false,
-      valkeyTimeout: 2000,
-    }, { name: "test", logger, offlineQueue: true });
+    const client = await connectValkey(valkey);
     const id = () => crypto.randomUUID();
     try {
       await t.step("with a window", async () => {
@@ -51,6 +43,10 @@ Deno.test({
         assertEquals(await c.claim(id(), "ns/d", "ghcr.io/acme/tool"), "claimed", "another repo");
         await c.release("ns/d", REPO);
         assertEquals(await c.claim(id(), "ns/d", REPO), "claimed", "released after a failure");
+        // Every key carries the product's hash tag and the cluster's name, and expires.
+        const keys = (await client.call("KEYS", "*")) as string[];
+        assert(keys.length > 0 && keys.every((k) => k.startsWith("{kuberollouttrigger}:t1:")));
+        for (const key of keys) assert(Number(await client.call("PTTL", key)) > 0, key);
       });
       await t.step("without a window, each event claims", async () => {
         const c = createCoordinator({ client, clusterName: "t2", windowMs: 0, logger });
@@ -74,15 +70,7 @@ Deno.test({
     const valkey = await startValkey();
     const lines: string[] = [];
     const logger = createLogger({ level: "warn", write: (l) => lines.push(l) });
-    const connect = (offlineQueue: boolean) =>
-      createValkeyConnection({
-        valkeyAddr: parseHostPort(valkey.addr),
-        valkeyUsername: "",
-        valkeyPassword: "",
-        valkeyTls: false,
-        valkeyTimeout: 1000,
-      }, { name: "test", logger, offlineQueue });
-    const client = connect(true);
+    const client = await connectValkey(valkey);
     const replica = (options: { leaseMs?: number; maxWaitMs?: number; cluster?: string } = {}) =>
       createCoordinator({
         client,
@@ -110,21 +98,18 @@ Deno.test({
 
       await t.step("another cluster handles the same event on its own", async () => {
         const event = crypto.randomUUID();
-        assertEquals(await replica().claimEvent(event), "claimed");
+        const mine = replica();
+        assertEquals(await mine.claimEvent(event), "claimed");
         const other = replica({ cluster: "c2" });
         assertEquals(await other.claimEvent(event), "claimed");
         await other.finishEvent(event);
+        await mine.finishEvent(event);
       });
 
       await t.step(
         "a replica that stops renewing loses the event to another after its lease",
         async () => {
-          const deadClient = connect(false);
-          await eventually(
-            "the connection",
-            () => deadClient.status === "ready" || undefined,
-            3000,
-          );
+          const deadClient = await connectValkey(valkey, { name: "krt-test-dead-replica" });
           const dead = createCoordinator({
             client: deadClient,
             clusterName: "c1",
@@ -142,6 +127,58 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "a live replica renews its lease: another waits past several leases, then leaves the event",
+        async () => {
+          const event = crypto.randomUUID();
+          const holder = replica({ leaseMs: 300 });
+          assertEquals(await holder.claimEvent(event), "claimed");
+          assertEquals(
+            await replica({ leaseMs: 300, maxWaitMs: 1200 }).claimEvent(event),
+            "duplicate",
+          );
+          await holder.finishEvent(event);
+        },
+      );
+
+      await t.step(
+        "a replica cut off past its lease does not renew the lease another replica took over",
+        async () => {
+          // Each replica on a link the test can cut: its commands fail as on a lost connection.
+          const link = () => {
+            const state = { cut: false };
+            const fail = () => Promise.reject(new Error("Valkey is not connected"));
+            return {
+              state,
+              coordinator: createCoordinator({
+                client: {
+                  call: (command, ...args) => state.cut ? fail() : client.call(command, ...args),
+                  transaction: (commands) => state.cut ? fail() : client.transaction(commands),
+                },
+                clusterName: "c1",
+                windowMs: 0,
+                logger,
+                leaseMs: 300,
+                maxWaitMs: 1500,
+              }),
+            };
+          };
+          const [a, b, c] = [link(), link(), link()];
+          const event = crypto.randomUUID();
+          assertEquals(await a.coordinator.claimEvent(event), "claimed");
+          a.state.cut = true;
+          assertEquals(await b.coordinator.claimEvent(event), "claimed", "after a's lease");
+          // a is back and keeps running its renewal; b dies. b's lease must lapse all the same.
+          a.state.cut = false;
+          b.state.cut = true;
+          assertEquals(await c.coordinator.claimEvent(event), "claimed", "after b's lease");
+          for (const r of [a, b, c]) r.state.cut = false;
+          await c.coordinator.finishEvent(event);
+          await a.coordinator.finishEvent(event);
+          await b.coordinator.finishEvent(event);
+        },
+      );
+
       await t.step("a replica gives up waiting after maxWaitMs and leaves the event", async () => {
         const event = crypto.randomUUID();
         const holder = replica();
@@ -153,9 +190,10 @@ Deno.test({
       await t.step(
         "without Valkey the event is handled without a claim, and the log says so",
         async () => {
-          const offline = connect(false);
+          const offline = await connectValkey(valkey, { name: "krt-test-offline" });
           await valkey.stop();
           try {
+            await eventually("the connection lost", () => !offline.connected, 5000, 10);
             const c = createCoordinator({
               client: offline,
               clusterName: "c1",

@@ -8,23 +8,16 @@ import { assertEquals } from "../../helpers/assert.ts";
 import { fakeClock } from "../../helpers/fake_clock.ts";
 import { CLUSTERS_KEY } from "../../../shared/event_status.ts";
 import { createLogger } from "../../../lib/log.ts";
+import type { ValkeyCommands } from "../../../shared/valkey_client.ts";
 import { CLUSTER_FORGET_MS, startHeartbeat } from "../../../worker/feedback/heartbeat.ts";
 
 function recorder(fail: () => boolean) {
   const beats: unknown[][] = [];
-  const client = {
-    multi() {
-      const commands: unknown[][] = [];
-      const chain = {
-        zadd: (...args: unknown[]) => (commands.push(["zadd", ...args]), chain),
-        zremrangebyscore: (...args: unknown[]) => (commands.push(["zrem", ...args]), chain),
-        exec: () => {
-          if (fail()) return Promise.reject(new Error("Connection is closed."));
-          beats.push(...commands);
-          return Promise.resolve([]);
-        },
-      };
-      return chain;
+  const client: Pick<ValkeyCommands, "transaction"> = {
+    transaction(commands) {
+      if (fail()) return Promise.reject(new Error("Valkey is not connected"));
+      beats.push(...commands);
+      return Promise.resolve(commands.map(() => 1));
     },
   };
   return { beats, client };
@@ -37,8 +30,7 @@ Deno.test("the heartbeat beats at once when ready, every interval while ready, a
   const { beats, client } = recorder(() => down);
   const stop = new AbortController();
   const done = startHeartbeat({
-    // deno-lint-ignore no-explicit-any
-    client: client as any,
+    client,
     clusterName: "prod",
     ready: () => ready,
     logger: createLogger({ level: "error", write: () => {} }),
@@ -52,8 +44,8 @@ Deno.test("the heartbeat beats at once when ready, every interval while ready, a
   ready = true;
   await clock.advance(1000);
   assertEquals(beats, [
-    ["zadd", CLUSTERS_KEY, 1_006_000, "prod"],
-    ["zrem", CLUSTERS_KEY, "-inf", 1_006_000 - CLUSTER_FORGET_MS],
+    ["ZADD", CLUSTERS_KEY, 1_006_000, "prod"],
+    ["ZREMRANGEBYSCORE", CLUSTERS_KEY, "-inf", 1_006_000 - CLUSTER_FORGET_MS],
   ]);
   await clock.advance(9_000);
   assertEquals(beats.length, 2, "not again before the interval");

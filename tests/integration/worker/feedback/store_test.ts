@@ -4,10 +4,9 @@
  * announces it; tracking state round-trips and bad state is dropped.
  */
 
-import { Valkey } from "iovalkey";
-import { assertEquals } from "../../../helpers/assert.ts";
+import { assert, assertEquals } from "../../../helpers/assert.ts";
 import { withoutValkey } from "../../../helpers/skip.ts";
-import { startValkey } from "../../../helpers/valkey.ts";
+import { connectValkey, startValkey, subscribe } from "../../../helpers/valkey.ts";
 import {
   BINDING_FIELD,
   type ClusterReport,
@@ -16,6 +15,7 @@ import {
   statusChannel,
   statusKey,
 } from "../../../../shared/event_status.ts";
+import { productKey } from "../../../../shared/valkey_keys.ts";
 import { createReportStore, createTrackingStore } from "../../../../worker/feedback/store.ts";
 import type { TrackedEvent } from "../../../../worker/feedback/rollout_tracker.ts";
 
@@ -36,32 +36,25 @@ Deno.test({
   ...options,
   async fn() {
     const server = await startValkey();
-    const client = new Valkey({ host: server.host, port: server.port });
-    const listener = new Valkey({ host: server.host, port: server.port });
+    const client = await connectValkey(server);
+    const listener = await subscribe(server, statusChannel("ch"));
     try {
-      const heard: string[] = [];
-      await listener.subscribe(statusChannel("ch"));
-      listener.on("message", (_c: string, m: string) => heard.push(m));
       const store = createReportStore(client, "ch");
       const id = crypto.randomUUID();
       assertEquals(await store.write(id, report("prod")), "no_record");
-      assertEquals(await client.exists(statusKey(id)), 0, "no record was created");
+      assertEquals(await client.call("EXISTS", statusKey(id)), 0, "no record was created");
       // A record someone else made without a binding is not written to either.
-      await client.hset(statusKey(id), "cluster:other", "{}");
+      await client.call("HSET", statusKey(id), "cluster:other", "{}");
       assertEquals(await store.write(id, report("prod")), "no_record");
-      await client.hset(statusKey(id), BINDING_FIELD, "{}");
+      assertEquals(await client.call("HGET", statusKey(id), reportField("prod")), null);
+      await client.call("HSET", statusKey(id), BINDING_FIELD, "{}");
       assertEquals(await store.write(id, report("prod")), "written");
-      assertEquals(
-        JSON.parse((await client.hget(statusKey(id), reportField("prod")))!).cluster,
-        "prod",
-      );
-      for (let i = 0; i < 50 && heard.length === 0; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      assertEquals(heard, [id]);
+      const written = await client.call("HGET", statusKey(id), reportField("prod"));
+      assertEquals(JSON.parse(String(written)).cluster, "prod");
+      assertEquals(await listener.waitFor(1), [id]);
     } finally {
       client.disconnect();
-      listener.disconnect();
+      await listener.close();
       await server.stop();
     }
   },
@@ -73,7 +66,7 @@ Deno.test({
   ...options,
   async fn() {
     const server = await startValkey();
-    const client = new Valkey({ host: server.host, port: server.port });
+    const client = await connectValkey(server);
     try {
       const store = createTrackingStore({ client, clusterName: "prod" });
       const event: TrackedEvent = {
@@ -94,12 +87,21 @@ Deno.test({
       await store.save(event);
       assertEquals(await store.load(), { events: [event], dropped: 0 });
       const forged = crypto.randomUUID();
-      const index = "kuberollouttrigger:prod:tracking";
-      await client.zadd(index, Date.now() + 60_000, forged);
-      await client.set(`${index}:${forged}`, '{"eventId":"someone else","token":"secret"}');
+      const index = productKey("prod", "tracking");
+      assertEquals(index, "{kuberollouttrigger}:prod:tracking");
+      // The state outlives its deadline by TRACKING_GRACE_MS, then Valkey drops it.
+      const pttl = Number(await client.call("PTTL", `${index}:${event.eventId}`));
+      assert(pttl > 110_000 && pttl <= 120_000, `PTTL ${pttl}`);
+      await client.call("ZADD", index, Date.now() + 60_000, forged);
+      await client.call(
+        "SET",
+        `${index}:${forged}`,
+        '{"eventId":"someone else","token":"secret"}',
+      );
       const loaded = await store.load();
-      assertEquals([loaded.events.length, loaded.dropped], [1, 1]);
-      assertEquals(await client.exists(`${index}:${forged}`), 0);
+      assertEquals(loaded, { events: [event], dropped: 1 });
+      assertEquals(await client.call("EXISTS", `${index}:${forged}`), 0);
+      assertEquals(await client.call("ZSCORE", index, forged), null);
       await store.remove(event.eventId);
       assertEquals(await store.load(), { events: [], dropped: 0 });
     } finally {
