@@ -17,6 +17,7 @@
  */
 
 import { sleep } from "../lib/backoff.ts";
+import type { Logger } from "../lib/log.ts";
 import type { HostPort } from "../lib/setting_values.ts";
 import type { ValkeyArg, ValkeyClient, ValkeyClientOptions } from "./valkey_client.ts";
 import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
@@ -174,132 +175,191 @@ function createClusterCommands(
   settings: ValkeySettings,
   options: ValkeyClientOptions,
 ): ValkeyClient {
-  const seeds = settings.valkeyClusterNodes ?? [];
-  const tls: TlsOptions | undefined = tlsOptions(settings);
-  const log = options.logger.child({
-    valkey: describeValkeyTarget(settings),
-    connection: options.name,
-  });
-  const stop = new AbortController();
-  const links = new Map<string, Link>();
-  let map = new SlotMap();
-  let connected = false;
-  let lastError = "";
-  let refreshWanted: (() => void) | undefined;
-  let lastRefresh = 0;
+  return new ClusterCommands(settings, options);
+}
+
+/** See createClusterCommands; its steps are the methods below. */
+class ClusterCommands implements ValkeyClient {
+  readonly #settings: ValkeySettings;
+  readonly #options: ValkeyClientOptions;
+  readonly #tls: TlsOptions | undefined;
+  readonly #log: Logger;
+  readonly #stop = new AbortController();
+  readonly #links = new Map<string, Link>();
+  #map = new SlotMap();
+  #connected = false;
+  #lastError = "";
+  #refreshWanted?: () => void;
+  #lastRefresh = 0;
+
+  constructor(settings: ValkeySettings, options: ValkeyClientOptions) {
+    this.#settings = settings;
+    this.#options = options;
+    this.#tls = tlsOptions(settings);
+    this.#log = options.logger.child({
+      valkey: describeValkeyTarget(settings),
+      connection: options.name,
+    });
+    this.#run();
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  call(command: string, ...args: ValkeyArg[]): Promise<unknown> {
+    const full: ValkeyArg[] = [command, ...args];
+    return this.#route(routingKey(full), async (session, asking) => {
+      if (!asking) return await session.send(full);
+      const [, reply] = await Promise.all([session.send(["ASKING"]), session.send(full)]);
+      return reply;
+    });
+  }
+
+  transaction(commands: ValkeyArg[][]): Promise<unknown[]> {
+    const key = commands.map(routingKey).find((k) => k !== undefined);
+    return this.#route(key, (session, asking) => session.transaction(commands, asking));
+  }
+
+  disconnect(): void {
+    this.#stop.abort();
+    for (const link of this.#links.values()) link.session?.close();
+  }
 
   /** Asks the run loop to read the map again (at most every MIN_REFRESH_GAP_MS). */
-  const wantRefresh = () => refreshWanted?.();
+  #wantRefresh(): void {
+    this.#refreshWanted?.();
+  }
 
-  const sessionFor = (address: HostPort): Promise<Session> => {
+  /** The open connection to `address`, opened now if there is none. */
+  #sessionFor(address: HostPort): Promise<Session> {
     const key = formatHostPort(address);
-    let link = links.get(key);
-    if (link?.session) return Promise.resolve(link.session);
-    if (link?.opening) return link.opening;
-    link = { stuck: link?.stuck ?? {} };
-    links.set(key, link);
-    const opening = openSession(address, { settings, tls, name: options.name, stuck: link.stuck });
-    link.opening = opening.then((session) => {
-      link.session = session;
-      link.opening = undefined;
-      session.ended.then((why) => {
-        if (links.get(key) === link) links.delete(key);
-        if (why && !stop.signal.aborted) {
-          log.warn("valkey cluster node connection lost", {
-            node: key,
-            error: describeValkeyError(why),
-          });
-          wantRefresh();
-        }
-      });
-      if (stop.signal.aborted) session.close();
-      return session;
-    }, (err) => {
-      if (links.get(key) === link) links.delete(key);
-      wantRefresh();
+    const known = this.#links.get(key);
+    if (known?.session) return Promise.resolve(known.session);
+    if (known?.opening) return known.opening;
+    const link: Link = { stuck: known?.stuck ?? {} };
+    this.#links.set(key, link);
+    const { name } = this.#options;
+    const opening = openSession(address, {
+      settings: this.#settings,
+      tls: this.#tls,
+      name,
+      stuck: link.stuck,
+    });
+    link.opening = opening.then((session) => this.#opened(key, link, session), (err) => {
+      if (this.#links.get(key) === link) this.#links.delete(key);
+      this.#wantRefresh();
       throw err;
     });
     return link.opening;
-  };
+  }
 
-  const refresh = async () => {
-    lastRefresh = performance.now();
-    map = await readSlotMap(candidates(map, seeds), sessionFor);
-    // Connections to nodes that serve nothing any more (a demoted primary) are closed.
-    const serving = new Set(map.primaries().map(formatHostPort));
-    for (const [key, link] of links) {
+  /** Keeps a new connection; when it fails, drops it and reads the map again. */
+  #opened(key: string, link: Link, session: Session): Session {
+    link.session = session;
+    link.opening = undefined;
+    session.ended.then((why) => {
+      if (this.#links.get(key) === link) this.#links.delete(key);
+      if (!why || this.#stop.signal.aborted) return;
+      this.#log.warn("valkey cluster node connection lost", {
+        node: key,
+        error: describeValkeyError(why),
+      });
+      this.#wantRefresh();
+    });
+    if (this.#stop.signal.aborted) session.close();
+    return session;
+  }
+
+  /** Reads the slot map; closes connections to nodes that serve nothing now (a demoted primary). */
+  async #refresh(): Promise<void> {
+    this.#lastRefresh = performance.now();
+    const seeds = this.#settings.valkeyClusterNodes ?? [];
+    this.#map = await readSlotMap(candidates(this.#map, seeds), (a) => this.#sessionFor(a));
+    const serving = new Set(this.#map.primaries().map(formatHostPort));
+    for (const [key, link] of this.#links) {
       if (!serving.has(key) && link.session) {
-        links.delete(key);
+        this.#links.delete(key);
         link.session.close();
       }
     }
-  };
+  }
 
-  const run = async () => {
-    const stopped = abortedOf(stop.signal);
-    for (let attempt = 0; !stop.signal.aborted;) {
-      const wanted = new Promise<void>((resolve) => refreshWanted = resolve);
+  /** Reads the map until disconnect(): at start, with backoff while it fails, and when asked. */
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    const stopped = abortedOf(signal);
+    for (let attempt = 0; !signal.aborted;) {
+      const wanted = new Promise<void>((resolve) => this.#refreshWanted = resolve);
       try {
-        await refresh();
+        await this.#refresh();
       } catch (err) {
-        if (stop.signal.aborted) break;
-        if (connected) {
-          connected = false;
-          log.warn("valkey connection lost; reconnecting", { error: describeValkeyError(err) });
-          options.onStateChange?.(false);
-        }
-        const cause = err instanceof ClusterUnreachable ? err.last : err;
-        const message = describeConnectionError(cause, tls !== undefined);
-        if (message !== lastError) log.warn("valkey connection error", { error: message });
-        lastError = message;
-        await sleep(reconnectDelay(attempt++, settings), stop.signal);
+        if (signal.aborted) break;
+        this.#down(err);
+        await sleep(reconnectDelay(attempt++, this.#settings), signal);
         continue;
       }
       attempt = 0;
-      lastError = "";
-      if (!connected) {
-        connected = true;
-        log.info("valkey connected", { primaries: map.primaries().map(formatHostPort).join(",") });
-        options.onStateChange?.(true);
-      }
+      this.#up();
       await Promise.race([wanted, stopped]);
-      const gap = lastRefresh + MIN_REFRESH_GAP_MS - performance.now();
-      if (gap > 0) await sleep(gap, stop.signal);
+      const gap = this.#lastRefresh + MIN_REFRESH_GAP_MS - performance.now();
+      if (gap > 0) await sleep(gap, signal);
     }
-    for (const link of links.values()) link.session?.close();
-    links.clear();
-    if (connected) {
-      connected = false;
-      log.info("valkey connection closed");
-      options.onStateChange?.(false);
+    for (const link of this.#links.values()) link.session?.close();
+    this.#links.clear();
+    if (this.#connected) {
+      this.#connected = false;
+      this.#log.info("valkey connection closed");
+      this.#options.onStateChange?.(false);
     }
-  };
-  run();
+  }
+
+  #up(): void {
+    this.#lastError = "";
+    if (this.#connected) return;
+    this.#connected = true;
+    const primaries = this.#map.primaries().map(formatHostPort).join(",");
+    this.#log.info("valkey connected", { primaries });
+    this.#options.onStateChange?.(true);
+  }
+
+  /** No node gave the map: commands fail at once until one does; each new cause logged once. */
+  #down(err: unknown): void {
+    if (this.#connected) {
+      this.#connected = false;
+      this.#log.warn("valkey connection lost; reconnecting", { error: describeValkeyError(err) });
+      this.#options.onStateChange?.(false);
+    }
+    const cause = err instanceof ClusterUnreachable ? err.last : err;
+    const message = describeConnectionError(cause, this.#tls !== undefined);
+    if (message !== this.#lastError) this.#log.warn("valkey connection error", { error: message });
+    this.#lastError = message;
+  }
 
   /** Runs `send` at the primary of `key`'s slot, following redirections. */
-  const route = async <T>(
+  async #route<T>(
     key: string | undefined,
     send: (session: Session, asking: boolean) => Promise<T>,
-  ): Promise<T> => {
-    if (!connected) throw new Error("Valkey is not connected");
-    const deadline = performance.now() + settings.valkeyTimeout;
-    let target = key === undefined ? map.primaries()[0] : map.owner(keySlot(key));
+  ): Promise<T> {
+    if (!this.#connected) throw new Error("Valkey is not connected");
+    const deadline = performance.now() + this.#settings.valkeyTimeout;
+    let target = key === undefined ? this.#map.primaries()[0] : this.#map.owner(keySlot(key));
     let asking = false;
     for (let hops = 0;;) {
       if (!target) {
-        wantRefresh();
+        this.#wantRefresh();
         throw new Error(
           `no Valkey Cluster primary serves slot ${keySlot(key ?? "")} (cluster down?)`,
         );
       }
       try {
-        return await send(await sessionFor(target), asking);
+        return await send(await this.#sessionFor(target), asking);
       } catch (err) {
         const next = await redirection(err, target, hops, deadline);
         if (!next) throw err;
         if (next.moved) {
-          map.assign(next.slot, next.to);
-          wantRefresh();
+          this.#map.assign(next.slot, next.to);
+          this.#wantRefresh();
         }
         target = next.to;
         // After a TRYAGAIN (slot -1) the same node is asked the same way again.
@@ -309,29 +369,7 @@ function createClusterCommands(
         }
       }
     }
-  };
-
-  return {
-    get connected() {
-      return connected;
-    },
-    call(command, ...args) {
-      const full: ValkeyArg[] = [command, ...args];
-      return route(routingKey(full), async (session, asking) => {
-        if (!asking) return await session.send(full);
-        const [, reply] = await Promise.all([session.send(["ASKING"]), session.send(full)]);
-        return reply;
-      });
-    },
-    transaction(commands) {
-      const key = commands.map(routingKey).find((k) => k !== undefined);
-      return route(key, (session, asking) => session.transaction(commands, asking));
-    },
-    disconnect() {
-      stop.abort();
-      for (const link of links.values()) link.session?.close();
-    },
-  };
+  }
 }
 
 /**

@@ -10,7 +10,13 @@
 
 import { sleep } from "../lib/backoff.ts";
 import { ReplyError } from "../lib/resp.ts";
-import type { ValkeyClient, ValkeyClientOptions, ValkeySubscription } from "./valkey_client.ts";
+import type { Logger } from "../lib/log.ts";
+import type {
+  ValkeyArg,
+  ValkeyClient,
+  ValkeyClientOptions,
+  ValkeySubscription,
+} from "./valkey_client.ts";
 import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
 import { reconnectDelay, type ValkeySettings } from "./valkey_settings.ts";
 import { type Session, TimeoutError } from "./valkey_session.ts";
@@ -36,98 +42,124 @@ export function keepConnected(
   target: string,
   open: (context: OpenContext) => Promise<Opened>,
 ): ValkeyClient {
-  const context: OpenContext = {
-    tls: tlsOptions(settings),
-    stuck: {},
-    signal: new AbortController().signal,
-  };
-  const stop = new AbortController();
-  context.signal = stop.signal;
-  const log = options.logger.child({ valkey: target, connection: options.name });
-  let session: Session | undefined;
-  let lastError = "";
+  return new KeptConnection(settings, options, target, open);
+}
 
-  const noteError = (err: unknown) => {
-    const message = describeConnectionError(err, context.tls !== undefined);
-    if (message !== lastError) log.warn("valkey connection error", { error: message });
-    lastError = message;
-  };
+/** See keepConnected; its steps are the methods below. */
+class KeptConnection implements ValkeyClient {
+  readonly #settings: ValkeySettings;
+  readonly #options: ValkeyClientOptions;
+  readonly #open: (context: OpenContext) => Promise<Opened>;
+  readonly #stop = new AbortController();
+  readonly #context: OpenContext;
+  readonly #log: Logger;
+  #session?: Session;
+  #lastError = "";
 
-  const openOnce = async (): Promise<Opened> => {
-    const opened = await open(context);
-    if (!options.subscription) return opened;
+  constructor(
+    settings: ValkeySettings,
+    options: ValkeyClientOptions,
+    target: string,
+    open: (context: OpenContext) => Promise<Opened>,
+  ) {
+    this.#settings = settings;
+    this.#options = options;
+    this.#open = open;
+    this.#context = { tls: tlsOptions(settings), stuck: {}, signal: this.#stop.signal };
+    this.#log = options.logger.child({ valkey: target, connection: options.name });
+    this.#run();
+  }
+
+  get connected(): boolean {
+    return this.#session !== undefined;
+  }
+
+  // Not async: web sends a command per event, and a wrapping promise per command shows in its CPU.
+  call(command: string, ...args: ValkeyArg[]): Promise<unknown> {
+    const refused = this.#unusable();
+    return refused ? Promise.reject(refused) : this.#session!.send([command, ...args]);
+  }
+
+  transaction(commands: ValkeyArg[][]): Promise<unknown[]> {
+    const refused = this.#unusable();
+    return refused ? Promise.reject(refused) : this.#session!.transaction(commands);
+  }
+
+  disconnect(): void {
+    this.#stop.abort();
+    this.#session?.close();
+  }
+
+  #unusable(): Error | undefined {
+    if (this.#options.subscription) return new Error("a subscriber connection takes no commands");
+    if (!this.#session) return new Error("Valkey is not connected");
+    return undefined;
+  }
+
+  /** Opens, then subscribes on a subscriber connection. */
+  async #openOnce(): Promise<Opened> {
+    const opened = await this.#open(this.#context);
+    if (!this.#options.subscription) return opened;
     try {
-      await subscribe(opened.session, options.subscription);
+      await subscribe(opened.session, this.#options.subscription);
       return opened;
     } catch (err) {
       opened.session.close();
       throw err;
     }
-  };
+  }
 
-  const run = async () => {
-    for (let attempt = 0; !stop.signal.aborted;) {
+  /** Each new cause is logged once, not on every retry. */
+  #noteError(err: unknown): void {
+    const message = describeConnectionError(err, this.#context.tls !== undefined);
+    if (message !== this.#lastError) this.#log.warn("valkey connection error", { error: message });
+    this.#lastError = message;
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    for (let attempt = 0; !signal.aborted;) {
       let opened: Opened;
       try {
-        opened = await openOnce();
+        opened = await this.#openOnce();
       } catch (err) {
-        if (stop.signal.aborted) break;
-        noteError(err);
-        await sleep(reconnectDelay(attempt++, settings), stop.signal);
+        if (signal.aborted) break;
+        this.#noteError(err);
+        await sleep(reconnectDelay(attempt++, this.#settings), signal);
         continue;
       }
-      if (stop.signal.aborted) {
-        opened.session.close();
-        break;
-      }
-      const since = performance.now();
-      lastError = "";
-      session = opened.session;
-      log.info("valkey connected", opened.fields);
-      options.onStateChange?.(true);
-      const why = await opened.session.ended;
-      session = undefined;
-      if (stop.signal.aborted) {
-        log.info("valkey connection closed");
-        options.onStateChange?.(false);
-        break;
-      }
-      log.warn(
+      const lasted = await this.#hold(opened);
+      if (signal.aborted) break;
+      // A server that takes the connection and drops it at once is retried with
+      // backoff, not ten times a second.
+      attempt = lasted >= 1000 ? 0 : attempt + 1;
+      await sleep(reconnectDelay(attempt, this.#settings), signal);
+    }
+  }
+
+  /** Uses the connection until it ends; logs both changes; resolves with how long it lasted. */
+  async #hold(opened: Opened): Promise<number> {
+    if (this.#stop.signal.aborted) {
+      opened.session.close();
+      return 0;
+    }
+    const since = performance.now();
+    this.#lastError = "";
+    this.#session = opened.session;
+    this.#log.info("valkey connected", opened.fields);
+    this.#options.onStateChange?.(true);
+    const why = await opened.session.ended;
+    this.#session = undefined;
+    if (this.#stop.signal.aborted) this.#log.info("valkey connection closed");
+    else {
+      this.#log.warn(
         "valkey connection lost; reconnecting",
         why ? { error: describeValkeyError(why) } : {},
       );
-      options.onStateChange?.(false);
-      // A server that takes the connection and drops it at once is retried with
-      // backoff, not ten times a second.
-      attempt = performance.now() - since >= 1000 ? 0 : attempt + 1;
-      await sleep(reconnectDelay(attempt, settings), stop.signal);
     }
-  };
-  run();
-
-  // Not async: web sends a command per event, and a wrapping promise per command shows in its CPU.
-  const unusable = (): Error | undefined => {
-    if (options.subscription) return new Error("a subscriber connection takes no commands");
-    if (!session) return new Error("Valkey is not connected");
-    return undefined;
-  };
-  return {
-    get connected() {
-      return session !== undefined;
-    },
-    call(command, ...args) {
-      const refused = unusable();
-      return refused ? Promise.reject(refused) : session!.send([command, ...args]);
-    },
-    transaction(commands) {
-      const refused = unusable();
-      return refused ? Promise.reject(refused) : session!.transaction(commands);
-    },
-    disconnect() {
-      stop.abort();
-      session?.close();
-    },
-  };
+    this.#options.onStateChange?.(false);
+    return performance.now() - since;
+  }
 }
 
 // What each kind of subscription sends and hears back.
