@@ -263,7 +263,7 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
     phasePeak();
     record({ scenario: "web process", metric: "peak RSS", value: wholePeak, unit: "MiB" });
   } finally {
-    sub.close();
+    await sub.close();
     await program.stop();
   }
 }

@@ -149,7 +149,7 @@ export async function benchSignatures(options: SignatureBenchOptions): Promise<v
       }
     }
   } finally {
-    sub.close();
+    await sub.close();
   }
   for (const mode of ["unsigned", "signed"] as const) {
     record({

@@ -180,7 +180,7 @@ Deno.test({
           // already closed
         }
       }
-      sub.close();
+      await sub.close();
       await program.stop();
       await valkey.stop();
       await issuer.stop();

@@ -59,7 +59,7 @@ async function setUp(extra: Record<string, string> = {}): Promise<Env> {
 }
 
 async function tearDown(env: Env): Promise<void> {
-  env.sub.close();
+  await env.sub.close();
   await env.program.stop();
   await env.valkey.stop();
   await env.issuer.stop();
@@ -366,7 +366,7 @@ Deno.test({
       assertEquals((await ready.json()).checks.issuer_keys, "failing");
       assertEquals(sub.messages.length, 0);
     } finally {
-      sub.close();
+      await sub.close();
       await program.stop();
       await valkey.stop();
       await issuer.stop();
@@ -395,7 +395,7 @@ Deno.test({
       });
       await t.step("202 again after Valkey returns, without restarting web", async () => {
         await env.valkey.start();
-        env.sub.close();
+        await env.sub.close();
         env.sub = await subscribe(env.valkey, CHANNEL);
         const deadline = Date.now() + 10_000;
         let status = 0;
@@ -476,7 +476,7 @@ Deno.test({
         },
       );
     } finally {
-      sub.close();
+      await sub.close();
       await valkey.stop();
       await issuer.stop();
     }

@@ -51,6 +51,8 @@ export interface ConnectOptions {
   clusterNodes?: HostPort[];
   /** Shown in CLIENT LIST (default krt-test). */
   name?: string;
+  /** How long to wait for the connection (default 10 s). */
+  connectTimeoutMs?: number;
 }
 
 const quiet = createLogger({ level: "error", write: () => {} });
@@ -89,6 +91,7 @@ export function connectValkey(
       name: options.name ?? "krt-test",
       logger: quiet,
     }),
+    options.connectTimeoutMs,
   );
 }
 
@@ -393,7 +396,14 @@ export async function subscribe(
       await eventually(
         "the subscriber gone from CLIENT LIST",
         async () => {
-          return !String(await valkeyCall(server, "CLIENT", "LIST")).includes(`name=${name} `);
+          // A server that is gone holds no subscription either.
+          const admin = await connectValkey(server, { connectTimeoutMs: 1000 }).catch(() => {});
+          if (!admin) return true;
+          try {
+            return !String(await admin.call("CLIENT", "LIST")).includes(`name=${name} `);
+          } finally {
+            admin.disconnect();
+          }
         },
         5000,
         20,
