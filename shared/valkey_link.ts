@@ -194,7 +194,9 @@ export function subscribe(session: Session, subscription: ValkeySubscription): P
       clearTimeout(timer);
       reject(why ?? new Error("Valkey connection is closed"));
     });
+    const alive = keepAlive(session);
     session.onPush = (value) => {
+      alive.heard();
       if (value instanceof ReplyError) {
         clearTimeout(timer);
         reject(value);
@@ -203,6 +205,7 @@ export function subscribe(session: Session, subscription: ValkeySubscription): P
       } else if (Array.isArray(value) && value[0] === kind.confirmed) {
         if (++confirmed === subscription.channels.length) {
           clearTimeout(timer);
+          alive.start();
           resolve();
         }
       } else if (Array.isArray(value) && value[0] === kind.ended) {
@@ -211,4 +214,41 @@ export function subscribe(session: Session, subscription: ValkeySubscription): P
     };
     session.sendUnanswered([kind.subscribe, ...subscription.channels]);
   });
+}
+
+/** How often a quiet subscriber connection asks the server whether it is still there. */
+export const SUBSCRIBER_PING_MS = 5000;
+
+/**
+ * A subscriber sends nothing, so a server that vanished without closing the
+ * connection (a node gone in a failover, a partition) would leave it waiting
+ * forever. After a quiet SUBSCRIBER_PING_MS it sends PING (allowed while
+ * subscribed); when nothing at all comes back within VALKEY_TIMEOUT it ends
+ * the connection, and the client reconnects where the channel is now.
+ */
+function keepAlive(session: Session): { start(): void; heard(): void } {
+  let lastHeard = performance.now();
+  let pingedAt: number | undefined;
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  const tick = () => {
+    const now = performance.now();
+    if (pingedAt !== undefined && now - pingedAt >= session.timeoutMs) {
+      session.end(
+        new TimeoutError("Valkey did not answer the subscriber's PING within VALKEY_TIMEOUT"),
+      );
+    } else if (pingedAt === undefined && now - lastHeard >= SUBSCRIBER_PING_MS) {
+      pingedAt = now;
+      session.sendUnanswered(["PING"]);
+    }
+  };
+  session.ended.then(() => clearInterval(ticker));
+  return {
+    start() {
+      ticker ??= setInterval(tick, Math.max(50, Math.min(1000, session.timeoutMs / 2)));
+    },
+    heard() {
+      lastHeard = performance.now();
+      pingedAt = undefined;
+    },
+  };
 }

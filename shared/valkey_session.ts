@@ -12,8 +12,9 @@ import { commandText, ProtocolError, ReplyError, type RespValue } from "../lib/r
 import { RespReader } from "../lib/resp.ts";
 
 // What a subscriber connection is sent without asking: messages of classic and
-// sharded PubSub, and the server's word that a subscription began or ended (a
-// sharded one ends when its slot moves to another node).
+// sharded PubSub, the server's word that a subscription began or ended (a
+// sharded one ends when its slot moves to another node), and the answer to a
+// PING sent while subscribed.
 const PUSH_KINDS = new Set([
   "message",
   "smessage",
@@ -21,6 +22,7 @@ const PUSH_KINDS = new Set([
   "ssubscribe",
   "unsubscribe",
   "sunsubscribe",
+  "pong",
 ]);
 
 /** A socket-level error with a Node-style code, so one table (shared/valkey_errors.ts) describes it. */

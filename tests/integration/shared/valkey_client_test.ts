@@ -821,3 +821,46 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...options,
+  name:
+    "a subscriber whose server stops answering without closing the connection notices by PING, and subscribes again once it answers",
+  async fn() {
+    const valkey = await startValkey();
+    const received: string[] = [];
+    const { client: c, lines, states } = client(settings(valkey.addr, { valkeyTimeout: 500 }), {
+      subscription: {
+        channels: ["krt-frozen"],
+        onMessage: (_channel, message) => received.push(message),
+      },
+    });
+    const pid = valkey.pid()!;
+    try {
+      await eventually("subscribed", () => c.connected || undefined);
+      // A frozen server keeps its sockets open: only a PING can tell it is gone.
+      Deno.kill(pid, "SIGSTOP");
+      const lost = await eventually(
+        "the lost line",
+        () => lines.find((l) => l.msg === "valkey connection lost; reconnecting"),
+        15_000,
+      );
+      assertEquals(lost.error, "Valkey did not answer the subscriber's PING within VALKEY_TIMEOUT");
+      assertEquals(states, [true, false]);
+      Deno.kill(pid, "SIGCONT");
+      await eventually("subscribed again", () => c.connected || undefined, 15_000);
+      await eventually("a message after the thaw", async () => {
+        await valkeyCall(valkey, "PUBLISH", "krt-frozen", "after");
+        return received.includes("after") || undefined;
+      });
+    } finally {
+      try {
+        Deno.kill(pid, "SIGCONT");
+      } catch {
+        // already running or gone
+      }
+      c.disconnect();
+      await valkey.stop();
+    }
+  },
+});
