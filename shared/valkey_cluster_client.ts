@@ -41,8 +41,13 @@ import { openSession, type Stuck, type TlsOptions, tlsOptions } from "./valkey_s
 
 /** Most redirections one command follows (a slot moving twice while we send it). */
 const MAX_REDIRECTS = 5;
-/** The slot map is read again at most this often, however many commands ask for it. */
+/**
+ * The slot map is read again at most this often, however many commands ask
+ * for it; while reads find nothing new (a failover not done yet, a node
+ * that stays unreachable) the gap doubles up to MAX_REFRESH_GAP_MS.
+ */
 const MIN_REFRESH_GAP_MS = 100;
+const MAX_REFRESH_GAP_MS = 1000;
 
 /** A cluster client: a command client, or a subscriber when the options carry a subscription. */
 export function createClusterClient(
@@ -58,11 +63,15 @@ export function createClusterClient(
 class SlotMap {
   readonly #owners = new Array<string | undefined>(SLOTS);
   readonly #addresses = new Map<string, HostPort>();
+  /** The ranges as read, to tell whether a new read changed anything. */
+  readonly signature: string;
 
   constructor(ranges: SlotRange[] = []) {
     for (const range of ranges) {
       for (let slot = range.first; slot <= range.last; slot++) this.assign(slot, range.primary);
     }
+    this.signature = ranges.map((r) => `${r.first}-${r.last}@${formatHostPort(r.primary)}`)
+      .join(",");
   }
 
   assign(slot: number, primary: HostPort): void {
@@ -82,15 +91,50 @@ class SlotMap {
   }
 }
 
-/** The addresses to ask for the map: the primaries known, then the seeds, each once. */
-function candidates(map: SlotMap, seeds: HostPort[]): HostPort[] {
+/**
+ * What a client remembers of each node across its connections: the one
+ * connection attempt Deno could not abort (a TLS handshake nobody answers),
+ * and when the node last failed, so the next read of the map asks the others
+ * first instead of waiting out a dead node's timeout every time.
+ */
+class NodeMemory {
+  readonly #nodes = new Map<string, { stuck: Stuck; failedAt?: number }>();
+
+  #of(address: HostPort) {
+    const key = formatHostPort(address);
+    let node = this.#nodes.get(key);
+    if (!node) this.#nodes.set(key, node = { stuck: {} });
+    return node;
+  }
+
+  stuck(address: HostPort): Stuck {
+    return this.#of(address).stuck;
+  }
+
+  failed(address: HostPort): void {
+    this.#of(address).failedAt = performance.now();
+  }
+
+  answered(address: HostPort): void {
+    this.#of(address).failedAt = undefined;
+  }
+
+  /** The addresses, those that failed last at the end (the most recent failure last). */
+  order(addresses: HostPort[]): HostPort[] {
+    const failedAt = (a: HostPort) => this.#nodes.get(formatHostPort(a))?.failedAt ?? -Infinity;
+    return [...addresses].sort((a, b) => failedAt(a) - failedAt(b));
+  }
+}
+
+/** The addresses to ask for the map: the primaries known, then the seeds, each once; failed ones last. */
+function candidates(map: SlotMap, seeds: HostPort[], memory: NodeMemory): HostPort[] {
   const seen = new Set<string>();
-  return [...map.primaries(), ...seeds].filter((address) => {
+  return memory.order([...map.primaries(), ...seeds].filter((address) => {
     const key = formatHostPort(address);
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
-  });
+  }));
 }
 
 /** Reads the slot map from the first node that gives one, opening each with `sessionOf`. */
@@ -135,17 +179,27 @@ function createClusterSubscriber(
   options: ValkeyClientOptions,
 ): ValkeyClient {
   const seeds = settings.valkeyClusterNodes ?? [];
+  const memory = new NodeMemory();
   let known = new SlotMap();
   return keepConnected(
     settings,
     options,
     describeValkeyTarget(settings),
-    async ({ tls, stuck }: OpenContext) => {
-      const open = (address: HostPort) =>
-        openSession(address, { settings, tls, name: options.name, stuck });
+    async ({ tls }: OpenContext) => {
+      const open = async (address: HostPort) => {
+        try {
+          const stuck = memory.stuck(address);
+          const session = await openSession(address, { settings, tls, name: options.name, stuck });
+          memory.answered(address);
+          return session;
+        } catch (err) {
+          memory.failed(address);
+          throw err;
+        }
+      };
       const asked: Session[] = [];
       try {
-        known = await readSlotMap(candidates(known, seeds), async (address) => {
+        known = await readSlotMap(candidates(known, seeds, memory), async (address) => {
           const session = await open(address);
           asked.push(session);
           return session;
@@ -167,7 +221,6 @@ function createClusterSubscriber(
 interface Link {
   session?: Session;
   opening?: Promise<Session>;
-  stuck: Stuck;
 }
 
 /** The command client: a connection per primary, commands routed by slot. */
@@ -186,11 +239,17 @@ class ClusterCommands implements ValkeyClient {
   readonly #log: Logger;
   readonly #stop = new AbortController();
   readonly #links = new Map<string, Link>();
+  readonly #memory = new NodeMemory();
+  /** Per node, the last reason it could not be reached, so each is logged once. */
+  readonly #unreachable = new Map<string, string>();
   #map = new SlotMap();
   #connected = false;
   #lastError = "";
   #refreshWanted?: () => void;
   #lastRefresh = 0;
+  #refreshGap = MIN_REFRESH_GAP_MS;
+  /** The primary that last answered a keyed command: keyless ones (PING) go there too. */
+  #lastUsed?: HostPort;
 
   constructor(settings: ValkeySettings, options: ValkeyClientOptions) {
     this.#settings = settings;
@@ -211,7 +270,7 @@ class ClusterCommands implements ValkeyClient {
     const full: ValkeyArg[] = [command, ...args];
     return this.#route(routingKey(full), async (session, asking) => {
       if (!asking) return await session.send(full);
-      const [, reply] = await Promise.all([session.send(["ASKING"]), session.send(full)]);
+      const [, reply] = await Promise.all(session.sendAll([["ASKING"], full]));
       return reply;
     });
   }
@@ -231,27 +290,44 @@ class ClusterCommands implements ValkeyClient {
     this.#refreshWanted?.();
   }
 
-  /** The open connection to `address`, opened now if there is none. */
-  #sessionFor(address: HostPort): Promise<Session> {
+  /**
+   * The open connection to `address`, opened now if there is none. A failure
+   * to open asks for the map again, unless reading the map is what opened it
+   * (which would read it again and again while one node stays unreachable).
+   */
+  #sessionFor(address: HostPort, forMap = false): Promise<Session> {
     const key = formatHostPort(address);
     const known = this.#links.get(key);
     if (known?.session) return Promise.resolve(known.session);
     if (known?.opening) return known.opening;
-    const link: Link = { stuck: known?.stuck ?? {} };
+    const link: Link = {};
     this.#links.set(key, link);
-    const { name } = this.#options;
     const opening = openSession(address, {
       settings: this.#settings,
       tls: this.#tls,
-      name,
-      stuck: link.stuck,
+      name: this.#options.name,
+      stuck: this.#memory.stuck(address),
     });
-    link.opening = opening.then((session) => this.#opened(key, link, session), (err) => {
+    link.opening = opening.then((session) => {
+      this.#memory.answered(address);
+      this.#unreachable.delete(key);
+      return this.#opened(key, link, session);
+    }, (err) => {
       if (this.#links.get(key) === link) this.#links.delete(key);
-      this.#wantRefresh();
+      this.#memory.failed(address);
+      this.#noteUnreachable(key, err);
+      if (!forMap) this.#wantRefresh();
       throw err;
     });
     return link.opening;
+  }
+
+  /** Logs a node that cannot be reached, once per reason. */
+  #noteUnreachable(key: string, err: unknown): void {
+    const message = describeConnectionError(err, this.#tls !== undefined);
+    if (this.#stop.signal.aborted || this.#unreachable.get(key) === message) return;
+    this.#unreachable.set(key, message);
+    this.#log.warn("valkey cluster node unreachable", { node: key, error: message });
   }
 
   /** Keeps a new connection; when it fails, drops it and reads the map again. */
@@ -271,14 +347,26 @@ class ClusterCommands implements ValkeyClient {
     return session;
   }
 
-  /** Reads the slot map; closes connections to nodes that serve nothing now (a demoted primary). */
+  /**
+   * Reads the slot map. Idle connections to nodes that serve nothing now (a
+   * demoted primary) are closed; one with commands in flight is left to
+   * answer them (a MOVED, or their replies), since closing it would fail
+   * commands that may have run.
+   */
   async #refresh(): Promise<void> {
     this.#lastRefresh = performance.now();
     const seeds = this.#settings.valkeyClusterNodes ?? [];
-    this.#map = await readSlotMap(candidates(this.#map, seeds), (a) => this.#sessionFor(a));
+    const before = this.#map.signature;
+    this.#map = await readSlotMap(
+      candidates(this.#map, seeds, this.#memory),
+      (a) => this.#sessionFor(a, true),
+    );
+    this.#refreshGap = this.#map.signature === before
+      ? Math.min(MAX_REFRESH_GAP_MS, this.#refreshGap * 2)
+      : MIN_REFRESH_GAP_MS;
     const serving = new Set(this.#map.primaries().map(formatHostPort));
     for (const [key, link] of this.#links) {
-      if (!serving.has(key) && link.session) {
+      if (!serving.has(key) && link.session?.idle) {
         this.#links.delete(key);
         link.session.close();
       }
@@ -302,7 +390,7 @@ class ClusterCommands implements ValkeyClient {
       attempt = 0;
       this.#up();
       await Promise.race([wanted, stopped]);
-      const gap = this.#lastRefresh + MIN_REFRESH_GAP_MS - performance.now();
+      const gap = this.#lastRefresh + this.#refreshGap - performance.now();
       if (gap > 0) await sleep(gap, signal);
     }
     for (const link of this.#links.values()) link.session?.close();
@@ -343,7 +431,9 @@ class ClusterCommands implements ValkeyClient {
   ): Promise<T> {
     if (!this.#connected) throw new Error("Valkey is not connected");
     const deadline = performance.now() + this.#settings.valkeyTimeout;
-    let target = key === undefined ? this.#map.primaries()[0] : this.#map.owner(keySlot(key));
+    let target = key === undefined
+      ? this.#lastUsed ?? this.#map.primaries()[0]
+      : this.#map.owner(keySlot(key));
     let asking = false;
     for (let hops = 0;;) {
       if (!target) {
@@ -353,10 +443,12 @@ class ClusterCommands implements ValkeyClient {
         );
       }
       try {
-        return await send(await this.#sessionFor(target), asking);
+        const reply = await send(await this.#sessionFor(target), asking);
+        if (key !== undefined) this.#lastUsed = target;
+        return reply;
       } catch (err) {
         const next = await redirection(err, target, hops, deadline);
-        if (!next) throw err;
+        if (!next) throw tooManyRedirects(err) ?? err;
         if (next.moved) {
           this.#map.assign(next.slot, next.to);
           this.#wantRefresh();
@@ -394,6 +486,15 @@ async function redirection(
     return { to: from, slot: -1, moved: false };
   }
   return undefined;
+}
+
+/** A redirection still given after MAX_REDIRECTS, as an error that says so; else undefined. */
+function tooManyRedirects(err: unknown): Error | undefined {
+  const redirect = parseRedirect(err);
+  if (!redirect) return undefined;
+  return new Error(
+    `Valkey Cluster still redirected the command (${redirect.kind} to slot ${redirect.slot}) after ${MAX_REDIRECTS} tries: is the slot moving back and forth?`,
+  );
 }
 
 /** A promise that resolves when `signal` aborts. */

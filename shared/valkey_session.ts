@@ -78,10 +78,36 @@ export class Session {
 
   /** Sends a command; its reply (or an error) settles the promise. */
   send(args: readonly (string | number)[]): Promise<RespValue> {
-    if (this.#closed) return Promise.reject(new Error("Valkey connection is closed"));
-    if (this.#queue.length - this.#queueHead >= MAX_PENDING) {
-      return Promise.reject(new Error(`${MAX_PENDING} commands are already waiting for Valkey`));
+    const refused = this.#refusal(1);
+    return refused ? Promise.reject(refused) : this.#enqueue(args);
+  }
+
+  /** True when no command waits for its reply. */
+  get idle(): boolean {
+    return this.#queue.length === this.#queueHead;
+  }
+
+  /**
+   * Sends commands that must go out together (ASKING and its command, a
+   * transaction): all of them, or none when the connection cannot take all.
+   * A batch cut short would leave the server inside MULTI, queueing the next
+   * caller's commands instead of running them.
+   */
+  sendAll(commands: readonly (readonly (string | number)[])[]): Promise<RespValue>[] {
+    const refused = this.#refusal(commands.length);
+    return commands.map((args) => refused ? Promise.reject(refused) : this.#enqueue(args));
+  }
+
+  /** Why `count` more commands cannot be sent now, or undefined. */
+  #refusal(count: number): Error | undefined {
+    if (this.#closed) return new Error("Valkey connection is closed");
+    if (this.#queue.length - this.#queueHead + count > MAX_PENDING) {
+      return new Error(`${MAX_PENDING} commands are already waiting for Valkey`);
     }
+    return undefined;
+  }
+
+  #enqueue(args: readonly (string | number)[]): Promise<RespValue> {
     return new Promise<RespValue>((resolve, reject) => {
       // A command that timed out keeps its place in the queue: its reply, when it
       // comes, settles a promise already rejected, and the next reply stays in step.
@@ -148,12 +174,12 @@ export class Session {
     commands: readonly (readonly (string | number)[])[],
     asking = false,
   ): Promise<RespValue[]> {
-    const sent = [
-      ...(asking ? [this.send(["ASKING"])] : []),
-      this.send(["MULTI"]),
-      ...commands.map((command) => this.send(command)),
-      this.send(["EXEC"]),
-    ];
+    const sent = this.sendAll([
+      ...(asking ? [["ASKING"]] : []),
+      ["MULTI"],
+      ...commands,
+      ["EXEC"],
+    ]);
     const settled = await Promise.allSettled(sent);
     const exec = settled[settled.length - 1];
     if (exec.status === "fulfilled" && Array.isArray(exec.value)) {

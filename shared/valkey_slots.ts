@@ -91,7 +91,7 @@ export interface SlotRange {
  */
 export function parseClusterSlots(reply: unknown, asked: HostPort): SlotRange[] {
   if (!Array.isArray(reply)) throw new Error("CLUSTER SLOTS answered something other than a list");
-  return reply.map((entry) => {
+  const ranges = reply.map((entry) => {
     const [first, last, primary] = Array.isArray(entry) ? entry : [];
     const [host, port] = Array.isArray(primary) ? primary : [];
     if (
@@ -103,6 +103,10 @@ export function parseClusterSlots(reply: unknown, asked: HostPort): SlotRange[] 
     }
     return { first, last, primary: { host: host === "" ? asked.host : host, port } };
   });
+  // Ranges that overlap could make the client assign a slot billions of times.
+  const assigned = ranges.reduce((sum, r) => sum + r.last - r.first + 1, 0);
+  if (assigned > SLOTS) throw new Error("CLUSTER SLOTS answered a malformed slot range");
+  return ranges;
 }
 
 /** Where a MOVED or ASK reply sends a command. */

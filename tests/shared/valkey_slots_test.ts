@@ -63,6 +63,8 @@ Deno.test("parseClusterSlots() refuses a malformed map whole rather than route b
       [[0, 1, [7, 1]]],
       [[0, 1]],
       [[0, 1, ["h", 1]], "junk"],
+      // Overlapping ranges: more slots than there are.
+      Array.from({ length: 3 }, () => [0, 16383, ["h", 1]]),
     ]
   ) {
     assertThrows(() => parseClusterSlots(reply, asked), { message: /^CLUSTER SLOTS answered/ });

@@ -864,3 +864,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...options,
+  name:
+    "a transaction the connection cannot take whole is refused whole: the server is never left inside MULTI",
+  async fn() {
+    const valkey = await startValkey();
+    const { client: c, connected } = client(settings(valkey.addr, { valkeyTimeout: 10_000 }));
+    const pid = valkey.pid()!;
+    try {
+      await connected();
+      // A frozen server: every command waits, so the connection's 4096 places fill up.
+      Deno.kill(pid, "SIGSTOP");
+      const waiting = Array.from({ length: 4094 }, (_, i) => c.call("SET", `k${i}`, "v"));
+      const refused = await c.transaction([["INCR", "a"], ["INCR", "b"]]).then(
+        () => "taken",
+        (err: Error) => err.message,
+      );
+      assertEquals(refused, "4096 commands are already waiting for Valkey");
+      const after = c.call("GET", "k1");
+      Deno.kill(pid, "SIGCONT");
+      const replies = await Promise.all(waiting);
+      // Had MULTI gone out alone, these would have been queued ("QUEUED"), not run.
+      assert(replies.every((r) => r === "OK"), `replies: ${[...new Set(replies)]}`);
+      assertEquals(await after, "v");
+      assertEquals(await c.call("EXISTS", "a", "b"), 0);
+    } finally {
+      try {
+        Deno.kill(pid, "SIGCONT");
+      } catch {
+        // already running or gone
+      }
+      c.disconnect();
+      await valkey.stop();
+    }
+  },
+});

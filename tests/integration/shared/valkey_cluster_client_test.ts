@@ -13,7 +13,7 @@
 import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
 import { eventually } from "../../helpers/eventually.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
-import { startValkey, testSettings } from "../../helpers/valkey.ts";
+import { type ConnectOptions, startValkey, testSettings } from "../../helpers/valkey.ts";
 import {
   clusterCertificates,
   type ClusterNode,
@@ -34,9 +34,9 @@ function recordingLogger() {
 }
 
 /** A cluster command client on `seeds`, connected. */
-async function commands(seeds: HostPort[], password?: string) {
+async function commands(seeds: HostPort[], extra: ConnectOptions = {}) {
   const { lines, logger } = recordingLogger();
-  const client = createValkeyClient(testSettings(seeds[0], { clusterNodes: seeds, password }), {
+  const client = createValkeyClient(testSettings(seeds[0], { ...extra, clusterNodes: seeds }), {
     name: "krt-cluster-test",
     logger,
   });
@@ -45,10 +45,10 @@ async function commands(seeds: HostPort[], password?: string) {
 }
 
 /** A sharded subscriber on `channel`, recording what arrives. */
-async function shardedSubscriber(seeds: HostPort[], channel: string) {
+async function shardedSubscriber(seeds: HostPort[], channel: string, extra: ConnectOptions = {}) {
   const { lines, logger } = recordingLogger();
   const messages: string[] = [];
-  const client = createValkeyClient(testSettings(seeds[0], { clusterNodes: seeds }), {
+  const client = createValkeyClient(testSettings(seeds[0], { ...extra, clusterNodes: seeds }), {
     name: "krt-cluster-test-subscriber",
     logger,
     subscription: {
@@ -243,7 +243,7 @@ Deno.test({
     const cluster = await startValkeyCluster({ password });
     const plain = await startValkey();
     try {
-      const { client, lines } = await commands(cluster.seeds, password);
+      const { client, lines } = await commands(cluster.seeds, { password });
       assertEquals(await client.call("SET", `${TAG}:x`, "1"), "OK");
       client.disconnect();
       assert(!JSON.stringify(lines).includes(password), "the password reached the log");
@@ -313,6 +313,62 @@ Deno.test({
         untrusting.disconnect();
       }
     } finally {
+      await cluster.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "cluster: a primary that freezes (TLS handshakes hang, nothing answers) is left for its promoted replica by commands and the sharded subscriber",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "krt-cluster-freeze-" });
+    const tls = await clusterCertificates(dir);
+    const cluster = await startValkeyCluster({ tls });
+    const tlsCa = await Deno.readTextFile(tls.ca);
+    const channel = `${TAG}:events`;
+    const { client, lines } = await commands(cluster.seeds, { tlsCa });
+    const subscriber = await shardedSubscriber(cluster.seeds, channel, { tlsCa });
+    const victim = await cluster.ownerOf(keySlot(TAG));
+    try {
+      await client.call("SET", `${TAG}:before`, "1");
+      await publishSeen(client, channel, subscriber.messages, "before");
+      // SIGSTOP: the kernel still accepts connections to it, but no TLS handshake completes,
+      // as with a node whose packets are dropped. The cluster fails it over on its own.
+      Deno.kill(victim.pid, "SIGSTOP");
+      await eventually(
+        "a command served by the promoted replica",
+        async () => {
+          return (await client.call("GET", `${TAG}:before`).catch(() => undefined)) === "1" ||
+            undefined;
+        },
+        30_000,
+        200,
+      );
+      await publishSeen(client, channel, subscriber.messages, "after");
+      const promoted = await cluster.ownerOf(keySlot(TAG));
+      assert(promoted.id !== victim.id, "the replica took over");
+      assertEquals(
+        subscriber.lines.filter((l) => l.msg === "valkey connected").at(-1)?.node,
+        `127.0.0.1:${promoted.port}`,
+      );
+      assert(
+        subscriber.lines.some((l) =>
+          l.msg === "valkey connection lost; reconnecting" && /PING/.test(String(l.error))
+        ),
+        "the subscriber noticed by PING",
+      );
+      assert(lines.length < 200, `the command client logged ${lines.length} lines`);
+    } finally {
+      try {
+        Deno.kill(victim.pid, "SIGCONT");
+      } catch {
+        // gone
+      }
+      client.disconnect();
+      subscriber.client.disconnect();
       await cluster.stop();
       await Deno.remove(dir, { recursive: true });
     }
