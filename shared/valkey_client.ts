@@ -84,10 +84,11 @@ export function createValkeyClient(
     settings,
     { ...options, subscription },
     describeValkeyTarget(settings),
-    async ({ tls, stuck, signal }): Promise<Opened> => {
+    async ({ tls, stuckFor, signal }): Promise<Opened> => {
       const target = sentinel
-        ? await askSentinels(settings, tls, stuck, signal)
+        ? await askSentinels(settings, tls, stuckFor, signal)
         : settings.valkeyAddr!;
+      const stuck = stuckFor(target);
       const session = await openSession(target, { settings, tls, name: options.name, stuck });
       if (!sentinel) return { session, fields: {} };
       try {

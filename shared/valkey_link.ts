@@ -18,14 +18,16 @@ import type {
   ValkeySubscription,
 } from "./valkey_client.ts";
 import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
-import { reconnectDelay, type ValkeySettings } from "./valkey_settings.ts";
+import { formatHostPort, reconnectDelay, type ValkeySettings } from "./valkey_settings.ts";
+import type { HostPort } from "../lib/setting_values.ts";
 import { type Session, TimeoutError } from "./valkey_session.ts";
 import { type Stuck, type TlsOptions, tlsOptions } from "./valkey_socket.ts";
 
 /** What opening a connection may use. */
 export interface OpenContext {
   tls: TlsOptions | undefined;
-  stuck: Stuck;
+  /** The stuck attempt of one address: a hung server does not hold up the others. */
+  stuckFor(address: HostPort): Stuck;
   signal: AbortSignal;
 }
 
@@ -65,7 +67,16 @@ class KeptConnection implements ValkeyClient {
     this.#settings = settings;
     this.#options = options;
     this.#open = open;
-    this.#context = { tls: tlsOptions(settings), stuck: {}, signal: this.#stop.signal };
+    const stuck = new Map<string, Stuck>();
+    this.#context = {
+      tls: tlsOptions(settings),
+      stuckFor: (address) => {
+        const key = formatHostPort(address);
+        if (!stuck.has(key)) stuck.set(key, {});
+        return stuck.get(key)!;
+      },
+      signal: this.#stop.signal,
+    };
     this.#log = options.logger.child({ valkey: target, connection: options.name });
     this.#run();
   }

@@ -21,7 +21,7 @@ import {
 export async function askSentinels(
   settings: ValkeySettings,
   tls: TlsOptions | undefined,
-  stuck: Stuck,
+  stuckFor: (address: HostPort) => Stuck,
   signal: AbortSignal,
 ): Promise<HostPort> {
   let last: unknown;
@@ -30,7 +30,7 @@ export async function askSentinels(
     let session: Session | undefined;
     try {
       session = new Session(
-        await openSocket(sentinel, tls, settings.valkeyTimeout, stuck),
+        await openSocket(sentinel, tls, settings.valkeyTimeout, stuckFor(sentinel)),
         settings.valkeyTimeout,
       );
       const auth = authCommand(settings.valkeySentinelUsername, settings.valkeySentinelPassword);
