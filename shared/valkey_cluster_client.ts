@@ -19,9 +19,16 @@
 import { sleep } from "../lib/backoff.ts";
 import type { Logger } from "../lib/log.ts";
 import type { HostPort } from "../lib/setting_values.ts";
-import type { ValkeyArg, ValkeyClient, ValkeyClientOptions } from "./valkey_client.ts";
+import type { ValkeyArg, ValkeyClient, ValkeyClientOptions } from "./valkey_commands.ts";
+import {
+  candidates,
+  ClusterUnreachable,
+  NodeMemory,
+  readSlotMap,
+  SlotMap,
+} from "./valkey_cluster_map.ts";
+import { createClusterSubscriber } from "./valkey_cluster_subscriber.ts";
 import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
-import { keepConnected, type OpenContext } from "./valkey_link.ts";
 import {
   describeValkeyTarget,
   formatHostPort,
@@ -29,15 +36,8 @@ import {
   type ValkeySettings,
 } from "./valkey_settings.ts";
 import type { Session } from "./valkey_session.ts";
-import {
-  keySlot,
-  parseClusterSlots,
-  parseRedirect,
-  routingKey,
-  type SlotRange,
-  SLOTS,
-} from "./valkey_slots.ts";
-import { openSession, type Stuck, type TlsOptions, tlsOptions } from "./valkey_socket.ts";
+import { keySlot, parseRedirect, routingKey } from "./valkey_slots.ts";
+import { openSession, type TlsOptions, tlsOptions } from "./valkey_socket.ts";
 
 /** Most redirections one command follows (a slot moving twice while we send it). */
 const MAX_REDIRECTS = 5;
@@ -57,164 +57,6 @@ export function createClusterClient(
   return options.subscription
     ? createClusterSubscriber(settings, options)
     : createClusterCommands(settings, options);
-}
-
-/** The slot map: which primary serves each slot, by address. */
-class SlotMap {
-  readonly #owners = new Array<string | undefined>(SLOTS);
-  readonly #addresses = new Map<string, HostPort>();
-  /** The ranges as read, to tell whether a new read changed anything. */
-  readonly signature: string;
-
-  constructor(ranges: SlotRange[] = []) {
-    for (const range of ranges) {
-      for (let slot = range.first; slot <= range.last; slot++) this.assign(slot, range.primary);
-    }
-    this.signature = ranges.map((r) => `${r.first}-${r.last}@${formatHostPort(r.primary)}`)
-      .join(",");
-  }
-
-  assign(slot: number, primary: HostPort): void {
-    const key = formatHostPort(primary);
-    this.#addresses.set(key, primary);
-    this.#owners[slot] = key;
-  }
-
-  owner(slot: number): HostPort | undefined {
-    const key = this.#owners[slot];
-    return key === undefined ? undefined : this.#addresses.get(key);
-  }
-
-  primaries(): HostPort[] {
-    const serving = new Set(this.#owners);
-    return [...this.#addresses].filter(([key]) => serving.has(key)).map(([, address]) => address);
-  }
-}
-
-/**
- * What a client remembers of each node across its connections: the one
- * connection attempt Deno could not abort (a TLS handshake nobody answers),
- * and when the node last failed, so the next read of the map asks the others
- * first instead of waiting out a dead node's timeout every time.
- */
-class NodeMemory {
-  readonly #nodes = new Map<string, { stuck: Stuck; failedAt?: number }>();
-
-  #of(address: HostPort) {
-    const key = formatHostPort(address);
-    let node = this.#nodes.get(key);
-    if (!node) this.#nodes.set(key, node = { stuck: {} });
-    return node;
-  }
-
-  stuck(address: HostPort): Stuck {
-    return this.#of(address).stuck;
-  }
-
-  failed(address: HostPort): void {
-    this.#of(address).failedAt = performance.now();
-  }
-
-  answered(address: HostPort): void {
-    this.#of(address).failedAt = undefined;
-  }
-
-  /** The addresses, those that failed last at the end (the most recent failure last). */
-  order(addresses: HostPort[]): HostPort[] {
-    const failedAt = (a: HostPort) => this.#nodes.get(formatHostPort(a))?.failedAt ?? -Infinity;
-    return [...addresses].sort((a, b) => failedAt(a) - failedAt(b));
-  }
-}
-
-/** The addresses to ask for the map: the primaries known, then the seeds, each once; failed ones last. */
-function candidates(map: SlotMap, seeds: HostPort[], memory: NodeMemory): HostPort[] {
-  const seen = new Set<string>();
-  return memory.order([...map.primaries(), ...seeds].filter((address) => {
-    const key = formatHostPort(address);
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  }));
-}
-
-/** Reads the slot map from the first node that gives one, opening each with `sessionOf`. */
-async function readSlotMap(
-  addresses: HostPort[],
-  sessionOf: (address: HostPort) => Promise<Session>,
-): Promise<SlotMap> {
-  let last: unknown;
-  for (const address of addresses) {
-    try {
-      const ranges = parseClusterSlots(
-        await (await sessionOf(address)).send(["CLUSTER", "SLOTS"]),
-        address,
-      );
-      if (ranges.length > 0) return new SlotMap(ranges);
-      last = new Error(`${formatHostPort(address)} serves no slots: is the cluster created?`);
-    } catch (err) {
-      last = /cluster support disabled/i.test(String((err as Error)?.message))
-        ? new Error(
-          `${
-            formatHostPort(address)
-          } is not in cluster mode; use VALKEY_ADDR instead of VALKEY_CLUSTER_NODES`,
-        )
-        : err;
-    }
-  }
-  throw new ClusterUnreachable(last);
-}
-
-/** No node of the cluster gave its slot map. */
-class ClusterUnreachable extends Error {
-  constructor(readonly last: unknown) {
-    super(
-      `no Valkey Cluster node answered CLUSTER SLOTS. Last error: ${describeValkeyError(last)}`,
-    );
-  }
-}
-
-/** The subscriber: one connection to the primary of the channel's slot, reopened where it moves. */
-function createClusterSubscriber(
-  settings: ValkeySettings,
-  options: ValkeyClientOptions,
-): ValkeyClient {
-  const seeds = settings.valkeyClusterNodes ?? [];
-  const memory = new NodeMemory();
-  let known = new SlotMap();
-  return keepConnected(
-    settings,
-    options,
-    describeValkeyTarget(settings),
-    async ({ tls }: OpenContext) => {
-      const open = async (address: HostPort) => {
-        try {
-          const stuck = memory.stuck(address);
-          const session = await openSession(address, { settings, tls, name: options.name, stuck });
-          memory.answered(address);
-          return session;
-        } catch (err) {
-          memory.failed(address);
-          throw err;
-        }
-      };
-      const asked: Session[] = [];
-      try {
-        known = await readSlotMap(candidates(known, seeds, memory), async (address) => {
-          const session = await open(address);
-          asked.push(session);
-          return session;
-        });
-      } finally {
-        for (const session of asked) session.close();
-      }
-      const slot = keySlot(options.subscription!.channels[0]);
-      const primary = known.owner(slot);
-      if (!primary) {
-        throw new Error(`no Valkey Cluster primary serves slot ${slot} (cluster down?)`);
-      }
-      return { session: await open(primary), fields: { node: formatHostPort(primary) } };
-    },
-  );
 }
 
 /** A connection to one node, opened on first use and dropped when it fails. */

@@ -16,7 +16,7 @@ import type {
   ValkeyClient,
   ValkeyClientOptions,
   ValkeySubscription,
-} from "./valkey_client.ts";
+} from "./valkey_commands.ts";
 import { describeConnectionError, describeValkeyError } from "./valkey_errors.ts";
 import { formatHostPort, reconnectDelay, type ValkeySettings } from "./valkey_settings.ts";
 import type { HostPort } from "../lib/setting_values.ts";
