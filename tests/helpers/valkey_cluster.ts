@@ -156,7 +156,16 @@ export async function startValkeyCluster(options: ClusterOptions = {}): Promise<
       "--cluster-yes",
     ], CREATE_TIMEOUT_MS);
     await cluster.waitHealthy();
-    await assertShape(await cluster.nodes(), primaries, replicasPerPrimary);
+    // The node asked may learn of a replica by gossip a moment after the replica is in sync.
+    await eventually(
+      "the cluster's primaries and replicas",
+      async () => {
+        assertShape(await cluster.nodes(), primaries, replicasPerPrimary);
+        return true;
+      },
+      HEALTHY_TIMEOUT_MS,
+      50,
+    );
   } catch (err) {
     const logs = await logTails(procs);
     await cluster.stop().catch(() => {}); // the startup error is the one to report
