@@ -2,8 +2,8 @@
  * The client in cluster mode (shared/valkey_cluster_client.ts) against a real
  * three-primary Valkey Cluster with a replica each, on loopback: commands and
  * transactions reach the primary of their slot, a slot moved by hand is
- * followed through ASK while it moves and MOVED after, a killed primary's
- * replica is found once promoted, a sharded subscriber follows its slot to
+ * followed through ASK while it moves and MOVED after, a killed or frozen
+ * primary's replica is found once promoted, a manual failover is followed, a sharded subscriber follows its slot to
  * the new primary in both cases, TLS with a private CA and an ACL password
  * work as with one server, and a seed that is no cluster node is named with
  * what to do. The product's whole flow on a cluster is proven in
@@ -371,6 +371,51 @@ Deno.test({
       subscriber.client.disconnect();
       await cluster.stop();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "cluster: after a manual failover (the old primary stays up as a replica), commands and the sharded subscriber move to the new primary",
+  async fn() {
+    const cluster = await startValkeyCluster();
+    const channel = `${TAG}:events`;
+    const { client } = await commands(cluster.seeds);
+    const subscriber = await shardedSubscriber(cluster.seeds, channel);
+    try {
+      await client.call("SET", `${TAG}:before`, "1");
+      await publishSeen(client, channel, subscriber.messages, "before");
+      const old = await cluster.ownerOf(keySlot(TAG));
+      const replica = (await cluster.nodes()).find((n) => n.primaryId === old.id)!;
+      assertEquals((await cluster.cli(replica, "CLUSTER", "FAILOVER")).trim(), "OK");
+      await eventually(
+        "the replica promoted",
+        async () => {
+          const owner = await cluster.ownerOf(keySlot(TAG)).catch(() => undefined);
+          return owner?.id === replica.id || undefined;
+        },
+        20_000,
+        100,
+      );
+      await publishSeen(client, channel, subscriber.messages, "after");
+      assertEquals(await client.call("GET", `${TAG}:before`), "1");
+      // The demoted primary ends the sharded subscription itself, as for a moved slot.
+      assert(
+        subscriber.lines.some((l) =>
+          l.msg === "valkey connection lost; reconnecting" && /slot moved/.test(String(l.error))
+        ),
+        "the demoted primary ended the subscription",
+      );
+      assertEquals(
+        subscriber.lines.filter((l) => l.msg === "valkey connected").at(-1)?.node,
+        `127.0.0.1:${replica.port}`,
+      );
+    } finally {
+      client.disconnect();
+      subscriber.client.disconnect();
+      await cluster.stop();
     }
   },
 });
