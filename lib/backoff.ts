@@ -1,4 +1,4 @@
-/** Capped exponential backoff with jitter, and an abortable sleep. */
+/** Capped exponential backoff with jitter, an abortable sleep, and waiting for an abort. */
 
 /** Delay before retry number `attempt` (0-based): base doubling up to max, jittered to 50-100%. */
 export function backoffDelay(attempt: number, baseMs = 100, maxMs = 5000): number {
@@ -17,5 +17,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       resolve();
     }
     signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Resolves when `signal` aborts (at once if it has). */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
   });
 }

@@ -16,7 +16,7 @@
  * following one never runs a command twice.
  */
 
-import { sleep } from "../lib/backoff.ts";
+import { sleep, untilAborted } from "../lib/backoff.ts";
 import type { Logger } from "../lib/log.ts";
 import type { HostPort } from "../lib/setting_values.ts";
 import type { ValkeyArg, ValkeyClient, ValkeyClientOptions } from "./valkey_commands.ts";
@@ -56,7 +56,7 @@ export function createClusterClient(
 ): ValkeyClient {
   return options.subscription
     ? createClusterSubscriber(settings, options)
-    : createClusterCommands(settings, options);
+    : new ClusterCommands(settings, options);
 }
 
 /** A connection to one node, opened on first use and dropped when it fails. */
@@ -65,15 +65,7 @@ interface Link {
   opening?: Promise<Session>;
 }
 
-/** The command client: a connection per primary, commands routed by slot. */
-function createClusterCommands(
-  settings: ValkeySettings,
-  options: ValkeyClientOptions,
-): ValkeyClient {
-  return new ClusterCommands(settings, options);
-}
-
-/** See createClusterCommands; its steps are the methods below. */
+/** The command client: a connection per primary, commands routed by slot; one method per step. */
 class ClusterCommands implements ValkeyClient {
   readonly #settings: ValkeySettings;
   readonly #options: ValkeyClientOptions;
@@ -218,7 +210,7 @@ class ClusterCommands implements ValkeyClient {
   /** Reads the map until disconnect(): at start, with backoff while it fails, and when asked. */
   async #run(): Promise<void> {
     const signal = this.#stop.signal;
-    const stopped = abortedOf(signal);
+    const stopped = untilAborted(signal);
     for (let attempt = 0; !signal.aborted;) {
       const wanted = new Promise<void>((resolve) => this.#refreshWanted = resolve);
       try {
@@ -337,12 +329,4 @@ function tooManyRedirects(err: unknown): Error | undefined {
   return new Error(
     `Valkey Cluster still redirected the command (${redirect.kind} to slot ${redirect.slot}) after ${MAX_REDIRECTS} tries: is the slot moving back and forth?`,
   );
-}
-
-/** A promise that resolves when `signal` aborts. */
-function abortedOf(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener("abort", () => resolve(), { once: true });
-  });
 }

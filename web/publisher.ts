@@ -89,7 +89,8 @@ export interface PublisherOptions {
 // KEYS: status record, live clusters, and with a claim the replay key.
 // ARGV: channel, message, binding without its closing brace, status TTL ms,
 // live-since ms, binding field, publish command (PUBLISH, or SPUBLISH in a
-// cluster); with a claim: body hash, replay TTL ms, answer head, answer tail. The replay record is only written once a subscriber got
+// cluster); with a claim: body hash, replay TTL ms, answer head, answer tail.
+// The replay record is only written once a subscriber got
 // the event, so a request that delivered nothing leaves the token free.
 const PUBLISH_SCRIPT = `
 if #KEYS == 3 then

@@ -14,6 +14,7 @@
 import { importVerifyKeys } from "../shared/event_signature.ts";
 import { createEventVerifier, type EventVerifier } from "./event_verifier.ts";
 import type { Logger } from "../lib/log.ts";
+import { untilAborted } from "../lib/backoff.ts";
 import { createRegistry, type Registry } from "../lib/metrics.ts";
 import { probeRoutes } from "../lib/probes.ts";
 import type { WorkerConfig } from "../config/settings.ts";
@@ -102,7 +103,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
       signal,
     });
   }
-  await aborted(signal);
+  await untilAborted(signal);
   await shutdown(parts, { subscription, heartbeat, feedback, server, inventory });
 }
 
@@ -282,13 +283,5 @@ function subscribeEvents(
       }
       return await handle(raw);
     },
-  });
-}
-
-/** Resolves when `signal` aborts (at once if it has). */
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener("abort", () => resolve(), { once: true });
   });
 }

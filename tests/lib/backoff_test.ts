@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { backoffDelay, sleep } from "../../lib/backoff.ts";
+import { backoffDelay, sleep, untilAborted } from "../../lib/backoff.ts";
 
 Deno.test("backoffDelay() doubles from the base, stays within 50-100% of it, and caps at the maximum", () => {
   for (let i = 0; i < 200; i++) {
@@ -24,4 +24,16 @@ Deno.test("sleep() resolves early, without throwing, when its signal aborts", as
   const aborted = AbortSignal.abort();
   assertEquals(await sleep(60_000, aborted), undefined);
   await sleep(1);
+});
+
+Deno.test("untilAborted() resolves when the signal aborts, at once if it already has, and not before", async () => {
+  const controller = new AbortController();
+  let done = false;
+  const waiting = untilAborted(controller.signal).then(() => done = true);
+  await sleep(20);
+  assertEquals(done, false);
+  controller.abort();
+  await waiting;
+  assertEquals(done, true);
+  assertEquals(await untilAborted(AbortSignal.abort()), undefined);
 });
