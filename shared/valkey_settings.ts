@@ -81,7 +81,7 @@ export function formatHostPort({ host, port }: HostPort): string {
 }
 
 /**
- * How long both clients wait before reconnect attempt `attempt` (0-based):
+ * How long the client waits before reconnect attempt `attempt` (0-based):
  * 100 ms doubling to 5 s, jittered. With Sentinel or a cluster at most 1 s:
  * each try only asks the Sentinels or the nodes for the primary, and in a
  * failover the new primary is wanted as soon as it is named.
