@@ -11,6 +11,7 @@ import {
   parseListenAddr,
 } from "../lib/setting_values.ts";
 import { parseSigningKey } from "../shared/event_keys.ts";
+import { clusterName } from "./worker_settings.ts";
 import {
   bool,
   type ConfigOfRows,
@@ -22,6 +23,13 @@ import {
   text,
   WEB,
 } from "./setting.ts";
+
+/** CLUSTERS: distinct cluster names, as many as a status record names (1000). */
+function clusterList(raw: string): string[] {
+  const names = [...new Set(listOf(clusterName)(raw))];
+  if (names.length > 1000) throw new Error(`names ${names.length} clusters; at most 1000`);
+  return names;
+}
 
 function numericId(item: string): string {
   // Security: GitHub sends IDs as strings; compare as strings, never as numbers.
@@ -233,6 +241,25 @@ export const WEB_SETTINGS = {
     default: "30s",
     help:
       "How long after publishing a cluster that was live may take to report; after that it shows as no_report and the event as failed.",
+    parse: positiveDuration,
+  }),
+  clusters: setting({
+    env: "CLUSTERS",
+    flag: "clusters",
+    modes: WEB,
+    show: true,
+    help:
+      "Comma-separated cluster names every event is for, instead of the clusters that registered; a listed cluster that never reports shows as no_report.",
+    parse: clusterList,
+  }),
+  clusterForgetAfter: setting({
+    env: "CLUSTER_FORGET_AFTER",
+    flag: "cluster-forget-after",
+    modes: WEB,
+    show: true,
+    default: "168h",
+    help:
+      "A registered cluster silent for this long is no longer one events are for (docs/operations.md: forgetting a cluster at once).",
     parse: positiveDuration,
   }),
   statusMaxWaiters: setting({

@@ -26,7 +26,8 @@ function namespace(item: string): string {
   return item;
 }
 
-function clusterName(raw: string): string {
+/** A cluster's name: CLUSTER_NAME, and each entry of web's CLUSTERS. */
+export function clusterName(raw: string): string {
   const v = raw.trim();
   if (!/^[A-Za-z0-9._-]{1,63}$/.test(v)) {
     throw new Error("must be 1-63 letters, digits, '.', '_' or '-'");
@@ -61,7 +62,7 @@ export const WORKER_SETTINGS = {
     show: true,
     default: "default",
     help:
-      "Names this cluster in logs and in the Valkey keys that stop two replicas restarting twice; give each cluster sharing a Valkey its own.",
+      "Names this Kubernetes cluster in logs, reports and Valkey (its consumer group and claims); give each cluster sharing a Valkey its own: a worker whose name is live for another cluster (another API server CA) is not ready and reads no events.",
     parse: clusterName,
   }),
   dryRun: setting({
@@ -120,14 +121,14 @@ export const WORKER_SETTINGS = {
       "Ed25519 public keys (SPKI PEM blocks, JWK or JWK Set). Worker: drops messages none of them signed; unset, messages are unauthenticated. Web: also reads bindings they signed.",
     parse: parseVerifyKeys,
   }),
-  eventMaxAge: setting({
-    env: "EVENT_MAX_AGE",
-    flag: "event-max-age",
-    modes: WORKER,
+  catchUpWindow: setting({
+    env: "CATCH_UP_WINDOW",
+    flag: "catch-up-window",
+    modes: BOTH,
     show: true,
-    default: "2m",
+    default: "1h",
     help:
-      "With EVENT_VERIFY_KEYS: signed messages whose time (web's clock) is older than this when the worker takes them up are dropped; messages more than 30s ahead are too.",
+      "Worker: events older than this (web's time) when the cluster takes them up, after being away, are not restarted but reported as expired; signed ones outside it are dropped. Web: the event stream keeps twice this. Set the same on both.",
     parse: positiveDuration,
   }),
 };

@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   ERR_EVENT_INVALID: "the body is not a valid event (`400`)",
   ERR_IMAGE_NOT_ALLOWED: "the image is outside `ALLOWED_IMAGE_PREFIX` (`400`)",
   ERR_PUBLISH_FAILED: "Valkey failed or holds an unreadable replay record (`503`)",
-  ERR_NO_SUBSCRIBER: "Valkey took the event but no worker listens (`503`)",
+  ERR_NO_SUBSCRIBER: "no worker cluster is known: nothing could ever handle the event (`503`)",
   ERR_REPLAY_IN_PROGRESS: "the first request with this token had not finished (`409`)",
   ERR_KUBE: "the Kubernetes API or the kubeconfig failed",
   ERR_STATUS_CORRUPT:

@@ -18,11 +18,21 @@ export function statusKey(eventId: string): string {
 }
 /** The hash field web writes; workers never write it. */
 export const BINDING_FIELD = "binding";
+/**
+ * The hash field where web names the known clusters whose heartbeat was not
+ * live when it published (a JSON list): they handle the event when they
+ * return within their catch-up window. Older web versions ignore it.
+ */
+export const UNREACHABLE_FIELD = "unreachable";
 /** The hash field of one cluster's report. */
 export function reportField(cluster: string): string {
   return `cluster:${cluster}`;
 }
-/** Sorted set of live clusters: member the cluster name, score its last heartbeat (ms). */
+/**
+ * Sorted set of known clusters: member the cluster name, score its last
+ * heartbeat (ms). Web counts a member as known until CLUSTER_FORGET_AFTER and
+ * as live within CLUSTER_LIVE_MS.
+ */
 export const CLUSTERS_KEY = productKey("clusters");
 /** A cluster is live while its last heartbeat is at most this old. */
 export const CLUSTER_LIVE_MS = 30_000;
@@ -40,7 +50,7 @@ export type RestartResult = "restarted" | "skipped" | "failed" | "dry_run";
 /** Where a restarted Deployment's rollout stands (kubectl rollout status' reading). */
 export type RolloutState = "progressing" | "complete" | "failed" | "timed_out" | "unknown";
 /** One cluster's state for the event. */
-export type ClusterState = "in_progress" | "succeeded" | "failed" | "no_match";
+export type ClusterState = "in_progress" | "succeeded" | "failed" | "no_match" | "expired";
 /** What web says of a cluster: its own state, or that it has not (yet) reported. */
 export type ClusterAnswer = ClusterState | "pending" | "no_report";
 /** The event's overall state. */
@@ -95,6 +105,8 @@ export interface ClusterReport {
   omitted: number;
   /** When the report was last written (RFC 3339). */
   updated: string;
+  /** Why the cluster failed or expired the event beyond its Deployments (one line). */
+  reason?: string;
 }
 
 /** What web writes when it publishes: who may read the record, and what was sent. */
@@ -150,7 +162,13 @@ const ROLLOUT_STATES: readonly RolloutState[] = [
   "timed_out",
   "unknown",
 ];
-const CLUSTER_STATES: readonly ClusterState[] = ["in_progress", "succeeded", "failed", "no_match"];
+const CLUSTER_STATES: readonly ClusterState[] = [
+  "in_progress",
+  "succeeded",
+  "failed",
+  "no_match",
+  "expired",
+];
 const COUNT_NAMES: readonly (keyof ReportCounts)[] = [
   "restarted",
   "skipped",
@@ -274,10 +292,10 @@ export function parseClusterReport(raw: string): ClusterReport {
   const obj = readJson(raw, what);
   onlyKeys(
     obj,
-    ["cluster", "state", "matched", "counts", "deployments", "omitted", "updated"],
+    ["cluster", "state", "matched", "counts", "deployments", "omitted", "updated", "reason"],
     what,
   );
-  return {
+  const report: ClusterReport = {
     cluster: text(obj, "cluster", what, CLUSTER_NAME),
     state: oneOf(obj, "state", CLUSTER_STATES, what),
     matched: count(obj, "matched", what),
@@ -286,6 +304,24 @@ export function parseClusterReport(raw: string): ClusterReport {
     omitted: count(obj, "omitted", what),
     updated: text(obj, "updated", what),
   };
+  const reason = optionalText(obj, "reason", what);
+  if (reason !== undefined) report.reason = reason;
+  return report;
+}
+
+/** Reads web's list of clusters that were not live at publishing; throws ERR_STATUS_CORRUPT. */
+export function parseUnreachable(raw: string): string[] {
+  const what = "unreachable list";
+  let value: JsonValue;
+  try {
+    value = parseStrictJson(raw);
+  } catch (err) {
+    throw corrupt(what, `not JSON${jsonErrorPosition(err)}`);
+  }
+  return array(value, 1000, what).map((v) => {
+    if (typeof v !== "string" || !CLUSTER_NAME.test(v)) throw corrupt(what, "not a cluster name");
+    return v;
+  });
 }
 
 /** Reads web's binding back from Valkey; throws ERR_STATUS_CORRUPT. */

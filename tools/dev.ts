@@ -206,7 +206,11 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
       msg: "worker health server listening",
       timeoutMs: 20_000,
     });
-    await awaitStartup(worker, { name: "the worker", msg: "subscribed", timeoutMs: syncMs });
+    await awaitStartup(worker, {
+      name: "the worker",
+      msg: "reading the event stream",
+      timeoutMs: syncMs,
+    });
     // The worker subscribes while its inventory syncs; ready means both.
     await awaitReady(worker, `http://${health.addr}`, syncMs);
     return {

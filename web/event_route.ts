@@ -114,12 +114,12 @@ export function createEventRoute(deps: EventRouteDeps, path: string): Route {
         delete log.event_id; // not published: the first use's event is the one that counts
         return { kind: "taken", record: published.taken };
       }
-      const { subscribers, clusters, answer } = published;
-      Object.assign(log, { subscribers, clusters });
-      if (subscribers === 0) {
-        // Nothing was delivered and nothing stored: a retry with the same token may try again.
+      const { subscribers, clusters, unreachable, answer } = published;
+      Object.assign(log, { subscribers, clusters, unreachable });
+      if (clusters.length === 0) {
+        // Nothing was written: a retry with the same token may try again.
         deps.metrics.publishFailures.inc({ reason: "no_subscriber" });
-        throw new AppError("ERR_NO_SUBSCRIBER", "no worker is subscribed to the channel");
+        throw new AppError("ERR_NO_SUBSCRIBER", "no worker cluster is known to Valkey");
       }
       deps.metrics.published.inc();
       if (answer === undefined) {

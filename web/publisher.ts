@@ -1,11 +1,16 @@
 /**
- * Publishes event messages to the Valkey channel together with the event's
- * status binding (SPEC §12), in one atomic script: read the live clusters,
- * write the binding with its TTL, publish, and drop the binding again when
- * nobody received the event. With a replay claim (web/replay.ts) the same
- * script first checks the token's record and, when the event reached a
- * subscriber, stores the 202 answer for retries: one round trip per event. Fails fast while disconnected so the caller can
- * answer 503 at once instead of queueing an event nobody may ever see.
+ * Publishes an accepted event (SPEC §12) in one atomic script: append its
+ * message to the event stream (shared/event_stream.ts), which every known
+ * worker cluster reads through its own consumer group, write its status
+ * binding naming those clusters, and publish it on the channel for observers
+ * and older workers. The clusters an event is for are the known ones: those
+ * registered within CLUSTER_FORGET_AFTER (older registrations are forgotten
+ * here), or the explicit CLUSTERS list; a known cluster whose heartbeat is
+ * not live is still one, and the record names it so its status says so.
+ * With no known cluster nothing could ever handle the event: nothing is
+ * written, and the caller answers 503. With a replay claim (web/replay.ts)
+ * the same script first checks the token's record and stores the 202 answer
+ * for retries: one round trip per event. Fails fast while disconnected.
  */
 
 import { createHash } from "node:crypto";
@@ -14,11 +19,18 @@ import type { ReplayClaim } from "./replay.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "../shared/valkey_client.ts";
 import {
+  EVENTS_STREAM,
+  MESSAGE_FIELD,
+  RETENTION_FACTOR,
+  retentionMinId,
+} from "../shared/event_stream.ts";
+import {
   BINDING_FIELD,
   CLUSTER_LIVE_MS,
   CLUSTERS_KEY,
   type StatusBinding,
   statusKey,
+  UNREACHABLE_FIELD,
 } from "../shared/event_status.ts";
 
 /** One event to publish and the binding that lets its poster read its status. */
@@ -26,7 +38,7 @@ export interface PublishInput {
   eventId: string;
   /** The encoded channel message. */
   message: string;
-  /** Everything of the binding but the live clusters, which the script adds. */
+  /** Everything of the binding but the clusters, which the script adds. */
   binding: Omit<StatusBinding, "clusters">;
   /** Publish only if this token use is unclaimed, and remember the answer under it. */
   replay?: { claim: ReplayClaim; answer: AnswerTemplate };
@@ -54,19 +66,21 @@ export function fillAnswer(
 
 /** What publishing achieved. */
 export interface Published {
-  /** Worker processes that received the message. */
+  /** Channel subscribers that received the message (observers, older workers). */
   subscribers: number;
-  /** Clusters whose heartbeat was live when the message went out. */
+  /** The known clusters the event is for; empty: nothing was written. */
   clusters: string[];
-  /** With a replay claim and a subscriber: the answer stored for retries. */
+  /** Known clusters whose heartbeat was not live (they handle it when they return). */
+  unreachable: string[];
+  /** With a replay claim and a known cluster: the answer stored for retries. */
   answer?: string;
   /** With a replay claim already taken: the record found; nothing was published. */
   taken?: string;
 }
 
-/** Sends messages to the channel. */
+/** Sends events to the clusters. */
 export interface Publisher {
-  /** Resolves with subscribers and live clusters; throws ERR_PUBLISH_FAILED. */
+  /** Resolves with the clusters the event is for; throws ERR_PUBLISH_FAILED. */
   publish(input: PublishInput): Promise<Published>;
   /** True when Valkey answers PING within the command timeout. */
   ping(): Promise<boolean>;
@@ -80,46 +94,72 @@ export interface PublisherOptions {
   publishCommand?: "PUBLISH" | "SPUBLISH";
   /** How long the status record lives. */
   statusTtlMs: number;
+  /** How long a returning cluster still handles an event; the stream keeps twice that. */
+  catchUpWindowMs: number;
+  /** A cluster silent for longer is no longer known. */
+  forgetAfterMs: number;
+  /** The clusters every event is for, instead of the registered ones. */
+  clusters?: readonly string[];
   now?: () => number;
 }
 
 // Cluster names come from a sorted set anyone with Valkey access can write: the
-// script keeps only names of the shape CLUSTER_NAME allows, at most 1000 of them.
-// cjson encodes an empty table as {}, hence the explicit [].
-// KEYS: status record, live clusters, and with a claim the replay key.
+// script keeps only names of the shape CLUSTER_NAME allows, of the 1000 most recently heard.
+// KEYS: status record, clusters, event stream, and with a claim the replay key.
 // ARGV: channel, message, binding without its closing brace, status TTL ms,
 // live-since ms, binding field, publish command (PUBLISH, or SPUBLISH in a
-// cluster); with a claim: body hash, replay TTL ms, answer head, answer tail.
-// The replay record is only written once a subscriber got
-// the event, so a request that delivered nothing leaves the token free.
+// cluster), known-since ms, oldest stream id kept, explicit clusters (comma
+// separated, or empty), unreachable field, message field, retention ms; with a
+// claim: body hash, replay TTL ms, answer head, answer tail.
+// Entry ids come from Valkey's clock, the oldest id kept from web's: the script
+// trims to the older of it and Valkey's TIME less the retention, so a web clock
+// running ahead of Valkey's cannot trim the entry it appends, nor others' that
+// are still within the window.
+// Nothing is written when no cluster is known, so a request that could reach
+// nobody leaves the token free.
 const PUBLISH_SCRIPT = `
-if #KEYS == 3 then
-  local taken = redis.call('GET', KEYS[3])
-  if taken then return {-1, {}, taken} end
+if #KEYS == 4 then
+  local taken = redis.call('GET', KEYS[4])
+  if taken then return {-1, {}, taken, {}} end
 end
-local live = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[5], '+inf')
-local names = {}
-for _, name in ipairs(live) do
-  if #names < 1000 and #name <= 63 and string.match(name, '^[%w%._%-]+$') then
+local names, down = {}, {}
+local live = tonumber(ARGV[5])
+if ARGV[10] ~= '' then
+  for name in string.gmatch(ARGV[10], '[^,]+') do
     table.insert(names, name)
+    local score = redis.call('ZSCORE', KEYS[2], name)
+    if not score or tonumber(score) < live then table.insert(down, name) end
+  end
+else
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[8])
+  local known = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', ARGV[8], 'WITHSCORES', 'LIMIT', 0, 1000)
+  for i = 1, #known, 2 do
+    local name = known[i]
+    if #name <= 63 and string.match(name, '^[%w%._%-]+$') then
+      table.insert(names, name)
+      if tonumber(known[i + 1]) < live then table.insert(down, name) end
+    end
   end
 end
-local list = '[]'
-if #names > 0 then list = cjson.encode(names) end
+if #names == 0 then return {0, {}, '', {}} end
+table.sort(names)
+table.sort(down)
+local list = cjson.encode(names)
 redis.call('HSET', KEYS[1], ARGV[6], ARGV[3] .. ',"clusters":' .. list .. '}')
+if #down > 0 then redis.call('HSET', KEYS[1], ARGV[11], cjson.encode(down)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local clock = redis.call('TIME')
+local since = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) - tonumber(ARGV[13])
+local minid = math.max(0, math.min(tonumber(ARGV[9]), since))
+redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%.0f', minid), '*', ARGV[12], ARGV[2])
 local n = redis.call(ARGV[7], ARGV[1], ARGV[2])
-if n == 0 then
-  redis.call('DEL', KEYS[1])
-  return {0, names}
+if #KEYS == 4 then
+  local answer = ARGV[16] .. ',"subscribers":' .. n .. ',"clusters":' .. list .. ARGV[17]
+  local record = '{"h":' .. cjson.encode(ARGV[14]) .. ',"s":202,"b":' .. cjson.encode(answer) .. '}'
+  redis.call('SET', KEYS[4], record, 'PX', ARGV[15])
+  return {n, names, answer, down}
 end
-if #KEYS == 3 then
-  local answer = ARGV[10] .. ',"subscribers":' .. n .. ',"clusters":' .. list .. ARGV[11]
-  local record = '{"h":' .. cjson.encode(ARGV[8]) .. ',"s":202,"b":' .. cjson.encode(answer) .. '}'
-  redis.call('SET', KEYS[3], record, 'PX', ARGV[9])
-  return {n, names, answer}
-end
-return {n, names}
+return {n, names, '', down}
 `;
 
 // EVALSHA sends 40 bytes instead of the script; Valkey forgets scripts on a
@@ -139,30 +179,56 @@ async function runPublishScript(
   }
 }
 
+/** The script's reply as Published; anything else is a failure. */
+function readReply(reply: unknown): Published {
+  const [subscribers, clusters, text, down] = Array.isArray(reply) ? reply : [];
+  if (
+    typeof subscribers !== "number" || !Array.isArray(clusters) || typeof text !== "string" ||
+    !Array.isArray(down)
+  ) {
+    throw new AppError("ERR_PUBLISH_FAILED", "Valkey answered the publish script oddly");
+  }
+  if (subscribers === -1) return { subscribers: 0, clusters: [], unreachable: [], taken: text };
+  return {
+    subscribers,
+    clusters: clusters.map(String),
+    unreachable: down.map(String),
+    ...(text === "" ? {} : { answer: text }),
+  };
+}
+
 /** Creates a publisher on an existing connection. */
 export function createPublisher(options: PublisherOptions): Publisher {
   const now = options.now ?? Date.now;
   const { client } = options;
+  const explicit = (options.clusters ?? []).join(",");
   return {
     async publish(input) {
       const binding = JSON.stringify(input.binding);
       const replay = input.replay;
+      const at = now();
       const args = [
         options.channel,
         input.message,
         binding.slice(0, -1),
         String(Math.max(1, Math.ceil(options.statusTtlMs))),
-        String(now() - CLUSTER_LIVE_MS),
+        String(at - CLUSTER_LIVE_MS),
         BINDING_FIELD,
         options.publishCommand ?? "PUBLISH",
+        String(at - options.forgetAfterMs),
+        retentionMinId(at, options.catchUpWindowMs),
+        explicit,
+        UNREACHABLE_FIELD,
+        MESSAGE_FIELD,
+        String(Math.ceil(RETENTION_FACTOR * options.catchUpWindowMs)),
       ];
+      const keys = [statusKey(input.eventId), CLUSTERS_KEY, EVENTS_STREAM];
       let reply: unknown;
       try {
         reply = replay
           ? await runPublishScript(client, [
-            3,
-            statusKey(input.eventId),
-            CLUSTERS_KEY,
+            4,
+            ...keys,
             replay.claim.key,
             ...args,
             replay.claim.bodyHash,
@@ -170,7 +236,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
             replay.answer.head,
             replay.answer.tail,
           ])
-          : await runPublishScript(client, [2, statusKey(input.eventId), CLUSTERS_KEY, ...args]);
+          : await runPublishScript(client, [3, ...keys, ...args]);
       } catch (err) {
         throw new AppError(
           "ERR_PUBLISH_FAILED",
@@ -178,19 +244,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
           { cause: err },
         );
       }
-      const [subscribers, clusters, text] = Array.isArray(reply) ? reply : [];
-      if (
-        typeof subscribers !== "number" || !Array.isArray(clusters) ||
-        (text !== undefined && typeof text !== "string")
-      ) {
-        throw new AppError("ERR_PUBLISH_FAILED", "Valkey answered the publish script oddly");
-      }
-      if (subscribers === -1) return { subscribers: 0, clusters: [], taken: text };
-      return {
-        subscribers,
-        clusters: clusters.map(String),
-        ...(text === undefined ? {} : { answer: text }),
-      };
+      return readReply(reply);
     },
     async ping() {
       try {

@@ -31,7 +31,7 @@ export function errorResponse(err: unknown): Response {
         "retry-after": "1",
       });
     case "ERR_NO_SUBSCRIBER":
-      return json(503, { error: "no worker is subscribed; the event was not delivered" }, {
+      return json(503, { error: "no worker cluster is registered; the event was not delivered" }, {
         "retry-after": "5",
       });
     default:

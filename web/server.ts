@@ -54,6 +54,9 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     channel: events.name,
     publishCommand: events.publish,
     statusTtlMs: config.statusTtl,
+    catchUpWindowMs: config.catchUpWindow,
+    forgetAfterMs: config.clusterForgetAfter,
+    clusters: config.clusters,
   });
   const statusWaiters = createStatusWaiters({ max: config.statusMaxWaiters });
   const notifications = subscribeToStatusChanges(config, logger, statusWaiters);

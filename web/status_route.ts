@@ -92,6 +92,7 @@ export function createStatusRoute(deps: StatusRouteDeps): Route {
       binding: stored.binding,
       reports: stored.reports,
       unreadable: stored.unreadable,
+      unreachable: stored.unreachable,
       now: deps.now(),
       reportTimeoutMs: deps.reportTimeoutMs,
     });

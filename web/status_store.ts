@@ -14,8 +14,10 @@ import {
   type ClusterReport,
   parseBinding,
   parseClusterReport,
+  parseUnreachable,
   type StatusBinding,
   statusKey,
+  UNREACHABLE_FIELD,
 } from "../shared/event_status.ts";
 import { type VerifyKeys } from "../shared/event_signature.ts";
 import { verifyBinding } from "./event_signer.ts";
@@ -29,6 +31,8 @@ export interface StoredStatus {
   reports: Map<string, ClusterReport>;
   /** Clusters whose report field could not be read as a report. */
   unreadable: string[];
+  /** Known clusters that were not live when web published. */
+  unreachable: string[];
 }
 
 /** Reads status records. */
@@ -114,9 +118,21 @@ export function createStatusReader(
           });
         }
       }
-      return { binding, reports, unreadable };
+      return { binding, reports, unreadable, unreachable: readUnreachable(fields, id, logger) };
     },
   };
+}
+
+/** The record's unreachable list; damaged, it only costs the clusters' explanation. */
+function readUnreachable(fields: Record<string, string>, id: string, logger: Logger): string[] {
+  const raw = fields[UNREACHABLE_FIELD];
+  if (raw === undefined) return [];
+  try {
+    return parseUnreachable(raw);
+  } catch (err) {
+    logger.warn("unreachable list unreadable", { event_id: id, error: describeError(err) });
+    return [];
+  }
 }
 
 /** Why a wait ended. */

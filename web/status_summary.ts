@@ -12,6 +12,10 @@ import type {
   StatusBinding,
 } from "../shared/event_status.ts";
 
+/** Why a known cluster that was not live at publishing has not reported. */
+const AWAY =
+  "the cluster was not live when the event was published; it handles the event when it returns within its catch-up window";
+
 /** Inputs of summarizeStatus. */
 export interface StatusInputs {
   id: string;
@@ -20,6 +24,8 @@ export interface StatusInputs {
   reports: ReadonlyMap<string, ClusterReport>;
   /** Clusters whose report was there but unreadable: failed, not pending. */
   unreadable?: readonly string[];
+  /** Known clusters that were not live when web published. */
+  unreachable?: readonly string[];
   now: number;
   /** How long after publishing a live cluster may take to report before it is no_report. */
   reportTimeoutMs: number;
@@ -27,13 +33,17 @@ export interface StatusInputs {
 
 /**
  * Folds the binding and the cluster reports into the answer. Final once every
- * cluster is final: failed if any cluster failed or a live one never reported,
- * no_match if every cluster matched nothing, else succeeded.
+ * cluster is final: failed if any cluster failed, expired the event or never
+ * reported, no_match if every cluster matched nothing, else succeeded. A
+ * cluster that was not live when web published is pending with that reason
+ * until the report timeout, then no_report like a silent one; it may still
+ * report later (it catches up when it returns), and the answer follows.
  */
 export function summarizeStatus(inputs: StatusInputs): EventStatus {
   const published = Date.parse(inputs.binding.time);
   const overdue = !(inputs.now - published < inputs.reportTimeoutMs);
   const unreadable = new Set(inputs.unreadable ?? []);
+  const unreachable = new Set(inputs.unreachable ?? []);
   const names = [
     ...new Set([...inputs.binding.clusters, ...inputs.reports.keys(), ...unreadable]),
   ].sort();
@@ -44,14 +54,14 @@ export function summarizeStatus(inputs: StatusInputs): EventStatus {
       if (unreadable.has(cluster)) {
         return { ...bare, state: "failed", reason: "the cluster's report is unreadable" };
       }
-      if (!overdue) return { ...bare, state: "pending" };
-      return {
-        ...bare,
-        state: "no_report",
-        reason: `no report within ${Math.round(inputs.reportTimeoutMs / 1000)}s of publishing`,
-      };
+      const away = unreachable.has(cluster);
+      if (!overdue) {
+        return away ? { ...bare, state: "pending", reason: AWAY } : { ...bare, state: "pending" };
+      }
+      const waited = `no report within ${Math.round(inputs.reportTimeoutMs / 1000)}s of publishing`;
+      return { ...bare, state: "no_report", reason: away ? `${AWAY}; ${waited}` : waited };
     }
-    return {
+    const answer: ClusterStatus = {
       cluster,
       state: report.state,
       matched: report.matched,
@@ -60,14 +70,17 @@ export function summarizeStatus(inputs: StatusInputs): EventStatus {
       omitted: report.omitted,
       updated: report.updated,
     };
+    if (report.reason !== undefined) answer.reason = report.reason;
+    return answer;
   });
   const states = clusters.map((c) => c.state);
   let state: OverallState;
   if (states.length === 0) state = overdue ? "failed" : "pending";
   else if (states.some((s) => s === "pending" || s === "in_progress")) {
     state = states.every((s) => s === "pending") ? "pending" : "in_progress";
-  } else if (states.some((s) => s === "failed" || s === "no_report")) state = "failed";
-  else if (states.every((s) => s === "no_match")) state = "no_match";
+  } else if (states.some((s) => s === "failed" || s === "expired" || s === "no_report")) {
+    state = "failed";
+  } else if (states.every((s) => s === "no_match")) state = "no_match";
   else state = "succeeded";
   const status: EventStatus = {
     id: inputs.id,

@@ -1,13 +1,15 @@
 /**
- * Handles one channel message end to end, as a chain of named steps: read it
- * (verify web's signature, time and replays; parse with web's rules; admit),
- * claim the event for this replica of the cluster, plan against the
- * inventory, restart each planned Deployment (claimed through Valkey, patched
- * or in dry run only logged, a Kubernetes Event per restart), then summarise:
- * one pure fold of the Deployments' outcomes gives the summary line, the
- * metrics and the report handed to the rollout feedback. Messages are
- * untrusted: an invalid or unauthenticated one is logged, counted and dropped,
- * never thrown.
+ * Handles one event message end to end, as a chain of named steps: read it
+ * (verify web's signature; parse with web's rules), expire it when it is
+ * older than the catch-up window (reported as expired, nothing restarted),
+ * admit it (time skew, replays), claim it for this replica of the cluster,
+ * plan against the inventory's listable scopes, restart each planned
+ * Deployment (claimed through Valkey, patched or in dry run only logged, a
+ * Kubernetes Event per restart), then summarise: one pure fold of the
+ * Deployments' outcomes gives the summary line, the metrics and the report
+ * handed to the rollout feedback, with any namespace that could not be
+ * listed named in it. Messages are untrusted: an invalid or unauthenticated
+ * one is logged, counted and dropped, never thrown.
  */
 
 import type { EventMessage } from "../shared/event.ts";
@@ -21,9 +23,10 @@ import {
   summarizeEvent,
 } from "./event_summary.ts";
 import type { Feedback } from "./feedback/feedback.ts";
+import { shortReason } from "./feedback/report.ts";
 import type { Inventory } from "./inventory/inventory.ts";
 import type { KubeApi } from "./kube/api.ts";
-import { createMessageReader } from "./message_reader.ts";
+import { createMessageReader, type MessageReader } from "./message_reader.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { planRestarts, type RestartPlan } from "./plan.ts";
 import { restartEach } from "./restart_each.ts";
@@ -32,13 +35,15 @@ export type { EventSummary } from "./event_summary.ts";
 
 /** Everything the event handler uses. */
 export interface EventHandlerDeps {
-  inventory: Inventory;
+  inventory: Pick<Inventory, "candidates" | "upsert" | "unavailable">;
   api: KubeApi;
   coordinator: Coordinator;
   prefixes: readonly string[];
   logger: Logger;
   metrics: WorkerMetrics;
   dryRun: boolean;
+  /** Events older than this (web's time) when taken up restart nothing: they are reported expired. */
+  catchUpWindowMs: number;
   /** Receives each handled event's outcome; without it nothing is reported. */
   feedback?: Feedback;
   /** Names the cluster in the Kubernetes Events' reportingInstance. */
@@ -50,59 +55,115 @@ export interface EventHandlerDeps {
   verifier?: EventVerifier;
 }
 
-/** Creates the handler; it resolves (never rejects) once the event is done. */
-export function createEventHandler(
-  deps: EventHandlerDeps,
-): (raw: string) => Promise<EventSummary | undefined> {
-  const readMessage = createMessageReader({
+/** What an event's handling came to: handled (with its summary), or why not. */
+export type EventOutcome =
+  | { kind: "handled"; summary: EventSummary }
+  | { kind: "expired" | "dropped" | "other_replica" };
+
+/** The handler's two steps: read a raw message, then handle the event it holds. */
+export interface EventHandler {
+  /** Verifies and parses a raw message; undefined once it is dropped (logged, counted). */
+  read: MessageReader;
+  /**
+   * Handles a read event; resolves (never rejects) once it is done.
+   * `restartAt` is the restartedAt its patches write: its own time, or a
+   * later event's for the same image that follows it in the backlog.
+   */
+  handle(message: EventMessage, restartAt?: Date): Promise<EventOutcome>;
+}
+
+/** Creates the handler. */
+export function createEventHandler(deps: EventHandlerDeps): EventHandler {
+  const reader = createMessageReader({
     verifier: deps.verifier ?? createEventVerifier({ maxAgeMs: 0 }),
     prefixes: deps.prefixes,
     logger: deps.logger,
     metrics: deps.metrics,
   });
+  const now = deps.now ?? (() => new Date());
 
-  return async (raw) => {
-    const started = performance.now();
-    const message = await readMessage(raw);
-    if (!message) return undefined;
-    const log = deps.logger.child({ event_id: message.id, image: message.image });
-    const eventClaim = await claimEvent(deps, message, log);
-    if (eventClaim === "duplicate") return undefined;
-    const plan = planEvent(deps, message, log);
-    const restarted = await restartEach(plan.restarts, {
-      message,
-      log,
-      inventory: deps.inventory,
-      api: deps.api,
-      coordinator: deps.coordinator,
-      metrics: deps.metrics,
-      dryRun: deps.dryRun,
-      clusterName: deps.clusterName ?? "default",
-      now: deps.now,
-      concurrency: deps.concurrency ?? 8,
-      firstPosition: plan.skipped.length,
-    });
-    const fold = summarizeEvent({
-      event: message,
-      matched: plan.matched,
-      outcomes: [...skipOutcomes(plan.skipped), ...restarted],
-      durationMs: Math.round((performance.now() - started) * 10) / 10,
-    });
-    publish(deps, fold, log);
-    if (eventClaim === "claimed") await deps.coordinator.finishEvent(message.id);
-    deps.feedback?.begin({
-      eventId: message.id,
-      matched: plan.matched,
-      deployments: fold.report,
-      restarted: fold.restarted,
-    });
-    return fold.summary;
+  return {
+    read: reader.read,
+    async handle(message, restartAt) {
+      const started = performance.now();
+      const log = deps.logger.child({ event_id: message.id, image: message.image });
+      if (expire(deps, message, now(), log)) return { kind: "expired" };
+      if (!reader.admit(message)) return { kind: "dropped" };
+      const eventClaim = await claimEvent(deps, message, log);
+      if (eventClaim === "duplicate") return { kind: "other_replica" };
+      const plan = planEvent(deps, message, log);
+      const unavailable = deps.inventory.unavailable();
+      const restarted = await restartEach(plan.restarts, {
+        message,
+        log,
+        inventory: deps.inventory,
+        api: deps.api,
+        coordinator: deps.coordinator,
+        metrics: deps.metrics,
+        dryRun: deps.dryRun,
+        clusterName: deps.clusterName ?? "default",
+        now: deps.now,
+        restartAt: restartAt ?? new Date(message.time),
+        concurrency: deps.concurrency ?? 8,
+        firstPosition: plan.skipped.length,
+      });
+      const fold = summarizeEvent({
+        event: message,
+        matched: plan.matched,
+        outcomes: [...skipOutcomes(plan.skipped), ...restarted],
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+      });
+      publish(deps, fold, log, unavailable);
+      if (eventClaim === "claimed") await deps.coordinator.finishEvent(message.id);
+      deps.feedback?.begin({
+        eventId: message.id,
+        matched: plan.matched,
+        deployments: fold.report,
+        restarted: fold.restarted,
+        ...unavailableReason(unavailable),
+      });
+      return { kind: "handled", summary: fold.summary };
+    },
   };
 }
 
 /**
- * Both replicas of a cluster receive every event; one handles it, so the
- * cluster restarts, tracks and reports once.
+ * An event older than the catch-up window restarts nothing: the cluster was
+ * away too long for the push to still be what CI waits on. It is reported as
+ * expired, logged and counted.
+ */
+function expire(deps: EventHandlerDeps, message: EventMessage, now: Date, log: Logger): boolean {
+  const ageMs = now.getTime() - Date.parse(message.time);
+  if (!(ageMs > deps.catchUpWindowMs)) return false;
+  deps.metrics.events.inc({ result: "expired" });
+  const reason = `accepted ${Math.round(ageMs / 1000)}s before this cluster took it up, more ` +
+    `than CATCH_UP_WINDOW (${Math.round(deps.catchUpWindowMs / 1000)}s): nothing restarted`;
+  log.warn("event expired", { age_ms: ageMs, reason });
+  deps.feedback?.begin({
+    eventId: message.id,
+    matched: 0,
+    deployments: [],
+    restarted: [],
+    expired: true,
+    reason,
+  });
+  return true;
+}
+
+/** The report's reason for scopes that could not be listed, if any. */
+function unavailableReason(unavailable: readonly { reason: string }[]): { reason?: string } {
+  if (unavailable.length === 0) return {};
+  return {
+    reason: shortReason(
+      `not listable, not matched: ${unavailable.map((u) => u.reason).join("; ")}`,
+    ),
+  };
+}
+
+/**
+ * Both replicas of a cluster may receive an event (a redelivery after a crash,
+ * an older worker on the channel); one handles it, so the cluster restarts,
+ * tracks and reports once.
  */
 async function claimEvent(deps: EventHandlerDeps, message: EventMessage, log: Logger) {
   const claim = await deps.coordinator.claimEvent(message.id);
@@ -127,11 +188,22 @@ function planEvent(deps: EventHandlerDeps, message: EventMessage, log: Logger): 
 }
 
 /** Counts the event and writes its summary line. */
-function publish(deps: EventHandlerDeps, fold: EventFold, log: Logger): void {
+function publish(
+  deps: EventHandlerDeps,
+  fold: EventFold,
+  log: Logger,
+  unavailable: readonly { scope: string }[],
+): void {
   deps.metrics.events.inc({ result: "handled" });
   for (const [result, count] of Object.entries(fold.restarts)) {
     deps.metrics.restarts.inc({ result }, count);
   }
   deps.metrics.eventDuration.observe(fold.summary.duration_ms / 1000);
-  log[fold.level]("event handled", { ...fold.summary });
+  const scopes = unavailable.length > 0
+    ? { unavailable_scopes: unavailable.map((u) => u.scope) }
+    : {};
+  log[unavailable.length > 0 ? "warn" : fold.level]("event handled", {
+    ...fold.summary,
+    ...scopes,
+  });
 }

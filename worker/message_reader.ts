@@ -1,9 +1,9 @@
 /**
- * The first steps of handling a channel message: verify (web's signature, time
- * and replays, when verify keys are set), parse (web's rules, checked again),
- * admit (the replay window). Messages are untrusted: anyone who can publish to
- * Valkey can send one, so one that fails a step is logged, counted and
- * dropped, never thrown.
+ * The first steps of handling an event message: verify (web's signature, when
+ * verify keys are set), parse (web's rules, checked again), and, once the
+ * event is known not to have expired, admit (time skew and replays).
+ * Messages are untrusted: anyone who can write to Valkey can append one, so
+ * one that fails a step is logged, counted and dropped, never thrown.
  */
 
 import { describeError } from "../lib/error_text.ts";
@@ -23,8 +23,13 @@ export interface MessageReaderOptions {
 /** Reads one raw message: the checked event, or undefined once it is dropped. */
 export type MessageReader = (raw: string) => Promise<EventMessage | undefined>;
 
-/** Creates the reader: verify → parse → admit. */
-export function createMessageReader(options: MessageReaderOptions): MessageReader {
+/** Admits a read event (time skew, replays): false once it is dropped. */
+export type MessageAdmission = (message: EventMessage) => boolean;
+
+/** Creates the reader (verify → parse) and the admission. */
+export function createMessageReader(
+  options: MessageReaderOptions,
+): { read: MessageReader; admit: MessageAdmission } {
   const { verifier, logger, metrics } = options;
   // Security: only fields that are safe whatever the sender wrote (the reason, sizes, a
   // verified event's id and image); never the message bytes.
@@ -41,7 +46,7 @@ export function createMessageReader(options: MessageReaderOptions): MessageReade
     logger.warn("dropped an invalid message", { error: describeError(err), bytes });
   };
 
-  return async (raw) => {
+  const read: MessageReader = async (raw) => {
     let checked;
     try {
       checked = await verifier.check(raw);
@@ -53,23 +58,22 @@ export function createMessageReader(options: MessageReaderOptions): MessageReade
       reject(checked.reason, checked.detail, { bytes: raw.length });
       return undefined;
     }
-    let message: EventMessage;
     try {
-      message = parseEventMessage(checked.event, options.prefixes);
+      return parseEventMessage(checked.event, options.prefixes);
     } catch (err) {
       invalid(err, raw.length);
       return undefined;
     }
-    const admitted = verifier.admit(message);
-    if (!admitted.ok) {
-      reject(admitted.reason, admitted.detail, {
-        event_id: message.id,
-        image: message.image,
-        time: message.time,
-        key_id: checked.keyId,
-      });
-      return undefined;
-    }
-    return message;
   };
+  const admit: MessageAdmission = (message) => {
+    const admitted = verifier.admit(message);
+    if (admitted.ok) return true;
+    reject(admitted.reason, admitted.detail, {
+      event_id: message.id,
+      image: message.image,
+      time: message.time,
+    });
+    return false;
+  };
+  return { read, admit };
 }

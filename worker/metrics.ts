@@ -1,6 +1,7 @@
 /** The worker's metric families, created once per process on a registry. */
 
 import { DROP_REASONS } from "./event_verifier.ts";
+import type { Inventory } from "./inventory/inventory.ts";
 import {
   type Counter,
   type Gauge,
@@ -17,8 +18,9 @@ export interface WorkerMetrics {
   reportWrites: Counter;
   kubeEvents: Counter;
   eventDuration: Histogram;
-  subscribed: Gauge;
-  subscriptionGaps: Counter;
+  streamReading: Gauge;
+  streamFailures: Counter;
+  streamClaimed: Counter;
   kubeRequests: Counter;
   relists: Counter;
   watchErrors: Counter;
@@ -26,9 +28,12 @@ export interface WorkerMetrics {
   malformedEvents: Counter;
   inventorySize: Gauge;
   inventoryCurrent: Gauge;
+  inventoryUnavailable: Gauge;
   droppedMessages: Counter;
 }
 
+/** Every result label of events_total, exported at 0 from start-up. */
+export const EVENT_RESULTS = ["handled", "invalid", "expired", "other_replica"] as const;
 /** Every result label of restarts_total, exported at 0 from start-up. */
 export const RESTART_RESULTS = ["restarted", "skipped", "failed", "dry_run"] as const;
 /** Every final rollout state of rollouts_total, exported at 0 from start-up. */
@@ -44,17 +49,31 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
     metrics.reportWrites.inc({ result }, 0);
   }
   for (const result of ["created", "failed"]) metrics.kubeEvents.inc({ result }, 0);
-  metrics.subscriptionGaps.inc({}, 0);
-  metrics.subscribed.set(0);
+  metrics.streamFailures.inc({}, 0);
+  metrics.streamClaimed.inc({}, 0);
+  metrics.streamReading.set(0);
+  for (const result of EVENT_RESULTS) metrics.events.inc({ result }, 0);
   for (const reason of DROP_REASONS) metrics.droppedMessages.inc({ reason }, 0);
   return metrics;
 }
 
-/** Exports the per-scope counters that alerts use at 0 for each scope the inventory follows. */
+/** Exports the per-scope series that alerts use at 0 for each scope the inventory follows. */
 export function exportScopes(metrics: WorkerMetrics, scopes: string[]): void {
   for (const scope of scopes) {
     metrics.watchErrors.inc({ scope }, 0);
     metrics.malformedEvents.inc({ scope }, 0);
+    metrics.inventoryUnavailable.set(0, { scope });
+  }
+}
+
+/** Sets inventory_scope_unavailable per scope from the inventory (1 while it cannot be listed); call at scrape. */
+export function exportScopeAvailability(
+  metrics: WorkerMetrics,
+  inventory: Pick<Inventory, "scopes" | "unavailable">,
+): void {
+  const unavailable = new Set(inventory.unavailable().map((u) => u.scope));
+  for (const scope of Object.keys(inventory.scopes())) {
+    metrics.inventoryUnavailable.set(unavailable.has(scope) ? 1 : 0, { scope });
   }
 }
 
@@ -62,7 +81,7 @@ function createFamilies(registry: Registry): WorkerMetrics {
   return {
     events: registry.counter(
       "kuberollouttrigger_worker_events_total",
-      "Channel messages by result: handled or invalid.",
+      "Events by result: handled, invalid (not a valid message, or trimmed), expired (older than CATCH_UP_WINDOW) or other_replica.",
     ),
     restarts: registry.counter(
       "kuberollouttrigger_worker_restarts_total",
@@ -85,13 +104,17 @@ function createFamilies(registry: Registry): WorkerMetrics {
       "Time from receiving an event to its last patch.",
       LATENCY_BUCKETS,
     ),
-    subscribed: registry.gauge(
-      "kuberollouttrigger_worker_subscribed",
-      "1 while subscribed to the channel.",
+    streamReading: registry.gauge(
+      "kuberollouttrigger_worker_stream_reading",
+      "1 while the last read of the event stream succeeded.",
     ),
-    subscriptionGaps: registry.counter(
-      "kuberollouttrigger_worker_subscription_gaps_total",
-      "Times the subscription was lost (events published meanwhile are not received).",
+    streamFailures: registry.counter(
+      "kuberollouttrigger_worker_stream_failures_total",
+      "Failed reads, take-overs or acknowledgements on the event stream (retried; nothing is lost).",
+    ),
+    streamClaimed: registry.counter(
+      "kuberollouttrigger_worker_stream_claimed_total",
+      "Events taken over from a replica that left them unacknowledged (it died or stalled).",
     ),
     kubeRequests: registry.counter(
       "kuberollouttrigger_worker_kube_requests_total",
@@ -116,6 +139,10 @@ function createFamilies(registry: Registry): WorkerMetrics {
     inventoryCurrent: registry.gauge(
       "kuberollouttrigger_worker_inventory_current",
       "1 while the scope's inventory is current (listed, not relisting, heard from within the idle deadline).",
+    ),
+    inventoryUnavailable: registry.gauge(
+      "kuberollouttrigger_worker_inventory_scope_unavailable",
+      "1 while the scope cannot be listed: never listed, and its latest list failed (events are matched without it).",
     ),
     inventorySize: registry.gauge(
       "kuberollouttrigger_worker_inventory_deployments",

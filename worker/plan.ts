@@ -37,6 +37,8 @@ export interface DeploymentSummary {
   resourceVersion: string;
   paused: boolean;
   optedOut: boolean;
+  /** The pod template's restartedAt in ms since the epoch; NaN when it has none. */
+  restartedAtMs: number;
   containers: ContainerSummary[];
 }
 
@@ -49,6 +51,8 @@ export interface PlannedRestart {
   containers: string[];
   /** Matched containers whose pull policy is not Always. */
   pullPolicyWarnings: string[];
+  /** The pod template's restartedAt when matched (ms; NaN when none). */
+  restartedAtMs: number;
 }
 
 /** Why a Deployment that uses the image is not restarted. */
@@ -122,8 +126,15 @@ export function summarizeSharing(d: Deployment, share: (s: string) => string): D
     resourceVersion: d.metadata.resourceVersion ?? "",
     paused: d.spec?.paused === true,
     optedOut: d.metadata.annotations?.[OPT_OUT_ANNOTATION] === "true",
+    restartedAtMs: restartedAtOf(d),
     containers,
   };
+}
+
+/** The pod template's restartedAt annotation in ms (NaN when absent or not a time). */
+export function restartedAtOf(d: Deployment): number {
+  const value = d.spec?.template?.metadata?.annotations?.[RESTARTED_AT_ANNOTATION];
+  return typeof value === "string" ? Date.parse(value) : NaN;
 }
 
 /** The normalised repositories a Deployment's containers use, each once (its inventory index keys). */
@@ -174,6 +185,7 @@ export function planRestarts(
         resourceVersion: d.resourceVersion,
         containers: matched.map(label),
         pullPolicyWarnings: matched.filter((c) => c.pullPolicy !== "Always").map(label),
+        restartedAtMs: d.restartedAtMs,
       });
     }
   }

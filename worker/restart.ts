@@ -5,6 +5,13 @@
  * Deployment changed since then (another image, paused) is re-read and
  * re-planned instead of restarted blindly. Retries 409/429/5xx and network
  * errors with backoff; never retries 403 or 404.
+ *
+ * The restartedAt an event writes is its own (web's accepted time), not the
+ * clock's, so handling an event twice (another replica after a crash between
+ * patch and acknowledgement, a replay) writes the same template and starts no
+ * second rollout; and a Deployment whose restartedAt is already at or past
+ * the event's was restarted by it or by a later event: it is reported as
+ * restarted (already) and followed, and not patched.
  */
 
 import { backoffDelay, sleep } from "../lib/backoff.ts";
@@ -17,12 +24,13 @@ import {
   type PlannedRestart,
   planRestarts,
   RESTARTED_AT_ANNOTATION,
+  restartedAtOf,
   summarizeDeployment,
 } from "./plan.ts";
 
 /** What happened to one planned restart. */
 export type RestartOutcome =
-  | { status: "restarted"; attempts: number; deployment: Deployment }
+  | { status: "restarted"; attempts: number; deployment: Deployment; already?: boolean }
   | { status: "skipped"; reason: string }
   | { status: "failed"; error: string; httpStatus: number };
 
@@ -30,7 +38,8 @@ export type RestartOutcome =
 export interface RestartOptions {
   api: KubeApi;
   event: ImageEvent;
-  now?: () => Date;
+  /** The restartedAt to write (the event's time); default now. */
+  restartAt?: Date;
   maxAttempts?: number;
   /** Receives every Deployment the API returns, to keep the inventory fresh. */
   onObject?: (d: Deployment) => void;
@@ -39,10 +48,10 @@ export interface RestartOptions {
 /**
  * RFC 3339 in UTC with milliseconds. kubectl writes whole seconds, so two
  * restarts within one second write the same value and the second changes
- * nothing; milliseconds make every restart a real template change.
+ * nothing; milliseconds make every event's restart a real template change.
  */
-export function restartedAt(now: Date): string {
-  return now.toISOString();
+export function restartedAt(at: Date): string {
+  return at.toISOString();
 }
 
 /** The exact patch body: restartedAt plus the resourceVersion precondition. */
@@ -51,6 +60,29 @@ export function restartPatch(resourceVersion: string, at: string): unknown {
     metadata: resourceVersion ? { resourceVersion } : undefined,
     spec: { template: { metadata: { annotations: { [RESTARTED_AT_ANNOTATION]: at } } } },
   };
+}
+
+/**
+ * The Deployment as it is now, when its template already carries this
+ * restart or a later one; undefined when a patch is still needed (or the
+ * read failed: the patch path retries and re-reads).
+ */
+async function alreadyRestarted(
+  target: PlannedRestart,
+  at: Date,
+  options: RestartOptions,
+): Promise<RestartOutcome | undefined> {
+  try {
+    const current = await options.api.getDeployment(target.namespace, target.name);
+    options.onObject?.(current);
+    if (restartedAtOf(current) < at.getTime()) return undefined;
+    return { status: "restarted", attempts: 0, deployment: current, already: true };
+  } catch (err) {
+    if (err instanceof KubeApiError && err.status === 404) {
+      return { status: "skipped", reason: "deleted" };
+    }
+    return undefined;
+  }
 }
 
 function retryable(err: unknown): boolean {
@@ -63,16 +95,20 @@ export async function restartDeployment(
   target: PlannedRestart,
   options: RestartOptions,
 ): Promise<RestartOutcome> {
-  const now = options.now ?? (() => new Date());
+  const at = options.restartAt ?? new Date();
   const maxAttempts = options.maxAttempts ?? 5;
   let resourceVersion = target.resourceVersion;
   let lastError: unknown;
+  if (target.restartedAtMs >= at.getTime()) {
+    const done = await alreadyRestarted(target, at, options);
+    if (done) return done;
+  }
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     try {
       const updated = await options.api.patchDeployment(
         target.namespace,
         target.name,
-        restartPatch(resourceVersion, restartedAt(now())),
+        restartPatch(resourceVersion, restartedAt(at)),
       );
       options.onObject?.(updated);
       return { status: "restarted", attempts: attempt, deployment: updated };
@@ -93,6 +129,9 @@ export async function restartDeployment(
           continue;
         }
         options.onObject?.(fresh);
+        if (restartedAtOf(fresh) >= at.getTime()) {
+          return { status: "restarted", attempts: attempt, deployment: fresh, already: true };
+        }
         const replan = planRestarts(options.event, [summarizeDeployment(fresh)]);
         if (replan.restarts.length === 0) {
           return { status: "skipped", reason: replan.skipped[0]?.reason ?? "no_longer_uses_image" };

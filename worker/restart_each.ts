@@ -33,6 +33,8 @@ export interface RestartEachOptions {
   dryRun: boolean;
   clusterName: string;
   now?: () => Date;
+  /** The restartedAt every patch writes: the event's time (worker/restart.ts says why). */
+  restartAt: Date;
   /** Patches in flight at once. */
   concurrency: number;
   /** The position of the first restart in the plan (after its skips). */
@@ -90,20 +92,25 @@ async function restartOne(one: Target): Promise<void> {
     });
   }
   if (options.dryRun) return one.settle({ ...at, result: "dry_run" });
-  const claim = await options.coordinator.claim(message.id, name, message.image);
-  if (claim === "duplicate" || claim === "recent") {
-    const reason = claim === "duplicate" ? "claimed_by_another_worker" : "restarted_within_window";
-    return one.settle({ ...at, result: "skipped", reason });
+  // Already carrying this restart (or a later one): no claim and no window, only a re-read.
+  if (!(target.restartedAtMs >= options.restartAt.getTime())) {
+    // "duplicate": this event claimed it before (a replica died after the patch); the patch is
+    // idempotent, so it goes ahead and finds the restart already made.
+    const claim = await options.coordinator.claim(message.id, name, message.image);
+    if (claim === "recent") {
+      return one.settle({ ...at, result: "skipped", reason: "restarted_within_window" });
+    }
   }
   const outcome = await restartDeployment(target, {
     api: options.api,
     event: message,
-    now: options.now,
+    restartAt: options.restartAt,
     onObject: (d) => options.inventory.upsert(d),
   });
   if (outcome.status === "restarted") {
     one.settle({ ...at, result: "restarted", deployment: outcome.deployment });
-    await recordEvent(one, outcome.deployment);
+    // The audit Event was recorded by whoever made the restart.
+    if (!outcome.already) await recordEvent(one, outcome.deployment);
   } else if (outcome.status === "skipped") {
     one.settle({ ...at, result: "skipped", reason: outcome.reason });
   } else {

@@ -1,14 +1,15 @@
 /**
  * Wires worker mode together from a Config, as a list of steps: verify keys,
- * connect to Kubernetes, start the feedback and the inventory, serve health,
- * subscribe (with the cluster heartbeat), and shut down. The worker
- * subscribes at once and syncs its inventory meanwhile: an event that arrives
- * before the first sync is complete is held (in order) and handled once it is,
- * so none is refused (web sees a subscriber) or matched against a half-filled
- * inventory. /readyz reports the inventory failing until it is synced and
- * whenever it is not current (relisting, or nothing heard from the API server
- * within the watch idle deadline).
- * Runs until the signal aborts, then finishes in-flight patches and stops.
+ * connect to Kubernetes (and know which cluster that is), start the feedback
+ * and the inventory, serve health, register the cluster under its name, read
+ * the event stream through the cluster's consumer group, and shut down.
+ * The reader creates the group at once (events from then on reach the
+ * cluster), and reads once the cluster is registered: a worker whose
+ * CLUSTER_NAME is live for another cluster reads nothing. An event read
+ * before every scope of the inventory has listed or failed once is held, in
+ * order, and then matched against what listed. /readyz reports the
+ * inventory (with the failing scopes' reasons), the registration and the
+ * reader. Runs until the signal aborts, then finishes the event in hand.
  */
 
 import { importVerifyKeys } from "../shared/event_signature.ts";
@@ -19,20 +20,31 @@ import { createRegistry, type Registry } from "../lib/metrics.ts";
 import { probeRoutes } from "../lib/probes.ts";
 import type { WorkerConfig } from "../config/settings.ts";
 import { createValkeyClient, type ValkeyClient } from "../shared/valkey_client.ts";
-import { eventChannel } from "../shared/valkey_keys.ts";
 import { loadValkeyCaFile } from "../shared/valkey_settings.ts";
 import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";
 import { createFeedback, type Feedback } from "./feedback/feedback.ts";
 import { createReportStore, createTrackingStore } from "./feedback/store.ts";
 import { serveHealth } from "./health.ts";
-import { startHeartbeat } from "./feedback/heartbeat.ts";
+import {
+  apiServerIdentity,
+  type ClusterIdentity,
+  labelIdentity,
+  localInventoryIdentity,
+} from "./cluster_identity.ts";
+import { type ClusterRegistration, startClusterRegistration } from "./cluster_registration.ts";
+import { startStreamReader, type StreamReader } from "./event_stream_reader.ts";
+import { createStreamEvents } from "./stream_events.ts";
 import { createInventory, type Inventory, type InventoryOptions } from "./inventory/inventory.ts";
 import { createKubeApi, type KubeApi } from "./kube/api.ts";
 import { loadKubeAccess } from "./kube/config.ts";
 import { createLocalApi, loadLocalInventory } from "./kube/local_api.ts";
-import { createWorkerMetrics, exportScopes, type WorkerMetrics } from "./metrics.ts";
-import { subscribe, type Subscription } from "./subscriber.ts";
+import {
+  createWorkerMetrics,
+  exportScopeAvailability,
+  exportScopes,
+  type WorkerMetrics,
+} from "./metrics.ts";
 
 /** Effects worker mode needs from its host process. */
 export interface WorkerRuntime {
@@ -64,7 +76,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
   const registry = createRegistry();
   const metrics = createWorkerMetrics(registry);
   const verifier = await loadVerifier(config, logger);
-  const api = await connectKube(config, {
+  const kube = await connectKube(config, {
     runtime,
     onRequest: (verb) => metrics.kubeRequests.inc({ verb }),
   });
@@ -74,53 +86,59 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
   });
   const parts: Parts = { config, runtime, logger, signal, metrics, commands, valkey };
   const feedback = startFeedback(parts);
-  const inventory = startInventory(parts, { api, feedback });
-  let subscription: Subscription | undefined;
+  const inventory = startInventory(parts, { api: kube.api, feedback });
+  let events: ReturnType<typeof readEvents> | undefined;
+  const registration = startClusterRegistration({
+    client: commands,
+    clusterName: config.clusterName,
+    identity: kube.identity,
+    // Announced once events from now on reach the cluster's group and can be matched.
+    serving: () => (events?.reader.grouped() ?? false) && inventory.inventory.settled(),
+    logger,
+    signal,
+  });
   const server = serveHealth({
     addr: config.healthListenAddr,
     probes: probes(parts, {
       registry,
       inventory: inventory.inventory,
-      subscription: () => subscription,
+      reading: () => events?.reader.reading() ?? false,
+      registration,
     }),
     logger,
     signal,
     onListen: runtime.onListen,
   });
-  let heartbeat: Promise<void> | undefined;
   if (!signal.aborted) {
-    subscription = subscribeEvents(parts, {
-      api,
+    events = readEvents(parts, {
+      api: kube.api,
       inventory: inventory.inventory,
       feedback,
       verifier,
-    });
-    heartbeat = startHeartbeat({
-      client: commands,
-      clusterName: config.clusterName,
-      ready: () => inventory.inventory.current() && (subscription?.subscribed() ?? false),
-      logger,
-      signal,
+      // A worker whose CLUSTER_NAME is live for another cluster must not take that cluster's events.
+      ready: () => registration.whenRegistered(signal),
+      paused: () => registration.conflict() !== undefined,
     });
   }
   await untilAborted(signal);
-  await shutdown(parts, { subscription, heartbeat, feedback, server, inventory });
+  await shutdown(parts, { events, registration, feedback, server, inventory });
 }
 
 /** Stops in order: no new events, the event in progress finished, reports given a moment. */
 async function shutdown(
   { logger, commands }: Parts,
   running: {
-    subscription?: Subscription;
-    heartbeat?: Promise<void>;
+    events?: ReturnType<typeof readEvents>;
+    registration: ClusterRegistration;
     feedback: Feedback;
     server: Deno.HttpServer;
     inventory: { done: Promise<void>; resumed: Promise<void> };
   },
 ): Promise<void> {
   logger.info("worker stopping: finishing the event in progress");
-  await running.subscription?.close();
-  await running.heartbeat;
+  await running.events?.reader.stopped;
+  running.events?.client.disconnect();
+  await running.registration.done;
   // Reports still being written get a moment; tracking state lets the next worker resume the rest.
   await running.feedback.idle(AbortSignal.timeout(2000));
   running.feedback.stop();
@@ -136,7 +154,7 @@ async function loadVerifier(config: WorkerConfig, logger: Logger): Promise<Event
   const keys = config.eventVerifyKeys.length > 0
     ? await importVerifyKeys(config.eventVerifyKeys)
     : undefined;
-  const verifier = createEventVerifier({ keys, maxAgeMs: config.eventMaxAge });
+  const verifier = createEventVerifier({ keys, maxAgeMs: config.catchUpWindow });
   if (keys) logger.info("verifying event signatures", { key_ids: keys.ids });
   else {
     logger.warn(
@@ -146,29 +164,36 @@ async function loadVerifier(config: WorkerConfig, logger: Logger): Promise<Event
   return verifier;
 }
 
-/** The Kubernetes API: the runtime's, dev mode's local inventory, or the cluster's. */
+/**
+ * The Kubernetes API (the runtime's, dev mode's local inventory, or the
+ * cluster's) and the identity of the cluster behind it.
+ */
 async function connectKube(
   config: WorkerConfig,
   { runtime, onRequest }: { runtime: WorkerRuntime; onRequest: (verb: string) => void },
-): Promise<KubeApi> {
+): Promise<{ api: KubeApi; identity: ClusterIdentity }> {
   const { logger } = runtime;
-  if (runtime.api) return runtime.api(onRequest);
+  if (runtime.api) return { api: runtime.api(onRequest), identity: labelIdentity("injected api") };
   if (config.localInventory) {
     const deployments = await loadLocalInventory(config.localInventory);
     logger.warn("LOCAL INVENTORY: no cluster is used; restarts are only recorded and logged", {
       file: config.localInventory,
       deployments: deployments.length,
     });
-    return createLocalApi(deployments, logger, onRequest);
+    return {
+      api: createLocalApi(deployments, logger, onRequest),
+      identity: await localInventoryIdentity(config.localInventory),
+    };
   }
   const access = await loadKubeAccess({ kubeconfig: config.kubeconfig });
   logger.info("kubernetes access", access.description);
-  return createKubeApi({
+  const api = createKubeApi({
     server: access.server,
     httpClient: access.httpClient,
     authorization: access.authorization,
     onRequest,
   });
+  return { api, identity: apiServerIdentity(access) };
 }
 
 /** Reports and rollout tracking, kept in Valkey. */
@@ -213,38 +238,51 @@ function startInventory(
   return { inventory, done, resumed };
 }
 
-/** /healthz, /readyz (inventory current and subscribed) and /metrics. */
+/** /healthz, /readyz (inventory current, registered, reading events) and /metrics. */
 function probes(
   { metrics }: Parts,
-  { registry, inventory, subscription }: {
+  { registry, inventory, reading, registration }: {
     registry: Registry;
     inventory: Inventory;
-    subscription: () => Subscription | undefined;
+    reading: () => boolean;
+    registration: ClusterRegistration;
   },
 ) {
   return probeRoutes({
     registry,
     readiness: {
       // The name predates the idle deadline; it now means "synced and still current".
-      inventory_synced: () => inventory.current(),
-      subscribed: () => subscription()?.subscribed() ?? false,
+      inventory_synced: () => inventory.readiness(),
+      cluster_registered: () => registration.registered(),
+      events_reading: reading,
     },
     beforeScrape: () => {
       metrics.inventorySize.set(inventory.size());
       for (const [scope, current] of Object.entries(inventory.scopes())) {
         metrics.inventoryCurrent.set(current ? 1 : 0, { scope });
       }
+      exportScopeAvailability(metrics, inventory);
     },
   });
 }
 
-/** Subscribes to the channel; each message goes to the event handler, held until synced. */
-function subscribeEvents(
+/**
+ * Reads the event stream through the cluster's consumer group; each event goes
+ * to the handler once the inventory has settled, and is acknowledged when done.
+ */
+function readEvents(
   { config, logger, signal, metrics, commands, valkey }: Parts,
-  deps: { api: KubeApi; inventory: Inventory; feedback: Feedback; verifier: EventVerifier },
-): Subscription {
+  deps: {
+    api: KubeApi;
+    inventory: Inventory;
+    feedback: Feedback;
+    verifier: EventVerifier;
+    ready: () => Promise<void>;
+    paused: () => boolean;
+  },
+): { reader: StreamReader; client: ValkeyClient } {
   const { inventory } = deps;
-  const handle = createEventHandler({
+  const handler = createEventHandler({
     inventory,
     api: deps.api,
     coordinator: createCoordinator({
@@ -252,36 +290,36 @@ function subscribeEvents(
       clusterName: config.clusterName,
       windowMs: config.dedupWindow,
       logger,
+      // A replay inside the catch-up window must find the event handled.
+      claimTtlSeconds: Math.max(86_400, Math.ceil((2 * config.catchUpWindow) / 1000)),
     }),
     prefixes: config.allowedImagePrefixes,
     logger,
     metrics,
     dryRun: config.dryRun,
+    catchUpWindowMs: config.catchUpWindow,
     feedback: deps.feedback,
     clusterName: config.clusterName,
     verifier: deps.verifier,
   });
-  const events = eventChannel(config.valkeyChannel, valkey);
-  return subscribe({
-    connect: (subscription, onStateChange) =>
-      createValkeyClient(valkey, {
-        name: "kuberollouttrigger-worker-subscriber",
-        logger,
-        subscription,
-        onStateChange,
-      }),
-    channel: events.name,
-    sharded: events.sharded,
+  // Blocking reads hold their connection: the reader has its own.
+  const client = createValkeyClient(valkey, { name: "kuberollouttrigger-worker-events", logger });
+  const reader = startStreamReader({
+    client,
+    group: config.clusterName,
+    // Unique per process: a restarted pod's old consumer keeps its pending entries for the others.
+    consumer: crypto.randomUUID(),
     logger,
-    metrics,
-    // Held until the first sync: the subscriber hands messages on one at a time, in order.
-    onMessage: async (raw) => {
-      if (!inventory.synced()) {
-        logger.info("event held until the inventory is synced", { bytes: raw.length });
-        await inventory.whenSynced(signal);
-        if (signal.aborted) return undefined;
-      }
-      return await handle(raw);
+    events: {
+      reading: (on) => metrics.streamReading.set(on ? 1 : 0),
+      failed: () => metrics.streamFailures.inc(),
+      claimed: (count) => metrics.streamClaimed.inc({}, count),
     },
+    handle: createStreamEvents({ handler, inventory, logger, metrics, signal }),
+    ready: deps.ready,
+    paused: deps.paused,
+    signal,
+    blockMs: Math.max(100, Math.min(2000, Math.floor(config.valkeyTimeout / 2))),
   });
+  return { reader, client };
 }

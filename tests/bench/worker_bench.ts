@@ -9,7 +9,7 @@ import { deploymentManifest, openCluster } from "../helpers/cluster.ts";
 import type { ControlPlane } from "../helpers/control_plane.ts";
 import { TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { type Program, ROOT, startProgram, startWeb, startWorker } from "../helpers/program.ts";
-import { publishRaw, type TestValkey } from "../helpers/valkey.ts";
+import { appendEvent, type TestValkey } from "../helpers/valkey.ts";
 import { createKubeApi, type KubeApi } from "../../worker/kube/api.ts";
 import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
 import { restartDeployment } from "../../worker/restart.ts";
@@ -372,9 +372,8 @@ export async function benchWorkerScale(options: {
       for (let i = 0; i < events; i++) {
         const id = crypto.randomUUID();
         const t0 = performance.now();
-        await publishRaw(
+        await appendEvent(
           options.valkey,
-          CHANNEL,
           JSON.stringify({
             id,
             time: new Date().toISOString(),

@@ -58,3 +58,20 @@ Deno.test("checkCombinations() lists web's own problems before Valkey's, and the
     "LOCAL_INVENTORY",
   ]);
 });
+
+Deno.test("CLUSTERS keeps each cluster once and refuses more than a status record can name", () => {
+  const parse = WEB_SETTINGS.clusters.parse;
+  assertEquals(parse("west, east,west"), ["west", "east"]);
+  let message = "";
+  try {
+    parse(Array.from({ length: 1001 }, (_, i) => `c${i}`).join(","));
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  assertEquals(message, "names 1001 clusters; at most 1000");
+});
+
+Deno.test("CATCH_UP_WINDOW is read by both modes: web keeps the stream for it, workers accept events within it", () => {
+  assertEquals(WORKER_SETTINGS.catchUpWindow.modes, ["web", "worker"]);
+  assertEquals(WORKER_SETTINGS.catchUpWindow.parse("1h"), 3_600_000);
+});

@@ -383,7 +383,7 @@ Deno.test({
       assertEquals(result.code, 0, shown(result));
       assertMatch(
         result.stdout,
-        /POST http:\/\/127\.0\.0\.1:\d+\/event answered 503 \(no worker is subscribed; the event was not delivered\); retrying in 5s/,
+        /POST http:\/\/127\.0\.0\.1:\d+\/event answered 503 \(no worker cluster is registered; the event was not delivered\); retrying in 5s/,
       );
       assertEquals(result.outputs.state, "succeeded");
     } finally {

@@ -200,7 +200,7 @@ Deno.test({
     const valkey = await startValkey();
     const program = startLocalWorker({ VALKEY_ADDR: valkey.addr });
     try {
-      await program.waitForLog((l) => l.msg === "subscribed", 20_000);
+      await program.waitForLog((l) => l.msg === "reading the event stream", 20_000);
       assertEquals(await program.stop(), 0);
       await program.waitForLog((l) => l.msg === "worker stopped");
       const afterSignal = program.logs.slice(

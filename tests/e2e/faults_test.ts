@@ -16,7 +16,7 @@ import {
 import { startIssuer, TEST_AUDIENCE } from "../helpers/issuer.ts";
 import { type Program, startWeb, startWorker } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { publishRaw, startValkey, type TestValkey } from "../helpers/valkey.ts";
+import { appendEvent, startValkey, type TestValkey } from "../helpers/valkey.ts";
 
 const CHANNEL = "krt-faults";
 const info = withoutValkey() ? undefined : requireControlPlane("the fault tests");
@@ -173,7 +173,7 @@ Deno.test({
         image: "ghcr.io/acme/app",
         tags: ["dev"],
       });
-      assertEquals(await publishRaw(valkey, CHANNEL, message), 1);
+      await appendEvent(valkey, message);
       await first.program.waitForLog((l) => l.msg === "restarted deployment");
       first.program.child.kill("SIGKILL");
       await first.program.status;
@@ -181,7 +181,7 @@ Deno.test({
       // The same event again (a redelivery, or an operator re-publishing it).
       const second = await startWorker(workerEnv, kubeconfig);
       programs.push(second.program);
-      assertEquals(await publishRaw(valkey, CHANNEL, message), 1);
+      await appendEvent(valkey, message);
       const summary = await second.program.waitForLog((l) => l.msg === "event handled");
       const after = await generation();
       const restarts = names.map((n) => after[n] - before[n]);
@@ -235,9 +235,8 @@ Deno.test({
         );
         const restarted = await eventually("an event after recovery restarts both", async () => {
           const id = crypto.randomUUID();
-          await publishRaw(
+          await appendEvent(
             valkey,
-            CHANNEL,
             JSON.stringify({
               id,
               time: new Date().toISOString(),

@@ -18,8 +18,8 @@ import { type Program, startWeb, startWorker } from "../helpers/program.ts";
 import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import {
+  appendEvent,
   connectValkey,
-  publishRaw,
   startValkey,
   subscribe,
   type TestValkey,
@@ -196,11 +196,7 @@ Deno.test({
             ],
           ];
           for (const [, message] of forgeries) {
-            assertEquals(
-              await publishRaw(valkey, CHANNEL, message),
-              2,
-              "the worker and the recorder",
-            );
+            await appendEvent(valkey, message);
           }
           // A web replica with a key the worker does not hold publishes through the real path.
           const foreign = await post(stranger.url, issuer, "ghcr.io/acme/app:dev");
@@ -212,7 +208,7 @@ Deno.test({
           }
           // Past the window the same message is stale, whatever Valkey says about its id.
           await new Promise((r) => setTimeout(r, MAX_AGE_MS + 500));
-          await publishRaw(valkey, CHANNEL, captured);
+          await appendEvent(valkey, captured);
           assertEquals((await nthDrop(worker.program, forgeries.length + 1)).reason, "expired");
           assertEquals(await restartedAt("target"), before, "a forgery restarted the target");
           assertEquals(await statusOf(webOld.url, issuer, liftedId), 404);
@@ -358,14 +354,13 @@ Deno.test({
         image: "ghcr.io/acme/app",
         tags: ["dev"],
       });
-      await publishRaw(valkey, CHANNEL, unsigned);
+      await appendEvent(valkey, unsigned);
       assertEquals((await handled(worker, JSON.parse(unsigned).id)).restarted, [`${ns}/target`]);
       // A signed message from a key this worker does not know is still handled: it checks nothing.
       const signer = await createSigner(parseSigningKey(key.privatePem)!);
       const id = crypto.randomUUID();
-      await publishRaw(
+      await appendEvent(
         valkey,
-        CHANNEL,
         (await signer.signEvent(
           JSON.stringify({
             id,

@@ -139,7 +139,7 @@ async function withProduct(
       kubeconfig,
     );
     programs.push(worker.program);
-    await worker.program.waitForLog((l) => l.msg === "subscribed", 20_000);
+    await worker.program.waitForLog((l) => l.msg === "reading the event stream", 20_000);
     await body({
       cluster,
       issuer,

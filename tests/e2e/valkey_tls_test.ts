@@ -128,7 +128,9 @@ Deno.test({
         ),
       );
       programs.push(...webs.map((w) => w.program));
-      for (const worker of workers) await worker.waitForLog((l) => l.msg === "subscribed", 20_000);
+      for (const worker of workers) {
+        await worker.waitForLog((l) => l.msg === "reading the event stream", 20_000);
+      }
       for (const web of webs) {
         await eventually("web ready", async () => await readyStatus(web.url) === 200 || undefined);
         const { status, body } = await post(web.url, issuer);
@@ -219,7 +221,7 @@ Deno.test({
       }
       await t.step("the right certificate: both recover without a restart", async () => {
         await valkey.restartWithTls(certs.server);
-        await worker.waitForLog((l) => l.msg === "subscribed", 20_000);
+        await worker.waitForLog((l) => l.msg === "reading the event stream", 20_000);
         await eventually(
           "web ready",
           async () => await readyStatus(web.url) === 200 || undefined,

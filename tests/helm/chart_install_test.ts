@@ -21,7 +21,7 @@ import {
 } from "../helpers/kubectl.ts";
 import { type Program, startWorker } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { publishRaw, startValkey } from "../helpers/valkey.ts";
+import { appendEvent, startValkey } from "../helpers/valkey.ts";
 import { locateHelm, render } from "../helpers/helm.ts";
 import { stringify } from "yaml";
 
@@ -173,7 +173,7 @@ Deno.test({
             image: "ghcr.io/acme/app",
             tags: ["dev"],
           });
-          assertEquals(await publishRaw(valkey, env.VALKEY_CHANNEL, message), 1);
+          await appendEvent(valkey, message);
           const line = await worker.program.waitForLog(
             (l) => l.msg === "event handled" && l.event_id === id,
             15_000,

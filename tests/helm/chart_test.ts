@@ -20,6 +20,8 @@ import { parse, parseAllDocuments } from "yaml";
 type Doc = Record<string, any>;
 
 const FULL_VALUES = `${CHART}/ci/full-values.yaml`;
+/** The one value the defaults lack: the chart renders no worker without a cluster name. */
+const NAMED = ["--set", "worker.clusterName=krt-test"];
 
 const find = (docs: Doc[], kind: string, name?: string) =>
   docs.filter((d) => d.kind === kind && (name === undefined || d.metadata.name === name));
@@ -31,10 +33,11 @@ function shipped(path: string): Doc[] {
 const helmBin = await locateHelm();
 
 Deno.test({
-  name: "helm lint passes for the default values and the full set, with no warning",
+  name:
+    "helm lint passes for the default values (with the cluster name) and the full set, with no warning",
   ignore: helmBin === undefined,
   async fn() {
-    for (const args of [[], ["-f", FULL_VALUES]]) {
+    for (const args of [NAMED, ["-f", FULL_VALUES]]) {
       const out = await helm(helmBin!, ["lint", "--strict", CHART, ...args]);
       assertEquals(out.code, 0, out.stdout + out.stderr);
       assert(!/\[(WARNING|ERROR)\]/.test(out.stdout), out.stdout);
@@ -48,7 +51,7 @@ Deno.test({
   async fn(t) {
     const version = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).version;
     await t.step("defaults: web, worker, namespaced RBAC for default, the policy", async () => {
-      const { docs } = await render(helmBin!, "krt");
+      const { docs } = await render(helmBin!, "krt", NAMED);
       assertEquals(
         docs.map((d) => `${d.kind}/${d.metadata.namespace ?? ""}/${d.metadata.name}`).sort(),
         [
@@ -67,6 +70,11 @@ Deno.test({
         web.spec.template.spec.containers[0].image,
         `ghcr.io/kuberollouttrigger/kuberollouttrigger:${version}`,
         "the image tag defaults to the release's version",
+      );
+      const worker = find(docs, "Deployment", "kuberollouttrigger-worker")[0];
+      assertEquals(
+        worker.spec.template.spec.containers[0].env.find((e: Doc) => e.name === "CLUSTER_NAME"),
+        { name: "CLUSTER_NAME", value: "krt-test" },
       );
       const binding = find(docs, "RoleBinding")[0];
       assertEquals(binding.subjects, [{
@@ -104,6 +112,7 @@ Deno.test({
       "a Valkey Cluster: both modes get VALKEY_CLUSTER_NODES and no VALKEY_ADDR",
       async () => {
         const { docs } = await render(helmBin!, "krt", [
+          ...NAMED,
           "--set",
           "valkey.clusterNodes={clustercfg.example:6379,10.0.0.2:6379}",
         ]);
@@ -120,6 +129,7 @@ Deno.test({
     );
     await t.step("cluster scope: one ClusterRole and binding, no Role", async () => {
       const { docs } = await render(helmBin!, "krt", [
+        ...NAMED,
         "--set",
         "rbac.scope=cluster",
         "--set",
@@ -139,15 +149,19 @@ Deno.test({
   ignore: helmBin === undefined,
   async fn() {
     const cases: [string[], RegExp][] = [
-      [["--set", "worker.watchNamespaces=null"], /worker\.watchNamespaces is empty/],
-      [["--set", "rbac.scope=everywhere"], /rbac\.scope must be namespaced or cluster/],
-      [["--set", "image.digest=latest"], /image\.digest must be sha256:/],
+      [[], /worker\.clusterName is empty: name this Kubernetes cluster \(CLUSTER_NAME\)/],
+      [["--set", "worker.clusterName=null"], /worker\.clusterName is empty/],
+      [["--set", "worker.clusterName=prod eu"], /worker\.clusterName "prod eu" must be 1-63/],
+      [[...NAMED, "--set", "worker.watchNamespaces=null"], /worker\.watchNamespaces is empty/],
+      [[...NAMED, "--set", "rbac.scope=everywhere"], /rbac\.scope must be namespaced or cluster/],
+      [[...NAMED, "--set", "image.digest=latest"], /image\.digest must be sha256:/],
       [
-        ["--set", "valkey.addr=v:6379", "--set", "valkey.clusterNodes={a:7000}"],
+        [...NAMED, "--set", "valkey.addr=v:6379", "--set", "valkey.clusterNodes={a:7000}"],
         /valkey\.addr and valkey\.clusterNodes exclude each other/,
       ],
       [
         [
+          ...NAMED,
           "--set",
           "valkey.username=u",
           "--set",
@@ -163,6 +177,41 @@ Deno.test({
       assertEquals(out.code, 1, `${args.join(" ")} renders: ${out.stdout.slice(0, 200)}`);
       assertMatch(out.stderr, message);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "the chart takes the cluster name as worker.clusterName, worker.env or a Secret, and web alone needs none",
+  ignore: helmBin === undefined,
+  async fn(t) {
+    const clusterName = async (args: string[]) => {
+      const { docs } = await render(helmBin!, "krt", args);
+      const worker = find(docs, "Deployment", "kuberollouttrigger-worker")[0];
+      return worker?.spec.template.spec.containers[0].env
+        .find((e: Doc) => e.name === "CLUSTER_NAME");
+    };
+    await t.step("worker.env.CLUSTER_NAME", async () => {
+      assertEquals(await clusterName(["--set", "worker.env.CLUSTER_NAME=prod-eu"]), {
+        name: "CLUSTER_NAME",
+        value: "prod-eu",
+      });
+    });
+    await t.step("worker.envFromSecrets.CLUSTER_NAME", async () => {
+      const found = await clusterName([
+        "--set",
+        "worker.envFromSecrets.CLUSTER_NAME.name=names",
+        "--set",
+        "worker.envFromSecrets.CLUSTER_NAME.key=cluster",
+      ]);
+      assertEquals(found.valueFrom, { secretKeyRef: { name: "names", key: "cluster" } });
+    });
+    await t.step("web.enabled only: no worker, no name needed", async () => {
+      const { docs } = await render(helmBin!, "krt", ["--set", "worker.enabled=false"]);
+      assertEquals(find(docs, "Deployment").map((d) => d.metadata.name), [
+        "kuberollouttrigger-web",
+      ]);
+    });
   },
 });
 

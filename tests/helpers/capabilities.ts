@@ -226,6 +226,7 @@ export async function capabilities(
     resourceVersion: current.resourceVersion,
     containers: ["c0"],
     pullPolicyWarnings: [],
+    restartedAtMs: NaN,
   };
   const patch = restartOutcome(
     await restartDeployment(target, { api: kubeApi, event, maxAttempts: 1 }),

@@ -30,7 +30,11 @@ export interface TestWorker {
   stop(): Promise<void>;
 }
 
-/** Starts runWorker with `env` over the defaults; resolves once it is subscribed. */
+/**
+ * Starts runWorker with `env` over the defaults; resolves once it is ready
+ * (/readyz: inventory synced, cluster registered, reading the event stream),
+ * so an event published from then on reaches it.
+ */
 export async function startTestWorker(env: Record<string, string>): Promise<TestWorker> {
   const parsed = parseCommandLine("worker", [], (name) =>
     ({
@@ -54,8 +58,14 @@ export async function startTestWorker(env: Record<string, string>): Promise<Test
     onListen: (addr) => healthUrl = `http://${addr.hostname}:${addr.port}`,
   });
   await eventually(
-    "the worker to subscribe",
-    () => logs.find((l) => l.msg === "subscribed"),
+    "the worker to be ready",
+    async () => {
+      if (healthUrl === "") return undefined;
+      const res = await fetch(`${healthUrl}/readyz`);
+      const body = await res.text();
+      if (!res.ok) throw new Error(`/readyz answered ${res.status} ${body}`); // named on timeout
+      return true;
+    },
     30_000,
   );
   return {
@@ -84,7 +94,7 @@ export interface StatusClient {
   publish(
     image: string,
     tags: string[],
-  ): Promise<{ id: string; subscribers: number; clusters: string[] }>;
+  ): Promise<{ id: string; subscribers: number; clusters: string[]; unreachable: string[] }>;
   /** The cluster's report, or undefined while there is none. */
   report(id: string, cluster: string): Promise<ClusterReport | undefined>;
   /** Waits for the cluster's report to satisfy `done`. */
@@ -97,7 +107,11 @@ export interface StatusClient {
   close(): void;
 }
 
-/** A client on `server` for `channel`; records live an hour, as STATUS_TTL's default. */
+/**
+ * A client on `server` for `channel`; records live an hour, as STATUS_TTL's
+ * default, and the catch-up window and forget-after are their settings'
+ * defaults too (1 h, 168 h).
+ */
 export function statusClient(server: TestValkey, channel: string): StatusClient {
   // Tests stop the server on purpose; the client reconnects by itself, and each
   // call waits for it (bounded), as web's client fails at once while disconnected.
@@ -106,7 +120,13 @@ export function statusClient(server: TestValkey, channel: string): StatusClient 
     logger: createLogger({ level: "error", write: () => {} }),
   });
   const up = () => eventually("the status client's Valkey connection", () => valkey.connected);
-  const publisher = createPublisher({ client: valkey, channel, statusTtlMs: 3_600_000 });
+  const publisher = createPublisher({
+    client: valkey,
+    channel,
+    statusTtlMs: 3_600_000,
+    catchUpWindowMs: 3_600_000,
+    forgetAfterMs: 168 * 3_600_000,
+  });
   const api: StatusClient = {
     valkey,
     async publish(image, tags) {

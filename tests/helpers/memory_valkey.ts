@@ -1,13 +1,16 @@
 /**
  * An in-memory Valkey for unit tests of the modules that keep state in Valkey
- * (worker coordination, stores, heartbeat): the strings, hashes and sorted
+ * (worker coordination, stores, cluster registration): the strings, hashes and sorted
  * sets they use, with expiry on an injected clock, behind the same
  * call/transaction interface as the real client. Lua scripts are not run:
  * a test registers what a script does, matched by a fragment of its text, and
  * the real scripts are proven against a real server under tests/integration/.
- * `down` makes every command fail as the real client does while disconnected.
+ * EVALSHA answers NOSCRIPT until the script was sent once with EVAL, as after
+ * a server restart. `down` makes every command fail as the real client does
+ * while disconnected.
  */
 
+import { createHash } from "node:crypto";
 import { ReplyError } from "../../lib/resp.ts";
 import type { ValkeyArg, ValkeyCommands } from "../../shared/valkey_client.ts";
 
@@ -24,6 +27,8 @@ interface Entry {
 export class MemoryValkey implements ValkeyCommands {
   readonly #data = new Map<string, Entry>();
   readonly #scripts: [string, ScriptBody][] = [];
+  /** Scripts sent with EVAL, by SHA1, for EVALSHA. */
+  readonly #loaded = new Map<string, string>();
   readonly #now: () => number;
   /** Every command received, in order (a transaction's commands each). */
   readonly calls: string[][] = [];
@@ -191,8 +196,14 @@ export class MemoryValkey implements ValkeyCommands {
     EVAL: ([text, count, ...rest]) => {
       const found = this.#scripts.find(([fragment]) => text.includes(fragment));
       if (!found) throw new ReplyError("ERR this test registered no such script");
+      this.#loaded.set(createHash("sha1").update(text).digest("hex"), text);
       const n = Number(count);
       return found[1](this, rest.slice(0, n), rest.slice(n));
+    },
+    EVALSHA: ([sha, ...rest]) => {
+      const text = this.#loaded.get(sha.toLowerCase());
+      if (text === undefined) throw new ReplyError("NOSCRIPT No matching script. Please use EVAL.");
+      return this.#commands.EVAL([text, ...rest]);
     },
   };
 }

@@ -52,7 +52,7 @@ export async function startWorker(
     (l) => l.msg === "worker health server listening",
     20_000,
   );
-  await program.waitForLog((l) => l.msg === "subscribed", 20_000);
+  await program.waitForLog((l) => l.msg === "reading the event stream", 20_000);
   // It subscribes before its inventory is synced (events are held meanwhile); tests start
   // from a worker that handles them at once.
   await program.waitForLog((l) => l.msg === "inventory synced", 20_000);

@@ -11,6 +11,7 @@ import { createLogger } from "../../lib/log.ts";
 import type { HostPort } from "../../lib/setting_values.ts";
 import { createValkeyClient, type ValkeyClient } from "../../shared/valkey_client.ts";
 import type { ValkeySettings } from "../../shared/valkey_settings.ts";
+import { EVENTS_STREAM, MESSAGE_FIELD } from "../../shared/event_stream.ts";
 import { openssl } from "./certificates.ts";
 import { eventually } from "./eventually.ts";
 import { freePort } from "./processes.ts";
@@ -412,11 +413,11 @@ export async function subscribe(
   };
 }
 
-/** Publishes one raw message on `channel` (bypassing web); resolves to the receiver count. */
-export async function publishRaw(
-  server: HostPort,
-  channel: string,
-  message: string,
-): Promise<number> {
-  return Number(await valkeyCall(server, "PUBLISH", channel, message));
+/**
+ * Appends a raw message to the event stream as web does (without web's status
+ * record or channel publish): what every worker cluster reads. Returns the
+ * entry id.
+ */
+export async function appendEvent(server: HostPort, message: string): Promise<string> {
+  return String(await valkeyCall(server, "XADD", EVENTS_STREAM, "*", MESSAGE_FIELD, message));
 }

@@ -1,8 +1,9 @@
 /**
  * In-memory stand-ins for web's Valkey-backed pieces (publisher, status
  * record, replay guard), for in-process handler tests. They keep the record
- * the way the real publish script does (binding plus one report per cluster);
- * the real script and reader are proven on a real Valkey in tests/web/ and
+ * the way the real publish script does (binding, the unreachable clusters and
+ * one report per cluster, nothing at all when no cluster is known); the real
+ * script and reader are proven on a real Valkey in tests/integration/web/ and
  * tests/e2e/, built by valkeyWebParts() below.
  */
 
@@ -28,6 +29,8 @@ import {
 export interface MemoryRecord {
   binding: StatusBinding;
   reports: Map<string, ClusterReport>;
+  /** Known clusters that were not live at publishing. */
+  unreachable: string[];
 }
 
 /** The fakes and what they saw. */
@@ -43,8 +46,11 @@ export interface MemoryStatus {
 
 /** Options for memoryStatus. */
 export interface MemoryStatusOptions {
-  /** Clusters "live" at publish time. */
+  /** The known clusters every event is for; none: 503, nothing stored. */
   clusters?: string[];
+  /** Which of `clusters` were not live at publish time. */
+  unreachable?: string[];
+  /** Channel subscribers (observers, older workers); they decide nothing. */
   subscribers?: number;
   maxWaiters?: number;
   publish?: (input: PublishInput) => Promise<Published>;
@@ -55,19 +61,21 @@ export function memoryStatus(options: MemoryStatusOptions = {}): MemoryStatus {
   const records = new Map<string, MemoryRecord>();
   const published: PublishInput[] = [];
   const statusWaiters = createStatusWaiters({ max: options.maxWaiters ?? 1000 });
-  const clusters = options.clusters ?? ["test"];
+  const clusters = [...(options.clusters ?? ["test"])].sort();
+  const unreachable = [...(options.unreachable ?? [])].sort();
   const publisher: Publisher = {
     publish: options.publish ?? ((input) => {
       published.push(input);
       const subscribers = options.subscribers ?? 1;
-      if (subscribers > 0) {
-        records.set(input.eventId, {
-          binding: { ...input.binding, clusters },
-          reports: new Map(),
-        });
-      }
+      // As the script: with no known cluster nothing is written and no answer stored.
+      if (clusters.length === 0) return Promise.resolve({ subscribers, clusters, unreachable: [] });
+      records.set(input.eventId, {
+        binding: { ...input.binding, clusters },
+        reports: new Map(),
+        unreachable,
+      });
       const answer = input.replay && fillAnswer(input.replay.answer, subscribers, clusters);
-      return Promise.resolve({ subscribers, clusters, ...(answer ? { answer } : {}) });
+      return Promise.resolve({ subscribers, clusters, unreachable, ...(answer ? { answer } : {}) });
     }),
     ping: () => Promise.resolve(true),
   };
@@ -75,7 +83,12 @@ export function memoryStatus(options: MemoryStatusOptions = {}): MemoryStatus {
     read: (id) => {
       const record = records.get(id);
       return Promise.resolve(
-        record && { binding: record.binding, reports: new Map(record.reports), unreadable: [] },
+        record && {
+          binding: record.binding,
+          reports: new Map(record.reports),
+          unreadable: [],
+          unreachable: record.unreachable,
+        },
       );
     },
   };
@@ -125,6 +138,14 @@ export function valkeyWebParts(
     replayWaitMs?: number;
     /** SPUBLISH for sharded PubSub in a cluster; default PUBLISH. */
     publishCommand?: "PUBLISH" | "SPUBLISH";
+    /** CATCH_UP_WINDOW; default 1 h, as the setting's. */
+    catchUpWindowMs?: number;
+    /** CLUSTER_FORGET_AFTER; default 168 h, as the setting's. */
+    forgetAfterMs?: number;
+    /** CLUSTERS: the clusters every event is for instead of the registered ones. */
+    clusters?: readonly string[];
+    /** The publisher's clock (ms). */
+    now?: () => number;
   },
 ): ValkeyWebParts {
   return {
@@ -133,6 +154,10 @@ export function valkeyWebParts(
       channel: options.channel,
       publishCommand: options.publishCommand,
       statusTtlMs: 60_000,
+      catchUpWindowMs: options.catchUpWindowMs ?? 3_600_000,
+      forgetAfterMs: options.forgetAfterMs ?? 168 * 3_600_000,
+      clusters: options.clusters,
+      now: options.now,
     }),
     replay: createReplayGuard({
       clockToleranceMs: 15_000,

@@ -1,3 +1,5 @@
+// Rendered manifests are indexed freely.
+// deno-lint-ignore-file no-explicit-any
 /**
  * k8s/ as users deploy it, the way docs/deployment.md says: client-side
  * `kubectl apply -k` (kubectl built from the same Kubernetes release, with its
@@ -7,10 +9,12 @@
  * fresh cluster: a server dry run passes once the namespace exists, the apply
  * has no error and no warning under Pod Security "restricted", a second apply
  * reports every object `unchanged`, and the worker's ServiceAccount from these
- * manifests can do its job.
+ * manifests can do its job. Every overlay names its cluster: the base's
+ * CLUSTER_NAME is a placeholder the worker refuses, so no two clusters fall
+ * back to one name silently.
  */
 
-import { assert, assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals, assertNotEquals, assertThrows } from "../helpers/assert.ts";
 import { capabilities } from "../helpers/capabilities.ts";
 import { openCluster, suffix } from "../helpers/cluster.ts";
 import { requireControlPlane } from "../helpers/control_plane.ts";
@@ -23,10 +27,62 @@ import {
   waitForDeploymentAccess,
 } from "../helpers/kubectl.ts";
 import { ROOT } from "../helpers/program.ts";
-import { parseAllDocuments, stringify } from "yaml";
+import { settingsFor } from "../../config/settings.ts";
+import { parse, parseAllDocuments, stringify } from "yaml";
 
 const info = requireControlPlane("the k8s/ manifests test");
 const hasKubectl = Deno.env.get("KRT_TEST_KUBECTL") !== undefined;
+
+const CLUSTER_NAME = settingsFor("worker").find(([, s]) => s.env === "CLUSTER_NAME")![1];
+
+/** CLUSTER_NAME in the settings ConfigMap of `documents`. */
+function clusterNameIn(documents: Record<string, any>[]): string {
+  const config = documents.find((d) =>
+    d.kind === "ConfigMap" && d.metadata.name === "kuberollouttrigger"
+  );
+  return config!.data.CLUSTER_NAME;
+}
+
+Deno.test("k8s/base names no cluster: its CLUSTER_NAME is a placeholder the worker refuses", () => {
+  const base = parseAllDocuments(Deno.readTextFileSync(`${ROOT}k8s/base/config.yaml`))
+    .map((d) => d.toJS());
+  const name = clusterNameIn(base);
+  assertEquals(name, "<set per cluster in your overlay>");
+  assertThrows(() => CLUSTER_NAME.parse(name), { message: /must be 1-63 letters/ });
+  assertEquals(
+    CLUSTER_NAME.default,
+    "default",
+    "the program's default, which no overlay may rely on",
+  );
+});
+
+Deno.test({
+  name:
+    "every overlay in k8s/overlays names its cluster: a CLUSTER_NAME the worker takes, never default",
+  ignore: !hasKubectl,
+  async fn(t) {
+    for (const entry of Deno.readDirSync(`${ROOT}k8s/overlays`)) {
+      if (!entry.isDirectory) continue;
+      await t.step(entry.name, async () => {
+        const out = await new Deno.Command(Deno.env.get("KRT_TEST_KUBECTL")!, {
+          args: ["kustomize", `${ROOT}k8s/overlays/${entry.name}`],
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+        assertEquals(out.code, 0, decode(out.stderr));
+        const name = clusterNameIn(parseAllDocuments(decode(out.stdout)).map((d) => d.toJS()));
+        assertEquals(CLUSTER_NAME.parse(name), name, "the worker takes it as it is");
+        assertNotEquals(name, CLUSTER_NAME.default);
+        const kustomization = parse(
+          Deno.readTextFileSync(`${ROOT}k8s/overlays/${entry.name}/kustomization.yaml`),
+        );
+        assert(JSON.stringify(kustomization).includes("/data/CLUSTER_NAME"), "set in the overlay");
+      });
+    }
+  },
+});
 
 /**
  * An overlay as a user writes one: the quickstart plus cluster-wide RBAC in

@@ -77,6 +77,7 @@ Deno.test({
           resourceVersion: summary.resourceVersion,
           containers: ["c0"],
           pullPolicyWarnings: [],
+          restartedAtMs: NaN,
         };
       };
 
@@ -191,6 +192,7 @@ Deno.test({
             resourceVersion: "1",
             containers: ["c0"],
             pullPolicyWarnings: [],
+            restartedAtMs: NaN,
           },
           { api, event },
         );

@@ -14,7 +14,7 @@ import { requireRolloutCluster } from "../helpers/control_plane.ts";
 import { type Program, startWorker } from "../helpers/program.ts";
 import { getDeployment, kubectl, replicaSetsOf, waitForRollout } from "../helpers/rollout.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { publishRaw, startValkey } from "../helpers/valkey.ts";
+import { appendEvent, startValkey } from "../helpers/valkey.ts";
 
 const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
 const REVISION = "deployment.kubernetes.io/revision";
@@ -180,7 +180,7 @@ Deno.test({
       const started = Date.now();
       const id = crypto.randomUUID();
       const event = { id, time: new Date().toISOString(), image, tags: ["dev"] };
-      assertEquals(await publishRaw(valkey, "krt-twin", JSON.stringify(event)), 1);
+      await appendEvent(valkey, JSON.stringify(event));
       const summary = await worker.waitForLog(
         (l) => l.msg === "event handled" && l.event_id === id,
         30_000,

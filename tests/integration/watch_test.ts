@@ -15,7 +15,7 @@ import { deploymentManifest, eventually, openCluster } from "../helpers/cluster.
 import { requireControlPlane } from "../helpers/control_plane.ts";
 import { createRandom } from "../helpers/random.ts";
 import { startStallProxy } from "../helpers/stall_proxy.ts";
-import { publishRaw, startValkey } from "../helpers/valkey.ts";
+import { appendEvent, startValkey } from "../helpers/valkey.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { parseCommandLine } from "../../config/command_line.ts";
 import { createLogger } from "../../lib/log.ts";
@@ -86,7 +86,11 @@ Deno.test({
         onListen: (addr) => healthUrl = `http://${addr.hostname}:${addr.port}`,
         watch: { watchIdleTimeoutMs: IDLE_MS, random: randoms.next },
       });
-      await eventually("subscribed", () => logs.find((l) => l.msg === "subscribed"), 20_000);
+      await eventually(
+        "subscribed",
+        () => logs.find((l) => l.msg === "reading the event stream"),
+        20_000,
+      );
 
       const readyz = async () => {
         const res = await fetch(`${healthUrl}/readyz`);
@@ -111,7 +115,7 @@ Deno.test({
           image: "ghcr.io/acme/app",
           tags: ["dev"],
         });
-        assertEquals(await publishRaw(valkey, CHANNEL, message), 1);
+        await appendEvent(valkey, message);
         const summary = await eventually(
           "event handled",
           () => logs.find((l) => l.msg === "event handled" && l.event_id === id),

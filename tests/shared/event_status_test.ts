@@ -7,6 +7,7 @@ import {
   MAX_REPORTED_DEPLOYMENTS,
   parseBinding,
   parseClusterReport,
+  parseUnreachable,
   type ReportCounts,
 } from "../../shared/event_status.ts";
 
@@ -50,6 +51,49 @@ Deno.test("parseClusterReport() reads back exactly what a worker writes", () => 
   assertEquals(parseClusterReport(JSON.stringify(written)), written);
 });
 
+Deno.test("parseClusterReport() reads an expired cluster's report and its reason", () => {
+  const written: ClusterReport = {
+    ...report("west", {}),
+    state: "expired",
+    reason: "the event is older than the catch-up window (1h) when the cluster took it up",
+  };
+  assertEquals(parseClusterReport(JSON.stringify(written)), written);
+  const { reason: _, ...without } = written;
+  const read = parseClusterReport(JSON.stringify(without));
+  assertEquals("reason" in read, false, "no reason member is made up");
+});
+
+Deno.test("parseUnreachable() reads web's list of clusters that were not live", () => {
+  assertEquals(parseUnreachable('["east","west.eu-1_a"]'), ["east", "west.eu-1_a"]);
+  assertEquals(parseUnreachable("[]"), []);
+  const most = Array.from({ length: 1000 }, (_, i) => `c${i}`);
+  assertEquals(parseUnreachable(JSON.stringify(most)), most);
+});
+
+Deno.test("security: parseUnreachable() refuses what web never writes, without quoting it", async (t) => {
+  const secret = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0";
+  const cases: [string, string][] = [
+    ["not JSON", `["${secret}`],
+    ["an object", JSON.stringify({ east: secret })],
+    ["a string", JSON.stringify(secret)],
+    ["a number in the list", "[1]"],
+    ["a name with a space", JSON.stringify([`${secret} x`])],
+    ["a name with a slash", JSON.stringify([`${secret}/x`])],
+    ["an empty name", '[""]'],
+    ["a name of 64 characters", JSON.stringify(["a".repeat(64)])],
+    ["more than 1000 names", JSON.stringify(Array.from({ length: 1001 }, (_, i) => `c${i}`))],
+  ];
+  for (const [name, raw] of cases) {
+    await t.step(name, () => {
+      const err = assertThrows(() => parseUnreachable(raw), {
+        instanceOf: AppError,
+        code: "ERR_STATUS_CORRUPT",
+      });
+      assert(!err.message.includes(secret), err.message);
+    });
+  }
+});
+
 Deno.test("security: parseClusterReport() and parseBinding() refuse what our code never writes, without quoting it", async (t) => {
   const secret = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0";
   const good = report("east", { restarted: 1, complete: 1 });
@@ -78,6 +122,8 @@ Deno.test("security: parseClusterReport() and parseBinding() refuse what our cod
       deployments: [{ namespace: "ns", name: "a", result: "failed", reason: secret.repeat(20) }],
     }],
     ["a duplicate member", JSON.stringify(good).slice(0, -1) + ',"state":"succeeded"}'],
+    ["a cluster reason that is not text", { ...good, state: "expired", reason: [secret] }],
+    ["a cluster reason too long", { ...good, state: "failed", reason: secret.repeat(20) }],
   ];
   for (const [name, value] of reports) {
     await t.step(`report: ${name}`, () => {

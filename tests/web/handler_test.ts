@@ -23,12 +23,19 @@ interface Options {
   replay?: ReplayGuard["once"];
   publish?: MemoryStatusOptions["publish"];
   subscribers?: number;
+  clusters?: string[];
+  unreachable?: string[];
   verify?: TokenVerifier;
 }
 
 function setUp(options: Options = {}) {
   const lines: LogFields[] = [];
-  const status = memoryStatus({ publish: options.publish, subscribers: options.subscribers });
+  const status = memoryStatus({
+    publish: options.publish,
+    subscribers: options.subscribers,
+    clusters: options.clusters,
+    unreachable: options.unreachable,
+  });
   const published = status.published;
   const registry = createRegistry();
   const claims = {
@@ -66,7 +73,7 @@ function setUp(options: Options = {}) {
       INFO,
     );
   const requestLog = () => lines.filter((l) => l.msg === "request").at(-1)!;
-  return { handler, post, published, registry, requestLog, lines };
+  return { handler, post, published, registry, requestLog, lines, status };
 }
 
 Deno.test("createHandler() publishes a body sent with Content-Encoding identity", async () => {
@@ -388,25 +395,45 @@ Deno.test("createHandler() answers 503 with Retry-After when the issuer, Valkey 
         'kuberollouttrigger_publish_failures_total{reason="error"} 1',
       ],
       [
-        "no worker is subscribed",
-        { subscribers: 0 },
+        "no worker cluster is known",
+        { clusters: [] },
         "ERR_NO_SUBSCRIBER",
         'kuberollouttrigger_publish_failures_total{reason="no_subscriber"} 1',
       ],
     ] as const
   ) {
     await t.step(name, async () => {
-      const { post, registry, requestLog } = setUp(options as Options);
+      const { post, registry, requestLog, status } = setUp(options as Options);
       const res = await post();
       assertEquals(res.status, 503);
       assertEquals(res.headers.get("retry-after"), "5");
       assertEquals([requestLog().code, requestLog().level], [code, "error"]);
       if (code === "ERR_NO_SUBSCRIBER") {
-        assertMatch((await res.json()).error, /no worker is subscribed/);
+        assertMatch((await res.json()).error, /no worker cluster is registered/);
+        assertEquals(status.records.size, 0, "nothing stored for an event nobody could handle");
       }
       if (metric) assert(registry.render().includes(metric), registry.render());
     });
   }
+});
+
+Deno.test("createHandler() accepts an event with 202 when a cluster is known, though no channel subscriber got it", async () => {
+  // Workers read the event stream; a PubSub subscriber count of 0 decides nothing now.
+  const { post, requestLog, status } = setUp({ subscribers: 0, clusters: ["east", "west"] });
+  const res = await post();
+  assertEquals(res.status, 202);
+  const body = await res.json();
+  assertEquals([body.subscribers, body.clusters], [0, ["east", "west"]]);
+  assertEquals(status.records.get(body.id)?.binding.clusters, ["east", "west"]);
+  assertEquals([requestLog().subscribers, requestLog().clusters], [0, ["east", "west"]]);
+});
+
+Deno.test("createHandler() logs the known clusters that were not live when it published", async () => {
+  const { post, requestLog } = setUp({ clusters: ["east", "west"], unreachable: ["west"] });
+  const res = await post();
+  assertEquals(res.status, 202);
+  assertEquals((await res.json()).clusters, ["east", "west"]);
+  assertEquals([requestLog().clusters, requestLog().unreachable], [["east", "west"], ["west"]]);
 });
 
 Deno.test("createHandler() keeps a well-formed X-Request-Id, replaces any other, and returns it on every answer", async (t) => {

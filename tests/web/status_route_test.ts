@@ -34,6 +34,9 @@ function claimsFor(repositoryId: string): GitHubClaims {
 interface SetUpOptions {
   maxWaiters?: number;
   clusters?: string[];
+  /** Which of `clusters` were not live when the event was published. */
+  unreachable?: string[];
+  now?: () => Date;
   /** Runs after each read has taken its snapshot, before the route sees it. */
   afterRead?: (id: string) => void;
 }
@@ -71,6 +74,7 @@ function setUp(options: SetUpOptions = {}) {
     metrics: createWebMetrics(registry),
     registry,
     readiness: {},
+    now: options.now,
   });
   const post = async (token = "repo-2002") => {
     const res = await handler(
@@ -153,6 +157,33 @@ Deno.test("GET /event/<id> answers the poster's repository with the record's sta
   const done = await (await get(`/v1${accepted.status}`)).json();
   assertEquals([done.state, done.final], ["succeeded", true]);
   assertEquals(done.clusters[0].deployments[0].rollout.state, "complete");
+});
+
+Deno.test("GET /event/<id> shows a known cluster that was not live as pending with why, then no_report; its late report still counts", async () => {
+  let now = Date.parse("2026-12-01T10:00:00Z");
+  const { post, get, status } = setUp({
+    clusters: ["east", "west"],
+    unreachable: ["west"],
+    now: () => new Date(now),
+  });
+  const accepted = await post();
+  status.report(accepted.id, doneReport("east"));
+  const early = await (await get(accepted.status)).json();
+  assertEquals([early.state, early.final], ["in_progress", false]);
+  const west = () => early.clusters.find((c: { cluster: string }) => c.cluster === "west");
+  assertEquals(west().state, "pending");
+  assertMatch(west().reason, /not live when the event was published/);
+  assertEquals(early.clusters[0].reason, undefined, "a live cluster needs no explanation");
+  now += 30_000;
+  const late = await (await get(accepted.status)).json();
+  assertEquals([late.state, late.final], ["failed", true]);
+  assertEquals(late.clusters[1].state, "no_report");
+  assertMatch(late.clusters[1].reason, /not live when the event was published.*within 30s/);
+  // The cluster caught up when it came back: the answer follows its report.
+  status.report(accepted.id, doneReport("west"));
+  const caughtUp = await (await get(accepted.status)).json();
+  assertEquals([caughtUp.state, caughtUp.final], ["succeeded", true]);
+  assertEquals(caughtUp.clusters[1].reason, undefined);
 });
 
 Deno.test("security: GET /event/<id> answers one identical 404 for unknown, expired and other repositories' ids", async () => {

@@ -1,5 +1,5 @@
 import { BINDING, report, T0 } from "../helpers/status_fixtures.ts";
-import { assert, assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import type { ClusterReport } from "../../shared/event_status.ts";
 import { nextTimedChange, summarizeStatus } from "../../web/status_summary.ts";
 
@@ -67,6 +67,86 @@ Deno.test("summarizeStatus() folds the live clusters' reports into one state", a
     const late = at(30_000, [], none);
     assertEquals([late.state, late.final, late.clusters.length], ["failed", true, 0]);
     assert(late.reason);
+  });
+});
+
+Deno.test("summarizeStatus() explains a known cluster that was not live, and follows it when it catches up", async (t) => {
+  const at = (ms: number, reports: ClusterReport[]) =>
+    summarizeStatus({
+      id: "e",
+      binding: BINDING,
+      reports: new Map(reports.map((r) => [r.cluster, r])),
+      unreachable: ["west"],
+      now: T0 + ms,
+      reportTimeoutMs: 30_000,
+    });
+  const west = (s: ReturnType<typeof at>) => s.clusters.find((c) => c.cluster === "west")!;
+  await t.step("before the report timeout: pending, with why", () => {
+    const s = at(1000, [report("east", { restarted: 1, complete: 1 })]);
+    assertEquals([s.state, s.final], ["in_progress", false]);
+    assertEquals(west(s).state, "pending");
+    assertMatch(west(s).reason!, /not live when the event was published/);
+    assertEquals(s.clusters.find((c) => c.cluster === "east")!.reason, undefined);
+  });
+  await t.step("a live cluster that has not reported yet has no reason", () => {
+    const s = at(1000, []);
+    assertEquals(s.clusters.map((c) => [c.state, c.reason !== undefined]), [
+      ["pending", false],
+      ["pending", true],
+    ]);
+  });
+  await t.step("after the report timeout: no_report, with why and how long was waited", () => {
+    const s = at(30_000, [report("east", { restarted: 1, complete: 1 })]);
+    assertEquals([s.state, s.final], ["failed", true]);
+    assertEquals(west(s).state, "no_report");
+    assertMatch(west(s).reason!, /not live when the event was published.*within 30s/);
+  });
+  await t.step("its report, when it returns, decides: succeeded", () => {
+    const s = at(600_000, [
+      report("east", { restarted: 1, complete: 1 }),
+      report("west", { restarted: 1, complete: 1 }),
+    ]);
+    assertEquals([s.state, s.final], ["succeeded", true]);
+    assertEquals(west(s).reason, undefined);
+  });
+});
+
+Deno.test("summarizeStatus() fails an event a cluster expired, passing the cluster's reason through", async (t) => {
+  const expired: ClusterReport = {
+    ...report("west", {}),
+    state: "expired",
+    reason: "the event is older than the catch-up window (1h) when the cluster took it up",
+  };
+  const summary = (reports: ClusterReport[]) =>
+    summarizeStatus({
+      id: "e",
+      binding: BINDING,
+      reports: new Map(reports.map((r) => [r.cluster, r])),
+      now: T0 + 5000,
+      reportTimeoutMs: 30_000,
+    });
+  await t.step("expired beside a succeeded cluster: failed, final", () => {
+    const s = summary([report("east", { restarted: 1, complete: 1 }), expired]);
+    assertEquals([s.state, s.final], ["failed", true]);
+    const west = s.clusters.find((c) => c.cluster === "west")!;
+    assertEquals([west.state, west.reason], ["expired", expired.reason]);
+  });
+  await t.step("every cluster expired: failed", () => {
+    const s = summary([{ ...expired, cluster: "east" }, expired]);
+    assertEquals([s.state, s.final], ["failed", true]);
+  });
+  await t.step("expired beside a cluster still rolling: in_progress until that one ends", () => {
+    const s = summary([report("east", { restarted: 1, progressing: 1 }), expired]);
+    assertEquals([s.state, s.final], ["in_progress", false]);
+  });
+  await t.step("a failed cluster's own reason is passed through", () => {
+    const failed = { ...report("east", { failed: 1 }), reason: "the namespace is not watched" };
+    const s = summary([failed, report("west", {})]);
+    assertEquals(s.clusters[0].reason, "the namespace is not watched");
+  });
+  await t.step("a report without a reason gets none", () => {
+    const s = summary([report("east", { restarted: 1, complete: 1 }), report("west", {})]);
+    assertEquals(s.clusters.map((c) => "reason" in c), [false, false]);
   });
 });
 

@@ -4,11 +4,11 @@
  * what `matched` counts and what `skipped` says.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createRegistry } from "../../lib/metrics.ts";
 import type { Coordinator } from "../../worker/coordination.ts";
-import { createEventHandler } from "../../worker/events.ts";
+import { createEventHandler, type EventHandler, type EventSummary } from "../../worker/events.ts";
 import type { Inventory } from "../../worker/inventory/inventory.ts";
 import type { KubeApi } from "../../worker/kube/api.ts";
 import { KubeApiError } from "../../worker/kube/errors.ts";
@@ -23,6 +23,17 @@ import { parseSigningKey, parseVerifyKeys } from "../../shared/event_keys.ts";
 import { generateKeyPair } from "../helpers/signing_keys.ts";
 
 const DIGEST = `sha256:${"e".repeat(64)}`;
+const HOUR = 3_600_000;
+
+/** Reads then handles a raw message: the summary of a handled event, else undefined. */
+function rawHandler(handler: EventHandler) {
+  return async (raw: string, restartAt?: Date): Promise<EventSummary | undefined> => {
+    const message = await handler.read(raw);
+    if (!message) return undefined;
+    const outcome = await handler.handle(message, restartAt);
+    return outcome.kind === "handled" ? outcome.summary : undefined;
+  };
+}
 
 function deployment(name: string, image: string): Deployment {
   return {
@@ -31,18 +42,27 @@ function deployment(name: string, image: string): Deployment {
   };
 }
 
-function handlerOver(deployments: Deployment[], verifier?: EventVerifier) {
+function handlerOver(
+  deployments: Deployment[],
+  verifier?: EventVerifier,
+  unavailable: { scope: string; reason: string }[] = [],
+) {
   const patched: string[] = [];
-  const inventory: Pick<Inventory, "candidates" | "upsert"> = {
+  const bodies: unknown[] = [];
+  const inventory: Pick<Inventory, "candidates" | "upsert" | "unavailable"> = {
     candidates: () => deployments.map(summarizeDeployment),
     upsert: () => {},
+    unavailable: () => unavailable,
   };
-  const api: Pick<KubeApi, "patchDeployment"> = {
-    patchDeployment: (namespace, name) => {
+  const api: Pick<KubeApi, "patchDeployment" | "createEvent"> = {
+    patchDeployment: (namespace, name, body) => {
       patched.push(`${namespace}/${name}`);
+      bodies.push(body);
       return Promise.resolve(deployments.find((d) => d.metadata.name === name)!);
     },
+    createEvent: () => Promise.resolve(),
   };
+  const begun: HandledEvent[] = [];
   const coordinator: Coordinator = {
     claimEvent: (id) => {
       claimed.push(id);
@@ -54,17 +74,20 @@ function handlerOver(deployments: Deployment[], verifier?: EventVerifier) {
   };
   const metrics = createWorkerMetrics(createRegistry());
   const claimed: string[] = [];
-  const handle = createEventHandler({
+  const lines: string[] = [];
+  const handler = createEventHandler({
     inventory: inventory as Inventory,
     api: api as KubeApi,
     coordinator,
     prefixes: ["ghcr.io/acme"],
-    logger: createLogger({ level: "error", write: () => {} }),
+    logger: createLogger({ level: "info", write: (l) => lines.push(l) }),
     metrics,
     dryRun: false,
+    catchUpWindowMs: HOUR,
+    feedback: { begin: (e: HandledEvent) => begun.push(e) } as unknown as Feedback,
     verifier,
   });
-  return { handle, patched, metrics, claimed };
+  return { handle: rawHandler(handler), patched, bodies, metrics, claimed, begun, lines };
 }
 
 const message = (tags: string[]) =>
@@ -128,15 +151,15 @@ function everyOutcome(dryRun: boolean) {
     deployment("late", image),
     deployment("no-event", image),
     deployment("recent", image),
-    deployment("taken", image),
     deployment("forbidden", image),
     deployment("gone", image),
     { ...deployment("paused", image), spec: { ...deployment("paused", image).spec, paused: true } },
     deployment("pinned", `ghcr.io/acme/app@${DIGEST}`),
   ];
-  const inventory: Pick<Inventory, "candidates" | "upsert"> = {
+  const inventory: Pick<Inventory, "candidates" | "upsert" | "unavailable"> = {
     candidates: () => deployments.map(summarizeDeployment),
     upsert: () => {},
+    unavailable: () => [],
   };
   const api: Pick<KubeApi, "patchDeployment" | "createEvent"> = {
     patchDeployment: async (_namespace, name) => {
@@ -156,10 +179,7 @@ function everyOutcome(dryRun: boolean) {
   const coordinator: Coordinator = {
     claimEvent: () => Promise.resolve("claimed"),
     finishEvent: () => Promise.resolve(),
-    claim: (_id, name) =>
-      Promise.resolve(
-        name === "ns/recent" ? "recent" : name === "ns/taken" ? "duplicate" : "claimed",
-      ),
+    claim: (_id, name) => Promise.resolve(name === "ns/recent" ? "recent" : "claimed"),
     release: (name) => {
       released.push(name);
       return Promise.resolve();
@@ -168,7 +188,7 @@ function everyOutcome(dryRun: boolean) {
   const registry = createRegistry();
   const metrics = createWorkerMetrics(registry);
   const begun: HandledEvent[] = [];
-  const handle = createEventHandler({
+  const handle = rawHandler(createEventHandler({
     inventory: inventory as Inventory,
     api: api as KubeApi,
     coordinator,
@@ -180,9 +200,10 @@ function everyOutcome(dryRun: boolean) {
     }),
     metrics,
     dryRun,
+    catchUpWindowMs: HOUR,
     feedback: { begin: (e: HandledEvent) => begun.push(e) } as unknown as Feedback,
-    now: () => new Date("2026-01-02T03:04:05.000Z"),
-  });
+    now: () => new Date(Date.parse(JSON.parse(EVENT).time) + 1000),
+  }));
   const restartMetrics = () =>
     registry.render().split("\n").filter((l) =>
       /^kuberollouttrigger_worker_(restarts|events|kube_events)_total\{/.test(l)
@@ -219,7 +240,7 @@ const planSkips = [
   line("info", "skipped deployment", { ...at("paused"), reason: "paused" }),
   line("info", "skipped deployment", { ...at("pinned"), reason: "digest_pinned" }),
 ];
-const RESTARTS = ["late", "no-event", "recent", "taken", "forbidden", "gone"];
+const RESTARTS = ["late", "no-event", "recent", "forbidden", "gone"];
 const report = (rest: Record<string, unknown>[]) => [
   { namespace: "ns", name: "paused", result: "skipped", reason: "paused" },
   { namespace: "ns", name: "pinned", result: "skipped", reason: "digest_pinned" },
@@ -236,13 +257,12 @@ Deno.test("createEventHandler() writes the same lines, metrics and report for ev
     event_id: JSON.parse(EVENT).id,
     image: "ghcr.io/acme/app",
     tags: ["dev"],
-    matched: 7,
+    matched: 6,
     restarted: ["ns/no-event", "ns/late"],
     skipped: [
       { deployment: "ns/paused", reason: "paused" },
       { deployment: "ns/pinned", reason: "digest_pinned" },
       { deployment: "ns/recent", reason: "restarted_within_window" },
-      { deployment: "ns/taken", reason: "claimed_by_another_worker" },
       { deployment: "ns/gone", reason: "deleted" },
     ],
     failed: [{ deployment: "ns/forbidden", error: "PATCH /apis/x: 403 Forbidden: no" }],
@@ -255,10 +275,6 @@ Deno.test("createEventHandler() writes the same lines, metrics and report for ev
     line("info", "skipped deployment", {
       ...withContainers("recent"),
       reason: "restarted_within_window",
-    }),
-    line("info", "skipped deployment", {
-      ...withContainers("taken"),
-      reason: "claimed_by_another_worker",
     }),
     line("info", "restarted deployment", withContainers("no-event")),
     line("info", "skipped deployment", { ...withContainers("gone"), reason: "deleted" }),
@@ -279,8 +295,11 @@ Deno.test("createEventHandler() writes the same lines, metrics and report for ev
   ]);
   assertEquals(restartMetrics(), [
     'kuberollouttrigger_worker_events_total{result="handled"} 1',
+    'kuberollouttrigger_worker_events_total{result="invalid"} 0',
+    'kuberollouttrigger_worker_events_total{result="expired"} 0',
+    'kuberollouttrigger_worker_events_total{result="other_replica"} 0',
     'kuberollouttrigger_worker_restarts_total{result="restarted"} 2',
-    'kuberollouttrigger_worker_restarts_total{result="skipped"} 5',
+    'kuberollouttrigger_worker_restarts_total{result="skipped"} 4',
     'kuberollouttrigger_worker_restarts_total{result="failed"} 1',
     'kuberollouttrigger_worker_restarts_total{result="dry_run"} 0',
     'kuberollouttrigger_worker_kube_events_total{result="created"} 1',
@@ -289,14 +308,13 @@ Deno.test("createEventHandler() writes the same lines, metrics and report for ev
   assertEquals(released, ["ns/forbidden"]);
   assertEquals(begun.length, 1);
   assertEquals(begun[0].eventId, JSON.parse(EVENT).id);
-  assertEquals(begun[0].matched, 7);
+  assertEquals(begun[0].matched, 6);
   assertEquals(
     JSON.stringify(begun[0].deployments),
     JSON.stringify(report([
       { namespace: "ns", name: "late", result: "restarted" },
       { namespace: "ns", name: "no-event", result: "restarted" },
       { namespace: "ns", name: "recent", result: "skipped", reason: "restarted_within_window" },
-      { namespace: "ns", name: "taken", result: "skipped", reason: "claimed_by_another_worker" },
       { namespace: "ns", name: "forbidden", result: "failed", reason: "403 Forbidden: no" },
       { namespace: "ns", name: "gone", result: "skipped", reason: "deleted" },
     ])),
@@ -311,7 +329,7 @@ Deno.test("createEventHandler() in dry run logs, counts and reports every match 
     event_id: JSON.parse(EVENT).id,
     image: "ghcr.io/acme/app",
     tags: ["dev"],
-    matched: 7,
+    matched: 6,
     restarted: [],
     skipped: [
       { deployment: "ns/paused", reason: "paused" },
@@ -332,10 +350,13 @@ Deno.test("createEventHandler() in dry run logs, counts and reports every match 
   ]);
   assertEquals(restartMetrics(), [
     'kuberollouttrigger_worker_events_total{result="handled"} 1',
+    'kuberollouttrigger_worker_events_total{result="invalid"} 0',
+    'kuberollouttrigger_worker_events_total{result="expired"} 0',
+    'kuberollouttrigger_worker_events_total{result="other_replica"} 0',
     'kuberollouttrigger_worker_restarts_total{result="restarted"} 0',
     'kuberollouttrigger_worker_restarts_total{result="skipped"} 2',
     'kuberollouttrigger_worker_restarts_total{result="failed"} 0',
-    'kuberollouttrigger_worker_restarts_total{result="dry_run"} 6',
+    'kuberollouttrigger_worker_restarts_total{result="dry_run"} 5',
     'kuberollouttrigger_worker_kube_events_total{result="created"} 0',
     'kuberollouttrigger_worker_kube_events_total{result="failed"} 0',
   ]);
@@ -347,4 +368,54 @@ Deno.test("createEventHandler() in dry run logs, counts and reports every match 
     )),
   );
   assertEquals(begun[0].restarted, []);
+});
+
+Deno.test("createEventHandler() restarts nothing for an event older than the catch-up window and reports it expired", async () => {
+  const { handle, patched, claimed, begun, metrics, lines } = handlerOver([
+    deployment("dev", "ghcr.io/acme/app:dev"),
+  ]);
+  const old = JSON.stringify({
+    id: crypto.randomUUID(),
+    time: new Date(Date.now() - HOUR - 60_000).toISOString(),
+    image: "ghcr.io/acme/app",
+    tags: ["dev"],
+  });
+  assertEquals(await handle(old), undefined);
+  assertEquals(patched, []);
+  assertEquals(claimed, [], "an expired event claims nothing");
+  assertEquals(metrics.events.get({ result: "expired" }), 1);
+  assertEquals(begun.length, 1);
+  assertEquals(begun[0].expired, true);
+  assertEquals(begun[0].deployments, []);
+  assert(/more than CATCH_UP_WINDOW \(3600s\)/.test(begun[0].reason!), begun[0].reason);
+  assertEquals(JSON.parse(lines[0]).msg, "event expired");
+});
+
+Deno.test("createEventHandler() writes the restart time it is given, the event's own by default", async () => {
+  const { handle, bodies } = handlerOver([deployment("dev", "ghcr.io/acme/app:dev")]);
+  const raw = message(["dev"]);
+  await handle(raw);
+  const later = new Date(Date.parse(JSON.parse(raw).time) + 5000);
+  await handle(message(["dev"]), later);
+  const written = bodies.map((b) =>
+    (b as { spec: { template: { metadata: { annotations: Record<string, string> } } } }).spec
+      .template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]
+  );
+  assertEquals(written, [new Date(JSON.parse(raw).time).toISOString(), later.toISOString()]);
+});
+
+Deno.test("createEventHandler() matches what it can list and names in the report the namespace it cannot", async () => {
+  const reason = "namespace team-b: 403 Forbidden: deployments.apps is forbidden";
+  const { handle, patched, begun, lines } = handlerOver(
+    [deployment("dev", "ghcr.io/acme/app:dev")],
+    undefined,
+    [{ scope: "team-b", reason }],
+  );
+  const summary = await handle(message(["dev"]));
+  assertEquals(summary?.restarted, ["ns/dev"]);
+  assertEquals(patched, ["ns/dev"]);
+  assertEquals(begun[0].reason, `not listable, not matched: ${reason}`);
+  const handled = JSON.parse(lines.find((l) => l.includes('"event handled"'))!);
+  assertEquals(handled.level, "warn");
+  assertEquals(handled.unavailable_scopes, ["team-b"]);
 });

@@ -1,5 +1,5 @@
 /**
- * createMessageReader(): verify → parse → admit, and what a dropped message
+ * createMessageReader(): verify → parse, then admit, and what a dropped message
  * leaves behind (a count by reason and a log line that never quotes it).
  */
 
@@ -17,13 +17,13 @@ import { createWorkerMetrics } from "../../worker/metrics.ts";
 function readerWith(verifier: EventVerifier = createEventVerifier({ maxAgeMs: 0 })) {
   const lines: string[] = [];
   const metrics = createWorkerMetrics(createRegistry());
-  const read = createMessageReader({
+  const { read, admit } = createMessageReader({
     verifier,
     prefixes: ["ghcr.io/acme"],
     logger: createLogger({ level: "debug", write: (l) => lines.push(l) }),
     metrics,
   });
-  return { read, lines, metrics };
+  return { read, admit, lines, metrics };
 }
 
 const event = (image: string, id: string = crypto.randomUUID()) =>
@@ -61,17 +61,23 @@ Deno.test("createMessageReader() drops what web's rules refuse, counted as inval
 Deno.test("security: createMessageReader() with verify keys drops an unsigned message by reason, never quoting it", async () => {
   const pair = await generateKeyPair();
   const keys = await importVerifyKeys(parseVerifyKeys(pair.publicPem));
-  const { read, lines, metrics } = readerWith(createEventVerifier({ keys, maxAgeMs: 60_000 }));
+  const { read, admit, lines, metrics } = readerWith(
+    createEventVerifier({ keys, maxAgeMs: 60_000 }),
+  );
   const raw = event("ghcr.io/acme/app");
   assertEquals(await read(raw), undefined);
   assertEquals(metrics.droppedMessages.get({ reason: "unsigned" }), 1);
   assertEquals(metrics.events.get({ result: "invalid" }), 0);
   assertEquals(JSON.parse(lines[0]).msg, "dropped a message that failed authentication");
   assert(!lines[0].includes("ghcr.io/acme/app"), "the message's content is not logged");
-  // The same event signed by web's key is read, and a replay of it is not admitted.
+  // The same event signed by web's key is read and admitted, and a replay of it is not admitted.
   const signer = await createSigner(parseSigningKey(pair.privatePem)!);
   const signed = (await signer.signEvent(raw, "a".repeat(64))).message;
-  assertEquals((await read(signed))?.id, JSON.parse(raw).id);
-  assertEquals(await read(signed), undefined);
+  const first = await read(signed);
+  assertEquals(first?.id, JSON.parse(raw).id);
+  assertEquals(admit(first!), true);
+  const again = await read(signed);
+  assertEquals(again?.id, first?.id, "reading verifies; admitting remembers");
+  assertEquals(admit(again!), false);
   assertEquals(metrics.droppedMessages.get({ reason: "replayed" }), 1);
 });

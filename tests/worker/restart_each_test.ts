@@ -33,10 +33,21 @@ const target = (name: string): PlannedRestart => ({
   resourceVersion: "1",
   containers: ["c"],
   pullPolicyWarnings: [],
+  restartedAtMs: NaN,
 });
 const object = (name: string): Deployment => ({
   metadata: { name, namespace: "ns", resourceVersion: "2" },
 });
+const RESTART_AT = new Date(Date.parse(MESSAGE.time));
+/** A Deployment whose template already carries `at` as its restartedAt. */
+const restartedObject = (name: string, at: Date): Deployment => ({
+  metadata: { name, namespace: "ns", resourceVersion: "3" },
+  spec: {
+    template: {
+      metadata: { annotations: { "kubectl.kubernetes.io/restartedAt": at.toISOString() } },
+    },
+  },
+} as Deployment);
 
 function setUp(
   { claims = {}, patch, dryRun = false }: {
@@ -48,8 +59,13 @@ function setUp(
   const patched: string[] = [];
   const released: string[] = [];
   const events: string[] = [];
+  const read: string[] = [];
   const metrics = createWorkerMetrics(createRegistry());
-  const api: Pick<KubeApi, "patchDeployment" | "createEvent"> = {
+  const api: Pick<KubeApi, "patchDeployment" | "createEvent" | "getDeployment"> = {
+    getDeployment: (_ns, name) => {
+      read.push(name);
+      return Promise.resolve(restartedObject(name, RESTART_AT));
+    },
     patchDeployment: (_ns, name) => {
       patched.push(name);
       return patch ? patch(name) : Promise.resolve(object(name));
@@ -80,27 +96,41 @@ function setUp(
       metrics,
       dryRun,
       clusterName: "test",
+      restartAt: RESTART_AT,
       concurrency: 4,
       firstPosition,
     });
-  return { run, patched, released, events, metrics };
+  return { run, patched, released, events, read, metrics };
 }
 
-Deno.test("restartEach() skips what another worker or the burst window holds, patching nothing", async (t) => {
-  for (
-    const [claim, reason] of [
-      ["duplicate", "claimed_by_another_worker"],
-      ["recent", "restarted_within_window"],
-    ] as const
-  ) {
-    await t.step(claim, async () => {
-      const { run, patched } = setUp({ claims: { "ns/a": claim } });
-      assertEquals(await run([target("a")]), [
-        { namespace: "ns", name: "a", position: 0, result: "skipped", reason },
-      ]);
-      assertEquals(patched, []);
-    });
-  }
+Deno.test("restartEach() skips what the burst window holds, patching nothing", async () => {
+  const { run, patched } = setUp({ claims: { "ns/a": "recent" } });
+  assertEquals(await run([target("a")]), [
+    {
+      namespace: "ns",
+      name: "a",
+      position: 0,
+      result: "skipped",
+      reason: "restarted_within_window",
+    },
+  ]);
+  assertEquals(patched, []);
+});
+
+Deno.test("restartEach() patches again what this event already claimed: a replica died after its patch", async () => {
+  const { run, patched } = setUp({ claims: { "ns/a": "duplicate" } });
+  const outcomes = await run([target("a")]);
+  assertEquals(outcomes.map((o) => [o.name, o.result]), [["a", "restarted"]]);
+  assertEquals(patched, ["a"], "the same restartedAt is written again, which starts no rollout");
+});
+
+Deno.test("restartEach() neither claims nor patches a Deployment already at the event's restart; no second Kubernetes Event", async () => {
+  const { run, patched, events, read } = setUp({ claims: { "ns/a": "recent" } });
+  const outcomes = await run([{ ...target("a"), restartedAtMs: RESTART_AT.getTime() }]);
+  assertEquals(outcomes.map((o) => [o.name, o.result]), [["a", "restarted"]]);
+  assertEquals(read, ["a"], "re-read to follow its rollout");
+  assertEquals(patched, []);
+  assertEquals(events, []);
 });
 
 Deno.test("restartEach() in dry run claims and patches nothing", async () => {

@@ -49,6 +49,10 @@ export interface HandledEvent {
   deployments: DeploymentReport[];
   /** The restarted Deployments as the patch answered them. */
   restarted: Deployment[];
+  /** A problem beyond the Deployments (a namespace that could not be listed). */
+  reason?: string;
+  /** The event was older than CATCH_UP_WINDOW: nothing was restarted. */
+  expired?: boolean;
 }
 
 /** The worker's feedback. */
@@ -184,6 +188,8 @@ async function writeReport(f: Parts, eventId: string): Promise<WriteResult> {
     matched: entry.event.matched,
     deployments: entry.event.deployments,
     now: new Date(f.clock.now()),
+    reason: entry.event.reason,
+    expired: entry.event.expired,
   });
   const result = await f.options.reports.write(eventId, report);
   const next = trackingAfterWrite(result, entry, f.tracking);
@@ -217,6 +223,8 @@ export function trackedEventOf(
     deployments: structuredClone(handled.deployments),
     deadline: now + rolloutTimeoutMs,
     targets: rolloutTimeoutMs > 0 ? targetsOf(handled.restarted) : [],
+    ...(handled.reason === undefined ? {} : { reason: handled.reason }),
+    ...(handled.expired ? { expired: true } : {}),
   };
 }
 

@@ -8,6 +8,7 @@
 
 import {
   type ClusterReport,
+  type ClusterState,
   clusterStateOf,
   type DeploymentReport,
   emptyCounts,
@@ -58,6 +59,20 @@ export interface ReportInput {
   /** Every Deployment the event touched or skipped, in the plan's order. */
   deployments: readonly DeploymentReport[];
   now: Date;
+  /** A problem beyond the Deployments (e.g. a namespace that could not be listed): failed once settled. */
+  reason?: string;
+  /** The event was too old to restart anything when the cluster took it up. */
+  expired?: boolean;
+}
+
+/** The cluster's state: expired, failed for a problem once nothing is in progress, else by counts. */
+export function reportState(
+  counts: ReportCounts,
+  input: Pick<ReportInput, "reason" | "expired">,
+): ClusterState {
+  if (input.expired) return "expired";
+  const state = clusterStateOf(counts);
+  return input.reason !== undefined && state !== "in_progress" ? "failed" : state;
 }
 
 /** The report to write, bounded. */
@@ -76,11 +91,12 @@ export function buildReport(input: ReportInput): ClusterReport {
   });
   return {
     cluster: input.cluster,
-    state: clusterStateOf(counts),
+    state: reportState(counts, input),
     matched: input.matched,
     counts,
     deployments: named,
     omitted: input.deployments.length - named.length,
     updated: input.now.toISOString(),
+    ...(input.reason === undefined ? {} : { reason: shortReason(input.reason) }),
   };
 }

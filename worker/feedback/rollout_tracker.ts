@@ -38,6 +38,10 @@ export interface TrackedEvent {
   /** clock.now() after which unfinished rollouts are timed_out. */
   deadline: number;
   targets: TrackTarget[];
+  /** A problem beyond the Deployments: the cluster fails the event once its rollouts settle. */
+  reason?: string;
+  /** The event expired before the cluster took it up: nothing was restarted. */
+  expired?: boolean;
 }
 
 /** Options for createRolloutTracker. */

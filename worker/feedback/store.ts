@@ -117,6 +117,7 @@ function parseTracked(raw: string, eventId: string): TrackedEvent {
     deadline: deadline as number,
     targets: checked,
     deployments: [...parsed.deployments, ...unnamed],
+    ...(parsed.reason === undefined ? {} : { reason: parsed.reason }),
   };
 }
 
@@ -146,6 +147,7 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
         deployments: named,
         omitted: 0,
         updated: new Date(now()).toISOString(),
+        ...(event.reason === undefined ? {} : { reason: event.reason }),
       };
       const ttl = Math.max(1, event.deadline + TRACKING_GRACE_MS - now());
       await client.transaction([

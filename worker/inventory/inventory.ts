@@ -5,7 +5,11 @@
  * namespace or one cluster-wide (reflector.ts, its calls in list_watch.ts:
  * list, streaming list, watch), and the scopes' sync and currency (sync.ts).
  * A scope is *current* only when listed, not relisting, and heard from within
- * the watch idle deadline; readiness reports it.
+ * the watch idle deadline; readiness reports it. A scope is *unavailable*
+ * while it has never listed and its latest list failed (the RBAC of one
+ * namespace is missing, say): the inventory is *settled* once every scope has
+ * listed or failed, so events are matched against what could be listed and
+ * their reports name what could not, instead of waiting for it.
  */
 
 import { type Clock, REAL_CLOCK } from "../../lib/clock.ts";
@@ -15,15 +19,18 @@ import type { Deployment } from "../kube/objects.ts";
 import type { DeploymentSummary } from "../plan.ts";
 import { createDeploymentIndex } from "./index.ts";
 import {
+  LIST_TIMEOUT_MS,
   MIN_WATCH_TIMEOUT_SECONDS,
   type ReflectorOptions,
   runReflector,
   WATCH_IDLE_TIMEOUT_MS,
 } from "./reflector.ts";
-import { createSyncTracker, type Scope } from "./sync.ts";
+import { createSyncTracker, type Scope, type UnavailableScope } from "./sync.ts";
 
+export type { UnavailableScope } from "./sync.ts";
 export {
   BOOKMARK_INTERVAL_MS,
+  LIST_TIMEOUT_MS,
   MIN_WATCH_TIMEOUT_SECONDS,
   randomWatchTimeout,
   WATCH_IDLE_TIMEOUT_MS,
@@ -40,6 +47,8 @@ export interface InventoryOptions {
   minWatchTimeoutSeconds?: number;
   /** The idle deadline; default WATCH_IDLE_TIMEOUT_MS. */
   watchIdleTimeoutMs?: number;
+  /** How long a streaming list may be silent before it has failed; default LIST_TIMEOUT_MS. */
+  listTimeoutMs?: number;
   /** Uniform in [0, 1); default Math.random. */
   random?: () => number;
   clock?: Clock;
@@ -69,8 +78,22 @@ export interface Inventory {
   synced(): boolean;
   /** Resolves once synced() is true, or when `signal` aborts. */
   whenSynced(signal: AbortSignal): Promise<void>;
+  /**
+   * True once every scope has completed a list or failed one, and from then on: events
+   * are matched then, against the scopes that listed; unavailable() names the others.
+   */
+  settled(): boolean;
+  /** Resolves once settled() is true, or when `signal` aborts. */
+  whenSettled(signal: AbortSignal): Promise<void>;
+  /** The scopes never listed whose latest list failed, sorted by label, each with its reason. */
+  unavailable(): UnavailableScope[];
   /** True while every scope is current (see scopes()). */
   current(): boolean;
+  /**
+   * current() for /readyz, and when false one line naming the scopes that are not current
+   * and why ("namespace b: 403 Forbidden: …"); the API's text, bounded, never a credential.
+   */
+  readiness(): { ok: boolean; detail?: string };
   /** Per scope label: listed, not relisting, and heard from within the idle deadline. */
   scopes(): Record<string, boolean>;
   /** Deployments with a container from `repository` (normalised). */
@@ -96,6 +119,7 @@ export function createInventory(options: InventoryOptions): Inventory {
     random: options.random ?? Math.random,
     pageSize: options.pageSize ?? 500,
     idleTimeoutMs,
+    listTimeoutMs: options.listTimeoutMs ?? LIST_TIMEOUT_MS,
     minWatchTimeoutSeconds: options.minWatchTimeoutSeconds ?? MIN_WATCH_TIMEOUT_SECONDS,
     streamingList: options.streamingList ?? true,
     onRelist: options.onRelist,
@@ -111,7 +135,11 @@ export function createInventory(options: InventoryOptions): Inventory {
     },
     synced: sync.synced,
     whenSynced: sync.whenSynced,
+    settled: sync.settled,
+    whenSettled: sync.whenSettled,
+    unavailable: sync.unavailable,
     current: sync.current,
+    readiness: sync.readiness,
     scopes: sync.scopes,
     candidates: index.candidates,
     upsert(d) {

@@ -35,6 +35,12 @@ export interface ReflectorOptions {
   random: () => number;
   pageSize: number;
   idleTimeoutMs: number;
+  /**
+   * The deadline of a streaming list until its end bookmark: silent this long, it has
+   * failed (the idle deadline applies when shorter). A paged list's requests are bounded
+   * by the API client's own timeout.
+   */
+  listTimeoutMs: number;
   minWatchTimeoutSeconds: number;
   /** Ask for the streaming list first. */
   streamingList: boolean;
@@ -78,11 +84,11 @@ export interface Listing {
 /** One list-and-watch attempt: its own abort, the idle deadline, a streaming list in progress. */
 export interface Attempt {
   signal: AbortSignal;
-  /** Set when the idle deadline aborted the watch. */
+  /** Set when the deadline (the list's or the idle one) aborted the stream. */
   idle: boolean;
   /** Set while this stream is a streaming list that has not reached its end bookmark. */
   listing: Listing | undefined;
-  /** (Re)starts the idle deadline. */
+  /** (Re)starts the deadline: the list's while `listing` is set, else the idle one. */
   arm(): void;
   /** The server was heard from: resets the deadline and the scope's last contact. */
   contact(): void;
@@ -206,6 +212,8 @@ function watchList(r: Reflector, attempt: Attempt, event: WatchEvent): void {
     attempt.listing = undefined;
     r.resourceVersion = event.object.metadata.resourceVersion;
     markListed(r);
+    // From here the stream is a watch: the idle deadline replaces the list's.
+    attempt.arm();
   } else {
     // Until the end bookmark, a resourceVersion is no place to resume from.
     apply(r, event);

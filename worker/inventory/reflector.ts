@@ -12,6 +12,12 @@
  * bookmark) for the idle deadline is presumed dead: it is aborted and resumed.
  * The scope is reported relisting while a list is due, so readiness is false
  * while the cache is not current.
+ *
+ * Every failed list is reported to the sync tracker at once, with the API's
+ * answer: a scope that has never listed is then unavailable rather than
+ * pending, so events need not wait through the retries. A streaming list that
+ * goes silent counts as failed after LIST_TIMEOUT_MS, as a paged list request
+ * does after the API client's timeout, so a first list cannot hang unreported.
  */
 
 import { backoffDelay, sleep } from "../../lib/backoff.ts";
@@ -43,6 +49,14 @@ export const BOOKMARK_INTERVAL_MS = 60_000;
 export const WATCH_IDLE_TIMEOUT_MS = 150_000;
 /** client-go's reflector minimum; each watch asks for a random timeout in [min, 2*min). */
 export const MIN_WATCH_TIMEOUT_SECONDS = 300;
+/**
+ * A streaming list silent this long has failed, as a paged list request does
+ * after the API client's timeout (kube/api.ts, 15 s): a first list that hangs
+ * makes its scope unavailable within this bound, so events do not wait on it.
+ * kube-apiserver answers a streaming list within a few seconds (it waits at
+ * most ~3 s for its watch cache to be fresh), then sends the objects at once.
+ */
+export const LIST_TIMEOUT_MS = 15_000;
 
 /** Runs the reflector of `scope` until `signal` aborts. */
 export async function runReflector(
@@ -76,9 +90,9 @@ export async function runReflector(
   }
 }
 
-/** One attempt's abort (linked to the reflector's) and idle deadline. */
+/** One attempt's abort (linked to the reflector's) and deadline: the list's, then the idle one. */
 function openAttempt(r: Reflector): Attempt {
-  const { clock, idleTimeoutMs, sync } = r.options;
+  const { clock, idleTimeoutMs, listTimeoutMs, sync } = r.options;
   const watch = new AbortController();
   const stop = () => watch.abort();
   r.signal.addEventListener("abort", stop, { once: true });
@@ -89,10 +103,11 @@ function openAttempt(r: Reflector): Attempt {
     listing: undefined,
     arm: () => {
       cancelTimer();
+      const deadline = attempt.listing ? Math.min(listTimeoutMs, idleTimeoutMs) : idleTimeoutMs;
       cancelTimer = clock.schedule(() => {
         attempt.idle = true;
         watch.abort();
-      }, idleTimeoutMs);
+      }, deadline);
     },
     contact: () => {
       sync.heard(r.scope);
@@ -108,30 +123,59 @@ function openAttempt(r: Reflector): Attempt {
 
 /** Decides what a failed attempt leads to, and waits as long as that needs. */
 async function recover(r: Reflector, attempt: Attempt, err: unknown): Promise<void> {
-  const { log, options } = r;
-  if (attempt.listing && refusesStreamingList(err)) {
-    // As client-go does on any watch-list error; remembered, so it is asked only once.
-    r.streamingList = false;
-    r.refused = true;
-    log.info("the API server does not offer the streaming list; listing in pages", {
-      error: describeError(err),
-      hint: "Kubernetes 1.32+ offers it (the WatchList feature gate); paged lists work," +
-        " with more memory and time at start-up",
-    });
-    return;
-  }
-  if (attempt.idle) {
-    options.onWatchIdle?.(r.label);
-    log.warn("watch idle: no event or bookmark in time; resuming from the last resourceVersion", {
-      idle_timeout_ms: options.idleTimeoutMs,
-      hint: "the connection may be dead (proxy, load balancer, NAT); if this repeats on a" +
-        " quiet namespace, the API server may not send watch bookmarks",
-    });
-    return;
-  }
+  if (attempt.listing && refusesStreamingList(err)) return listInPages(r, err);
+  // A list was due and did not complete: the streaming list's stream had not reached
+  // its end bookmark, or a paged list failed (its resourceVersion is set only at the end).
+  if (r.resourceVersion === undefined) {
+    if (attempt.idle) err = new Error(`the streaming list sent nothing for ${listSeconds(r)} s`);
+    reportListFailure(r, err);
+  } else if (attempt.idle) return resumeIdle(r);
   if (err instanceof Gone || (err instanceof KubeApiError && err.status === 410)) {
     return await relistAfterGone(r);
   }
+  // The watch of a listed scope: its index is kept; readiness says why it is not current.
+  if (r.resourceVersion !== undefined) r.options.sync.watchFailed(r.scope, failureAnswer(err));
+  await retryAfterFailure(r, err);
+}
+
+/** The server refused the streaming list: list in pages from now on. */
+function listInPages(r: Reflector, err: unknown): void {
+  // As client-go does on any watch-list error; remembered, so it is asked only once.
+  r.streamingList = false;
+  r.refused = true;
+  r.log.info("the API server does not offer the streaming list; listing in pages", {
+    error: describeError(err),
+    hint: "Kubernetes 1.32+ offers it (the WatchList feature gate); paged lists work," +
+      " with more memory and time at start-up",
+  });
+}
+
+/** The watch was silent past the idle deadline: resume it from the last resourceVersion. */
+function resumeIdle(r: Reflector): void {
+  r.options.onWatchIdle?.(r.label);
+  r.log.warn("watch idle: no event or bookmark in time; resuming from the last resourceVersion", {
+    idle_timeout_ms: r.options.idleTimeoutMs,
+    hint: "the connection may be dead (proxy, load balancer, NAT); if this repeats on a" +
+      " quiet namespace, the API server may not send watch bookmarks",
+  });
+}
+
+/**
+ * Tells the sync tracker at once, at the first failure rather than after the
+ * retries: a scope that has never listed becomes unavailable, so events are
+ * matched against the other scopes instead of waiting for this one.
+ */
+function reportListFailure(r: Reflector, err: unknown): void {
+  const answer = failureAnswer(err);
+  if (!r.options.sync.listFailed(r.scope, answer)) return;
+  r.log.warn("inventory scope cannot be listed; events are matched without it until it can", {
+    error: answer,
+  });
+}
+
+/** A failed list or watch: counted, logged, and retried after a backoff. */
+async function retryAfterFailure(r: Reflector, err: unknown): Promise<void> {
+  const { log, options } = r;
   const delay = backoffDelay(r.failures++, 250, 10_000);
   if (err instanceof WatchEventError) {
     r.resourceVersion = undefined;
@@ -153,6 +197,24 @@ async function recover(r: Reflector, attempt: Attempt, err: unknown): Promise<vo
     });
   }
   await sleep(delay, r.signal);
+}
+
+const listSeconds = (r: Reflector) =>
+  Math.min(r.options.listTimeoutMs, r.options.idleTimeoutMs) / 1000;
+
+/**
+ * The request line kube/api.ts puts before the answer ("GET /apis/…?limit=500: "
+ * or "… failed: "). Security: its query may hold a list's continue token, which
+ * is not for reports; the answer that follows names the status and the reason.
+ */
+const REQUEST_LINE = /^[A-Z]+ \/\S*?(?: failed)?: /;
+
+/** A failed list or watch as the API answered it: "403 Forbidden: deployments.apps is forbidden: …". */
+export function failureAnswer(err: unknown): string {
+  if (!(err instanceof KubeApiError)) return describeError(err);
+  const answer = describeError(err).replace(REQUEST_LINE, "");
+  // No HTTP answer (refused, DNS, TLS, timeout): the reason says which kind of failure.
+  return err.status === 0 ? `${err.reason}: ${answer}` : answer;
 }
 
 /** The resourceVersion expired: list again, backing off when it keeps expiring. */

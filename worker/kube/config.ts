@@ -39,6 +39,8 @@ export interface KubeAccess {
   authorization(): Promise<string | undefined>;
   /** For the startup log: server, context and auth kind, never credentials. */
   description: Record<string, string>;
+  /** The CA bundle (PEM) the client trusts; undefined means the system roots. Public, not secret. */
+  caPem?: string;
 }
 
 /** Where the in-cluster ServiceAccount files live. */
@@ -161,6 +163,7 @@ async function fromKubeconfig(path: string, now: () => number): Promise<KubeAcce
       context: contextName,
       auth: cert ? "client certificate" : "token",
     },
+    caPem: ca?.pem,
   };
 }
 
@@ -285,6 +288,7 @@ async function inCluster(
       context: "in-cluster",
       auth: "service-account token",
     },
+    caPem: ca,
   };
 }
 

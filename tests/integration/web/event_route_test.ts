@@ -1,21 +1,29 @@
 /**
  * POST /event in-process, through createHandler, with web's real publisher and
- * replay guard on a real Valkey-compatible server: what reaches the channel,
- * what a retry with the same token gets, and what happens while Valkey or every
- * worker is away. Only the token verifier is a stand-in (its claims come from
- * the token text); tests/e2e/web_test.ts proves the same with the real program.
+ * replay guard on a real Valkey-compatible server: what reaches the stream and
+ * the channel, what a retry with the same token gets, and what happens while
+ * Valkey is away or no worker cluster is known. Only the token verifier is a
+ * stand-in (its claims come from the token text); tests/e2e/web_test.ts proves
+ * the same with the real program.
  */
 
 import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
 import { eventually } from "../../helpers/eventually.ts";
 import { orgOnlyPolicy } from "../../helpers/issuer.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
-import { type RecordingSubscriber, startValkey, subscribe } from "../../helpers/valkey.ts";
+import {
+  type RecordingSubscriber,
+  startValkey,
+  subscribe,
+  valkeyCall,
+} from "../../helpers/valkey.ts";
 import { valkeyWebParts } from "../../helpers/web_deps.ts";
 import { AuthError } from "../../../web/reasons.ts";
 import { createLogger, type LogFields } from "../../../lib/log.ts";
 import { createRegistry } from "../../../lib/metrics.ts";
 import { parseHostPort } from "../../../lib/setting_values.ts";
+import { CLUSTERS_KEY } from "../../../shared/event_status.ts";
+import { EVENTS_STREAM } from "../../../shared/event_stream.ts";
 import { createValkeyClient } from "../../../shared/valkey_client.ts";
 import { createEventRoute } from "../../../web/event_route.ts";
 import { createHandler } from "../../../web/handler.ts";
@@ -79,6 +87,10 @@ Deno.test({
         INFO,
       );
     const requestLog = () => lines.filter((l) => l.msg === "request").at(-1)!;
+    // A worker cluster registers itself with a heartbeat (worker/cluster_registration.ts).
+    const register = () => valkeyCall(valkey, "ZADD", CLUSTERS_KEY, Date.now(), "east");
+    const streamLength = async () => Number(await valkeyCall(valkey, "XLEN", EVENTS_STREAM));
+    await register();
     let worker: RecordingSubscriber | undefined = await subscribe(valkey, CHANNEL);
     /** Every message so far, once a marker event sent after them has arrived. */
     const settled = async () => {
@@ -100,7 +112,8 @@ Deno.test({
         const [message] = await worker!.waitFor(1);
         assertEquals(JSON.parse(message).id, body.id);
         assertEquals(JSON.parse(message).image, "ghcr.io/acme/app");
-        assertEquals(body.subscribers, 1);
+        assertEquals([body.subscribers, body.clusters], [1, ["east"]]);
+        assertEquals(await streamLength(), 1, "the workers' copy is in the stream");
       });
 
       await t.step(
@@ -146,19 +159,37 @@ Deno.test({
       );
 
       await t.step(
-        "an event no worker received may be sent again with the same token",
+        "no channel subscriber but a known cluster: 202, and the event waits in the stream",
         async () => {
           await worker!.close();
           worker = undefined;
+          const before = await streamLength();
+          const res = await post("t6");
+          assertEquals(res.status, 202);
+          const body = await res.json();
+          assertEquals([body.subscribers, body.clusters], [0, ["east"]]);
+          assertEquals(await streamLength(), before + 1);
+          worker = await subscribe(valkey, CHANNEL);
+        },
+      );
+
+      await t.step(
+        "with no known cluster: 503, nothing written, and the same token goes through once one registers",
+        async () => {
+          await valkeyCall(valkey, "DEL", CLUSTERS_KEY);
+          const before = await streamLength();
           const res = await post("t4");
           assertEquals(res.status, 503);
           assertEquals(requestLog().code, "ERR_NO_SUBSCRIBER");
-          worker = await subscribe(valkey, CHANNEL);
+          assertEquals(await streamLength(), before, "nothing appended");
+          await new Promise((r) => setTimeout(r, 50));
+          assertEquals(worker!.messages, [], "nothing published");
+          await register();
           const retry = await post("t4");
           assertEquals(retry.status, 202);
           const { id } = await retry.json();
-          await worker.waitFor(1);
-          assertEquals(JSON.parse(worker.messages[0]).id, id);
+          await worker!.waitFor(1);
+          assertEquals(JSON.parse(worker!.messages[0]).id, id);
         },
       );
 
@@ -172,6 +203,8 @@ Deno.test({
           assertEquals(res.headers.get("retry-after"), "5");
           assertEquals(requestLog().code, "ERR_PUBLISH_FAILED");
           await valkey.start();
+          // The server kept nothing (no persistence): the cluster's next heartbeat registers it.
+          await register();
           worker = await subscribe(valkey, CHANNEL);
           const retry = await eventually(
             "web to reconnect and publish",
@@ -224,7 +257,7 @@ Deno.test("createEventRoute() verifies the token and its repository_id before it
         publisher: {
           publish: (input) => {
             published.push(input);
-            return Promise.resolve({ subscribers: 1, clusters: [] });
+            return Promise.resolve({ subscribers: 1, clusters: ["east"], unreachable: [] });
           },
           ping: () => Promise.resolve(true),
         },

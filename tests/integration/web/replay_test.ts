@@ -1,7 +1,7 @@
 /**
  * The replay guard with web's one publish script against a real
  * Valkey-compatible server: what it stores, for how long, in how many calls,
- * and how it answers repeats, other bodies, no subscriber, records still in
+ * and how it answers repeats, other bodies, no known cluster, records still in
  * flight, values that are not its own and a Valkey that is down.
  */
 
@@ -17,9 +17,10 @@ import {
 import { createLogger } from "../../../lib/log.ts";
 import { AppError } from "../../../shared/errors.ts";
 import { AuthError } from "../../../web/reasons.ts";
-import { statusKey } from "../../../shared/event_status.ts";
+import { CLUSTERS_KEY, statusKey } from "../../../shared/event_status.ts";
+import { EVENTS_STREAM } from "../../../shared/event_stream.ts";
 import { createValkeyClient, type ValkeyCommands } from "../../../shared/valkey_client.ts";
-import { createPublisher } from "../../../web/publisher.ts";
+import { createPublisher, type PublisherOptions } from "../../../web/publisher.ts";
 import { createReplayGuard, replayTtlMs } from "../../../web/replay.ts";
 
 const BINDING = {
@@ -31,6 +32,12 @@ const BINDING = {
 
 const TOLERANCE = 15_000;
 const MAX_AGE = 600_000;
+/** The publisher's settings but its connection and channel: the settings' defaults. */
+const WINDOWS = {
+  statusTtlMs: 60_000,
+  catchUpWindowMs: 3_600_000,
+  forgetAfterMs: 168 * 3_600_000,
+} satisfies Partial<PublisherOptions>;
 
 Deno.test("replayTtlMs() is a whole number of ms until the token can no longer verify", async (t) => {
   const nowMs = 1_000_000_000_000;
@@ -75,7 +82,9 @@ Deno.test({
       maxTokenAgeMs: MAX_AGE,
       waitMs: 200,
     });
-    const publisher = createPublisher({ client, channel: "ch", statusTtlMs: 60_000 });
+    const publisher = createPublisher({ client, channel: "ch", ...WINDOWS });
+    // One worker cluster has registered (worker/cluster_registration.ts).
+    await client.call("ZADD", CLUSTERS_KEY, nowMs, "east");
     const use = (jti: string, extra: Partial<{ exp: number; iat: number; body: string }> = {}) => ({
       issuer: "https://issuer",
       jti,
@@ -111,13 +120,14 @@ Deno.test({
           const answer = JSON.parse(first.value.answer!);
           assertEquals(Object.keys(answer), ["id", "subscribers", "clusters", "status"]);
           assertEquals(answer.subscribers, 1);
-          assertEquals(answer.clusters, []);
+          assertEquals(answer.clusters, ["east"]);
           // commandstats counts the script's own calls too: one EVAL, and inside it
-          // one GET of the replay key and one SET of the finished record.
+          // one GET of the replay key, one SET of the finished record, one append
+          // to the stream and one publish.
           const counts = await commandCounts(client);
           assertEquals(
-            [counts.eval, counts.get, counts.set, counts.publish],
-            [1, 1, 1, 1],
+            [counts.eval, counts.get, counts.set, counts.xadd, counts.publish],
+            [1, 1, 1, 1, 1],
             JSON.stringify(counts),
           );
           const key = guard.claim(use("once")).key;
@@ -133,6 +143,7 @@ Deno.test({
           }
           await new Promise((r) => setTimeout(r, 50));
           assertEquals(sub!.messages, ["m-once"], "nothing published twice");
+          assertEquals(await client.call("XLEN", EVENTS_STREAM), 1, "nothing appended twice");
           sub!.messages.length = 0;
         },
       );
@@ -154,22 +165,50 @@ Deno.test({
         await new Promise((r) => setTimeout(r, 50));
         assertEquals(sub!.messages, []);
       });
-      await t.step("no subscriber: nothing is remembered, so a retry may try again", async () => {
-        const lonely = createPublisher({ client, channel: "nobody", statusTtlMs: 60_000 });
-        const claim = guard.claim(use("lonely"));
-        const published = await lonely.publish({
-          eventId: "e1",
-          message: "m",
-          binding: BINDING,
-          replay: { claim, answer: { head: '{"id":"e1"', tail: "}" } },
-        });
-        assertEquals(published, { subscribers: 0, clusters: [] });
-        assertEquals(await client.call("EXISTS", claim.key), 0);
-        assertEquals(await client.call("EXISTS", statusKey("e1")), 0);
-        assert((await post(use("lonely"))).kind === "first", "the retry goes through");
-        await sub!.waitFor(1);
-        sub!.messages.length = 0;
-      });
+      await t.step(
+        "no channel subscriber but a known cluster: the answer is stored as for any other",
+        async () => {
+          const unheard = createPublisher({ client, channel: "nobody", ...WINDOWS });
+          const claim = guard.claim(use("unheard"));
+          const published = await unheard.publish({
+            eventId: "e0",
+            message: "m",
+            binding: BINDING,
+            replay: { claim, answer: { head: '{"id":"e0"', tail: "}" } },
+          });
+          assertEquals(published, {
+            subscribers: 0,
+            clusters: ["east"],
+            unreachable: [],
+            answer: '{"id":"e0","subscribers":0,"clusters":["east"]}',
+          });
+          assertEquals(await client.call("EXISTS", claim.key), 1);
+        },
+      );
+      await t.step(
+        "no known cluster: nothing is written or remembered, so a retry may try again",
+        async () => {
+          await client.call("DEL", CLUSTERS_KEY);
+          const length = await client.call("XLEN", EVENTS_STREAM);
+          const claim = guard.claim(use("lonely"));
+          const published = await publisher.publish({
+            eventId: "e1",
+            message: "m",
+            binding: BINDING,
+            replay: { claim, answer: { head: '{"id":"e1"', tail: "}" } },
+          });
+          assertEquals(published, { subscribers: 0, clusters: [], unreachable: [] });
+          assertEquals(await client.call("EXISTS", claim.key), 0);
+          assertEquals(await client.call("EXISTS", statusKey("e1")), 0);
+          assertEquals(await client.call("XLEN", EVENTS_STREAM), length);
+          await new Promise((r) => setTimeout(r, 50));
+          assertEquals(sub!.messages, [], "nothing published");
+          await client.call("ZADD", CLUSTERS_KEY, Date.now(), "east");
+          assert((await post(use("lonely"))).kind === "first", "the retry goes through");
+          await sub!.waitFor(1);
+          sub!.messages.length = 0;
+        },
+      );
       await t.step(
         "a record still in flight (another replica) gets ERR_REPLAY_IN_PROGRESS, then goes once it is gone",
         async () => {
@@ -219,7 +258,7 @@ Deno.test({
           name: "krt-test-offline",
           logger: createLogger({ level: "error", write: () => {} }),
         });
-        const down = createPublisher({ client: offline, channel: "ch", statusTtlMs: 60_000 });
+        const down = createPublisher({ client: offline, channel: "ch", ...WINDOWS });
         const claim = guard.claim(use("down"));
         await assertRejects(
           () =>

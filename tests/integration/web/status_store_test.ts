@@ -1,21 +1,19 @@
 /**
- * Web's side of the status record on a real Valkey-compatible server: what
- * the publish script writes (binding, live clusters, TTL), what it leaves when
- * nobody listens, and how the reader treats records web did not write.
+ * Web's reading of the status record on a real Valkey-compatible server: the
+ * clusters that were not live, and records or fields web did not write. What
+ * the publish script writes is proven in tests/integration/web/publisher_test.ts.
  */
 
 import { assert, assertEquals } from "../../helpers/assert.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
-import { connectValkey, startValkey, subscribe } from "../../helpers/valkey.ts";
+import { connectValkey, startValkey } from "../../helpers/valkey.ts";
 import {
   BINDING_FIELD,
-  CLUSTER_LIVE_MS,
-  CLUSTERS_KEY,
   reportField,
   statusKey,
+  UNREACHABLE_FIELD,
 } from "../../../shared/event_status.ts";
 import { createLogger, type LogFields } from "../../../lib/log.ts";
-import { createPublisher } from "../../../web/publisher.ts";
 import { createStatusReader, createStatusWaiters } from "../../../web/status_store.ts";
 
 const BINDING = {
@@ -26,50 +24,54 @@ const BINDING = {
 };
 
 Deno.test({
-  name: "createPublisher() writes the status binding with the live clusters, then publishes",
+  name:
+    "createStatusReader() reads web's list of clusters that were not live, and ignores a damaged one",
   ignore: withoutValkey(),
   async fn(t) {
     const valkey = await startValkey();
     const client = await connectValkey(valkey);
     const lines: LogFields[] = [];
     const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
-    const now = Date.now();
-    const publisher = createPublisher({ client, channel: "ch", statusTtlMs: 60_000 });
     const reader = createStatusReader(client, logger);
+    const secret = "s3cret-from-valkey";
+    const bound = async (unreachable?: string) => {
+      const id = crypto.randomUUID();
+      const binding = JSON.stringify({ ...BINDING, clusters: ["east", "west"] });
+      await client.call("HSET", statusKey(id), BINDING_FIELD, binding);
+      if (unreachable !== undefined) {
+        await client.call("HSET", statusKey(id), UNREACHABLE_FIELD, unreachable);
+      }
+      return id;
+    };
     try {
-      await client.call("ZADD", CLUSTERS_KEY, now - 1000, "east", now - 5, "west");
-      await client.call("ZADD", CLUSTERS_KEY, now - CLUSTER_LIVE_MS - 1000, "gone");
-      // Anyone with Valkey access can add members; names we would never write stay out.
-      await client.call("ZADD", CLUSTERS_KEY, now, 'evil","x', now, "a".repeat(64));
-
-      await t.step("nobody subscribed: no record is left behind", async () => {
-        const id = crypto.randomUUID();
-        const result = await publisher.publish({ eventId: id, message: "m", binding: BINDING });
-        assertEquals(result, { subscribers: 0, clusters: ["east", "west"] });
-        assertEquals(await client.call("EXISTS", statusKey(id)), 0);
+      await t.step("the list web wrote", async () => {
+        assertEquals((await reader.read(await bound('["west"]')))?.unreachable, ["west"]);
       });
-
-      const sub = await subscribe(valkey, "ch");
-      await t.step("a subscriber: the message, and a binding web alone wrote", async () => {
-        const id = crypto.randomUUID();
-        const result = await publisher.publish({ eventId: id, message: "m1", binding: BINDING });
-        assertEquals(result, { subscribers: 1, clusters: ["east", "west"] });
-        assertEquals(await sub.waitFor(1), ["m1"]);
-        const ttl = Number(await client.call("PTTL", statusKey(id)));
-        assert(ttl > 50_000 && ttl <= 60_000, `ttl ${ttl}`);
-        const stored = await reader.read(id);
-        assertEquals(stored?.binding, { ...BINDING, clusters: ["east", "west"] });
-        assertEquals(stored?.reports.size, 0);
+      await t.step("no list (every cluster was live, or an older web wrote it): none", async () => {
+        assertEquals((await reader.read(await bound()))?.unreachable, []);
       });
-
-      await t.step("no live cluster at all: an empty list, not an object", async () => {
-        await client.call("DEL", CLUSTERS_KEY);
-        const id = crypto.randomUUID();
-        const result = await publisher.publish({ eventId: id, message: "m2", binding: BINDING });
-        assertEquals(result.clusters, []);
-        assertEquals((await reader.read(id))?.binding.clusters, []);
-      });
-      await sub.close();
+      for (
+        const [name, raw] of [
+          ["not JSON", `["${secret}`],
+          ["a name that is not one", JSON.stringify([`${secret} x`])],
+          ["more than 1000 names", JSON.stringify(Array.from({ length: 1001 }, (_, i) => `c${i}`))],
+        ]
+      ) {
+        await t.step(
+          `security: ${name}: the record still reads, logged, never quoted`,
+          async () => {
+            lines.length = 0;
+            const stored = await reader.read(await bound(raw));
+            assertEquals(stored?.binding.clusters, ["east", "west"]);
+            assertEquals(stored?.unreachable, []);
+            assert(
+              lines.some((l) => l.msg === "unreachable list unreadable"),
+              JSON.stringify(lines),
+            );
+            assert(!JSON.stringify(lines).includes(secret));
+          },
+        );
+      }
     } finally {
       client.disconnect();
       await valkey.stop();

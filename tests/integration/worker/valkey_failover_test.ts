@@ -1,9 +1,10 @@
 /**
  * The worker's two Valkey connections through a Sentinel failover, wired as
- * worker/worker.ts wires them: the subscription (worker/subscriber.ts)
- * subscribes again on the primary the Sentinels name next, with one counted
- * gap and a "resubscribed" line each time, and the command connection's
- * claims (worker/coordination.ts) work on the new primary. A primary, a
+ * worker/worker.ts wires them: the event stream reader
+ * (worker/event_stream_reader.ts) reads again on the primary the Sentinels
+ * name next, with each appended event handled once, in order, and the
+ * command connection's claims (worker/coordination.ts) work on the new
+ * primary. A primary, a
  * replica and three Sentinels, all on loopback. How the client itself finds
  * the primary (ROLE, TLS) is proven in tests/integration/shared/valkey_client_test.ts;
  * with web, a cluster and events under load in tests/e2e/sentinel_failover_test.ts.
@@ -20,10 +21,10 @@ import { createValkeyClient } from "../../../shared/valkey_client.ts";
 import type { ValkeySettings } from "../../../shared/valkey_settings.ts";
 import { createCoordinator } from "../../../worker/coordination.ts";
 import { createWorkerMetrics } from "../../../worker/metrics.ts";
-import { subscribe } from "../../../worker/subscriber.ts";
+import { startStreamReader } from "../../../worker/event_stream_reader.ts";
+import { EVENTS_STREAM } from "../../../shared/event_stream.ts";
 
-const CHANNEL = "krt-failover";
-const SUBSCRIBER = "kuberollouttrigger-worker-subscriber";
+const SUBSCRIBER = "kuberollouttrigger-worker-events";
 const COMMANDS = "kuberollouttrigger-worker-commands";
 
 Deno.test({
@@ -31,7 +32,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   name:
-    "the worker's subscription and claims follow the primary the Sentinels name, after a manual failover and after the primary dies",
+    "the worker's event stream reader and claims follow the primary the Sentinels name, after a manual failover and after the primary dies",
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "krt-worker-failover-" });
     const group = await startSentinelGroup(dir);
@@ -48,13 +49,26 @@ Deno.test({
     const metrics = createWorkerMetrics(createRegistry());
     const handled: string[] = [];
     const commands = createValkeyClient(settings, { name: COMMANDS, logger });
-    const subscription = subscribe({
-      connect: (subscription, onStateChange) =>
-        createValkeyClient(settings, { name: SUBSCRIBER, logger, subscription, onStateChange }),
-      channel: CHANNEL,
+    const stop = new AbortController();
+    const readerClient = createValkeyClient(settings, { name: SUBSCRIBER, logger });
+    const reader = startStreamReader({
+      client: readerClient,
+      group: "prod",
+      consumer: "replica-1",
       logger,
-      metrics,
-      onMessage: (message) => Promise.resolve(handled.push(message)),
+      events: {
+        reading: (on) => metrics.streamReading.set(on ? 1 : 0),
+        failed: () => metrics.streamFailures.inc(),
+        claimed: (n) => metrics.streamClaimed.inc({}, n),
+      },
+      handle: async (entries, ack) => {
+        for (const entry of entries) {
+          handled.push(entry.message ?? "(trimmed)");
+          await ack(entry.id);
+        }
+      },
+      signal: stop.signal,
+      blockMs: 300,
     });
     const coordinator = createCoordinator({
       client: commands,
@@ -72,15 +86,16 @@ Deno.test({
           ),
         30_000,
       );
-    /** Publishes on `primary` until the subscription receives it there. */
+    /** Appends to the stream on `primary` (once it takes writes) and waits for the reader to handle it. */
     const delivered = async (primary: string, message: string) => {
       const addr = parseHostPort(primary);
       await eventually(
-        `${message} received through ${primary}`,
-        async () => Number(await valkeyCall(addr, "PUBLISH", CHANNEL, message)) === 1,
+        `${message} appended on ${primary}`,
+        () =>
+          valkeyCall(addr, "XADD", EVENTS_STREAM, "*", "m", message).then(() => true, () => false),
         30_000,
       );
-      await eventually(`${message} handled`, () => handled.includes(message), 5000, 10);
+      await eventually(`${message} handled`, () => handled.includes(message), 30_000, 10);
     };
     /** A claim that counts: claimed by one replica, a duplicate for the next. */
     const claimsWork = () =>
@@ -92,17 +107,16 @@ Deno.test({
         return await coordinator.claim(event, "ns/app", "ghcr.io/acme/app") === "duplicate";
       }, 30_000);
     try {
-      await t.step("subscribed and claiming on the primary the Sentinels name", async () => {
+      await t.step("reading and claiming on the primary the Sentinels name", async () => {
         await connectedTo(SUBSCRIBER, group.primary.addr, 0);
         await connectedTo(COMMANDS, group.primary.addr, 0);
-        await eventually("subscribed", () => subscription.subscribed(), 10_000, 10);
+        await eventually("reading", () => reader.reading(), 10_000, 10);
         await delivered(group.primary.addr, "before");
         await claimsWork();
-        assertEquals(metrics.subscriptionGaps.get(), 0);
       });
 
       await t.step(
-        "a manual failover (the old primary stays up): one gap, resubscribed on the new primary",
+        "a manual failover (the old primary stays up): reading again on the new primary",
         async () => {
           const from = lines.length;
           const [host, port] = group.sentinels[0].split(":");
@@ -111,14 +125,9 @@ Deno.test({
             "OK",
           );
           // The Sentinels disconnect the demoted primary's clients when they reconfigure it,
-          // some seconds after the promotion; ours then ask them again. (Until then the
-          // subscription is on the old primary and hears nothing published on the new one.)
+          // some seconds after the promotion; ours then ask them again.
           await connectedTo(SUBSCRIBER, group.replica.addr, from);
-          await eventually("resubscribed", () => subscription.subscribed(), 30_000, 10);
-          const back = lines.slice(from).filter((l) => l.msg === "resubscribed");
-          assertEquals(back.length, 1);
-          assert(typeof back[0].gap_ms === "number" && back[0].gap_ms >= 0);
-          assertEquals(metrics.subscriptionGaps.get(), 1);
+          await eventually("reading", () => reader.reading(), 30_000, 10);
           await delivered(group.replica.addr, "after manual failover");
           await connectedTo(COMMANDS, group.replica.addr, from);
           await claimsWork();
@@ -126,27 +135,24 @@ Deno.test({
       );
 
       await t.step(
-        "the new primary dies: one more gap, resubscribed on the old one once it is promoted",
+        "the new primary dies: reading again on the old one once it is promoted",
         async () => {
           const from = lines.length;
           await group.replica.stop();
           await connectedTo(SUBSCRIBER, group.primary.addr, from);
-          await eventually("resubscribed", () => subscription.subscribed(), 30_000, 10);
-          assertEquals(lines.slice(from).filter((l) => l.msg === "resubscribed").length, 1);
-          assertEquals(
-            lines.slice(from).filter((l) => l.msg.startsWith("subscription lost")).length,
-            1,
-          );
-          assertEquals(metrics.subscriptionGaps.get(), 2);
+          await eventually("reading", () => reader.reading(), 30_000, 10);
+          assert(metrics.streamFailures.get() > 0, "the lost primary was noticed");
           await delivered(group.primary.addr, "after the primary died");
           await connectedTo(COMMANDS, group.primary.addr, from);
           await claimsWork();
         },
       );
-      // Each message handled once, in the order published.
+      // Each event handled once, in the order appended.
       assertEquals(handled, ["before", "after manual failover", "after the primary died"]);
     } finally {
-      await subscription.close();
+      stop.abort();
+      await reader.stopped;
+      readerClient.disconnect();
       commands.disconnect();
       await group.stop();
       await Deno.remove(dir, { recursive: true });

@@ -10,7 +10,7 @@ import { assertEquals } from "../../helpers/assert.ts";
 import { eventually } from "../../helpers/eventually.ts";
 import { ROOT } from "../../helpers/program.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
-import { publishRaw, startValkey } from "../../helpers/valkey.ts";
+import { appendEvent, startValkey } from "../../helpers/valkey.ts";
 import { parseCommandLine } from "../../../config/command_line.ts";
 import { encodeEventMessage } from "../../../shared/event.ts";
 import { createLogger, type LogFields } from "../../../lib/log.ts";
@@ -61,7 +61,7 @@ Deno.test({
         image: "ghcr.io/acme/app",
         tags: ["dev"],
       };
-      assertEquals(await publishRaw(valkey, CHANNEL, encodeEventMessage(message)), 1);
+      await appendEvent(valkey, encodeEventMessage(message));
       const handled = await eventually(
         "the event to be handled",
         () => lines.find((l) => l.msg === "event handled" && l.event_id === id),

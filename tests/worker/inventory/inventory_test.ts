@@ -13,6 +13,12 @@ import { KubeApiError, WatchEventError } from "../../../worker/kube/errors.ts";
 import type { Deployment, DeploymentList } from "../../../worker/kube/objects.ts";
 import type { WatchEvent } from "../../../worker/kube/watch_stream.ts";
 import { fakeClock, settle } from "../../helpers/fake_clock.ts";
+import { createRegistry } from "../../../lib/metrics.ts";
+import {
+  createWorkerMetrics,
+  exportScopeAvailability,
+  exportScopes,
+} from "../../../worker/metrics.ts";
 import {
   createInventory,
   type Inventory,
@@ -572,6 +578,197 @@ Deno.test("a streaming-list event outside the namespace is refused and relisted"
     assertEquals(next.options.sendInitialEvents, true);
     assertEquals(h.counts.malformed, 1);
     assertEquals(h.inventory.candidates("ghcr.io/acme/app"), []);
+  } finally {
+    await h.stop();
+  }
+});
+
+const FORBIDDEN_B =
+  '403 Forbidden: deployments.apps is forbidden: User "system:serviceaccount:krt:worker"' +
+  ' cannot list resource "deployments" in API group "apps" in the namespace "b"';
+
+/** The worker's scope gauges after a scrape, as the worker sets them. */
+function scrapeUnavailable(inventory: Inventory): string[] {
+  const registry = createRegistry();
+  const metrics = createWorkerMetrics(registry);
+  exportScopes(metrics, Object.keys(inventory.scopes()));
+  exportScopeAvailability(metrics, inventory);
+  return registry.render().split("\n")
+    .filter((l) => l.startsWith("kuberollouttrigger_worker_inventory_scope_unavailable{"));
+}
+
+Deno.test("a namespace whose list is refused holds nothing back: settled at its first failure, named with the API's answer, available once it lists", async () => {
+  let forbidden = true;
+  const calls: Record<string, number> = { a: 0, b: 0 };
+  const h = start(["a", "b"], {
+    lists: (ns) => {
+      calls[ns!]++;
+      if (ns === "b" && forbidden) {
+        // As kube/api.ts words it: the request line (with the page's query), then the answer.
+        throw new KubeApiError(
+          403,
+          "Forbidden",
+          `GET /apis/apps/v1/namespaces/b/deployments?limit=500: ${FORBIDDEN_B}`,
+        );
+      }
+      return page("10", deployment(ns!, "app", "ghcr.io/acme/app:1"));
+    },
+  });
+  try {
+    await eventually("settled", () => h.inventory.settled() || undefined, 5000);
+    assertEquals(calls.b, 1, "settled at the first failure, not after the retries");
+    assertEquals(h.inventory.synced(), false, "synced still means every scope listed");
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), ["a/app"]);
+    assertEquals(h.inventory.unavailable(), [{
+      scope: "b",
+      reason: `namespace b: ${FORBIDDEN_B}`,
+    }]);
+    assertEquals(h.inventory.readiness(), { ok: false, detail: `namespace b: ${FORBIDDEN_B}` });
+    assertEquals(h.inventory.current(), false);
+    assertEquals(scrapeUnavailable(h.inventory), [
+      'kuberollouttrigger_worker_inventory_scope_unavailable{scope="a"} 0',
+      'kuberollouttrigger_worker_inventory_scope_unavailable{scope="b"} 1',
+    ]);
+    const warn = h.logs.filter((l) => String(l.msg).startsWith("inventory scope cannot be listed"));
+    assertEquals(warn.map((l) => [l.level, l.scope, l.error]), [["warn", "b", FORBIDDEN_B]]);
+
+    forbidden = false;
+    await eventually("b listed", () => h.inventory.synced() || undefined, 5000);
+    assertEquals(h.inventory.unavailable(), []);
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), ["a/app", "b/app"]);
+    assertEquals(h.inventory.readiness(), { ok: true });
+    assertEquals(scrapeUnavailable(h.inventory), [
+      'kuberollouttrigger_worker_inventory_scope_unavailable{scope="a"} 0',
+      'kuberollouttrigger_worker_inventory_scope_unavailable{scope="b"} 0',
+    ]);
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("a scope whose first list is still running keeps the inventory unsettled until it answers", async () => {
+  const h = start(["a", "b"], { lists: (ns) => ns === "a" ? page("10") : undefined });
+  try {
+    await eventually("a listed", () => h.inventory.scopes().a || undefined, 5000);
+    let settled = false;
+    void h.inventory.whenSettled(new AbortController().signal).then(() => settled = true);
+    await settle();
+    assertEquals([h.inventory.settled(), settled], [false, false], "b's list is still running");
+    assertEquals(h.inventory.unavailable(), []);
+    assertEquals(h.inventory.readiness(), { ok: false, detail: "namespace b: not listed yet" });
+    // kube/api.ts bounds each list request; here the fake answers when told.
+    h.fake.lists.find((l) => l.namespace === "b")!.release(page("11"));
+    await eventually("settled", () => settled || undefined, 5000);
+    assertEquals([h.inventory.synced(), h.inventory.unavailable()], [true, []]);
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("a streaming list that sends nothing fails at the list deadline: its scope is unavailable, and the retry makes it available", async () => {
+  const h = start(["a"], {
+    streamingList: true,
+    serveStreamingList: true,
+    openWatches: false,
+    listTimeoutMs: 400,
+  });
+  try {
+    const first = await watchNumber(h, 1);
+    await h.clock.advance(399);
+    assertEquals([first.aborted(), h.inventory.settled()], [false, false]);
+    await h.clock.advance(1);
+    assert(first.aborted(), "aborted at the list deadline, not the idle one");
+    await eventually("settled", () => h.inventory.settled() || undefined, 5000);
+    assertEquals(h.inventory.unavailable(), [
+      { scope: "a", reason: "namespace a: the streaming list sent nothing for 0.4 s" },
+    ]);
+    assertEquals(h.counts, { relist: 1, error: 1, idle: 0, malformed: 0 }, "a failed list");
+    const second = await watchNumber(h, 2);
+    assertEquals(second.options.sendInitialEvents, true, "listed again");
+    second.open();
+    second.send(initialEventsEnd("5"));
+    await eventually("available", () => h.inventory.synced() || undefined, 5000);
+    assertEquals(h.inventory.unavailable(), []);
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("the list deadline bounds the silence between a streaming list's events, and gives way to the idle deadline at its end", async () => {
+  const h = start(["a"], { streamingList: true, serveStreamingList: true, listTimeoutMs: 400 });
+  try {
+    const stream = await watchNumber(h, 1);
+    for (const name of ["one", "two", "three"]) {
+      await h.clock.advance(300);
+      stream.send(added(deployment("a", name, "ghcr.io/acme/app:1")));
+      await settle();
+    }
+    await h.clock.advance(300);
+    stream.send(initialEventsEnd("9"));
+    await eventually("synced", () => h.inventory.synced() || undefined, 5000);
+    assert(!stream.aborted(), "a list that keeps sending is not cut, however long it takes");
+    await h.clock.advance(IDLE - 1);
+    assert(!stream.aborted(), "listed: the idle deadline applies, not the list's");
+    await h.clock.advance(1);
+    assert(stream.aborted());
+    assertEquals(h.counts, { relist: 1, error: 0, idle: 1, malformed: 0 });
+    assertEquals(h.inventory.unavailable(), []);
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("a relist refused after a list keeps the stale index: the scope is not current, but not unavailable", async () => {
+  let forbidden = false;
+  const refusal = "403 Forbidden: deployments.apps is forbidden";
+  const h = start(["a"], {
+    lists: () => {
+      if (forbidden) throw new KubeApiError(403, "Forbidden", `GET /x?limit=500: ${refusal}`);
+      return page("10", deployment("a", "app", "ghcr.io/acme/app:1"));
+    },
+  });
+  try {
+    const first = await watchNumber(h, 1);
+    forbidden = true;
+    first.send({ type: "ERROR", object: { code: 410, reason: "Expired", message: "too old" } });
+    await eventually("the relist failed", () => h.counts.error > 0 || undefined, 5000);
+    assertEquals(h.inventory.unavailable(), []);
+    assertEquals([h.inventory.settled(), h.inventory.synced()], [true, true]);
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), ["a/app"], "the stale index answers");
+    assertEquals(h.inventory.readiness(), {
+      ok: false,
+      detail: `namespace a: relisting; the last list failed: ${refusal}`,
+    });
+    assertEquals(scrapeUnavailable(h.inventory), [
+      'kuberollouttrigger_worker_inventory_scope_unavailable{scope="a"} 0',
+    ]);
+    assert(!h.logs.some((l) => String(l.msg).startsWith("inventory scope cannot be listed")));
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("a watch refused after a list keeps the index, and readiness names the refusal once the scope is not current", async () => {
+  const refusal = "403 Forbidden: deployments.apps is forbidden";
+  const h = start(["a"], {
+    openWatches: false,
+    lists: () => page("10", deployment("a", "app", "ghcr.io/acme/app:1")),
+  });
+  try {
+    const first = await watchNumber(h, 1);
+    first.fail(new KubeApiError(403, "Forbidden", `GET /x?watch=1: ${refusal}`));
+    await eventually("the failure is counted", () => h.counts.error === 1 || undefined, 5000);
+    await h.clock.advance(IDLE + 1);
+    assertEquals(h.inventory.readiness(), {
+      ok: false,
+      detail:
+        `namespace a: nothing heard from the API server within 1 s; the last watch failed: ${refusal}`,
+    });
+    assertEquals([h.inventory.unavailable(), h.inventory.settled()], [[], true]);
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), ["a/app"]);
+    const second = await watchNumber(h, 2);
+    second.open();
+    assertEquals(h.inventory.readiness(), { ok: true }, "answered again: current");
   } finally {
     await h.stop();
   }

@@ -69,6 +69,7 @@ function setUp(
       random: () => 0.5,
       pageSize: 10,
       idleTimeoutMs: 150_000,
+      listTimeoutMs: 15_000,
       minWatchTimeoutSeconds: 300,
       streamingList,
       onRelist: (scope) => relists.push(scope),

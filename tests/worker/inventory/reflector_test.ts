@@ -5,7 +5,8 @@
  * calls are proven on their own in list_watch_test.ts; the watch discipline in
  * detail (idle deadline, bookmarks, backoff, malformed answers) through
  * createInventory() in inventory_test.ts and against a real API server in
- * tests/integration/watch_test.ts.
+ * tests/integration/watch_test.ts. What a failed list leaves as its reason
+ * comes from the real API client's errors.
  */
 
 import { assert, assertEquals } from "../../helpers/assert.ts";
@@ -15,7 +16,9 @@ import type { KubeApi, WatchOptions } from "../../../worker/kube/api.ts";
 import type { Deployment, DeploymentList } from "../../../worker/kube/objects.ts";
 import type { WatchEvent } from "../../../worker/kube/watch_stream.ts";
 import { createDeploymentIndex } from "../../../worker/inventory/index.ts";
-import { runReflector } from "../../../worker/inventory/reflector.ts";
+import { failureAnswer, runReflector } from "../../../worker/inventory/reflector.ts";
+import { createKubeApi } from "../../../worker/kube/api.ts";
+import { KubeApiError } from "../../../worker/kube/errors.ts";
 import { createSyncTracker } from "../../../worker/inventory/sync.ts";
 
 function deployment(name: string, rv = "1") {
@@ -68,6 +71,7 @@ function setUp(
       random: () => 0.5,
       pageSize: 10,
       idleTimeoutMs: 150_000,
+      listTimeoutMs: 15_000,
       minWatchTimeoutSeconds: 300,
       streamingList,
       onRelist: (scope) => relists.push(scope),
@@ -123,4 +127,80 @@ Deno.test("runReflector() relists after 410 Gone and reports the scope relisting
   assertEquals(r.index.count("ns"), 1, "what the relist did not see again is gone");
   assertEquals(r.watches.at(-1)?.resourceVersion, "7");
   await r.stop();
+});
+
+/** The real API client over a fetch that answers every request with `answer`. */
+function apiAnswering(answer: () => Promise<Response>) {
+  return createKubeApi({
+    server: "https://k8s.test",
+    fetch: () => answer(),
+    authorization: () => Promise.resolve("Bearer worker-token-canary"),
+  });
+}
+
+const forbiddenStatus = {
+  kind: "Status",
+  apiVersion: "v1",
+  status: "Failure",
+  message: 'deployments.apps is forbidden: User "system:serviceaccount:krt:worker" cannot list' +
+    ' resource "deployments" in API group "apps" in the namespace "b"',
+  reason: "Forbidden",
+  code: 403,
+};
+
+Deno.test("failureAnswer() gives the API's answer without the request line, from the real client's errors", async (t) => {
+  const cases: [string, () => Promise<unknown>, string][] = [
+    [
+      "403 on a paged list's next page",
+      () =>
+        apiAnswering(() => Promise.resolve(Response.json(forbiddenStatus, { status: 403 })))
+          .listDeployments("b", { continueToken: "continue-token-canary" }),
+      `403 Forbidden: ${forbiddenStatus.message}`,
+    ],
+    [
+      "403 on a streaming list",
+      async () => {
+        const api = apiAnswering(() =>
+          Promise.resolve(Response.json(forbiddenStatus, { status: 403 }))
+        );
+        const stream = api.watchDeployments("b", {
+          resourceVersion: "",
+          sendInitialEvents: true,
+          signal: new AbortController().signal,
+        });
+        for await (const _ of stream) break;
+      },
+      `403 Forbidden: ${forbiddenStatus.message}`,
+    ],
+    [
+      "no answer at all",
+      () => apiAnswering(() => Promise.reject(new TypeError("fetch failed"))).listDeployments("b"),
+      "NetworkError: fetch failed",
+    ],
+    [
+      "a body that is not a Status",
+      () =>
+        apiAnswering(() => Promise.resolve(new Response("<html>", { status: 502 })))
+          .listDeployments("b"),
+      "502 Error",
+    ],
+    [
+      "an error from the reflector itself",
+      () => Promise.reject(new Error("the list answer carries no resourceVersion")),
+      "the list answer carries no resourceVersion",
+    ],
+  ];
+  for (const [name, call, expected] of cases) {
+    await t.step(name, async () => {
+      const err = await call().then(() => undefined, (e) => e);
+      const answer = failureAnswer(err);
+      assertEquals(answer, expected);
+      // Security: the query (a continue token) and the credentials stay out of reports.
+      assert(!answer.includes("canary"), answer);
+    });
+  }
+  assertEquals(
+    failureAnswer(new KubeApiError(500, "InternalError", "watch error 500: etcd timeout")),
+    "watch error 500: etcd timeout",
+  );
 });

@@ -1,0 +1,89 @@
+/**
+ * The event stream both modes agree on: web appends every accepted event's
+ * channel message to one Valkey stream, and each worker cluster reads it
+ * through a consumer group of its own (the group is the cluster's name), so
+ * every cluster receives every event once, in the order web accepted them,
+ * and catches up on what was appended while it was away. PubSub (the
+ * channel) is still published for observers and older workers; it is not
+ * what workers rely on.
+ *
+ * The stream is trimmed by age when web appends (XADD MINID), to twice the
+ * catch-up window: events older than the window are reported as expired by
+ * a returning cluster, those older than twice the window are gone.
+ * Everything read back is untrusted (anyone with Valkey access can append):
+ * replies are checked for shape and size here, and the message itself is
+ * verified and parsed by the worker as a channel message is.
+ */
+
+import { productKey } from "./valkey_keys.ts";
+import { MAX_SIGNED_MESSAGE } from "./event_signature.ts";
+
+/** The stream of accepted events. */
+export const EVENTS_STREAM = productKey("events");
+/** The one field of an entry: the event's channel message, signed or not. */
+export const MESSAGE_FIELD = "m";
+/** How long web keeps entries, as a multiple of CATCH_UP_WINDOW. */
+export const RETENTION_FACTOR = 2;
+
+/** One entry as read: its stream id, and its message unless it was trimmed or is malformed. */
+export interface StreamEntry {
+  id: string;
+  /** Undefined for an entry that was trimmed after delivery or holds no message field. */
+  message?: string;
+}
+
+const ENTRY_ID = /^\d{1,20}-\d{1,20}$/;
+
+/** The millisecond part of an entry id (Valkey's clock when it was appended). */
+export function entryTime(id: string): number {
+  return Number(id.slice(0, id.indexOf("-")));
+}
+
+/** The oldest entry id web keeps when it appends at `nowMs` (for XADD MINID). */
+export function retentionMinId(nowMs: number, catchUpWindowMs: number): string {
+  return String(Math.max(0, Math.floor(nowMs - RETENTION_FACTOR * catchUpWindowMs)));
+}
+
+/**
+ * Reads the entries of an XREADGROUP reply for one stream
+ * (`[[stream, [[id, [field, value, …]], …]]]`, or nil when nothing came);
+ * throws on any other shape.
+ */
+export function parseReadReply(reply: unknown): StreamEntry[] {
+  if (reply === null) return [];
+  if (!Array.isArray(reply) || reply.length !== 1 || !Array.isArray(reply[0])) {
+    throw new Error("Valkey answered XREADGROUP with an unexpected shape");
+  }
+  return parseEntries(reply[0][1]);
+}
+
+/** Reads XAUTOCLAIM's `[next, entries, deleted]`: the cursor and the entries claimed. */
+export function parseAutoClaimReply(reply: unknown): { next: string; entries: StreamEntry[] } {
+  if (!Array.isArray(reply) || reply.length < 2 || typeof reply[0] !== "string") {
+    throw new Error("Valkey answered XAUTOCLAIM with an unexpected shape");
+  }
+  if (!ENTRY_ID.test(reply[0])) throw new Error("XAUTOCLAIM's cursor is not an entry id");
+  return { next: reply[0], entries: parseEntries(reply[1]) };
+}
+
+/** Entries as `[id, fields]` pairs; a trimmed pending entry reads as `[id, nil]`. */
+function parseEntries(value: unknown): StreamEntry[] {
+  if (!Array.isArray(value)) throw new Error("stream entries are not a list");
+  return value.map((raw) => {
+    if (!Array.isArray(raw) || typeof raw[0] !== "string" || !ENTRY_ID.test(raw[0])) {
+      throw new Error("a stream entry has no valid id");
+    }
+    return { id: raw[0], message: messageOf(raw[1]) };
+  });
+}
+
+/** The message field of an entry, when it holds one of a sane size. */
+function messageOf(fields: unknown): string | undefined {
+  if (!Array.isArray(fields)) return undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] !== MESSAGE_FIELD) continue;
+    const value = fields[i + 1];
+    return typeof value === "string" && value.length <= MAX_SIGNED_MESSAGE ? value : undefined;
+  }
+  return undefined;
+}
