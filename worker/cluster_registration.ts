@@ -57,6 +57,8 @@ export interface ClusterRegistration {
   registered(): boolean;
   /** Resolves once registered() is true, or when `signal` or the registration's signal aborts. */
   whenRegistered(signal: AbortSignal): Promise<void>;
+  /** True while the latest successful attempt also scored the cluster for web (it was serving). */
+  announced(): boolean;
   /** Resolves once the registration's signal aborted and the attempt in flight finished. */
   done: Promise<void>;
 }
@@ -116,6 +118,7 @@ export function startClusterRegistration(options: ClusterRegistrationOptions): C
     conflict: status.conflict,
     registered: status.registered,
     whenRegistered: (waiting) => status.whenRegistered(waiting, signal),
+    announced: () => announced && status.registered() && !status.failing(),
     done,
   };
 }

@@ -30,6 +30,8 @@ export interface Coordinator {
   claimEvent(eventId: string): Promise<EventClaim>;
   /** Marks a claimed event handled (kept for the claim TTL) and stops renewing its lease. */
   finishEvent(eventId: string): Promise<void>;
+  /** True when the event was handled to the end here (or Valkey cannot say: false). */
+  handled(eventId: string): Promise<boolean>;
   claim(eventId: string, deployment: string, repository: string): Promise<Claim>;
   /** Forgets the burst window of a restart that failed, so a later event may try again. */
   release(deployment: string, repository: string): Promise<void>;
@@ -100,6 +102,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       clearInterval(renewals.get(eventId));
       renewals.delete(eventId);
       await client.call("SET", handlingKey(eventId), DONE, "EX", ttl).catch(() => {});
+    },
+    async handled(eventId) {
+      return await client.call("GET", handlingKey(eventId)).then((v) => v === DONE, () => false);
     },
     async claim(eventId, deployment, repository) {
       try {

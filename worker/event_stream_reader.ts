@@ -91,6 +91,8 @@ interface Loop {
   lastPrune: number;
   /** The group is known to exist (false again after NOGROUP). */
   groupReady: boolean;
+  /** The latest entry id this reader read or the group had delivered when it was first found. */
+  lastSeen?: string;
   /** The group existed once: registration may go ahead. */
   grouped: boolean;
   /** A read succeeded once (the first is logged differently). */
@@ -140,6 +142,7 @@ async function run(loop: Loop): Promise<void> {
     try {
       if (!loop.groupReady) await createGroup(loop);
       const entries = await nextEntries(loop);
+      for (const entry of entries) loop.lastSeen = laterId(loop.lastSeen, entry.id);
       setReading(loop, true);
       loop.failures = 0;
       if (entries.length > 0) await options.handle(entries, (id) => ack(loop, id));
@@ -252,20 +255,54 @@ export function goneConsumers(reply: unknown, self: string): string[] {
   return gone;
 }
 
-/** Creates the group at the stream's end unless it exists. */
+/**
+ * Creates the group unless it exists: at the stream's end the first time,
+ * so a new cluster does not act on earlier pushes. Created again after it was
+ * lost (a Valkey without persistence restarted, and web has appended to a new
+ * stream since, while this cluster stayed registered), it starts after the
+ * last entry this reader knew of, so nothing appended meanwhile is skipped.
+ */
 async function createGroup(loop: Loop): Promise<void> {
   const { options } = loop;
+  const start = loop.lastSeen ?? "$";
   try {
-    await options.client.call("XGROUP", "CREATE", EVENTS_STREAM, options.group, "$", "MKSTREAM");
+    await options.client.call("XGROUP", "CREATE", EVENTS_STREAM, options.group, start, "MKSTREAM");
     options.logger.info("created the cluster's consumer group on the event stream", {
       group: options.group,
+      after: start,
     });
   } catch (err) {
     if (!(err instanceof Error && err.message.startsWith("BUSYGROUP"))) throw err;
   }
+  loop.lastSeen ??= await lastDelivered(loop);
   loop.groupReady = true;
   loop.grouped = true;
   loop.ownPendingFirst = true;
+}
+
+/** The group's last delivered entry id (XINFO GROUPS); undefined when it is not there. */
+async function lastDelivered(loop: Loop): Promise<string | undefined> {
+  const reply = await loop.options.client.call("XINFO", "GROUPS", EVENTS_STREAM);
+  for (const group of Array.isArray(reply) ? reply : []) {
+    if (!Array.isArray(group)) continue;
+    const fields = new Map<unknown, unknown>();
+    for (let i = 0; i + 1 < group.length; i += 2) fields.set(group[i], group[i + 1]);
+    const id = fields.get("last-delivered-id");
+    if (fields.get("name") === loop.options.group && typeof id === "string" && ENTRY.test(id)) {
+      return id;
+    }
+  }
+  return undefined;
+}
+
+const ENTRY = /^\d{1,20}-\d{1,20}$/;
+
+/** The later of two entry ids (milliseconds, then sequence). */
+export function laterId(a: string | undefined, b: string): string {
+  if (a === undefined) return b;
+  const [am, as] = a.split("-").map(BigInt);
+  const [bm, bs] = b.split("-").map(BigInt);
+  return bm > am || (bm === am && bs > as) ? b : a;
 }
 
 async function ack(loop: Loop, id: string): Promise<void> {

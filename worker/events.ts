@@ -87,7 +87,7 @@ export function createEventHandler(deps: EventHandlerDeps): EventHandler {
     async handle(message, restartAt) {
       const started = performance.now();
       const log = deps.logger.child({ event_id: message.id, image: message.image });
-      if (expire(deps, message, now(), log)) return { kind: "expired" };
+      if (await expire(deps, message, now(), log)) return { kind: "expired" };
       if (!reader.admit(message)) return { kind: "dropped" };
       const eventClaim = await claimEvent(deps, message, log);
       if (eventClaim === "duplicate") return { kind: "other_replica" };
@@ -130,11 +130,22 @@ export function createEventHandler(deps: EventHandlerDeps): EventHandler {
 /**
  * An event older than the catch-up window restarts nothing: the cluster was
  * away too long for the push to still be what CI waits on. It is reported as
- * expired, logged and counted.
+ * expired, logged and counted; unless it was handled here before (a replay
+ * of an old message), whose report stands.
  */
-function expire(deps: EventHandlerDeps, message: EventMessage, now: Date, log: Logger): boolean {
+async function expire(
+  deps: EventHandlerDeps,
+  message: EventMessage,
+  now: Date,
+  log: Logger,
+): Promise<boolean> {
   const ageMs = now.getTime() - Date.parse(message.time);
   if (!(ageMs > deps.catchUpWindowMs)) return false;
+  if (await deps.coordinator.handled(message.id)) {
+    deps.metrics.events.inc({ result: "other_replica" });
+    log.debug("an expired event this cluster handled before: its report stands");
+    return true;
+  }
   deps.metrics.events.inc({ result: "expired" });
   const reason = `accepted ${Math.round(ageMs / 1000)}s before this cluster took it up, more ` +
     `than CATCH_UP_WINDOW (${Math.round(deps.catchUpWindowMs / 1000)}s): nothing restarted`;

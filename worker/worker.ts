@@ -253,7 +253,8 @@ function probes(
     readiness: {
       // The name predates the idle deadline; it now means "synced and still current".
       inventory_synced: () => inventory.readiness(),
-      cluster_registered: () => registration.registered(),
+      // Ready once web counts this cluster as live: registered, announced, no name conflict.
+      cluster_registered: () => registration.announced(),
       events_reading: reading,
     },
     beforeScrape: () => {

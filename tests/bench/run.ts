@@ -15,6 +15,7 @@ import { benchSignatures } from "./signature_bench.ts";
 import { cpuSeconds, peakRssMiB, resetPeakRss, rssMiB } from "./proc.ts";
 import { GO_REFERENCE } from "./reference.ts";
 import {
+  CLUSTERS_KEY,
   emptyCounts,
   MAX_REPORTED_DEPLOYMENTS,
   reportField,
@@ -101,7 +102,12 @@ async function warmUp(issuer: TestIssuer, url: string) {
 }
 
 async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
+  // A channel subscriber for a web that delivers over PubSub (a KRT_PROGRAM_ROOT from before
+  // issue #27), and a live registered cluster for one that appends to the stream.
   const sub = await subscribe(valkey, CHANNEL);
+  const register = () => valkeyCall(valkey, "ZADD", CLUSTERS_KEY, Date.now(), "bench");
+  await register();
+  const registration = setInterval(() => void register().catch(() => {}), 5000);
   const { program, url } = await startWeb(
     {
       VALKEY_ADDR: valkey.addr,
@@ -263,6 +269,7 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
     phasePeak();
     record({ scenario: "web process", metric: "peak RSS", value: wholePeak, unit: "MiB" });
   } finally {
+    clearInterval(registration);
     await sub.close();
     await program.stop();
   }

@@ -10,7 +10,7 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { startIssuer, TEST_AUDIENCE } from "../helpers/issuer.ts";
 import { startWeb } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { startValkey, subscribe } from "../helpers/valkey.ts";
+import { registerCluster, startValkey, subscribe } from "../helpers/valkey.ts";
 
 const encoder = new TextEncoder();
 
@@ -53,6 +53,7 @@ Deno.test({
     const issuer = await startIssuer();
     const valkey = await startValkey();
     const sub = await subscribe(valkey, "krt-hostile");
+    await registerCluster(valkey);
     const { program, url } = await startWeb({
       VALKEY_ADDR: valkey.addr,
       VALKEY_CHANNEL: "krt-hostile",

@@ -53,7 +53,8 @@ Deno.test({
   async fn() {
     const wanted = [...new Set([...docAlertMetrics(), ...ruleMetrics()])].sort();
     assert(wanted.length >= 8, `alerts name their metrics: ${wanted}`);
-    assert(wanted.includes("kuberollouttrigger_worker_subscription_gaps_total"));
+    assert(wanted.includes("kuberollouttrigger_worker_stream_reading"));
+    assert(wanted.includes("kuberollouttrigger_worker_events_total"));
     assert(wanted.includes("kuberollouttrigger_publish_failures_total"));
     assert(wanted.includes("kuberollouttrigger_worker_watch_errors_total"));
 

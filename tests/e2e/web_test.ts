@@ -17,11 +17,13 @@ import {
   connectValkey,
   fieldsOf,
   type RecordingSubscriber,
+  registerCluster,
   startValkey,
   subscribe,
   type TestValkey,
 } from "../helpers/valkey.ts";
-import { statusKey } from "../../shared/event_status.ts";
+import { CLUSTERS_KEY, statusKey } from "../../shared/event_status.ts";
+import { EVENTS_STREAM } from "../../shared/event_stream.ts";
 import { productKey } from "../../shared/valkey_keys.ts";
 
 const ACCESS_DENIED = '{"error":"access denied"}';
@@ -54,6 +56,7 @@ async function setUp(extra: Record<string, string> = {}): Promise<Env> {
   const issuer = await startIssuer();
   const valkey = await startValkey();
   const sub = await subscribe(valkey, CHANNEL);
+  await registerCluster(valkey);
   const { program, url } = await startWeb(webEnv(issuer, valkey, extra));
   return { issuer, valkey, sub, program, url };
 }
@@ -206,14 +209,21 @@ Deno.test({
             const replayKey = named(productKey("jti", ""), /^[0-9a-f]{64}$/);
             const isStatusKey = named(statusKey(""), /^[0-9a-f-]{36}$/);
             assert(keys.some(replayKey), keys.join());
-            assert(keys.every((k) => replayKey(k) || isStatusKey(k)), keys.join());
-            const values = await Promise.all(
-              keys.map(async (k) =>
-                isStatusKey(k)
-                  ? JSON.stringify(fieldsOf(await client.call("HGETALL", k)))
-                  : String(await client.call("GET", k))
-              ),
+            assert(keys.includes(EVENTS_STREAM), "the event stream");
+            const known = [EVENTS_STREAM, CLUSTERS_KEY];
+            assert(
+              keys.every((k) => replayKey(k) || isStatusKey(k) || known.includes(k)),
+              keys.join(),
             );
+            const read = async (k: string) => {
+              if (isStatusKey(k)) return JSON.stringify(fieldsOf(await client.call("HGETALL", k)));
+              if (k === EVENTS_STREAM) {
+                return JSON.stringify(await client.call("XRANGE", k, "-", "+"));
+              }
+              if (k === CLUSTERS_KEY) return JSON.stringify(await client.call("ZRANGE", k, 0, -1));
+              return String(await client.call("GET", k));
+            };
+            const values = await Promise.all(keys.map(read));
             const all = keys.join() + values.join();
             // The image names acme/app too; the claim would stand as a JSON string of its own.
             for (
@@ -397,6 +407,8 @@ Deno.test({
         await env.valkey.start();
         await env.sub.close();
         env.sub = await subscribe(env.valkey, CHANNEL);
+        // A Valkey without persistence lost the registration; the worker's next beat restores it.
+        await registerCluster(env.valkey);
         const deadline = Date.now() + 10_000;
         let status = 0;
         while (Date.now() < deadline && status !== 202) {
@@ -433,6 +445,7 @@ Deno.test({
       "+@all",
     ]);
     const sub = await subscribe(valkey, CHANNEL, { username: "krt", password: "s3cret-acl-pw" });
+    await registerCluster(valkey, "test-cluster", { username: "krt", password: "s3cret-acl-pw" });
     try {
       await t.step("the right user and password publish", async () => {
         const { program, url } = await startWeb(

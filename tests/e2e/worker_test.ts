@@ -189,7 +189,7 @@ Deno.test({
           const ready = await fetch(`${worker.healthUrl}/readyz`);
           assertEquals(await ready.json(), {
             status: "ready",
-            checks: { inventory_synced: "ok", subscribed: "ok" },
+            checks: { inventory_synced: "ok", cluster_registered: "ok", events_reading: "ok" },
           });
           const start = await worker.program.waitForLog((l) => l.msg === "starting");
           const permissions = start.permissions as Record<string, string>;
@@ -222,7 +222,8 @@ Deno.test({
         "a request shaped like the existing GitHub Action's is accepted end to end",
         () => {
           assertEquals(status, 202);
-          assertEquals(json.subscribers, 1);
+          assertEquals(json.subscribers, 0, "the worker reads the stream, not the channel");
+          assertEquals(json.clusters, ["e2e"]);
           assertEquals(summary.event_id, json.id);
         },
       );
@@ -314,11 +315,16 @@ Deno.test({
       );
 
       await t.step(
-        "the worker resubscribes after Valkey restarts and handles the next event",
+        "the worker reads again after Valkey restarts (its group lost without persistence) and handles the next event",
         async () => {
           await valkey.restart();
-          await worker.program.waitForLog((l) => l.msg === "resubscribed", 20_000);
-          const gap = worker.program.logs.find((l) => l.msg.startsWith("subscription lost"));
+          await worker.program.waitForLog(
+            (l) => l.msg === "reading the event stream again",
+            20_000,
+          );
+          const gap = worker.program.logs.find((l) =>
+            l.msg === "reading the event stream failed; retrying"
+          );
           assert(gap, "the gap is logged");
           const res = await eventually("web accepting again", async () => {
             const r = await post(web.url, issuer, { image: "ghcr.io/acme/app:dev" });
@@ -327,7 +333,7 @@ Deno.test({
           const next = await handled(worker.program, res.json.id);
           assertEquals((next.restarted as string[]).length, 2);
           const metrics = await (await fetch(`${worker.healthUrl}/metrics`)).text();
-          assertMatch(metrics, /kuberollouttrigger_worker_subscription_gaps_total 1/);
+          assertMatch(metrics, /kuberollouttrigger_worker_stream_reading 1/);
           assertMatch(metrics, /kuberollouttrigger_worker_events_total\{result="invalid"\} 3/);
         },
       );

@@ -9,6 +9,7 @@ import {
   startProgram as startRealProgram,
 } from "../../tools/program.ts";
 import { assertServersAllowed } from "./skip.ts";
+import { eventually } from "./eventually.ts";
 
 export { type LogLine, type Program, ROOT } from "../../tools/program.ts";
 
@@ -56,5 +57,17 @@ export async function startWorker(
   // It subscribes before its inventory is synced (events are held meanwhile); tests start
   // from a worker that handles them at once.
   await program.waitForLog((l) => l.msg === "inventory synced", 20_000);
-  return { program, healthUrl: `http://${listening.addr}` };
+  const healthUrl = `http://${listening.addr}`;
+  // Ready means web counts the cluster as known and live: a POST from now on is for it.
+  await eventually(
+    "the worker to be ready",
+    async () => {
+      const res = await fetch(`${healthUrl}/readyz`).catch(() => undefined);
+      await res?.body?.cancel();
+      return res?.status === 200;
+    },
+    20_000,
+    50,
+  );
+  return { program, healthUrl };
 }

@@ -12,6 +12,7 @@ import type { HostPort } from "../../lib/setting_values.ts";
 import { createValkeyClient, type ValkeyClient } from "../../shared/valkey_client.ts";
 import type { ValkeySettings } from "../../shared/valkey_settings.ts";
 import { EVENTS_STREAM, MESSAGE_FIELD } from "../../shared/event_stream.ts";
+import { CLUSTERS_KEY } from "../../shared/event_status.ts";
 import { openssl } from "./certificates.ts";
 import { eventually } from "./eventually.ts";
 import { freePort } from "./processes.ts";
@@ -411,6 +412,23 @@ export async function subscribe(
       );
     },
   };
+}
+
+/**
+ * Registers a worker cluster as a worker does (its score in the clusters set),
+ * so web has a known cluster to accept events for; nothing reads them.
+ */
+export async function registerCluster(
+  server: HostPort,
+  name = "test-cluster",
+  options: ConnectOptions = {},
+): Promise<void> {
+  const client = await connectValkey(server, options);
+  try {
+    await client.call("ZADD", CLUSTERS_KEY, Date.now(), name);
+  } finally {
+    client.disconnect();
+  }
 }
 
 /**

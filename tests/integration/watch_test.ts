@@ -129,7 +129,11 @@ Deno.test({
 
       await step("ready once listed and watching through the proxy", async () => {
         const r = await waitReady(true, "ready");
-        assertEquals(r.body.checks, { inventory_synced: "ok", subscribed: "ok" });
+        assertEquals(r.body.checks, {
+          inventory_synced: "ok",
+          cluster_registered: "ok",
+          events_reading: "ok",
+        });
         assertEquals(await metric("kuberollouttrigger_worker_inventory_current"), 1);
       });
 

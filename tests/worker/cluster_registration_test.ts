@@ -106,12 +106,14 @@ Deno.test("startClusterRegistration() registers at once, announces only while se
   assertEquals(east.registration.conflict(), undefined);
   assertEquals(w.stored(), { fingerprints: EAST.fingerprints, about: EAST.about, at: START });
   assertEquals(w.valkey.zset(CLUSTERS_KEY), [], "not announced while not serving");
+  assertEquals(east.registration.announced(), false, "not ready: web does not know it yet");
   assertEquals(w.scripts(), ["EVALSHA", "EVAL"], "NOSCRIPT, then the script");
 
   await w.clock.advance(3000);
   east.serving.value = true;
   await w.clock.advance(1000);
   assertEquals(w.valkey.zset(CLUSTERS_KEY), [["prod", START + 4000]], "at once when serving");
+  assertEquals(east.registration.announced(), true);
   await w.clock.advance(9000);
   assertEquals(w.valkey.zset(CLUSTERS_KEY), [["prod", START + 4000]], "not before the interval");
   await w.clock.advance(1000);
@@ -121,6 +123,7 @@ Deno.test("startClusterRegistration() registers at once, announces only while se
   east.serving.value = false;
   await w.clock.advance(30_000);
   assertEquals(w.valkey.zset(CLUSTERS_KEY), [["prod", START + 14_000]], "silent while not serving");
+  assertEquals(east.registration.announced(), false);
   assertEquals(w.stored().at, START + 44_000, "the identity is still kept live");
   east.serving.value = true;
   await w.clock.advance(1000);

@@ -24,6 +24,8 @@ import { generateKeyPair } from "../helpers/signing_keys.ts";
 
 const DIGEST = `sha256:${"e".repeat(64)}`;
 const HOUR = 3_600_000;
+/** Events the fake coordinator says this cluster handled to the end before. */
+const handledIds = new Set<string>();
 
 /** Reads then handles a raw message: the summary of a handled event, else undefined. */
 function rawHandler(handler: EventHandler) {
@@ -69,6 +71,7 @@ function handlerOver(
       return Promise.resolve("claimed");
     },
     finishEvent: () => Promise.resolve(),
+    handled: (id: string) => Promise.resolve(handledIds.has(id)),
     claim: () => Promise.resolve("claimed"),
     release: () => Promise.resolve(),
   };
@@ -179,6 +182,7 @@ function everyOutcome(dryRun: boolean) {
   const coordinator: Coordinator = {
     claimEvent: () => Promise.resolve("claimed"),
     finishEvent: () => Promise.resolve(),
+    handled: (id: string) => Promise.resolve(handledIds.has(id)),
     claim: (_id, name) => Promise.resolve(name === "ns/recent" ? "recent" : "claimed"),
     release: (name) => {
       released.push(name);
@@ -418,4 +422,23 @@ Deno.test("createEventHandler() matches what it can list and names in the report
   const handled = JSON.parse(lines.find((l) => l.includes('"event handled"'))!);
   assertEquals(handled.level, "warn");
   assertEquals(handled.unavailable_scopes, ["team-b"]);
+});
+
+Deno.test("security: an expired replay of an event this cluster handled leaves its report alone", async () => {
+  const { handle, patched, begun, metrics } = handlerOver([
+    deployment("dev", "ghcr.io/acme/app:dev"),
+  ]);
+  const id = crypto.randomUUID();
+  handledIds.add(id);
+  const old = JSON.stringify({
+    id,
+    time: new Date(Date.now() - 2 * HOUR).toISOString(),
+    image: "ghcr.io/acme/app",
+    tags: ["dev"],
+  });
+  assertEquals(await handle(old), undefined);
+  assertEquals(begun, [], "no expired report over the one it wrote when it handled it");
+  assertEquals(patched, []);
+  assertEquals(metrics.events.get({ result: "expired" }), 0);
+  assertEquals(metrics.events.get({ result: "other_replica" }), 1);
 });

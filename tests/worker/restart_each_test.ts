@@ -80,6 +80,7 @@ function setUp(
   const coordinator: Coordinator = {
     claimEvent: () => Promise.resolve("claimed"),
     finishEvent: () => Promise.resolve(),
+    handled: () => Promise.resolve(false),
     claim: (_id, name) => Promise.resolve(claims[name] ?? "claimed"),
     release: (name) => {
       released.push(name);

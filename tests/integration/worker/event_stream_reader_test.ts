@@ -7,7 +7,7 @@
  * persistence (the group is gone) is survived.
  */
 
-import { assertEquals } from "../../helpers/assert.ts";
+import { assert, assertEquals } from "../../helpers/assert.ts";
 import { eventually } from "../../helpers/eventually.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
 import { connectValkey, startValkey, testSettings } from "../../helpers/valkey.ts";
@@ -225,7 +225,15 @@ Deno.test({
         const r = reader(server, "after");
         try {
           await eventually("reading", () => r.reading(), 5000, 10);
+          const early = await connectValkey(server);
+          await early.call("XADD", EVENTS_STREAM, "*", "m", "read before the restart");
+          await eventually("read", () => r.seen.includes("read before the restart"), 5000, 10);
+          early.disconnect();
           await server.restart();
+          // Web appends to a new stream before the reader notices its group is gone.
+          const first = await connectValkey(server);
+          await first.call("XADD", EVENTS_STREAM, "*", "m", "appended before the group came back");
+          first.disconnect();
           await eventually("failed once", () => r.events.failed > 0, 10_000, 10);
           const fresh = await connectValkey(server);
           try {
@@ -239,6 +247,7 @@ Deno.test({
             );
             await fresh.call("XADD", EVENTS_STREAM, "*", "m", "after restart");
             await eventually("handled", () => r.seen.includes("after restart"), 10_000, 10);
+            assert(r.seen.includes("appended before the group came back"), r.seen.join());
           } finally {
             fresh.disconnect();
           }
