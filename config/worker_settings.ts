@@ -62,7 +62,7 @@ export const WORKER_SETTINGS = {
     show: true,
     default: "default",
     help:
-      "Names this Kubernetes cluster in logs, reports and Valkey (its consumer group and claims); give each cluster sharing a Valkey its own: a worker whose name is live for another cluster (another API server CA) is not ready and reads no events.",
+      "Names this Kubernetes cluster in logs, reports and Valkey (its consumer group and claims); give each cluster sharing a Valkey its own: a worker whose name is held by another cluster (another API server CA) is not ready and reads no events.",
     parse: clusterName,
   }),
   dryRun: setting({

@@ -20,11 +20,15 @@ import { CLUSTER_LIVE_MS, HEARTBEAT_INTERVAL_MS } from "../shared/event_status.t
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "../shared/valkey_client.ts";
 import type { ClusterIdentity } from "./cluster_identity.ts";
-import { registerCluster, type RegistrationOutcome } from "./cluster_registration_script.ts";
+import {
+  NAME_HOLD_MS,
+  registerCluster,
+  type RegistrationOutcome,
+} from "./cluster_registration_script.ts";
 
 /** The one error line of a conflict: both clusters, and what to do. */
 export function conflictLine(clusterName: string, other: string, self: string): string {
-  return `CLUSTER_NAME "${clusterName}" is live for another cluster (${other}) — this worker is ${self}; give each cluster its own CLUSTER_NAME`;
+  return `CLUSTER_NAME "${clusterName}" is held by another cluster (${other}) — this worker is ${self}; give each cluster its own CLUSTER_NAME`;
 }
 
 /** Failures before Valkey first answered are not logged for this long (connections opening). */
@@ -161,8 +165,8 @@ function createStatus(options: ClusterRegistrationOptions) {
       if (outcome.kind === "taken_over") {
         logger.warn(
           `CLUSTER_NAME "${clusterName}" was registered by another cluster (${outcome.other}), silent for over ${
-            CLUSTER_LIVE_MS / 1000
-          } s: this cluster takes the name over`,
+            NAME_HOLD_MS / 3_600_000
+          } h: this cluster takes the name over`,
           { ...fields, other: outcome.other },
         );
       } else if (conflict !== undefined) {

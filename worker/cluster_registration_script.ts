@@ -3,8 +3,12 @@
  * script and one round trip (worker/cluster_registration.ts runs it each
  * interval). The script reads the identity last registered under the name
  * (CLUSTER_IDENTITIES_KEY): when that is another cluster's (no fingerprint in
- * common, worker/cluster_identity.ts) and was written within CLUSTER_LIVE_MS,
- * it writes nothing and answers a conflict. Otherwise it writes this
+ * common, worker/cluster_identity.ts) and was written within NAME_HOLD_MS,
+ * it writes nothing and answers a conflict. The hold is far longer than the
+ * live window on purpose: a cluster whose workers are all down for a while
+ * (a drain, an upgrade) keeps its name, so another worker given the same
+ * name by mistake cannot take its consumer group and its backlog over. An
+ * operator frees a name at once by removing its field (docs/operations.md). Otherwise it writes this
  * cluster's identity and, when asked to announce, scores the name in
  * CLUSTERS_KEY, the set web reads to know which clusters must report. It
  * never removes members of CLUSTERS_KEY: web forgets silent clusters by its
@@ -26,17 +30,19 @@ import { ABOUT_MAX_LENGTH, type ClusterIdentity, MAX_CA_CERTIFICATES } from "./c
 
 /** Hash: field a cluster name, value the JSON `{fingerprints, about, at}` last registered. */
 export const CLUSTER_IDENTITIES_KEY = productKey("cluster-identities");
+/** How long a name stays another cluster's after its last registration. */
+export const NAME_HOLD_MS = 86_400_000;
 /** Longest stored record the script reads; ours are far shorter. */
 const MAX_RECORD_LENGTH = 2048;
 
-// KEYS: the clusters set, the identities hash. ARGV: cluster name, now (ms), live window (ms),
+// KEYS: the clusters set, the identities hash. ARGV: cluster name, now (ms), hold (ms),
 // our record, "1" to score the name in the clusters set, then our fingerprints.
 // Answers {1} registered, {2, about} registered over another cluster's stale record,
 // {0, about} another cluster holds the name (nothing written). A record it cannot read
 // is stale. A record written more than the window in the future is stale too, so a bad
 // clock or a forged `at` cannot hold a name forever.
 const REGISTER_SCRIPT = `
-local now, live = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, hold, live = tonumber(ARGV[2]), tonumber(ARGV[3]), ${CLUSTER_LIVE_MS}
 local mine = {}
 for i = 6, #ARGV do mine[ARGV[i]] = true end
 local other = nil
@@ -56,7 +62,7 @@ if stored and #stored <= ${MAX_RECORD_LENGTH} then
       end
     end
     if valid and not shared then
-      if rec.at >= now - live and rec.at <= now + live then return {0, rec.about} end
+      if rec.at >= now - hold and rec.at <= now + live then return {0, rec.about} end
       other = rec.about
     end
   end
@@ -123,7 +129,7 @@ export async function registerCluster(
     CLUSTER_IDENTITIES_KEY,
     clusterName,
     now,
-    CLUSTER_LIVE_MS,
+    NAME_HOLD_MS,
     record,
     input.announce ? "1" : "0",
     ...identity.fingerprints,

@@ -5,7 +5,7 @@
  * the event stream through the cluster's consumer group, and shut down.
  * The reader creates the group at once (events from then on reach the
  * cluster), and reads once the cluster is registered: a worker whose
- * CLUSTER_NAME is live for another cluster reads nothing. An event read
+ * CLUSTER_NAME is held by another cluster reads nothing. An event read
  * before every scope of the inventory has listed or failed once is held, in
  * order, and then matched against what listed. /readyz reports the
  * inventory (with the failing scopes' reasons), the registration and the
@@ -115,7 +115,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
       inventory: inventory.inventory,
       feedback,
       verifier,
-      // A worker whose CLUSTER_NAME is live for another cluster must not take that cluster's events.
+      // A worker whose CLUSTER_NAME is held by another cluster must not take that cluster's events.
       ready: () => registration.whenRegistered(signal),
       paused: () => registration.conflict() !== undefined,
     });

@@ -21,7 +21,7 @@ const info = withoutValkey() ? undefined : requireControlPlane("the cluster name
 
 Deno.test({
   name:
-    "a second cluster started under a CLUSTER_NAME live for another is not ready, says why naming both, and takes no event",
+    "a second cluster started under a CLUSTER_NAME another cluster holds is not ready, says why naming both, and takes no event",
   ignore: info === undefined,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -64,7 +64,7 @@ Deno.test({
       const refused = await intruder.waitForLog((l) => l.level === "error", 20_000);
       assertMatch(
         refused.msg,
-        /^CLUSTER_NAME "prod" is live for another cluster \(.*127\.0\.0\.1.*\) — this worker is .*127\.0\.0\.1.*; give each cluster its own CLUSTER_NAME$/,
+        /^CLUSTER_NAME "prod" is held by another cluster \(.*127\.0\.0\.1.*\) — this worker is .*127\.0\.0\.1.*; give each cluster its own CLUSTER_NAME$/,
       );
       assert(refused.msg.includes(info!.server), "names the first cluster's API server");
       assert(refused.msg.includes(second.plane.server), "names its own API server");

@@ -14,10 +14,10 @@ import { fakeClock } from "../helpers/fake_clock.ts";
 import { MemoryValkey } from "../helpers/memory_valkey.ts";
 import { CA, kubeconfig, SECRET, withFiles } from "../helpers/kubeconfig_cases.ts";
 import { createLogger, type LogFields } from "../../lib/log.ts";
-import { CLUSTER_LIVE_MS, CLUSTERS_KEY } from "../../shared/event_status.ts";
+import { CLUSTERS_KEY } from "../../shared/event_status.ts";
 import { keySlot } from "../../shared/valkey_slots.ts";
 import { apiServerIdentity, type ClusterIdentity } from "../../worker/cluster_identity.ts";
-import { CLUSTER_IDENTITIES_KEY } from "../../worker/cluster_registration_script.ts";
+import { CLUSTER_IDENTITIES_KEY, NAME_HOLD_MS } from "../../worker/cluster_registration_script.ts";
 import {
   type ClusterRegistration,
   type ClusterRegistrationOptions,
@@ -149,7 +149,7 @@ Deno.test("a second cluster under the same CLUSTER_NAME refuses: one error line 
   const before = { hash: w.stored(), zset: w.valkey.zset(CLUSTERS_KEY) };
   await w.clock.advance(0);
   const line =
-    'CLUSTER_NAME "prod" is live for another cluster (https://east:6443) — this worker is https://west:6443; give each cluster its own CLUSTER_NAME';
+    'CLUSTER_NAME "prod" is held by another cluster (https://east:6443) — this worker is https://west:6443; give each cluster its own CLUSTER_NAME';
   assertEquals(west.registration.conflict(), line);
   assertEquals(west.registration.registered(), false);
   assertEquals(seen.value, false, "whenRegistered() waits");
@@ -167,25 +167,26 @@ Deno.test("a second cluster under the same CLUSTER_NAME refuses: one error line 
   await w.finish();
 });
 
-Deno.test("the second cluster takes the name over once the first has been silent for the live window, and logs it", async () => {
+Deno.test("the second cluster takes the name over only once the first has been silent for the hold (a day), and logs it", async () => {
   const w = world();
   const east = w.worker(EAST);
   await w.clock.advance(0);
-  const west = w.worker(WEST);
+  // West tries once an hour here, so the fake clock crosses the day in few steps.
+  const west = w.worker(WEST, { intervalMs: 3_600_000, pollMs: 600_000 });
   const seen = watchRegistered(west.registration, west.stop.signal);
   await w.clock.advance(0);
   assert(west.registration.conflict() !== undefined);
   east.stop.abort(); // east's last record: START
-  await w.clock.advance(CLUSTER_LIVE_MS - 1000);
-  assert(west.registration.conflict() !== undefined, "still live at 29 s");
-  await w.clock.advance(12_000); // west's attempt at 30 s still sees it live, the one at 40 s not
+  await w.clock.advance(NAME_HOLD_MS - 1000);
+  assert(west.registration.conflict() !== undefined, "still held just before the hold ends");
+  await w.clock.advance(3_601_000); // west's first attempt after the hold takes it
   assertEquals(west.registration.conflict(), undefined);
   assert(west.registration.registered() && seen.value);
   assertEquals(w.stored().about, WEST.about);
   const warn = w.lines.find((l) => l.level === "warn")!;
   assertMatch(
     warn.msg,
-    /^CLUSTER_NAME "prod" was registered by another cluster \(https:\/\/east:6443\), silent for over 30 s: this cluster takes the name over$/,
+    /^CLUSTER_NAME "prod" was registered by another cluster \(https:\/\/east:6443\), silent for over 24 h: this cluster takes the name over$/,
   );
 
   // East comes back while west holds the name: now east refuses.
@@ -193,7 +194,7 @@ Deno.test("the second cluster takes the name over once the first has been silent
   await w.clock.advance(0);
   assertMatch(
     eastAgain.registration.conflict()!,
-    /live for another cluster \(https:\/\/west:6443\)/,
+    /held by another cluster \(https:\/\/west:6443\)/,
   );
   await w.finish();
 });

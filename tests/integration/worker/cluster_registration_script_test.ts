@@ -20,6 +20,7 @@ import { CLUSTER_LIVE_MS, CLUSTERS_KEY } from "../../../shared/event_status.ts";
 import type { ClusterIdentity } from "../../../worker/cluster_identity.ts";
 import {
   CLUSTER_IDENTITIES_KEY,
+  NAME_HOLD_MS,
   registerCluster,
   type RegistrationOutcome,
 } from "../../../worker/cluster_registration_script.ts";
@@ -70,25 +71,33 @@ Deno.test({
         assertEquals((await stored(client, "a")).record, record(rotating, NOW + 20_000));
       });
       await t.step(
-        "another cluster while the record is live: conflict, nothing written",
+        "another cluster while the record is held (also long after the live window): conflict, nothing written",
         async () => {
           const before = await stored(client, "a");
-          for (const now of [NOW + 20_000, NOW + 20_000 + CLUSTER_LIVE_MS]) {
+          for (
+            const now of [NOW + 20_000, NOW + 20_000 + CLUSTER_LIVE_MS, NOW + 20_000 + NAME_HOLD_MS]
+          ) {
             const outcome = await register("a", WEST, now);
             assertEquals(outcome, { kind: "conflict", other: EAST.about }, `at ${now}`);
           }
           assertEquals(await stored(client, "a"), before);
         },
       );
-      await t.step("another cluster once the record is stale: taken over", async () => {
-        const later = NOW + 20_001 + CLUSTER_LIVE_MS;
-        assertEquals(await register("a", WEST, later), { kind: "taken_over", other: EAST.about });
-        assertEquals(await stored(client, "a"), {
-          record: record(WEST, later),
-          score: String(later),
-        });
-        assertEquals(await register("a", EAST, later + 1), { kind: "conflict", other: WEST.about });
-      });
+      await t.step(
+        "another cluster once the record is older than the hold: taken over",
+        async () => {
+          const later = NOW + 20_001 + NAME_HOLD_MS;
+          assertEquals(await register("a", WEST, later), { kind: "taken_over", other: EAST.about });
+          assertEquals(await stored(client, "a"), {
+            record: record(WEST, later),
+            score: String(later),
+          });
+          assertEquals(await register("a", EAST, later + 1), {
+            kind: "conflict",
+            other: WEST.about,
+          });
+        },
+      );
       await t.step("a record dated beyond the window in the future is stale", async () => {
         await client.call("HSET", CLUSTER_IDENTITIES_KEY, "b", record(WEST, NOW + 10 ** 12));
         assertEquals(await register("b", EAST), { kind: "taken_over", other: WEST.about });
@@ -193,7 +202,7 @@ Deno.test({
         const line = await eventually("west's conflict", () => west.conflict());
         assertEquals(
           line,
-          'CLUSTER_NAME "prod" is live for another cluster (https://east:6443, CA sha256:aaaaaaaaaaaaaaaa) — this worker is https://west:6443, CA sha256:bbbbbbbbbbbbbbbb; give each cluster its own CLUSTER_NAME',
+          'CLUSTER_NAME "prod" is held by another cluster (https://east:6443, CA sha256:aaaaaaaaaaaaaaaa) — this worker is https://west:6443, CA sha256:bbbbbbbbbbbbbbbb; give each cluster its own CLUSTER_NAME',
         );
         await new Promise((r) => setTimeout(r, 600));
         assertEquals(lines.filter((l) => l.level === "error").map((l) => l.msg), [line]);
