@@ -16,8 +16,11 @@ import { productKey } from "../shared/valkey_keys.ts";
 /** The answer to a claim. */
 export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";
 
-/** The answer to an event claim. */
-export type EventClaim = "claimed" | "duplicate" | "unavailable";
+/**
+ * The answer to an event claim: "duplicate" once another replica finished it,
+ * "busy" while another still holds it after the longest wait (leave it pending).
+ */
+export type EventClaim = "claimed" | "duplicate" | "busy" | "unavailable";
 
 /** Claims events and restarts. */
 export interface Coordinator {
@@ -79,7 +82,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           const first = await client.call("SET", key, owner, "PX", leaseMs, "NX");
           if (first !== null) break;
           const holder = await client.call("GET", key);
-          if (holder === DONE || Date.now() - started > maxWaitMs) return "duplicate";
+          if (holder === DONE) return "duplicate";
+          if (Date.now() - started > maxWaitMs) return "busy";
           await new Promise((r) => setTimeout(r, Math.min(250, leaseMs / 4)));
         }
       } catch (err) {

@@ -10,16 +10,23 @@
 
 import type { EventMessage } from "../shared/event.ts";
 
-/** For each event in order, the time its restarts write: the latest of its image at or after it. */
-export function restartTimes(events: readonly Pick<EventMessage, "image" | "time">[]): Date[] {
+/**
+ * For each event in order, the time its restarts write: the latest of its
+ * image at or after it. An event dated after `notAfter` (ahead of the
+ * worker's clock: it will be dropped) lends its time to none.
+ */
+export function restartTimes(
+  events: readonly Pick<EventMessage, "image" | "time">[],
+  notAfter = Infinity,
+): Date[] {
   const latest = new Map<string, number>();
   const times: Date[] = new Array(events.length);
   for (let i = events.length - 1; i >= 0; i--) {
     const own = Date.parse(events[i].time);
     const later = latest.get(events[i].image);
     const at = later === undefined || own > later ? own : later;
-    latest.set(events[i].image, at);
-    times[i] = new Date(at);
+    if (own <= notAfter) latest.set(events[i].image, at);
+    times[i] = new Date(own > notAfter ? own : at);
   }
   return times;
 }

@@ -145,7 +145,7 @@ async function run(loop: Loop): Promise<void> {
       for (const entry of entries) loop.lastSeen = laterId(loop.lastSeen, entry.id);
       setReading(loop, true);
       loop.failures = 0;
-      if (entries.length > 0) await options.handle(entries, (id) => ack(loop, id));
+      if (entries.length > 0) await handleHeld(loop, entries);
     } catch (err) {
       await failed(loop, err);
     }
@@ -303,6 +303,37 @@ export function laterId(a: string | undefined, b: string): string {
   const [am, as] = a.split("-").map(BigInt);
   const [bm, bs] = b.split("-").map(BigInt);
   return bm > am || (bm === am && bs > as) ? b : a;
+}
+
+/**
+ * Hands entries to the handler and keeps them this replica's meanwhile:
+ * their idle time is reset (XCLAIM to itself) every third of the take-over
+ * limit, so a long batch is not taken over by another replica half-way.
+ */
+async function handleHeld(loop: Loop, entries: StreamEntry[]): Promise<void> {
+  const { options } = loop;
+  const held = new Set(entries.map((e) => e.id));
+  const idleMs = options.claimIdleMs ?? 15_000;
+  const refresh = setInterval(() => {
+    if (held.size === 0) return;
+    options.client.call(
+      "XCLAIM",
+      EVENTS_STREAM,
+      options.group,
+      options.consumer,
+      0,
+      ...held,
+      "JUSTID",
+    ).catch(() => {});
+  }, Math.max(100, Math.floor(idleMs / 3)));
+  try {
+    await options.handle(entries, (id) => {
+      held.delete(id);
+      return ack(loop, id);
+    });
+  } finally {
+    clearInterval(refresh);
+  }
 }
 
 async function ack(loop: Loop, id: string): Promise<void> {

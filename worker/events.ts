@@ -58,7 +58,9 @@ export interface EventHandlerDeps {
 /** What an event's handling came to: handled (with its summary), or why not. */
 export type EventOutcome =
   | { kind: "handled"; summary: EventSummary }
-  | { kind: "expired" | "dropped" | "other_replica" };
+  | { kind: "expired" | "dropped" | "other_replica" }
+  /** Another replica still holds the event's claim: not done here, so not acknowledged. */
+  | { kind: "busy" };
 
 /** The handler's two steps: read a raw message, then handle the event it holds. */
 export interface EventHandler {
@@ -91,6 +93,7 @@ export function createEventHandler(deps: EventHandlerDeps): EventHandler {
       if (!reader.admit(message)) return { kind: "dropped" };
       const eventClaim = await claimEvent(deps, message, log);
       if (eventClaim === "duplicate") return { kind: "other_replica" };
+      if (eventClaim === "busy") return { kind: "busy" };
       const plan = planEvent(deps, message, log);
       const unavailable = deps.inventory.unavailable();
       const restarted = await restartEach(plan.restarts, {

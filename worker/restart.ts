@@ -11,7 +11,9 @@
  * patch and acknowledgement, a replay) writes the same template and starts no
  * second rollout; and a Deployment whose restartedAt is already at or past
  * the event's was restarted by it or by a later event: it is reported as
- * restarted (already) and followed, and not patched.
+ * restarted (already) and followed, and not patched. A restartedAt ahead of
+ * the worker's clock (a client clock running fast, a date written by hand)
+ * proves nothing, so such a Deployment is restarted.
  */
 
 import { backoffDelay, sleep } from "../lib/backoff.ts";
@@ -54,6 +56,17 @@ export function restartedAt(at: Date): string {
   return at.toISOString();
 }
 
+/** How far ahead of the worker's clock a restartedAt may lie and still count as made (clock skew). */
+export const AHEAD_TOLERANCE_MS = 5000;
+
+/**
+ * True when a template whose restartedAt is `templateMs` already carries the
+ * restart at `atMs`: the same one, or a later one that is not in the future.
+ */
+export function carriesRestart(templateMs: number, atMs: number, nowMs: number): boolean {
+  return templateMs === atMs || (templateMs > atMs && templateMs <= nowMs + AHEAD_TOLERANCE_MS);
+}
+
 /** The exact patch body: restartedAt plus the resourceVersion precondition. */
 export function restartPatch(resourceVersion: string, at: string): unknown {
   return {
@@ -64,25 +77,37 @@ export function restartPatch(resourceVersion: string, at: string): unknown {
 
 /**
  * The Deployment as it is now, when its template already carries this
- * restart or a later one; undefined when a patch is still needed (or the
- * read failed: the patch path retries and re-reads).
+ * restart or a later one; undefined when a patch is still needed. A read
+ * that keeps failing fails the restart: patching blind could write an older
+ * restartedAt over a newer one and start a rollout nobody asked for.
  */
 async function alreadyRestarted(
   target: PlannedRestart,
   at: Date,
   options: RestartOptions,
 ): Promise<RestartOutcome | undefined> {
-  try {
-    const current = await options.api.getDeployment(target.namespace, target.name);
-    options.onObject?.(current);
-    if (restartedAtOf(current) < at.getTime()) return undefined;
-    return { status: "restarted", attempts: 0, deployment: current, already: true };
-  } catch (err) {
-    if (err instanceof KubeApiError && err.status === 404) {
-      return { status: "skipped", reason: "deleted" };
+  const maxAttempts = options.maxAttempts ?? 5;
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    try {
+      const current = await options.api.getDeployment(target.namespace, target.name);
+      options.onObject?.(current);
+      if (!carriesRestart(restartedAtOf(current), at.getTime(), Date.now())) return undefined;
+      return { status: "restarted", attempts: 0, deployment: current, already: true };
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) {
+        return { status: "skipped", reason: "deleted" };
+      }
+      lastError = err;
+      if (!retryable(err)) break;
+      await sleep(backoffDelay(attempt - 1));
     }
-    return undefined;
   }
+  return {
+    status: "failed",
+    error: describeError(lastError),
+    httpStatus: lastError instanceof KubeApiError ? lastError.status : 0,
+  };
 }
 
 function retryable(err: unknown): boolean {
@@ -99,7 +124,7 @@ export async function restartDeployment(
   const maxAttempts = options.maxAttempts ?? 5;
   let resourceVersion = target.resourceVersion;
   let lastError: unknown;
-  if (target.restartedAtMs >= at.getTime()) {
+  if (carriesRestart(target.restartedAtMs, at.getTime(), Date.now())) {
     const done = await alreadyRestarted(target, at, options);
     if (done) return done;
   }
@@ -129,7 +154,7 @@ export async function restartDeployment(
           continue;
         }
         options.onObject?.(fresh);
-        if (restartedAtOf(fresh) >= at.getTime()) {
+        if (carriesRestart(restartedAtOf(fresh), at.getTime(), Date.now())) {
           return { status: "restarted", attempts: attempt, deployment: fresh, already: true };
         }
         const replan = planRestarts(options.event, [summarizeDeployment(fresh)]);

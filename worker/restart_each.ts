@@ -19,7 +19,7 @@ import type { Deployment } from "./kube/objects.ts";
 import { rolloutTriggeredEvent } from "./kube/events.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { PlannedRestart } from "./plan.ts";
-import { restartDeployment } from "./restart.ts";
+import { carriesRestart, restartDeployment } from "./restart.ts";
 
 /** What restarting an event's Deployments needs. */
 export interface RestartEachOptions {
@@ -93,7 +93,7 @@ async function restartOne(one: Target): Promise<void> {
   }
   if (options.dryRun) return one.settle({ ...at, result: "dry_run" });
   // Already carrying this restart (or a later one): no claim and no window, only a re-read.
-  if (!(target.restartedAtMs >= options.restartAt.getTime())) {
+  if (!carriesRestart(target.restartedAtMs, options.restartAt.getTime(), Date.now())) {
     // "duplicate": this event claimed it before (a replica died after the patch); the patch is
     // idempotent, so it goes ahead and finds the restart already made.
     const claim = await options.coordinator.claim(message.id, name, message.image);

@@ -11,6 +11,7 @@ import type { Logger } from "../lib/log.ts";
 import type { StreamEntry } from "../shared/event_stream.ts";
 import type { EventMessage } from "../shared/event.ts";
 import { restartTimes } from "./event_batch.ts";
+import { FUTURE_SKEW_MS } from "./event_verifier.ts";
 import type { EventHandler } from "./events.ts";
 import type { Inventory } from "./inventory/inventory.ts";
 import type { WorkerMetrics } from "./metrics.ts";
@@ -22,6 +23,7 @@ export interface StreamEventsOptions {
   logger: Logger;
   metrics: Pick<WorkerMetrics, "events">;
   signal: AbortSignal;
+  now?: () => number;
 }
 
 /** Creates the reader's `handle`. */
@@ -42,11 +44,15 @@ export function createStreamEvents(options: StreamEventsOptions) {
       }
       await ack(entry.id);
     }
-    const times = restartTimes(events.map((e) => e.message));
+    // An event dated ahead of this worker's clock is dropped when handled: it moves no other's restart.
+    const latest = (options.now ?? Date.now)() + FUTURE_SKEW_MS;
+    const times = restartTimes(events.map((e) => e.message), latest);
     for (const [i, { id, message }] of events.entries()) {
-      if (!await settled(options, message)) return;
-      await handler.handle(message, times[i]);
-      await ack(id);
+      // Shutting down: the events not begun stay pending for another replica.
+      if (options.signal.aborted || !await settled(options, message)) return;
+      const outcome = await handler.handle(message, times[i]);
+      // Still another replica's (alive, slow): it stays pending and is looked at again later.
+      if (outcome.kind !== "busy") await ack(id);
     }
   };
 }

@@ -154,7 +154,9 @@ async function loadVerifier(config: WorkerConfig, logger: Logger): Promise<Event
   const keys = config.eventVerifyKeys.length > 0
     ? await importVerifyKeys(config.eventVerifyKeys)
     : undefined;
-  const verifier = createEventVerifier({ keys, maxAgeMs: config.catchUpWindow });
+  // The handler reports events older than the window expired; the verifier's own bound sits a
+  // minute beyond it, so no event is dropped unreported on the edge between the two checks.
+  const verifier = createEventVerifier({ keys, maxAgeMs: config.catchUpWindow + 60_000 });
   if (keys) logger.info("verifying event signatures", { key_ids: keys.ids });
   else {
     logger.warn(

@@ -190,13 +190,18 @@ Deno.test("claimEvent(): a replica back after its lease lapsed renews only its o
   }
 });
 
-Deno.test("claimEvent(): a replica waits at most maxWaitMs for another, then leaves the event to it", async () => {
+Deno.test("claimEvent(): a replica waits at most maxWaitMs for another still working, then answers busy (not done: the event stays pending)", async () => {
   const w = world();
   try {
     const event = w.newEvent();
-    assertEquals(await w.replica().coordinator.claimEvent(event), "claimed");
-    const waiting = w.replica({ maxWaitMs: 200 }).coordinator.claimEvent(event);
-    assertEquals(await answerWithin(waiting, 2000), "duplicate");
+    const holder = w.replica().coordinator;
+    assertEquals(await holder.claimEvent(event), "claimed");
+    const waiting = w.replica({ maxWaitMs: 200 }).coordinator;
+    assertEquals(await answerWithin(waiting.claimEvent(event), 2000), "busy");
+    assertEquals(await waiting.handled(event), false);
+    await holder.finishEvent(event);
+    assertEquals(await waiting.handled(event), true);
+    assertEquals(await answerWithin(waiting.claimEvent(event), 2000), "duplicate");
   } finally {
     await w.finish();
   }

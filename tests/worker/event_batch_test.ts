@@ -23,3 +23,14 @@ Deno.test("restartTimes() never moves an event's restart back in time (web's clo
   // A later entry with an earlier time (two web replicas, clock skew) does not pull the first back.
   assertEquals(iso(restartTimes([event("a", 5), event("a", 3)])), [at(5), at(3)]);
 });
+
+Deno.test("restartTimes() lends no event's time from ahead of the worker's clock: that event is dropped when handled", () => {
+  assertEquals(iso(restartTimes([event("a", 1), event("a", 50)], Date.parse(at(10)))), [
+    at(1),
+    at(50),
+  ]);
+  assertEquals(
+    iso(restartTimes([event("a", 1), event("a", 5), event("a", 50)], Date.parse(at(10)))),
+    [at(5), at(5), at(50)],
+  );
+});

@@ -179,3 +179,11 @@ Deno.test("restartEach() records a Kubernetes Event per restart; failing to does
   assertEquals(metrics.kubeEvents.get({ result: "created" }), 1);
   assertEquals(metrics.kubeEvents.get({ result: "failed" }), 1);
 });
+
+Deno.test("restartEach() restarts a Deployment whose restartedAt lies ahead of the clock: a future date proves no restart", async () => {
+  const { run, patched } = setUp();
+  const ahead = Date.now() + 3_600_000;
+  const outcomes = await run([{ ...target("a"), restartedAtMs: ahead }]);
+  assertEquals(outcomes.map((o) => [o.name, o.result]), [["a", "restarted"]]);
+  assertEquals(patched, ["a"]);
+});

@@ -100,3 +100,29 @@ Deno.test("createStreamEvents() holds events until the inventory settles, and le
     assertEquals(log, []);
   });
 });
+
+Deno.test("createStreamEvents() leaves an event another replica still holds unacknowledged, and stops between events on shutdown", async () => {
+  const log: string[] = [];
+  const controller = new AbortController();
+  const handler: EventHandler = {
+    read: (text) => Promise.resolve(JSON.parse(text) as EventMessage),
+    handle: (message) => {
+      log.push(`handle ${message.id}`);
+      if (message.id === "e2") controller.abort();
+      return Promise.resolve({ kind: message.id === "e1" ? "busy" : "expired" });
+    },
+  };
+  const handle = createStreamEvents({
+    handler,
+    inventory: { settled: () => true, whenSettled: () => Promise.resolve() },
+    logger: createLogger({ level: "error", write: () => {} }),
+    metrics: createWorkerMetrics(createRegistry()),
+    signal: controller.signal,
+  });
+  await handle([
+    { id: "1-0", message: raw("e1", "a", 1) },
+    { id: "2-0", message: raw("e2", "b", 2) },
+    { id: "3-0", message: raw("e3", "c", 3) },
+  ], (id) => Promise.resolve(void log.push(`ack ${id}`)));
+  assertEquals(log, ["handle e1", "handle e2", "ack 2-0"]);
+});

@@ -261,3 +261,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ignore: withoutValkey(),
+  name:
+    "startStreamReader() keeps a long batch its own: another replica takes none of it over while it works",
+  async fn() {
+    const server = await startValkey();
+    const valkey = await connectValkey(server);
+    const handled: string[] = [];
+    const slow = reader(server, "slow", {
+      handle: async (entries, ack) => {
+        for (const entry of entries) {
+          await new Promise((r) => setTimeout(r, 700));
+          handled.push(entry.message!);
+          await ack(entry.id);
+        }
+      },
+    });
+    let other: ReturnType<typeof reader> | undefined;
+    try {
+      await eventually("grouped", () => slow.grouped(), 5000, 10);
+      for (const m of ["a", "b", "c"]) await valkey.call("XADD", EVENTS_STREAM, "*", "m", m);
+      await eventually("the batch begun", () => handled.length === 1, 5000, 10);
+      // Each entry stays pending for 0.7 s per entry before it, more than the take-over limit.
+      other = reader(server, "other");
+      await eventually("all handled", () => handled.length === 3, 10_000, 10);
+      assertEquals(handled, ["a", "b", "c"]);
+      assertEquals(other.events.claimed, 0, "nothing taken over from a replica that works");
+      assertEquals(other.seen, []);
+    } finally {
+      await other?.stop();
+      await slow.stop();
+      valkey.disconnect();
+      await server.stop();
+    }
+  },
+});
