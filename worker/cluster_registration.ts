@@ -16,7 +16,7 @@
 
 import type { Logger } from "../lib/log.ts";
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
-import { CLUSTER_LIVE_MS, HEARTBEAT_INTERVAL_MS } from "../shared/event_status.ts";
+import { HEARTBEAT_INTERVAL_MS } from "../shared/event_status.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "../shared/valkey_client.ts";
 import type { ClusterIdentity } from "./cluster_identity.ts";
