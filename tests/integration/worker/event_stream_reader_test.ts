@@ -270,10 +270,16 @@ Deno.test({
     const server = await startValkey();
     const valkey = await connectValkey(server);
     const handled: string[] = [];
+    // Both entries are there before the slow replica reads: it gets them in one batch.
+    await valkey.call("XGROUP", "CREATE", EVENTS_STREAM, GROUP, "$", "MKSTREAM");
+    for (const m of ["a", "b"]) await valkey.call("XADD", EVENTS_STREAM, "*", "m", m);
+    // Each entry takes longer than the take-over limit; the refresh (every third of it) leaves
+    // room for a loaded machine's late timers.
     const slow = reader(server, "slow", {
+      claimIdleMs: 2000,
       handle: async (entries, ack) => {
         for (const entry of entries) {
-          await new Promise((r) => setTimeout(r, 700));
+          await new Promise((r) => setTimeout(r, 2500));
           handled.push(entry.message!);
           await ack(entry.id);
         }
@@ -281,13 +287,18 @@ Deno.test({
     });
     let other: ReturnType<typeof reader> | undefined;
     try {
-      await eventually("grouped", () => slow.grouped(), 5000, 10);
-      for (const m of ["a", "b", "c"]) await valkey.call("XADD", EVENTS_STREAM, "*", "m", m);
-      await eventually("the batch begun", () => handled.length === 1, 5000, 10);
-      // Each entry stays pending for 0.7 s per entry before it, more than the take-over limit.
-      other = reader(server, "other");
-      await eventually("all handled", () => handled.length === 3, 10_000, 10);
-      assertEquals(handled, ["a", "b", "c"]);
+      await eventually(
+        "the slow replica holds both",
+        async () => {
+          const [count] = await valkey.call("XPENDING", EVENTS_STREAM, GROUP) as [number];
+          return count === 2;
+        },
+        5000,
+        10,
+      );
+      other = reader(server, "other", { claimIdleMs: 2000 });
+      await eventually("all handled", () => handled.length === 2, 20_000, 10);
+      assertEquals(handled, ["a", "b"]);
       assertEquals(other.events.claimed, 0, "nothing taken over from a replica that works");
       assertEquals(other.seen, []);
     } finally {
