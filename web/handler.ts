@@ -24,7 +24,8 @@ import { type BodyReader, createBodyReader } from "./request_body.ts";
 import { errorResponse } from "./responses.ts";
 import type { RequestInfo, Route } from "./route.ts";
 import { createStatusRoute, STATUS_PATH } from "./status_route.ts";
-import type { StatusReader, StatusWaiters } from "./status_store.ts";
+import type { StatusReader } from "./status_store.ts";
+import type { StatusWaiters } from "./status_waiters.ts";
 
 export type { RequestInfo, Route } from "./route.ts";
 

@@ -14,7 +14,8 @@ import { json } from "../lib/json_response.ts";
 import type { StatusReadAnswer, WebMetrics } from "./metrics.ts";
 import { type Authenticate, repositoryBinding } from "./request_steps.ts";
 import type { Route } from "./route.ts";
-import type { StatusReader, StatusWaiters, Waiter } from "./status_store.ts";
+import type { StatusReader } from "./status_store.ts";
+import type { StatusWaiters, Waiter } from "./status_waiters.ts";
 
 /** Longest `?wait=` accepted, in seconds (ingress proxies often cut idle upstreams at 60 s). */
 export const MAX_WAIT_SECONDS = 60;

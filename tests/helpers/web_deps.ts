@@ -18,12 +18,8 @@ import {
   type PublishInput,
 } from "../../web/publisher.ts";
 import { createReplayGuard, type ReplayGuard } from "../../web/replay.ts";
-import {
-  createStatusReader,
-  createStatusWaiters,
-  type StatusReader,
-  type StatusWaiters,
-} from "../../web/status_store.ts";
+import { createStatusReader, type StatusReader } from "../../web/status_store.ts";
+import { createStatusWaiters, type StatusWaiters } from "../../web/status_waiters.ts";
 
 /** One event's record as the fake keeps it. */
 export interface MemoryRecord {

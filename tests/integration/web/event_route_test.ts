@@ -31,7 +31,7 @@ import { createWebMetrics } from "../../../web/metrics.ts";
 import type { GitHubClaims } from "../../../web/oidc.ts";
 import { createAuthorizer } from "../../../web/policy.ts";
 import { createBodyReader } from "../../../web/request_body.ts";
-import { createStatusWaiters } from "../../../web/status_store.ts";
+import { createStatusWaiters } from "../../../web/status_waiters.ts";
 
 const CHANNEL = "krt-event-route-test";
 const INFO = { remoteAddr: { hostname: "127.0.0.1", port: 1 } };

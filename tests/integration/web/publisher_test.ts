@@ -33,7 +33,8 @@ import { createWebMetrics } from "../../../web/metrics.ts";
 import type { GitHubClaims } from "../../../web/oidc.ts";
 import { createAuthorizer } from "../../../web/policy.ts";
 import { createPublisher, type PublisherOptions } from "../../../web/publisher.ts";
-import { createStatusReader, createStatusWaiters } from "../../../web/status_store.ts";
+import { createStatusReader } from "../../../web/status_store.ts";
+import { createStatusWaiters } from "../../../web/status_waiters.ts";
 
 const BINDING = {
   repository: "b".repeat(64),
