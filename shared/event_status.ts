@@ -47,14 +47,42 @@ export const MAX_REPORTED_DEPLOYMENTS = 50;
 
 /** What happened to one matched Deployment when the worker acted on the event. */
 export type RestartResult = "restarted" | "skipped" | "failed" | "dry_run";
-/** Where a restarted Deployment's rollout stands (kubectl rollout status' reading). */
-export type RolloutState = "progressing" | "complete" | "failed" | "timed_out" | "unknown";
-/** One cluster's state for the event. */
-export type ClusterState = "in_progress" | "succeeded" | "failed" | "no_match" | "expired";
+/**
+ * Where a restarted Deployment's rollout stands (kubectl rollout status' reading);
+ * `baking`: rolled out, and staying healthy for the bake time before it is complete.
+ */
+export type RolloutState =
+  | "progressing"
+  | "baking"
+  | "complete"
+  | "failed"
+  | "timed_out"
+  | "unknown";
+/**
+ * One cluster's state for the event. `dry_run`: a DRY_RUN worker matched
+ * Deployments and restarted none; `skipped`: Deployments run the image but
+ * every one was skipped (paused, opted out, digest-pinned); `no_match`:
+ * nothing here runs it.
+ */
+export type ClusterState =
+  | "in_progress"
+  | "succeeded"
+  | "failed"
+  | "no_match"
+  | "skipped"
+  | "dry_run"
+  | "expired";
 /** What web says of a cluster: its own state, or that it has not (yet) reported. */
 export type ClusterAnswer = ClusterState | "pending" | "no_report";
-/** The event's overall state. */
-export type OverallState = "pending" | "in_progress" | "succeeded" | "failed" | "no_match";
+/** The event's overall state (web/status_summary.ts says how clusters fold into it). */
+export type OverallState =
+  | "pending"
+  | "in_progress"
+  | "succeeded"
+  | "failed"
+  | "no_match"
+  | "skipped"
+  | "dry_run";
 
 /** Replica counts of a rollout, as the Deployment's status gives them. */
 export interface ReplicaCounts {
@@ -157,6 +185,7 @@ const SHORT_TEXT = 300;
 const RESTART_RESULTS: readonly RestartResult[] = ["restarted", "skipped", "failed", "dry_run"];
 const ROLLOUT_STATES: readonly RolloutState[] = [
   "progressing",
+  "baking",
   "complete",
   "failed",
   "timed_out",
@@ -167,6 +196,8 @@ const CLUSTER_STATES: readonly ClusterState[] = [
   "succeeded",
   "failed",
   "no_match",
+  "skipped",
+  "dry_run",
   "expired",
 ];
 const COUNT_NAMES: readonly (keyof ReportCounts)[] = [
@@ -367,13 +398,18 @@ export function emptyCounts(): ReportCounts {
 }
 
 /**
- * A cluster's state from its Deployments: in progress while any rollout is,
- * then failed when any restart or rollout failed (or timed out), no_match when
- * nothing was restarted (every match skipped, or none), else succeeded.
+ * A cluster's state from its Deployments: in progress while any rollout is
+ * (baking included), then failed when any restart or rollout failed (or timed
+ * out); with nothing restarted, dry_run when a DRY_RUN worker would have
+ * restarted some, skipped when Deployments use the image's tags (`matched`)
+ * and every one was skipped, else no_match (a digest-pinned Deployment is
+ * skipped but not matched); otherwise succeeded. Nothing restarted is never
+ * succeeded.
  */
-export function clusterStateOf(counts: ReportCounts): ClusterState {
+export function clusterStateOf(counts: ReportCounts, matched: number): ClusterState {
   if (counts.progressing > 0) return "in_progress";
   if (counts.failed > 0 || counts.rollout_failed > 0) return "failed";
-  if (counts.restarted === 0 && counts.dry_run === 0) return "no_match";
-  return "succeeded";
+  if (counts.restarted > 0) return "succeeded";
+  if (counts.dry_run > 0) return "dry_run";
+  return matched > 0 && counts.skipped > 0 ? "skipped" : "no_match";
 }

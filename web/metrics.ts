@@ -15,6 +15,8 @@ export const STATUS_READ_ANSWERS = [
   "succeeded",
   "failed",
   "no_match",
+  "skipped",
+  "dry_run",
   "not_found",
   "bad_request",
   "busy",

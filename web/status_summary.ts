@@ -4,12 +4,15 @@
  * by time alone. Pure: the caller reads the record and gives the time.
  */
 
-import type {
-  ClusterReport,
-  ClusterStatus,
-  EventStatus,
-  OverallState,
-  StatusBinding,
+import {
+  type ClusterAnswer,
+  type ClusterReport,
+  type ClusterState,
+  clusterStateOf,
+  type ClusterStatus,
+  type EventStatus,
+  type OverallState,
+  type StatusBinding,
 } from "../shared/event_status.ts";
 
 /** Why a known cluster that was not live at publishing has not reported. */
@@ -32,9 +35,45 @@ export interface StatusInputs {
 }
 
 /**
- * Folds the binding and the cluster reports into the answer. Final once every
- * cluster is final: failed if any cluster failed, expired the event or never
- * reported, no_match if every cluster matched nothing, else succeeded. A
+ * A report's state, read again from its counts when it claims an outcome
+ * without failure: a worker from before dry_run and skipped existed said
+ * succeeded for a dry run and no_match for skips. Never turns a report greener.
+ */
+export function reportedState(report: ClusterReport): ClusterState {
+  if (report.state !== "succeeded" && report.state !== "no_match") return report.state;
+  return clusterStateOf(report.counts, report.matched);
+}
+
+const FINAL_STATES: readonly OverallState[] = [
+  "succeeded",
+  "failed",
+  "no_match",
+  "skipped",
+  "dry_run",
+];
+
+/**
+ * The overall state of the clusters' answers: pending or in_progress while any
+ * is; then failed if any failed, expired the event or never reported; dry_run
+ * if any cluster only pretended (a dry run never counts as succeeded);
+ * no_match if none runs the image, skipped if some run it but every match was
+ * skipped; else succeeded (some restarted; other clusters' skips are in the
+ * table).
+ */
+export function overallState(states: readonly ClusterAnswer[], overdue: boolean): OverallState {
+  if (states.length === 0) return overdue ? "failed" : "pending";
+  if (states.some((s) => s === "pending" || s === "in_progress")) {
+    return states.every((s) => s === "pending") ? "pending" : "in_progress";
+  }
+  if (states.some((s) => s === "failed" || s === "expired" || s === "no_report")) return "failed";
+  if (states.some((s) => s === "dry_run")) return "dry_run";
+  if (states.every((s) => s === "no_match")) return "no_match";
+  if (states.every((s) => s === "no_match" || s === "skipped")) return "skipped";
+  return "succeeded";
+}
+
+/**
+ * Folds the binding and the cluster reports into the answer (overallState). A
  * cluster that was not live when web published is pending with that reason
  * until the report timeout, then no_report like a silent one; it may still
  * report later (it catches up when it returns), and the answer follows.
@@ -63,7 +102,7 @@ export function summarizeStatus(inputs: StatusInputs): EventStatus {
     }
     const answer: ClusterStatus = {
       cluster,
-      state: report.state,
+      state: reportedState(report),
       matched: report.matched,
       counts: report.counts,
       deployments: report.deployments,
@@ -74,24 +113,17 @@ export function summarizeStatus(inputs: StatusInputs): EventStatus {
     return answer;
   });
   const states = clusters.map((c) => c.state);
-  let state: OverallState;
-  if (states.length === 0) state = overdue ? "failed" : "pending";
-  else if (states.some((s) => s === "pending" || s === "in_progress")) {
-    state = states.every((s) => s === "pending") ? "pending" : "in_progress";
-  } else if (states.some((s) => s === "failed" || s === "expired" || s === "no_report")) {
-    state = "failed";
-  } else if (states.every((s) => s === "no_match")) state = "no_match";
-  else state = "succeeded";
+  const state = overallState(states, overdue);
   const status: EventStatus = {
     id: inputs.id,
     state,
-    final: state === "succeeded" || state === "failed" || state === "no_match",
+    final: FINAL_STATES.includes(state),
     image: inputs.binding.image,
     tags: inputs.binding.tags,
     time: inputs.binding.time,
     clusters,
   };
-  if (states.length === 0 && overdue) status.reason = "no cluster was live or reported";
+  if (clusters.length === 0 && overdue) status.reason = "no cluster was live or reported";
   return status;
 }
 

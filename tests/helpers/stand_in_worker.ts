@@ -48,7 +48,7 @@ export function clusterReport(
   const omitted = options.omitted ?? 0;
   return {
     cluster,
-    state: clusterStateOf(counts),
+    state: clusterStateOf(counts, deployments.length + omitted),
     matched: deployments.length + omitted,
     counts,
     deployments,

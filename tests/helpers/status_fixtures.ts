@@ -27,10 +27,11 @@ export function counts(extra: Partial<ReportCounts>): ReportCounts {
 /** A cluster's report with the given counts and the state they imply. */
 export function report(cluster: string, c: Partial<ReportCounts>): ClusterReport {
   const all = counts(c);
+  const matched = all.restarted + all.skipped + all.failed + all.dry_run;
   return {
     cluster,
-    state: clusterStateOf(all),
-    matched: all.restarted + all.skipped + all.failed + all.dry_run,
+    state: clusterStateOf(all, matched),
+    matched,
     counts: all,
     deployments: [],
     omitted: 0,

@@ -12,26 +12,33 @@ import {
 } from "../../shared/event_status.ts";
 
 Deno.test("clusterStateOf() reads a cluster's counts as kubectl rollout status would end", async (t) => {
-  const cases: [string, Partial<ReportCounts>, string][] = [
-    ["nothing matched", {}, "no_match"],
-    ["only skips (paused, digest-pinned)", { skipped: 2 }, "no_match"],
+  // [name, counts, matched, state]
+  const cases: [string, Partial<ReportCounts>, number | undefined, string][] = [
+    ["nothing matched", {}, 0, "no_match"],
+    ["only digest-pinned skips: nothing matched", { skipped: 2 }, 0, "no_match"],
+    ["every match skipped (paused, opted out)", { skipped: 2 }, 2, "skipped"],
+    ["some restarted, some skipped", { restarted: 1, complete: 1, skipped: 1 }, 2, "succeeded"],
     [
       "restarted, rollout still going",
       { restarted: 2, complete: 1, progressing: 1 },
+      undefined,
       "in_progress",
     ],
-    ["restarted and complete", { restarted: 2, complete: 2 }, "succeeded"],
-    ["a restart failed", { restarted: 1, complete: 1, failed: 1 }, "failed"],
-    ["a rollout failed", { restarted: 2, complete: 1, rollout_failed: 1 }, "failed"],
+    ["restarted and complete", { restarted: 2, complete: 2 }, undefined, "succeeded"],
+    ["a restart failed", { restarted: 1, complete: 1, failed: 1 }, undefined, "failed"],
+    ["a rollout failed", { restarted: 2, complete: 1, rollout_failed: 1 }, undefined, "failed"],
     [
       "failure known, another still going",
       { failed: 1, restarted: 1, progressing: 1 },
+      undefined,
       "in_progress",
     ],
-    ["dry run", { dry_run: 3 }, "succeeded"],
+    ["dry run: nothing restarted is not succeeded", { dry_run: 3 }, 3, "dry_run"],
   ];
-  for (const [name, c, expected] of cases) {
-    await t.step(name, () => assertEquals(clusterStateOf(counts(c)), expected));
+  for (const [name, c, matched, expected] of cases) {
+    const all = counts(c);
+    const m = matched ?? all.restarted + all.failed + all.dry_run + all.skipped;
+    await t.step(name, () => assertEquals(clusterStateOf(all, m), expected));
   }
 });
 

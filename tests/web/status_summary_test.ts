@@ -25,8 +25,38 @@ Deno.test("summarizeStatus() folds the live clusters' reports into one state", a
     assertEquals([s.state, s.final], ["succeeded", true]);
   });
   await t.step("every cluster matched nothing: no_match", () => {
-    assertEquals(at(5000, [report("east", {}), report("west", { skipped: 1 })]).state, "no_match");
+    assertEquals(at(5000, [report("east", {}), report("west", {})]).state, "no_match");
   });
+  await t.step("every match skipped, or nothing matched: skipped, final, not no_match", () => {
+    const s = at(5000, [report("east", {}), report("west", { skipped: 1 })]);
+    assertEquals([s.state, s.final], ["skipped", true]);
+    assertEquals(s.clusters.map((c) => c.state), ["no_match", "skipped"]);
+  });
+  await t.step("one cluster restarted, another skipped: succeeded", () => {
+    const s = at(5000, [
+      report("east", { restarted: 1, complete: 1 }),
+      report("west", { skipped: 1 }),
+    ]);
+    assertEquals(s.state, "succeeded");
+  });
+  await t.step("a dry-run cluster never counts as succeeded", () => {
+    const s = at(5000, [
+      report("east", { restarted: 1, complete: 1 }),
+      report("west", { dry_run: 2 }),
+    ]);
+    assertEquals([s.state, s.final], ["dry_run", true]);
+    assertEquals(s.clusters.map((c) => c.state), ["succeeded", "dry_run"]);
+  });
+  await t.step(
+    "an older worker's succeeded for a dry run, or no_match for skips, is read from its counts",
+    () => {
+      const dry = { ...report("west", { dry_run: 2 }), state: "succeeded" as const };
+      const skips = { ...report("east", { skipped: 1 }), state: "no_match" as const };
+      const s = at(5000, [skips, dry]);
+      assertEquals(s.clusters.map((c) => c.state), ["skipped", "dry_run"]);
+      assertEquals(s.state, "dry_run");
+    },
+  );
   await t.step("a live cluster never reported: failed with no_report", () => {
     const s = at(31_000, [report("east", { restarted: 1, complete: 1 })]);
     assertEquals([s.state, s.final], ["failed", true]);

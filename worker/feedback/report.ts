@@ -43,7 +43,7 @@ export function countDeployments(deployments: readonly DeploymentReport[]): Repo
     counts[d.result]++;
     const state = d.rollout?.state;
     if (state === "complete") counts.complete++;
-    else if (state === "progressing") counts.progressing++;
+    else if (state === "progressing" || state === "baking") counts.progressing++;
     else if (state === "failed" || state === "timed_out" || state === "unknown") {
       counts.rollout_failed++;
     }
@@ -68,10 +68,10 @@ export interface ReportInput {
 /** The cluster's state: expired, failed for a problem once nothing is in progress, else by counts. */
 export function reportState(
   counts: ReportCounts,
-  input: Pick<ReportInput, "reason" | "expired">,
+  input: Pick<ReportInput, "reason" | "expired" | "matched">,
 ): ClusterState {
   if (input.expired) return "expired";
-  const state = clusterStateOf(counts);
+  const state = clusterStateOf(counts, input.matched);
   return input.reason !== undefined && state !== "in_progress" ? "failed" : state;
 }
 

@@ -52,7 +52,7 @@ Deno.test("buildReport() names at most 50 Deployments, failures first, counts al
   assertEquals(parseClusterReport(JSON.stringify(report)), report);
 });
 
-Deno.test("buildReport() gives the cluster's state: in progress, succeeded, no_match, and succeeded without tracking", () => {
+Deno.test("buildReport() gives the cluster's state: in progress, succeeded, skipped, dry_run, no_match, and succeeded without tracking", () => {
   const state = (deployments: DeploymentReport[]) =>
     buildReport({ cluster: "c", matched: deployments.length, deployments, now }).state;
   assertEquals(state([restarted("a"), restarted("b", "progressing")]), "in_progress");
@@ -62,8 +62,10 @@ Deno.test("buildReport() gives the cluster's state: in progress, succeeded, no_m
   );
   assertEquals(
     state([{ namespace: "ns", name: "p", result: "skipped", reason: "paused" }]),
-    "no_match",
+    "skipped",
   );
+  assertEquals(state([{ namespace: "ns", name: "p", result: "dry_run" }]), "dry_run");
+  assertEquals(state([restarted("a", "baking")]), "in_progress");
   assertEquals(state([]), "no_match");
   // ROLLOUT_TIMEOUT=0s: restarted Deployments carry no rollout.
   assertEquals(state([{ namespace: "ns", name: "a", result: "restarted" }]), "succeeded");
