@@ -10,7 +10,7 @@ import {
   isLoopbackHost,
   parseListenAddr,
 } from "../lib/setting_values.ts";
-import { parseSigningKey } from "../shared/event_keys.ts";
+import { parseClusterKeys, parseSigningKey } from "../shared/event_keys.ts";
 import { clusterName } from "./worker_settings.ts";
 import {
   bool,
@@ -291,13 +291,40 @@ export const WEB_SETTINGS = {
       "Ed25519 private key (PKCS#8 PEM or JWK, the value itself) that signs events and status bindings; workers with EVENT_VERIFY_KEYS drop what it did not sign. Secret.",
     parse: parseSigningKey,
   }),
+  reportVerifyKeys: setting({
+    env: "REPORT_VERIFY_KEYS",
+    flag: "report-verify-keys",
+    modes: WEB,
+    help:
+      "Each worker cluster's Ed25519 public key as <CLUSTER_NAME>=<key>, separated by commas or new lines (the key: the base64 line of `openssl pkey -pubout`, or a JWK's x; a cluster named twice has two keys while rotating). Web then ignores reports their cluster did not sign with REPORT_SIGNING_KEY, and every event waits for these clusters (or CLUSTERS). Needs EVENT_SIGNING_KEY.",
+    parse: (raw) => parseClusterKeys(raw, clusterName),
+  }),
 };
 
 /** Problems with combinations of otherwise valid web settings (beyond Valkey's). */
 export function checkWebCombinations(
-  config: Pick<ConfigOfRows<typeof WEB_SETTINGS>, "devMode" | "listenAddr">,
+  config: Pick<
+    ConfigOfRows<typeof WEB_SETTINGS>,
+    "devMode" | "listenAddr" | "reportVerifyKeys" | "eventSigningKey" | "clusters"
+  >,
 ): string[] {
   const problems: string[] = [];
+  const reportKeys = config.reportVerifyKeys ?? new Map();
+  if (reportKeys.size > 0 && !config.eventSigningKey) {
+    problems.push(
+      "REPORT_VERIFY_KEYS (--report-verify-keys) needs EVENT_SIGNING_KEY: web signs the list of clusters each event waits for, so Valkey write access cannot drop one",
+    );
+  }
+  const keyless = reportKeys.size > 0
+    ? (config.clusters ?? []).filter((c) => !reportKeys.has(c))
+    : [];
+  if (keyless.length > 0) {
+    problems.push(
+      `CLUSTERS (--clusters) names clusters without a key in REPORT_VERIFY_KEYS: ${
+        keyless.join(", ")
+      }; their reports could never be read — add their keys or remove them`,
+    );
+  }
   if (config.devMode && !isLoopbackHost(config.listenAddr.host)) {
     problems.push(
       "DEV_MODE (--dev-mode) needs a loopback WEB_LISTEN_ADDR such as 127.0.0.1:8080: dev tokens must never be reachable from another machine",

@@ -171,3 +171,69 @@ export function parseVerifyKeys(raw: string): VerifyKeySource[] {
   if (unique.length > MAX_VERIFY_KEYS) throw new Error(`may hold at most ${MAX_VERIFY_KEYS} keys`);
   return unique;
 }
+
+/** REPORT_VERIFY_KEYS as given: each cluster's public keys (more than one while rotating). */
+export type ClusterKeySources = Map<string, VerifyKeySource[]>;
+
+const SPKI_BASE64 = /^[A-Za-z0-9+/]{59}=$/;
+
+/** One public key on one line: the SPKI DER in base64 (a PEM's body line) or a JWK's `x`. */
+function publicKeyLine(value: string): VerifyKeySource {
+  if (B64URL_32.test(value)) {
+    return { raw: Uint8Array.fromBase64(value, { alphabet: "base64url" }) };
+  }
+  if (SPKI_BASE64.test(value)) {
+    const der = Uint8Array.fromBase64(value);
+    if (der.length === 44 && startsWith(der, SPKI_HEADER)) return { raw: der.slice(12) };
+  }
+  throw new Error(
+    "is not an Ed25519 public key: give the line between a PEM's BEGIN and END lines (openssl pkey -pubout) or a JWK's x",
+  );
+}
+
+/**
+ * Parses REPORT_VERIFY_KEYS: entries `<cluster>=<public key>` separated by
+ * commas or white space; a cluster named twice has two keys (rotation). The
+ * same key for two clusters is refused: each cluster signs with its own, or
+ * one cluster could speak for the other. Errors say which entry, never its text.
+ */
+export function parseClusterKeys(
+  raw: string,
+  clusterName: (name: string) => string,
+): ClusterKeySources {
+  const value = raw.trim();
+  const keys: ClusterKeySources = new Map();
+  if (value === "") return keys;
+  if (value.includes("PRIVATE KEY")) {
+    throw new Error("holds a private key: give web only each cluster's public half");
+  }
+  const owner = new Map<string, string>();
+  for (const [i, entry] of value.split(/[\s,]+/).entries()) {
+    const at = entry.indexOf("=");
+    if (at <= 0 || at === entry.length - 1) {
+      throw new Error(`entry ${i + 1} is not <cluster>=<public key>`);
+    }
+    let name: string;
+    let key: VerifyKeySource;
+    try {
+      name = clusterName(entry.slice(0, at));
+      key = publicKeyLine(entry.slice(at + 1));
+    } catch (err) {
+      throw new Error(`entry ${i + 1}: ${(err as Error).message}`);
+    }
+    const id = key.raw.toBase64();
+    const holder = owner.get(id);
+    if (holder !== undefined && holder !== name) {
+      throw new Error(`entry ${i + 1} gives cluster ${name} the key of cluster ${holder}`);
+    }
+    owner.set(id, name);
+    const list = keys.get(name) ?? [];
+    if (holder === undefined) list.push(key);
+    if (list.length > MAX_VERIFY_KEYS) {
+      throw new Error(`cluster ${name} has more than ${MAX_VERIFY_KEYS} keys`);
+    }
+    keys.set(name, list);
+  }
+  if (keys.size > 1000) throw new Error(`names ${keys.size} clusters; at most 1000`);
+  return keys;
+}

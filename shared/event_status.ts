@@ -151,6 +151,11 @@ export interface StatusBinding {
   kid?: string;
   /** Web's signature over the event id and the fields above but `clusters`. */
   sig?: string;
+  /**
+   * Web's signature (same `kid`) over the event id and `clusters`, written when
+   * reports are signed: the list of clusters an event waits for is then web's.
+   */
+  csig?: string;
 }
 
 /** The answer of GET /event/<id>. */
@@ -359,7 +364,7 @@ export function parseUnreachable(raw: string): string[] {
 export function parseBinding(raw: string): StatusBinding {
   const what = "status binding";
   const obj = readJson(raw, what);
-  onlyKeys(obj, ["repository", "image", "tags", "time", "clusters", "kid", "sig"], what);
+  onlyKeys(obj, ["repository", "image", "tags", "time", "clusters", "kid", "sig", "csig"], what);
   const strings = (key: string, max: number, pattern?: RegExp) =>
     array(obj[key], max, what).map((v) => {
       if (typeof v !== "string" || v.length > SHORT_TEXT || (pattern && !pattern.test(v))) {
@@ -380,6 +385,10 @@ export function parseBinding(raw: string): StatusBinding {
   if (obj.kid !== undefined) {
     binding.kid = text(obj, "kid", what, KEY_ID);
     binding.sig = text(obj, "sig", what, SIGNATURE);
+  }
+  if (obj.csig !== undefined) {
+    if (binding.kid === undefined) throw corrupt(what, "csig comes with kid and sig");
+    binding.csig = text(obj, "csig", what, SIGNATURE);
   }
   return binding;
 }

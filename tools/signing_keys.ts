@@ -10,6 +10,8 @@ export interface TestKeyPair {
   publicPem: string;
   privateJwk: string;
   publicJwk: string;
+  /** The public key on one line, as REPORT_VERIFY_KEYS takes it (the SPKI PEM's body). */
+  publicLine: string;
 }
 
 function pem(label: string, der: ArrayBuffer): string {
@@ -25,10 +27,12 @@ export async function generateKeyPair(): Promise<TestKeyPair> {
     "verify",
   ]) as CryptoKeyPair;
   const jwk = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  const spki = await crypto.subtle.exportKey("spki", pair.publicKey);
   return {
     privatePem: pem("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", pair.privateKey)),
-    publicPem: pem("PUBLIC KEY", await crypto.subtle.exportKey("spki", pair.publicKey)),
+    publicPem: pem("PUBLIC KEY", spki),
     privateJwk: JSON.stringify({ kty: "OKP", crv: "Ed25519", d: jwk.d, x: jwk.x }),
     publicJwk: JSON.stringify({ kty: "OKP", crv: "Ed25519", x: jwk.x }),
+    publicLine: new Uint8Array(spki).toBase64(),
   };
 }

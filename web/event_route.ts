@@ -39,20 +39,28 @@ export interface EventRouteDeps {
   newId: () => string;
   /** Signs each message and binding; without it both go out unsigned. */
   signer?: EventSigner;
+  /**
+   * With signed reports: the clusters every event waits for (the publisher's
+   * explicit list), signed into the binding so Valkey write access cannot drop one.
+   */
+  signedClusters?: readonly string[];
 }
 
 /** The exact bytes to publish and the binding to store, signed when web has a key. */
 async function signedOutput(
-  signer: EventSigner | undefined,
+  deps: Pick<EventRouteDeps, "signer" | "signedClusters">,
   message: EventMessage,
   repository: string,
 ): Promise<{ message: string; binding: Omit<StatusBinding, "clusters"> }> {
+  const { signer, signedClusters } = deps;
   const encoded = encodeEventMessage(message);
   const binding = { repository, image: message.image, tags: message.tags, time: message.time };
   if (!signer) return { message: encoded, binding };
   // One signature serves both: the binding's fields rebuild the signed event bytes.
   const { message: signed, kid, sig } = await signer.signEvent(encoded, repository);
-  return { message: signed, binding: { ...binding, kid, sig } };
+  if (!signedClusters) return { message: signed, binding: { ...binding, kid, sig } };
+  const csig = signer.signClusters(message.id, signedClusters);
+  return { message: signed, binding: { ...binding, kid, sig, csig } };
 }
 
 /** The 202 body: the fields existing clients read, then those of SPEC §12; the script fills the middle. */
@@ -107,7 +115,7 @@ export function createEventRoute(deps: EventRouteDeps, path: string): Route {
       Object.assign(log, { event_id: message.id, image: event.image, tags: event.tags });
       const published = await deps.publisher.publish({
         eventId: message.id,
-        ...(await signedOutput(deps.signer, message, repository)),
+        ...(await signedOutput(deps, message, repository)),
         replay: { claim, answer: acceptedAnswer(path, message.id) },
       });
       if (published.taken !== undefined) {

@@ -1,26 +1,39 @@
 /**
  * Web's side of event signatures: signs each event message for the posting
- * repository with EVENT_SIGNING_KEY (node:crypto's one-shot Ed25519), and
- * checks a status binding's signature before trusting the binding. The bytes
+ * repository with EVENT_SIGNING_KEY (shared/signing_key.ts), and checks a
+ * status binding's signatures before trusting the binding. The bytes
  * signed and the envelope are the shared contract (shared/event_signature.ts).
  */
 
-import { Buffer } from "node:buffer";
-import { createPrivateKey, type KeyObject, sign as signFast } from "node:crypto";
 import { encodeEventMessage } from "../shared/event.ts";
 import type { SigningKeySource } from "../shared/event_keys.ts";
 import {
   encodeEnvelope,
   KEY_ID,
-  keyError,
-  keyIdOf,
   REPOSITORY,
   SIGNATURE,
   signedBytes,
   type VerifyKeys,
 } from "../shared/event_signature.ts";
+import { importSigningKey } from "../shared/signing_key.ts";
 
 const encoder = new TextEncoder();
+
+/** Domain separation prefix of the signature over an event's cluster list. */
+export const CLUSTERS_CONTEXT = "kuberollouttrigger clusters v1\n";
+
+/**
+ * The bytes a binding's `csig` covers: the context, the event id, the clusters
+ * in code-unit order (the publish script sorts them in Lua, whose order may
+ * follow Valkey's locale: both sides sort here instead).
+ */
+export function clusterListBytes(
+  eventId: string,
+  clusters: readonly string[],
+): Uint8Array<ArrayBuffer> {
+  const sorted = JSON.stringify([...clusters].sort());
+  return encoder.encode(`${CLUSTERS_CONTEXT}${eventId}\n${sorted}`);
+}
 
 /** Signs events (message and status binding at once) with web's key. */
 export interface EventSigner {
@@ -33,6 +46,12 @@ export interface EventSigner {
    * publish, and the `kid` and `sig` its status binding stores.
    */
   signEvent(eventJson: string, repository: string): Promise<SignedEvent>;
+  /**
+   * Signs the clusters an event waits for, as its binding stores them (`csig`):
+   * with signed reports, Valkey write access must not drop a cluster from an
+   * event and so make a green answer of the others' reports.
+   */
+  signClusters(eventId: string, clusters: readonly string[]): string;
 }
 
 /** One signed event: the exact bytes to publish and the binding's signature members. */
@@ -59,64 +78,23 @@ export async function createSigner(
   source: SigningKeySource,
   setting = "EVENT_SIGNING_KEY (--event-signing-key)",
 ): Promise<EventSigner> {
-  let publicKey: Uint8Array<ArrayBuffer>;
-  let fastKey: KeyObject;
-  try {
-    // Extractable only for this moment, to learn the public half.
-    const probe = source.format === "pkcs8"
-      ? await crypto.subtle.importKey("pkcs8", source.der, "Ed25519", true, ["sign"])
-      : await crypto.subtle.importKey(
-        "jwk",
-        { kty: "OKP", crv: "Ed25519", d: source.d, x: source.x },
-        "Ed25519",
-        true,
-        ["sign"],
-      );
-    const jwk = await crypto.subtle.exportKey("jwk", probe);
-    const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", probe));
-    publicKey = Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" });
-    // Per event, node:crypto's one-shot Ed25519 signs in about half the CPU of
-    // crypto.subtle.sign, which also hops to a worker thread and back (measured in
-    // `deno task bench --signing-only`). It derives the public half from the seed itself.
-    fastKey = createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" });
-  } catch {
-    throw keyError(setting, "cannot be imported as an Ed25519 private key (PKCS#8 PEM or JWK)");
-  }
-  // WebCrypto derives the public half from "d"; a JWK's own "x" that differs from it would have
-  // workers configured with a key web never signs with, and every event dropped.
-  if (
-    source.format === "jwk" &&
-    source.x !== publicKey.toBase64({ alphabet: "base64url", omitPadding: true })
-  ) {
-    throw keyError(setting, 'is a JWK whose "x" is not the public half of its "d"');
-  }
-  // One signature made as every event's will be, checked by WebCrypto against the public half
-  // the key id is derived from: two implementations that disagree would sign with one key and
-  // name another, and every worker would drop every event. Stop here instead.
-  const check = encoder.encode("kuberollouttrigger signer check");
-  const checkKey = await crypto.subtle.importKey("raw", publicKey, "Ed25519", false, ["verify"]);
-  const checkSig = new Uint8Array(signFast(null, check, fastKey));
-  if (!(await crypto.subtle.verify("Ed25519", checkKey, checkSig, check))) {
-    throw keyError(setting, "signs with a key that is not the public half it names");
-  }
-  const keyId = await keyIdOf(publicKey);
+  const key = await importSigningKey(source, setting);
   return {
-    keyId,
-    publicKey,
-    // Signing is synchronous now; the contract stays a promise (a refusal is a rejection).
+    keyId: key.keyId,
+    publicKey: key.publicKey,
+    // Signing is synchronous; the contract stays a promise (a refusal is a rejection).
     signEvent(eventJson, repository) {
       if (!REPOSITORY.test(repository)) {
         return Promise.reject(new Error("repository must be a sha256 hex hash"));
       }
-      const bytes = signedBytes(repository, eventJson);
-      const sig = signFast(null, bytes, fastKey)
-        .toBase64({ alphabet: "base64url", omitPadding: true });
+      const sig = key.sign(signedBytes(repository, eventJson));
       return Promise.resolve({
-        message: encodeEnvelope(eventJson, keyId, repository, sig),
-        kid: keyId,
+        message: encodeEnvelope(eventJson, key.keyId, repository, sig),
+        kid: key.keyId,
         sig,
       });
     },
+    signClusters: (eventId, clusters) => key.sign(clusterListBytes(eventId, clusters)),
   };
 }
 
@@ -137,4 +115,23 @@ export async function verifyBinding(
   const eventJson = encodeEventMessage({ id: eventId, time, image, tags: [...tags] });
   const sig = Uint8Array.fromBase64(binding.sig, { alphabet: "base64url" });
   return await keys.verify(binding.kid, sig, signedBytes(binding.repository, eventJson));
+}
+
+/**
+ * Checks a binding's `csig`: web's signature (the binding's `kid`) of the
+ * clusters the event waits for. Missing or altered lists fail.
+ */
+export async function verifyClusterList(
+  keys: VerifyKeys,
+  eventId: string,
+  binding: { clusters: readonly string[]; kid?: string; csig?: string },
+): Promise<boolean> {
+  if (binding.kid === undefined || binding.csig === undefined) return false;
+  if (!KEY_ID.test(binding.kid) || !SIGNATURE.test(binding.csig)) return false;
+  const sig = Uint8Array.fromBase64(binding.csig, { alphabet: "base64url" });
+  return await keys.verify(
+    binding.kid,
+    sig,
+    clusterListBytes(eventId, binding.clusters),
+  );
 }

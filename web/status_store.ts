@@ -1,7 +1,11 @@
 /**
- * Reading an event's status record from Valkey (one HGETALL), checking that
- * web signed its binding (when web has a key). Requests that wait on a
- * record are web/status_waiters.ts'.
+ * Reading an event's status record from Valkey (one HGETALL) as named steps:
+ * the fields → web's binding, checked against web's keys (when web signs) →
+ * each cluster's report, checked against that cluster's keys (when reports
+ * are signed) → the unreachable list. Anyone with the Valkey password can
+ * write the record: a binding web did not sign, or a record of the wrong type,
+ * is no record (404); a report its cluster did not sign is ignored, logged
+ * once and counted. Requests that wait on a record are web/status_waiters.ts'.
  */
 
 import { AppError } from "../shared/errors.ts";
@@ -17,8 +21,10 @@ import {
   UNREACHABLE_FIELD,
 } from "../shared/event_status.ts";
 import { type VerifyKeys } from "../shared/event_signature.ts";
-import { verifyBinding } from "./event_signer.ts";
+import { openReport } from "../shared/report_signature.ts";
+import { verifyBinding, verifyClusterList } from "./event_signer.ts";
 import type { Logger } from "../lib/log.ts";
+import type { ReportRejection, ReportVerifier } from "./report_verifier.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "../shared/valkey_client.ts";
 
@@ -35,10 +41,18 @@ export interface StoredStatus {
 /** Reads status records. */
 export interface StatusReader {
   /**
-   * The record, or undefined when there is none (unknown, expired) or its
-   * binding is unreadable or, with binding keys, not signed by one of them.
+   * The record, or undefined when there is none (unknown, expired, not a
+   * hash) or its binding is unreadable or, with binding keys, not signed by
+   * one of them.
    */
   read(id: string): Promise<StoredStatus | undefined>;
+}
+
+/** Signed reports: the clusters' keys, and what to do with a report that is ignored. */
+export interface ReportChecks {
+  verifier: ReportVerifier;
+  /** Called for every ignored report field (a metric); the log line is written once per field. */
+  rejected?(reason: ReportRejection): void;
 }
 
 /** HGETALL's flat [field, value, ...] reply as a record without a prototype. */
@@ -52,72 +66,156 @@ function fieldsOf(reply: unknown): Record<string, string> {
 }
 
 const REPORT_FIELD = /^cluster:([A-Za-z0-9._-]{1,63})$/;
+/** Ignored report fields remembered so each is logged once (bounded; the oldest are forgotten). */
+const LOGGED_REJECTIONS = 10_000;
+
+/** The reader's parts, handed to each step below. */
+interface Parts {
+  client: ValkeyCommands;
+  logger: Logger;
+  bindingKeys?: VerifyKeys;
+  reportChecks?: ReportChecks;
+  /** `<id> <cluster> <reason>` of rejections already logged. */
+  logged: Set<string>;
+}
 
 /**
  * Creates the reader on web's command connection. With `bindingKeys` (web's
  * own key and EVENT_VERIFY_KEYS) a binding whose signature does not verify
  * is treated as no record: anyone who can write Valkey could have written it.
+ * With `reportChecks` the binding's cluster list must be web's too (`csig`),
+ * and only reports their cluster signed are read.
  */
 export function createStatusReader(
   client: ValkeyCommands,
   logger: Logger,
   bindingKeys?: VerifyKeys,
+  reportChecks?: ReportChecks,
 ): StatusReader {
+  const parts: Parts = { client, logger, bindingKeys, reportChecks, logged: new Set() };
   return {
     async read(id) {
-      let fields: Record<string, string>;
-      try {
-        fields = fieldsOf(await client.call("HGETALL", statusKey(id)));
-      } catch (err) {
-        throw new AppError(
-          "ERR_PUBLISH_FAILED",
-          `status read failed: ${describeValkeyError(err)}`,
-          {
-            cause: err,
-          },
-        );
-      }
-      const raw = fields[BINDING_FIELD];
-      if (raw === undefined) return undefined;
-      let binding: StatusBinding;
-      try {
-        binding = parseBinding(raw);
-      } catch (err) {
-        // Security: not written by web (or damaged); nobody can be shown to own it.
-        logger.warn("status binding unreadable; answering not found", {
-          event_id: id,
-          error: describeError(err),
-        });
-        return undefined;
-      }
-      if (bindingKeys && !(await verifyBinding(bindingKeys, id, binding))) {
-        logger.warn("status binding not signed by web; answering not found", {
-          event_id: id,
-          reason: binding.sig === undefined ? "unsigned" : "bad_signature",
-        });
-        return undefined;
-      }
-      const reports = new Map<string, ClusterReport>();
-      const unreadable: string[] = [];
-      for (const [field, value] of Object.entries(fields)) {
-        const cluster = REPORT_FIELD.exec(field)?.[1];
-        if (!cluster) continue;
-        try {
-          const report = parseClusterReport(value);
-          if (report.cluster !== cluster) throw new Error("names another cluster");
-          reports.set(cluster, report);
-        } catch (err) {
-          unreadable.push(cluster);
-          logger.warn("cluster report unreadable", {
-            event_id: id,
-            cluster,
-            error: describeError(err),
-          });
-        }
-      }
+      const fields = await readFields(parts, id);
+      const binding = fields && await readBinding(parts, id, fields);
+      if (!fields || !binding) return undefined;
+      const { reports, unreadable } = await readReports(parts, id, fields);
       return { binding, reports, unreadable, unreachable: readUnreachable(fields, id, logger) };
     },
   };
+}
+
+/** The record's fields; undefined when the key holds something other than a hash. */
+async function readFields(p: Parts, id: string): Promise<Record<string, string> | undefined> {
+  try {
+    return fieldsOf(await p.client.call("HGETALL", statusKey(id)));
+  } catch (err) {
+    // Not ours: someone wrote another type under the key. It can never become a record.
+    if (err instanceof Error && err.message.startsWith("WRONGTYPE")) {
+      p.logger.warn("status record is not a hash; answering not found", { event_id: id });
+      return undefined;
+    }
+    throw new AppError("ERR_PUBLISH_FAILED", `status read failed: ${describeValkeyError(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+/** Web's binding, when it is readable and (with keys) web's own. */
+async function readBinding(
+  p: Parts,
+  id: string,
+  fields: Record<string, string>,
+): Promise<StatusBinding | undefined> {
+  const raw = fields[BINDING_FIELD];
+  if (raw === undefined) return undefined;
+  let binding: StatusBinding;
+  try {
+    binding = parseBinding(raw);
+  } catch (err) {
+    // Security: not written by web (or damaged); nobody can be shown to own it.
+    p.logger.warn("status binding unreadable; answering not found", {
+      event_id: id,
+      error: describeError(err),
+    });
+    return undefined;
+  }
+  const notWebs = (reason: string) => {
+    p.logger.warn("status binding not signed by web; answering not found", {
+      event_id: id,
+      reason,
+    });
+    return undefined;
+  };
+  if (p.bindingKeys && !(await verifyBinding(p.bindingKeys, id, binding))) {
+    return notWebs(binding.sig === undefined ? "unsigned" : "bad_signature");
+  }
+  // With signed reports the clusters an event waits for must be web's list, or removing a
+  // name from it would make a green answer of the other clusters' reports.
+  if (p.reportChecks && !(p.bindingKeys && await verifyClusterList(p.bindingKeys, id, binding))) {
+    return notWebs(binding.csig === undefined ? "unsigned_clusters" : "bad_cluster_signature");
+  }
+  return binding;
+}
+
+/** Each cluster's report that counts; unreadable ones named, ignored ones left out. */
+async function readReports(
+  p: Parts,
+  id: string,
+  fields: Record<string, string>,
+): Promise<{ reports: Map<string, ClusterReport>; unreadable: string[] }> {
+  const reports = new Map<string, ClusterReport>();
+  const unreadable: string[] = [];
+  for (const [field, value] of Object.entries(fields)) {
+    const cluster = REPORT_FIELD.exec(field)?.[1];
+    if (!cluster) continue;
+    try {
+      const json = await reportJson(p, id, cluster, value);
+      if (json === undefined) continue;
+      const report = parseClusterReport(json);
+      if (report.cluster !== cluster) throw new Error("names another cluster");
+      reports.set(cluster, report);
+    } catch (err) {
+      unreadable.push(cluster);
+      p.logger.warn("cluster report unreadable", {
+        event_id: id,
+        cluster,
+        error: describeError(err),
+      });
+    }
+  }
+  return { reports, unreadable };
+}
+
+/**
+ * The report inside a field: without report keys, signed or not; with them,
+ * only what its cluster signed (undefined: ignored, as if not written).
+ */
+async function reportJson(
+  p: Parts,
+  id: string,
+  cluster: string,
+  value: string,
+): Promise<string | undefined> {
+  if (!p.reportChecks) return openReport(value).report;
+  let checked: Awaited<ReturnType<ReportVerifier["check"]>>;
+  try {
+    checked = await p.reportChecks.verifier.check(id, cluster, value);
+  } catch {
+    checked = { rejected: "unsigned" };
+  }
+  if ("report" in checked) return checked.report;
+  p.reportChecks.rejected?.(checked.rejected);
+  const key = `${id} ${cluster} ${checked.rejected}`;
+  if (!p.logged.has(key)) {
+    if (p.logged.size >= LOGGED_REJECTIONS) p.logged.delete(p.logged.values().next().value!);
+    p.logged.add(key);
+    p.logger.warn("cluster report ignored: not signed by its cluster", {
+      event_id: id,
+      cluster,
+      reason: checked.rejected,
+    });
+  }
+  return undefined;
 }
 
 /** The record's unreachable list; damaged, it only costs the clusters' explanation. */

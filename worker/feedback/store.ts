@@ -23,6 +23,8 @@ import {
   statusChannel,
   statusKey,
 } from "../../shared/event_status.ts";
+import { encodeSignedReport, reportBytes } from "../../shared/report_signature.ts";
+import type { SigningKey } from "../../shared/signing_key.ts";
 import type { WriteResult } from "./report_writer.ts";
 import type { TrackedEvent, TrackTarget } from "./rollout_tracker.ts";
 
@@ -40,8 +42,22 @@ export interface ReportStore {
   write(eventId: string, report: ClusterReport): Promise<WriteResult>;
 }
 
-/** The report store on a Valkey connection; `channel` is VALKEY_CHANNEL. */
-export function createReportStore(client: ValkeyCommands, channel: string): ReportStore {
+/**
+ * The field value of a report: signed for this event with the cluster's
+ * REPORT_SIGNING_KEY (shared/report_signature.ts), or the bare report without one.
+ */
+export function reportValue(eventId: string, report: ClusterReport, key?: SigningKey): string {
+  const json = JSON.stringify(report);
+  if (!key) return json;
+  return encodeSignedReport(json, key.keyId, key.sign(reportBytes(eventId, json)));
+}
+
+/** The report store on a Valkey connection; `channel` is VALKEY_CHANNEL; `key` signs. */
+export function createReportStore(
+  client: ValkeyCommands,
+  channel: string,
+  key?: SigningKey,
+): ReportStore {
   return {
     async write(eventId, report) {
       const reply = await client.call(
@@ -51,7 +67,7 @@ export function createReportStore(client: ValkeyCommands, channel: string): Repo
         statusKey(eventId),
         BINDING_FIELD,
         reportField(report.cluster),
-        JSON.stringify(report),
+        reportValue(eventId, report, key),
         statusChannel(channel),
         eventId,
       );

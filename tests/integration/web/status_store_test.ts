@@ -7,21 +7,32 @@
 import { assert, assertEquals } from "../../helpers/assert.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
 import { connectValkey, startValkey } from "../../helpers/valkey.ts";
+import { generateKeyPair } from "../../helpers/signing_keys.ts";
+import { report } from "../../helpers/status_fixtures.ts";
 import {
   BINDING_FIELD,
   reportField,
+  type StatusBinding,
   statusKey,
   UNREACHABLE_FIELD,
 } from "../../../shared/event_status.ts";
+import { encodeEventMessage } from "../../../shared/event.ts";
+import { parseClusterKeys, parseSigningKey } from "../../../shared/event_keys.ts";
+import { importVerifyKeys } from "../../../shared/event_signature.ts";
+import { importSigningKey } from "../../../shared/signing_key.ts";
+import { clusterName } from "../../../config/worker_settings.ts";
 import { createLogger, type LogFields } from "../../../lib/log.ts";
+import { createSigner } from "../../../web/event_signer.ts";
+import { createReportVerifier } from "../../../web/report_verifier.ts";
 import { createStatusReader } from "../../../web/status_store.ts";
+import { reportValue } from "../../../worker/feedback/store.ts";
 
-const BINDING = {
-  repository: "b".repeat(64),
+const BINDING_EVENT = {
   image: "ghcr.io/acme/app",
   tags: ["dev"],
   time: "2026-12-01T10:00:00.000Z",
 };
+const BINDING = { repository: "b".repeat(64), ...BINDING_EVENT };
 
 Deno.test({
   name:
@@ -120,6 +131,128 @@ Deno.test({
         assertEquals(stored?.reports.size, 0);
         assert(!JSON.stringify(lines).includes(secret));
       });
+    } finally {
+      client.disconnect();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "security: with report keys, createStatusReader() reads only reports their cluster signed, and only web's cluster list",
+  ignore: withoutValkey(),
+  async fn(t) {
+    const [web, east, west] = await Promise.all([
+      generateKeyPair(),
+      generateKeyPair(),
+      generateKeyPair(),
+    ]);
+    const signer = await createSigner(parseSigningKey(web.privatePem)!);
+    const bindingKeys = await importVerifyKeys([{ raw: signer.publicKey }]);
+    const verifier = await createReportVerifier(
+      parseClusterKeys(`east=${east.publicLine},west=${west.publicLine}`, clusterName),
+    );
+    const eastKey = await importSigningKey(parseSigningKey(east.privatePem)!, "k");
+    const valkey = await startValkey();
+    const client = await connectValkey(valkey);
+    const lines: LogFields[] = [];
+    const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
+    const rejected: string[] = [];
+    const reader = createStatusReader(client, logger, bindingKeys, {
+      verifier,
+      rejected: (reason) => rejected.push(reason),
+    });
+    /** A record as web writes it: binding signed, cluster list signed. */
+    const published = async (clusters = ["east", "west"], edit?: (b: StatusBinding) => void) => {
+      const id = crypto.randomUUID();
+      const event = encodeEventMessage({ id, ...BINDING_EVENT });
+      const { kid, sig } = await signer.signEvent(event, BINDING.repository);
+      const binding: StatusBinding = {
+        ...BINDING,
+        clusters,
+        kid,
+        sig,
+        csig: signer.signClusters(id, clusters),
+      };
+      edit?.(binding);
+      await client.call("HSET", statusKey(id), BINDING_FIELD, JSON.stringify(binding));
+      return id;
+    };
+    const succeeded = (cluster: string) =>
+      JSON.stringify(report(cluster, { restarted: 1, complete: 1 }));
+    try {
+      await t.step("a report its cluster signed counts; one it did not is not there", async () => {
+        const id = await published();
+        await client.call(
+          "HSET",
+          statusKey(id),
+          reportField("east"),
+          reportValue(id, JSON.parse(succeeded("east")), eastKey),
+        );
+        // Forged: unsigned, and east's key filed as west's.
+        await client.call("HSET", statusKey(id), reportField("west"), succeeded("west"));
+        const stored = await reader.read(id);
+        assertEquals([...stored!.reports.keys()], ["east"]);
+        assertEquals(stored!.unreadable, []);
+        await client.call(
+          "HSET",
+          statusKey(id),
+          reportField("west"),
+          reportValue(id, JSON.parse(succeeded("west")), eastKey),
+        );
+        assertEquals([...(await reader.read(id))!.reports.keys()], ["east"]);
+        assertEquals(rejected, ["unsigned", "unknown_key"]);
+      });
+      await t.step("each ignored field is logged once, however often it is read", async () => {
+        const id = await published();
+        await client.call("HSET", statusKey(id), reportField("west"), succeeded("west"));
+        lines.length = 0;
+        for (let i = 0; i < 3; i++) await reader.read(id);
+        const ignored = lines.filter((l) =>
+          l.msg === "cluster report ignored: not signed by its cluster"
+        );
+        assertEquals(ignored.map((l) => [l.cluster, l.reason]), [["west", "unsigned"]]);
+      });
+      await t.step("east's signed report moved to another event is ignored", async () => {
+        const from = await published();
+        const to = await published();
+        const value = reportValue(from, JSON.parse(succeeded("east")), eastKey);
+        await client.call("HSET", statusKey(to), reportField("east"), value);
+        assertEquals((await reader.read(to))!.reports.size, 0);
+      });
+      await t.step(
+        "a binding whose cluster list was cut, or has no list signature, is no record",
+        async () => {
+          const cut = await published(["east", "west"], (b) => b.clusters = ["east"]);
+          assertEquals(await reader.read(cut), undefined);
+          const bare = await published(["east", "west"], (b) => delete b.csig);
+          assertEquals(await reader.read(bare), undefined);
+          // The list is signed in code-unit order, whatever order Valkey stored it in.
+          const reordered = await published(["east", "west"], (b) => b.clusters = ["west", "east"]);
+          assertEquals((await reader.read(reordered))?.binding.clusters, ["west", "east"]);
+        },
+      );
+    } finally {
+      client.disconnect();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "security: a status key holding another type is no record (404), not a failure (503)",
+  ignore: withoutValkey(),
+  async fn() {
+    const valkey = await startValkey();
+    const client = await connectValkey(valkey);
+    const lines: LogFields[] = [];
+    const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
+    try {
+      const id = crypto.randomUUID();
+      await client.call("SET", statusKey(id), "not a hash");
+      assertEquals(await createStatusReader(client, logger).read(id), undefined);
+      assert(lines.some((l) => l.msg === "status record is not a hash; answering not found"));
     } finally {
       client.disconnect();
       await valkey.stop();
