@@ -5,7 +5,10 @@
  * tracks, reports), one per cluster + event + Deployment (the same guard per
  * restart, should the event claim have been unavailable), and
  * an optional window per cluster + Deployment + repository (several events for
- * the same image in a short burst restart it once). Keys hold no secrets.
+ * the same image in a short burst restart it once). The window's key names
+ * the event that restarted, and once its patch answered, the generation the
+ * restart produced: a later event in the window follows that rollout instead
+ * of restarting again (worker/restart_each.ts). Keys hold no secrets.
  */
 
 import type { Logger } from "../lib/log.ts";
@@ -15,6 +18,15 @@ import { productKey } from "../shared/valkey_keys.ts";
 
 /** The answer to a claim. */
 export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";
+
+/** What a window key says of the restart made within it. */
+export type RecentRestart =
+  /** Made by `eventId`; its rollout is the Deployment's `generation`. */
+  | { kind: "made"; eventId: string; generation: number }
+  /** Claimed by another event whose patch has not answered yet. */
+  | { kind: "in_flight" }
+  /** No restart holds the window (it lapsed, or the restart failed and released it). */
+  | { kind: "gone" };
 
 /**
  * The answer to an event claim: "duplicate" once another replica finished it,
@@ -38,6 +50,25 @@ export interface Coordinator {
   claim(eventId: string, deployment: string, repository: string): Promise<Claim>;
   /** Forgets the burst window of a restart that failed, so a later event may try again. */
   release(deployment: string, repository: string): Promise<void>;
+  /** Records in this event's window the generation its restart produced (no-op without a window). */
+  restartMade(
+    eventId: string,
+    deployment: string,
+    repository: string,
+    generation: number,
+  ): Promise<void>;
+  /** What the window holds for a later event that got "recent". */
+  recentRestart(deployment: string, repository: string): Promise<RecentRestart>;
+}
+
+const WINDOW_VALUE = /^([0-9a-f-]{36}) ([0-9]{1,15})$/;
+
+/** Reads a window key's value: `<event id>` while its patch runs, `<event id> <generation>` after. */
+export function readRecent(value: unknown): RecentRestart {
+  if (typeof value !== "string") return { kind: "gone" };
+  const made = WINDOW_VALUE.exec(value);
+  if (!made) return { kind: "in_flight" };
+  return { kind: "made", eventId: made[1], generation: Number(made[2]) };
 }
 
 /** Options for createCoordinator. */
@@ -70,6 +101,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const owner = crypto.randomUUID();
   const renewals = new Map<string, ReturnType<typeof setInterval>>();
   const handlingKey = (eventId: string) => `${base}:handling:${eventId}`;
+  // Only the event that holds the window records its generation, and the window keeps its end.
+  const MADE = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end return 0`;
   // Renew only our own lease: a lapsed one may already be another replica's.
   const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
@@ -143,6 +177,15 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     async release(deployment, repository) {
       if (options.windowMs <= 0) return;
       await client.call("DEL", windowKey(deployment, repository)).catch(() => 0);
+    },
+    async restartMade(eventId, deployment, repository, generation) {
+      if (options.windowMs <= 0) return;
+      const key = windowKey(deployment, repository);
+      // Lost, a later event cannot follow this rollout and says it was skipped: never a false state.
+      await client.call("EVAL", MADE, 1, key, eventId, `${eventId} ${generation}`).catch(() => 0);
+    },
+    async recentRestart(deployment, repository) {
+      return readRecent(await client.call("GET", windowKey(deployment, repository)));
     },
   };
 }

@@ -20,7 +20,8 @@ export type DeploymentOutcome =
     position: number;
   }
   & (
-    | { result: "restarted"; deployment: Deployment }
+    /** `reason`: the restart was another event's, within the dedup window (followed). */
+    | { result: "restarted"; deployment: Deployment; reason?: string }
     | { result: "dry_run" }
     | { result: "skipped"; reason: string }
     | { result: "failed"; error: string; httpStatus: number }
@@ -74,7 +75,7 @@ export function skipOutcomes(skipped: readonly PlannedSkip[]): DeploymentOutcome
 
 function reportEntry(o: DeploymentOutcome): DeploymentReport {
   const entry: DeploymentReport = { namespace: o.namespace, name: o.name, result: o.result };
-  if (o.result === "skipped") entry.reason = o.reason;
+  if (o.result === "skipped" || (o.result === "restarted" && o.reason)) entry.reason = o.reason;
   else if (o.result === "failed") entry.reason = restartFailureReason(o.error);
   return entry;
 }

@@ -51,6 +51,8 @@ export interface EventHandlerDeps {
   now?: () => Date;
   /** Patches in flight at once for one event. */
   concurrency?: number;
+  /** How long a restart waits for another event's restart in the dedup window to answer; default 10 s. */
+  followWaitMs?: number;
   /** Signature, time and replay checks; without one, messages are not authenticated. */
   verifier?: EventVerifier;
 }
@@ -108,6 +110,7 @@ export function createEventHandler(deps: EventHandlerDeps): EventHandler {
         now: deps.now,
         restartAt: restartAt ?? new Date(message.time),
         concurrency: deps.concurrency ?? 8,
+        followWaitMs: deps.followWaitMs,
         firstPosition: plan.skipped.length,
       });
       const fold = summarizeEvent({

@@ -3,8 +3,10 @@
  * most `concurrency` at a time, claim it through Valkey, patch it (or, in dry
  * run, only log), and settle its one outcome — logged and kept the moment it
  * is known, so the summary lists restarts in the order they finished — then
- * record a Kubernetes Event for a restart. Never throws for a failed restart:
- * the failure is its outcome.
+ * record a Kubernetes Event for a restart. A Deployment another event of the
+ * same image restarted within RESTART_DEDUP_WINDOW is not restarted again:
+ * this event follows that restart's rollout and reports its real outcome.
+ * Never throws for a failed restart: the failure is its outcome.
  */
 
 import { describeError } from "../lib/error_text.ts";
@@ -37,6 +39,8 @@ export interface RestartEachOptions {
   restartAt: Date;
   /** Patches in flight at once. */
   concurrency: number;
+  /** How long to wait for the patch of the restart that holds the window; default 10 s. */
+  followWaitMs?: number;
   /** The position of the first restart in the plan (after its skips). */
   firstPosition: number;
 }
@@ -98,9 +102,20 @@ async function restartOne(one: Target): Promise<void> {
     // idempotent, so it goes ahead and finds the restart already made.
     const claim = await options.coordinator.claim(message.id, name, message.image);
     if (claim === "recent") {
-      return one.settle({ ...at, result: "skipped", reason: "restarted_within_window" });
+      if (await followRecent(one, name) === "settled") return;
+      // The window's restart failed (and released it) or lapsed: nothing to follow, so restart.
+      return await restartClaimed(one, name, false);
     }
+    return await restartClaimed(one, name, claim === "claimed");
   }
+  await restartClaimed(one, name, false);
+}
+
+/** Patches a target this event may restart, settles it, records the restart for the window. */
+async function restartClaimed(one: Target, name: string, holdsWindow: boolean): Promise<void> {
+  const { target, options } = one;
+  const { message } = options;
+  const at = { namespace: target.namespace, name: target.name, position: one.position };
   const outcome = await restartDeployment(target, {
     api: options.api,
     event: message,
@@ -108,6 +123,10 @@ async function restartOne(one: Target): Promise<void> {
     onObject: (d) => options.inventory.upsert(d),
   });
   if (outcome.status === "restarted") {
+    const generation = outcome.deployment.metadata.generation;
+    if (holdsWindow && typeof generation === "number") {
+      await options.coordinator.restartMade(message.id, name, message.image, generation);
+    }
     one.settle({ ...at, result: "restarted", deployment: outcome.deployment });
     // The audit Event was recorded by whoever made the restart.
     if (!outcome.already) await recordEvent(one, outcome.deployment);
@@ -117,6 +136,42 @@ async function restartOne(one: Target): Promise<void> {
     // A failed restart must not hold the burst window against a later event's retry.
     await options.coordinator.release(name, message.image);
     one.settle({ ...at, result: "failed", error: outcome.error, httpStatus: outcome.httpStatus });
+  }
+}
+
+/**
+ * Settles a target whose window another event's restart holds: once that
+ * patch has answered (its generation is in the window), the Deployment as it
+ * is now, restarted and followed like this event's own. "gone": the window
+ * lapsed or its restart failed; the caller may claim again. Waiting too long
+ * settles it skipped, which is never a false success.
+ */
+async function followRecent(one: Target, name: string): Promise<"settled" | "gone"> {
+  const { target, options } = one;
+  const at = { namespace: target.namespace, name: target.name, position: one.position };
+  const deadline = Date.now() + (options.followWaitMs ?? 10_000);
+  for (;;) {
+    const recent = await options.coordinator.recentRestart(name, options.message.image)
+      .catch(() => undefined);
+    if (recent?.kind === "gone") return "gone";
+    if (recent?.kind === "made") {
+      const reason =
+        `restarted by event ${recent.eventId} within RESTART_DEDUP_WINDOW; following that rollout`;
+      try {
+        const current = await options.api.getDeployment(target.namespace, target.name);
+        options.inventory.upsert(current);
+        // The API answered after the restart's patch: this object is that generation or later.
+        one.settle({ ...at, result: "restarted", deployment: current, reason });
+      } catch (err) {
+        one.settle({ ...at, result: "failed", error: describeError(err), httpStatus: 0 });
+      }
+      return "settled";
+    }
+    if (Date.now() >= deadline) {
+      one.settle({ ...at, result: "skipped", reason: "restarted_within_window" });
+      return "settled";
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 

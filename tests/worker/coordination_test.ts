@@ -13,7 +13,7 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { MemoryValkey } from "../helpers/memory_valkey.ts";
 import { createLogger, type LogFields } from "../../lib/log.ts";
 import type { ValkeyCommands } from "../../shared/valkey_client.ts";
-import { type Coordinator, createCoordinator } from "../../worker/coordination.ts";
+import { type Coordinator, createCoordinator, readRecent } from "../../worker/coordination.ts";
 
 const REPO = "ghcr.io/acme/app";
 const LEASE_MS = 400;
@@ -285,4 +285,13 @@ Deno.test("claimEvent(): Valkey lost while waiting for another replica: the even
     w.valkey.down = false;
     await w.finish();
   }
+});
+
+Deno.test("readRecent() reads a window key: missing, claimed, made; anything else is a restart in flight", () => {
+  const id = "0d1e2f30-4a5b-4c6d-8e7f-8091a2b3c4d5";
+  assertEquals(readRecent(null), { kind: "gone" });
+  assertEquals(readRecent(id), { kind: "in_flight" });
+  assertEquals(readRecent(`${id} 12`), { kind: "made", eventId: id, generation: 12 });
+  assertEquals(readRecent(`${id} -1`), { kind: "in_flight" });
+  assertEquals(readRecent(`${id} 12 extra`), { kind: "in_flight" });
 });

@@ -9,7 +9,7 @@ import { assertEquals } from "../helpers/assert.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createRegistry } from "../../lib/metrics.ts";
 import { parseEventMessage } from "../../shared/event.ts";
-import type { Claim, Coordinator } from "../../worker/coordination.ts";
+import type { Claim, Coordinator, RecentRestart } from "../../worker/coordination.ts";
 import type { KubeApi } from "../../worker/kube/api.ts";
 import { KubeApiError } from "../../worker/kube/errors.ts";
 import type { Deployment } from "../../worker/kube/objects.ts";
@@ -36,7 +36,7 @@ const target = (name: string): PlannedRestart => ({
   restartedAtMs: NaN,
 });
 const object = (name: string): Deployment => ({
-  metadata: { name, namespace: "ns", resourceVersion: "2" },
+  metadata: { name, namespace: "ns", resourceVersion: "2", generation: 7 },
 });
 const RESTART_AT = new Date(Date.parse(MESSAGE.time));
 /** A Deployment whose template already carries `at` as its restartedAt. */
@@ -50,12 +50,15 @@ const restartedObject = (name: string, at: Date): Deployment => ({
 } as Deployment);
 
 function setUp(
-  { claims = {}, patch, dryRun = false }: {
+  { claims = {}, patch, dryRun = false, recent = {} }: {
     claims?: Record<string, Claim>;
     patch?: (name: string) => Promise<Deployment>;
     dryRun?: boolean;
+    /** What the window says on each read, the last answer repeating. */
+    recent?: Record<string, RecentRestart[]>;
   } = {},
 ) {
+  const made: string[] = [];
   const patched: string[] = [];
   const released: string[] = [];
   const events: string[] = [];
@@ -86,6 +89,14 @@ function setUp(
       released.push(name);
       return Promise.resolve();
     },
+    restartMade: (id, name, _repo, generation) => {
+      made.push(`${name} ${id === MESSAGE.id ? "this" : id} ${generation}`);
+      return Promise.resolve();
+    },
+    recentRestart: (name) => {
+      const answers = recent[name] ?? [{ kind: "gone" }];
+      return Promise.resolve(answers.length > 1 ? answers.shift()! : answers[0]);
+    },
   };
   const run = (targets: PlannedRestart[], firstPosition = 0) =>
     restartEach(targets, {
@@ -100,12 +111,50 @@ function setUp(
       restartAt: RESTART_AT,
       concurrency: 4,
       firstPosition,
+      followWaitMs: 500,
     });
-  return { run, patched, released, events, read, metrics };
+  return { run, patched, released, events, read, metrics, made };
 }
 
-Deno.test("restartEach() skips what the burst window holds, patching nothing", async () => {
-  const { run, patched } = setUp({ claims: { "ns/a": "recent" } });
+const EARLIER = "0d1e2f30-4a5b-4c6d-8e7f-8091a2b3c4d5";
+
+Deno.test("restartEach() records the generation its restart produced in the burst window", async () => {
+  const { run, made } = setUp();
+  await run([target("a")]);
+  assertEquals(made, ["ns/a this 7"]);
+});
+
+Deno.test("restartEach() follows the restart another event made within the burst window, patching nothing", async () => {
+  const { run, patched, read, events } = setUp({
+    claims: { "ns/a": "recent" },
+    recent: { "ns/a": [{ kind: "made", eventId: EARLIER, generation: 7 }] },
+  });
+  const [outcome] = await run([target("a")]);
+  assertEquals([outcome.result, "reason" in outcome && outcome.reason], [
+    "restarted",
+    `restarted by event ${EARLIER} within RESTART_DEDUP_WINDOW; following that rollout`,
+  ]);
+  assertEquals(read, ["a"], "the Deployment as it is after that restart, to follow");
+  assertEquals([patched, events], [[], []], "no second restart, no second Kubernetes Event");
+});
+
+Deno.test("restartEach() waits for the window's restart to be made before following it", async () => {
+  const { run, read } = setUp({
+    claims: { "ns/a": "recent" },
+    recent: {
+      "ns/a": [{ kind: "in_flight" }, { kind: "made", eventId: EARLIER, generation: 7 }],
+    },
+  });
+  const [outcome] = await run([target("a")]);
+  assertEquals(outcome.result, "restarted");
+  assertEquals(read, ["a"]);
+});
+
+Deno.test("restartEach() says skipped, never restarted, when the window's restart never answers", async () => {
+  const { run, patched } = setUp({
+    claims: { "ns/a": "recent" },
+    recent: { "ns/a": [{ kind: "in_flight" }] },
+  });
   assertEquals(await run([target("a")]), [
     {
       namespace: "ns",
@@ -116,6 +165,16 @@ Deno.test("restartEach() skips what the burst window holds, patching nothing", a
     },
   ]);
   assertEquals(patched, []);
+});
+
+Deno.test("restartEach() restarts itself when the window's restart failed and released it", async () => {
+  const { run, patched } = setUp({
+    claims: { "ns/a": "recent" },
+    recent: { "ns/a": [{ kind: "gone" }] },
+  });
+  const [outcome] = await run([target("a")]);
+  assertEquals(outcome.result, "restarted");
+  assertEquals(patched, ["a"]);
 });
 
 Deno.test("restartEach() patches again what this event already claimed: a replica died after its patch", async () => {

@@ -48,6 +48,29 @@ Deno.test({
         assert(keys.length > 0 && keys.every((k) => k.startsWith("{kuberollouttrigger}:t1:")));
         for (const key of keys) assert(Number(await client.call("PTTL", key)) > 0, key);
       });
+      await t.step(
+        "the window tells a later event the restart's generation, once its patch answered",
+        async () => {
+          const c = createCoordinator({ client, clusterName: "t3", windowMs: 60_000, logger });
+          const first = id();
+          assertEquals(await c.claim(first, "ns/d", REPO), "claimed");
+          assertEquals(await c.recentRestart("ns/d", REPO), { kind: "in_flight" });
+          await c.restartMade(id(), "ns/d", REPO, 9); // not the window's event: ignored
+          assertEquals(await c.recentRestart("ns/d", REPO), { kind: "in_flight" });
+          await c.restartMade(first, "ns/d", REPO, 4);
+          assertEquals(await c.recentRestart("ns/d", REPO), {
+            kind: "made",
+            eventId: first,
+            generation: 4,
+          });
+          const ttl = Number(
+            await client.call("PTTL", "{kuberollouttrigger}:t3:recent:ns/d:" + REPO),
+          );
+          assert(ttl > 0 && ttl <= 60_000, "the window keeps its end");
+          await c.release("ns/d", REPO);
+          assertEquals(await c.recentRestart("ns/d", REPO), { kind: "gone" });
+        },
+      );
       await t.step("without a window, each event claims", async () => {
         const c = createCoordinator({ client, clusterName: "t2", windowMs: 0, logger });
         assertEquals(await c.claim(id(), "ns/d", REPO), "claimed");
