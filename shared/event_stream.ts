@@ -34,9 +34,30 @@ export interface StreamEntry {
 
 const ENTRY_ID = /^\d{1,20}-\d{1,20}$/;
 
-/** The millisecond part of an entry id (Valkey's clock when it was appended). */
-export function entryTime(id: string): number {
-  return Number(id.slice(0, id.indexOf("-")));
+/** True for a stream entry id (`<ms>-<seq>`). */
+export function isEntryId(id: unknown): id is string {
+  return typeof id === "string" && ENTRY_ID.test(id);
+}
+
+/** The later of two entry ids (milliseconds, then sequence). */
+export function laterId(a: string | undefined, b: string): string {
+  if (a === undefined) return b;
+  const [am, as] = a.split("-").map(BigInt);
+  const [bm, bs] = b.split("-").map(BigInt);
+  return bm > am || (bm === am && bs > as) ? b : a;
+}
+
+/**
+ * Reads an XINFO GROUPS or XINFO CONSUMERS reply (a list of flat
+ * `[name, value, …]` records) as maps; anything else is skipped.
+ */
+export function parseInfoRecords(reply: unknown): Map<unknown, unknown>[] {
+  if (!Array.isArray(reply)) return [];
+  return reply.filter(Array.isArray).map((record: unknown[]) => {
+    const fields = new Map<unknown, unknown>();
+    for (let i = 0; i + 1 < record.length; i += 2) fields.set(record[i], record[i + 1]);
+    return fields;
+  });
 }
 
 /** The oldest entry id web keeps when it appends at `nowMs` (for XADD MINID). */

@@ -18,7 +18,10 @@ import { backoffDelay, sleep } from "../lib/backoff.ts";
 import type { Logger } from "../lib/log.ts";
 import {
   EVENTS_STREAM,
+  isEntryId,
+  laterId,
   parseAutoClaimReply,
+  parseInfoRecords,
   parseReadReply,
   type StreamEntry,
 } from "../shared/event_stream.ts";
@@ -240,12 +243,8 @@ async function pruneConsumers(loop: Loop): Promise<void> {
 
 /** From XINFO CONSUMERS: the others with nothing pending, idle for GONE_CONSUMER_IDLE_MS. */
 export function goneConsumers(reply: unknown, self: string): string[] {
-  if (!Array.isArray(reply)) return [];
   const gone: string[] = [];
-  for (const consumer of reply) {
-    if (!Array.isArray(consumer)) continue;
-    const fields = new Map<unknown, unknown>();
-    for (let i = 0; i + 1 < consumer.length; i += 2) fields.set(consumer[i], consumer[i + 1]);
+  for (const fields of parseInfoRecords(reply)) {
     const name = fields.get("name");
     if (typeof name !== "string" || name === self) continue;
     if (fields.get("pending") === 0 && Number(fields.get("idle")) > GONE_CONSUMER_IDLE_MS) {
@@ -283,26 +282,11 @@ async function createGroup(loop: Loop): Promise<void> {
 /** The group's last delivered entry id (XINFO GROUPS); undefined when it is not there. */
 async function lastDelivered(loop: Loop): Promise<string | undefined> {
   const reply = await loop.options.client.call("XINFO", "GROUPS", EVENTS_STREAM);
-  for (const group of Array.isArray(reply) ? reply : []) {
-    if (!Array.isArray(group)) continue;
-    const fields = new Map<unknown, unknown>();
-    for (let i = 0; i + 1 < group.length; i += 2) fields.set(group[i], group[i + 1]);
+  for (const fields of parseInfoRecords(reply)) {
     const id = fields.get("last-delivered-id");
-    if (fields.get("name") === loop.options.group && typeof id === "string" && ENTRY.test(id)) {
-      return id;
-    }
+    if (fields.get("name") === loop.options.group && isEntryId(id)) return id;
   }
   return undefined;
-}
-
-const ENTRY = /^\d{1,20}-\d{1,20}$/;
-
-/** The later of two entry ids (milliseconds, then sequence). */
-export function laterId(a: string | undefined, b: string): string {
-  if (a === undefined) return b;
-  const [am, as] = a.split("-").map(BigInt);
-  const [bm, bs] = b.split("-").map(BigInt);
-  return bm > am || (bm === am && bs > as) ? b : a;
 }
 
 /**

@@ -9,10 +9,12 @@
 import { assertEquals, assertThrows } from "../helpers/assert.ts";
 import { MAX_SIGNED_MESSAGE } from "../../shared/event_signature.ts";
 import {
-  entryTime,
   EVENTS_STREAM,
+  isEntryId,
+  laterId,
   MESSAGE_FIELD,
   parseAutoClaimReply,
+  parseInfoRecords,
   parseReadReply,
   RETENTION_FACTOR,
   retentionMinId,
@@ -122,10 +124,30 @@ Deno.test("security: parseAutoClaimReply() throws on a reply of another shape", 
   }
 });
 
-Deno.test("entryTime() is the millisecond part of an entry id", () => {
-  assertEquals(entryTime("1700000000123-0"), 1_700_000_000_123);
-  assertEquals(entryTime("1700000000123-42"), 1_700_000_000_123);
-  assertEquals(entryTime("0-1"), 0);
+Deno.test("laterId() orders entry ids by milliseconds, then sequence, as numbers", async (t) => {
+  const cases: [string | undefined, string, string][] = [
+    [undefined, "5-0", "5-0"],
+    ["5-0", "6-0", "6-0"],
+    ["6-0", "5-9", "6-0"],
+    ["5-1", "5-2", "5-2"],
+    ["5-10", "5-9", "5-10"],
+    ["9-0", "10-0", "10-0"],
+    ["18446744073709551615-0", "18446744073709551614-5", "18446744073709551615-0"],
+    ["7-3", "7-3", "7-3"],
+  ];
+  for (const [a, b, later] of cases) {
+    await t.step(`${a} vs ${b}`, () => assertEquals(laterId(a, b), later));
+  }
+});
+
+Deno.test("parseInfoRecords() reads XINFO's flat records as maps and skips anything else", () => {
+  const records = parseInfoRecords([["name", "prod", "pending", 0], "junk", ["odd"]]);
+  assertEquals(records.map((r) => [r.get("name"), r.get("pending")]), [["prod", 0], [
+    undefined,
+    undefined,
+  ]]);
+  assertEquals(parseInfoRecords("nope"), []);
+  assertEquals([isEntryId("1-2"), isEntryId("1"), isEntryId(3)], [true, false, false]);
 });
 
 Deno.test("retentionMinId() keeps twice the catch-up window, in whole ms, never below 0", async (t) => {
