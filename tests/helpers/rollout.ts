@@ -102,3 +102,42 @@ export async function kubectl(binary: string, kubeconfig: string, args: string[]
     await Deno.remove(home, { recursive: true }).catch(() => {});
   }
 }
+
+/**
+ * Makes one Ready pod of the Deployment `app` unready, as a kubelet reports a
+ * failing readiness probe (Ready and ContainersReady False, merged by type);
+ * the ReplicaSet and Deployment controllers then count one replica fewer
+ * available. Returns the pod's name.
+ */
+export async function makeOnePodUnready(client: KubeClient, ns: string, app: string) {
+  const res = await client.request(
+    "GET",
+    `/api/v1/namespaces/${ns}/pods?labelSelector=${encodeURIComponent(`app=${app}`)}`,
+  );
+  if (res.status !== 200) throw new Error(`list pods in ${ns}: HTTP ${res.status}`);
+  const pod = (res.json as any).items.find((p: any) =>
+    !p.metadata.deletionTimestamp &&
+    (p.status?.conditions ?? []).some((c: any) => c.type === "Ready" && c.status === "True")
+  );
+  if (!pod) throw new Error(`no ready pod of ${ns}/${app}`);
+  const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+  const patched = await client.request(
+    "PATCH",
+    `/api/v1/namespaces/${ns}/pods/${pod.metadata.name}/status`,
+    {
+      status: {
+        conditions: ["Ready", "ContainersReady"].map((type) => ({
+          type,
+          status: "False",
+          lastTransitionTime: now,
+          reason: "ContainersNotReady",
+        })),
+      },
+    },
+    "application/strategic-merge-patch+json",
+  );
+  if (patched.status !== 200) {
+    throw new Error(`make pod ${ns}/${pod.metadata.name} unready: HTTP ${patched.status}`);
+  }
+  return pod.metadata.name as string;
+}

@@ -4,7 +4,8 @@
  * tracker, and writes the cluster's report (coalesced, retried) into the
  * event's status record; persists what a restarted worker needs to resume.
  * With ROLLOUT_TIMEOUT 0 nothing is tracked: restarted Deployments carry no
- * rollout and the report is final at once.
+ * rollout and the report is final at once. ROLLOUT_BAKE_TIME (and the
+ * Deployments' bake-time annotation) make a rollout bake before it is complete.
  */
 
 import { describeError } from "../../lib/error_text.ts";
@@ -33,6 +34,8 @@ export interface FeedbackOptions {
   clusterName: string;
   /** ROLLOUT_TIMEOUT in ms; 0 turns tracking off. */
   rolloutTimeoutMs: number;
+  /** ROLLOUT_BAKE_TIME in ms: how long a rollout must stay healthy before it is complete (default 0). */
+  rolloutBakeTimeMs?: number;
   reports: ReportStore;
   tracking: TrackingStore;
   logger: Logger;
@@ -95,6 +98,8 @@ interface Parts {
 /** Creates the feedback side of the worker. */
 export function createFeedback(options: FeedbackOptions): Feedback {
   const clock = options.clock ?? REAL_CLOCK;
+  const bakeTimeMs = options.rolloutBakeTimeMs ?? 0;
+  warnOfBakeBeyondTimeout(options.logger, bakeTimeMs, options.rolloutTimeoutMs);
   const f: Parts = {
     options,
     clock,
@@ -111,6 +116,7 @@ export function createFeedback(options: FeedbackOptions): Feedback {
     tracker: createRolloutTracker({
       clock,
       timeoutText: formatDuration(options.rolloutTimeoutMs),
+      bakeTimeMs,
       onChange: (eventId, final) => rolloutsChanged(f, eventId, final),
       onFinal: reportRolloutFinished(options),
     }),
@@ -282,6 +288,20 @@ function reportRolloutFinished({ logger, metrics }: FeedbackOptions) {
     if (state === "complete") logger.info("rollout finished", fields);
     else logger.warn("rollout finished", fields);
   };
+}
+
+/** The bake counts within ROLLOUT_TIMEOUT: one not shorter than it can never end complete. */
+function warnOfBakeBeyondTimeout(logger: Logger, bakeTimeMs: number, rolloutTimeoutMs: number) {
+  if (rolloutTimeoutMs === 0 || bakeTimeMs < rolloutTimeoutMs) return;
+  logger.warn(
+    "ROLLOUT_BAKE_TIME is not shorter than ROLLOUT_TIMEOUT: every rollout it applies to ends timed_out while baking",
+    {
+      rollout_bake_time: formatDuration(bakeTimeMs),
+      rollout_timeout: formatDuration(rolloutTimeoutMs),
+      hint:
+        "the bake counts within ROLLOUT_TIMEOUT; set ROLLOUT_TIMEOUT to the longest rollout plus the bake time",
+    },
+  );
 }
 
 /** The rollouts to follow: each restarted Deployment at the generation the patch made. */

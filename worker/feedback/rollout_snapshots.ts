@@ -1,18 +1,21 @@
 /**
  * The tracker's slim copy of every Deployment in scope: only what
- * rolloutProgress() reads, one flat record per Deployment (100,000 in a large
+ * rolloutProgress() and the bake read, one flat record per Deployment (100,000 in a large
  * cluster), kept newest first so a late API answer cannot make a finished
  * rollout look unfinished. Pure: the tracker owns the map and the timing.
  */
 
 import type { Deployment } from "../kube/objects.ts";
-import type { DeploymentProgress } from "./rollout_progress.ts";
+import { BAKE_TIME_ANNOTATION, type DeploymentProgress } from "./rollout_progress.ts";
+
+/** Longest bake-time annotation kept: a longer one is not a duration anyway. */
+const MAX_BAKE_TIME_CHARS = 64;
 
 /** Snapshots by namespace, then name. */
 export type Snapshots = Map<string, Map<string, Snapshot>>;
 
 /**
- * Only what rolloutProgress() reads, flat: the tracker keeps one per Deployment
+ * Only what rolloutProgress() and the bake read, flat: the tracker keeps one per Deployment
  * in scope (100,000 in a large cluster), so no nested objects or arrays.
  * Values are kept as the API sent them; rolloutProgress() checks them.
  */
@@ -26,8 +29,11 @@ export interface Snapshot {
   updated: unknown;
   ready: unknown;
   available: unknown;
-  /** The Progressing condition's reason, the only condition read. */
+  /** The Progressing condition's reason and status, the only condition read. */
   progressing?: unknown;
+  progressingStatus?: unknown;
+  /** The bake-time annotation as set (bounded), when it is. */
+  bakeTime?: unknown;
 }
 
 /** The slim copy of `d` the tracker keeps. */
@@ -47,7 +53,15 @@ export function snapshotOf(d: Deployment): Snapshot {
     ready: s?.readyReplicas,
     available: s?.availableReplicas,
     progressing: progressing?.reason,
+    progressingStatus: progressing?.status,
+    bakeTime: bounded(d.metadata.annotations?.[BAKE_TIME_ANNOTATION]),
   };
+}
+
+// Security: an annotation may be 256 KiB; a long one is kept cut (it then fails to parse, as it would whole).
+function bounded(value: unknown): unknown {
+  if (typeof value !== "string" || value.length <= MAX_BAKE_TIME_CHARS) return value;
+  return `${value.slice(0, MAX_BAKE_TIME_CHARS)}…`;
 }
 
 /** The snapshot in the shape rolloutProgress() reads. */
@@ -62,9 +76,9 @@ export function progressOf(s: Snapshot): DeploymentProgress {
         updatedReplicas: s.updated,
         readyReplicas: s.ready,
         availableReplicas: s.available,
-        conditions: s.progressing === undefined
+        conditions: s.progressing === undefined && s.progressingStatus === undefined
           ? undefined
-          : [{ type: "Progressing", reason: s.progressing }],
+          : [{ type: "Progressing", status: s.progressingStatus, reason: s.progressing }],
       }
       : undefined,
   };

@@ -3,15 +3,20 @@
  * inventory's list and watch already deliver (no API call of its own): each
  * restarted Deployment is `progressing` until rolloutProgress() says complete
  * or failed, it is deleted (failed), or the event's deadline passes
- * (timed_out). Keeps a slim copy of every Deployment's status, so tracking can
- * start from what the cluster already shows: right after a patch, or when a
- * restarted worker resumes an event. Time comes from an injected clock.
+ * (timed_out). With a bake time (ROLLOUT_BAKE_TIME, or the Deployment's
+ * bake-time annotation) a rollout that looks complete is `baking` until it
+ * has stayed healthy that long (bakingRollout()); a timer ends the bake, as a
+ * healthy Deployment may send no watch event at all. Keeps a slim copy of
+ * every Deployment's status, so tracking can start from what the cluster
+ * already shows: right after a patch, or when a restarted worker resumes an
+ * event. Time comes from an injected clock.
  */
 
 import type { DeploymentReport, RolloutReport } from "../../shared/event_status.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { Deployment } from "../kube/objects.ts";
-import { rolloutProgress } from "./rollout_progress.ts";
+import { formatDuration } from "../../lib/setting_values.ts";
+import { type Bake, bakeTimeOf, bakingRollout, rolloutProgress } from "./rollout_progress.ts";
 import {
   latestAt,
   progressOf,
@@ -27,6 +32,11 @@ export interface TrackTarget {
   /** metadata.generation of the patch's answer: the rollout to wait for. */
   generation: number;
   uid?: string;
+  /**
+   * While the rollout bakes: when it first looked complete and its generation
+   * then; kept with the tracking state, so a resumed worker bakes on from there.
+   */
+  bake?: Bake;
 }
 
 /** Everything needed to follow (or resume following) one event. */
@@ -49,6 +59,8 @@ export interface RolloutTrackerOptions {
   clock: Clock;
   /** ROLLOUT_TIMEOUT as the timed_out reason says it, e.g. "10m". */
   timeoutText: string;
+  /** ROLLOUT_BAKE_TIME in ms; 0 (the default): complete as soon as it looks complete. */
+  bakeTimeMs?: number;
   /** An event's report changed; `final` once none of its rollouts is progressing. */
   onChange(eventId: string, final: boolean): void;
   /** One rollout reached a final state. */
@@ -75,10 +87,17 @@ const key = (namespace: string, name: string) => `${namespace}/${name}`;
 
 const FINAL = new Set<string>(["complete", "failed", "timed_out"]);
 
+/** One followed rollout: its target, its report entry (inside event.deployments), its bake's timer. */
+interface Followed {
+  target: TrackTarget;
+  entry: DeploymentReport;
+  wake?: { at: number; cancel: () => void };
+}
+
 interface Held {
   event: TrackedEvent;
-  /** Deployment key → its target and report entry (the entry is inside event.deployments). */
-  byKey: Map<string, { target: TrackTarget; entry: DeploymentReport }>;
+  /** Deployment key → the rollout followed there. */
+  byKey: Map<string, Followed>;
   /** Targets whose rollout is not final yet. */
   open: number;
   cancel: () => void;
@@ -154,8 +173,18 @@ function track(t: Tracker, input: TrackedEvent): void {
 function evaluate(t: Tracker, held: Held, k: string): boolean {
   const item = held.byKey.get(k);
   if (!item) return false;
-  const next = changedRollout(item.entry.rollout, latestAt(t.latest, k), item.target);
-  if (!next) return false;
+  const { clock, bakeTimeMs = 0 } = t.options;
+  const current = item.entry.rollout;
+  const step = rolloutStep(current, latestAt(t.latest, k), item.target, {
+    now: clock.now(),
+    bakeTimeMs,
+  });
+  if (!step) return false;
+  if (step.bake) item.target.bake = step.bake;
+  else if (item.target.bake) delete item.target.bake;
+  wakeAt(t, held, k, step.wakeAt);
+  const next = step.rollout;
+  if (JSON.stringify(next) === JSON.stringify(current)) return false;
   item.entry.rollout = next;
   if (FINAL.has(next.state)) {
     held.open--;
@@ -164,14 +193,43 @@ function evaluate(t: Tracker, held: Held, k: string): boolean {
   return true;
 }
 
-/** The event's deadline passed: every rollout still progressing is timed_out. */
+/**
+ * Re-reads a baking rollout when its bake time is up (`at`), since a healthy
+ * Deployment may send no watch event; no timer once it is not baking.
+ */
+function wakeAt(t: Tracker, held: Held, k: string, at: number | undefined): void {
+  const item = held.byKey.get(k)!;
+  if (item.wake?.at === at) return;
+  item.wake?.cancel();
+  item.wake = undefined;
+  if (at === undefined) return;
+  const { clock } = t.options;
+  const wake = () => {
+    item.wake = undefined;
+    if (t.events.get(held.event.eventId) === held) {
+      settle(t, held.event.eventId, evaluate(t, held, k));
+    }
+  };
+  item.wake = { at, cancel: clock.schedule(wake, Math.max(0, at - clock.now())) };
+}
+
+/** The event's deadline passed: every rollout still progressing or baking is timed_out. */
 function timeOut(t: Tracker, eventId: string): void {
   const held = t.events.get(eventId);
   if (!held) return;
   let changed = false;
-  for (const { entry } of held.byKey.values()) {
-    const next = timedOutRollout(entry.rollout, t.options.timeoutText);
+  const now = t.options.clock.now();
+  for (const [k, item] of held.byKey) {
+    const { entry, target } = item;
+    // A bake that ends by the deadline is complete, whichever timer runs first.
+    if (entry.rollout?.state === "baking") changed = evaluate(t, held, k) || changed;
+    const baked = target.bake && item.wake
+      ? { healthyMs: now - target.bake.since, bakeMs: item.wake.at - target.bake.since }
+      : undefined;
+    const next = timedOutRollout(entry.rollout, t.options.timeoutText, baked);
     if (!next) continue;
+    item.wake?.cancel();
+    item.wake = undefined;
     entry.rollout = next;
     held.open--;
     t.options.onFinal?.(eventId, entry);
@@ -193,6 +251,7 @@ function forget(t: Tracker, eventId: string): void {
   const held = t.events.get(eventId);
   if (!held) return;
   held.cancel();
+  for (const item of held.byKey.values()) item.wake?.cancel();
   t.events.delete(eventId);
   for (const k of held.byKey.keys()) {
     const set = t.followers.get(k);
@@ -209,6 +268,21 @@ const progressing = (): RolloutReport => ({
   available: 0,
 });
 
+/** What the bake needs beyond the Deployment: the time now, and ROLLOUT_BAKE_TIME in ms. */
+export interface BakeContext {
+  now: number;
+  bakeTimeMs: number;
+}
+
+const NO_BAKE: BakeContext = { now: 0, bakeTimeMs: 0 };
+
+/** A followed rollout's next state: its report, and while it bakes, the bake and when it ends. */
+export interface RolloutStep {
+  rollout: RolloutReport;
+  bake?: Bake;
+  wakeAt?: number;
+}
+
 /**
  * A followed rollout's next report when it changed; undefined when there is
  * none to follow, it is final already, or it reads the same as before.
@@ -217,36 +291,71 @@ export function changedRollout(
   current: RolloutReport | undefined,
   snapshot: Snapshot | undefined,
   target: TrackTarget,
+  context: BakeContext = NO_BAKE,
 ): RolloutReport | undefined {
-  if (!current || FINAL.has(current.state)) return undefined;
-  const next = nextRollout(current, snapshot, target);
-  return JSON.stringify(next) === JSON.stringify(current) ? undefined : next;
+  const next = rolloutStep(current, snapshot, target, context)?.rollout;
+  return next && JSON.stringify(next) !== JSON.stringify(current) ? next : undefined;
 }
 
-/** A rollout still progressing at the event's deadline, timed_out; undefined for any other. */
+/**
+ * A rollout still progressing or baking at the event's deadline, timed_out
+ * (a baking one says so, with how long of its bake time it stayed healthy);
+ * undefined for any other.
+ */
 export function timedOutRollout(
   current: RolloutReport | undefined,
   timeoutText: string,
+  baked?: { healthyMs: number; bakeMs: number },
 ): RolloutReport | undefined {
-  if (current?.state !== "progressing") return undefined;
-  return {
-    ...current,
-    state: "timed_out",
-    reason: `not complete within ROLLOUT_TIMEOUT (${timeoutText})`,
-  };
+  if (current?.state !== "progressing" && current?.state !== "baking") return undefined;
+  let reason = `not complete within ROLLOUT_TIMEOUT (${timeoutText})`;
+  if (current.state === "baking") {
+    reason += ": still baking";
+    if (baked) {
+      const healthy = formatDuration(Math.max(0, Math.floor(baked.healthyMs / 1000) * 1000));
+      reason += `, healthy for ${healthy} of its ${formatDuration(baked.bakeMs)} bake time`;
+    }
+  }
+  return { ...current, state: "timed_out", reason };
 }
 
-/** Where a followed rollout stands now, from the Deployment's latest snapshot. */
-function nextRollout(
-  current: RolloutReport,
+/**
+ * Where a followed rollout stands now, from the Deployment's latest snapshot;
+ * undefined when there is none to follow or it is final already. A rollout
+ * that looks complete bakes first when its bake time is not 0.
+ */
+export function rolloutStep(
+  current: RolloutReport | undefined,
   snapshot: Snapshot | undefined,
   target: TrackTarget,
-): RolloutReport {
-  if (!snapshot) return { ...current, state: "failed", reason: "the Deployment was deleted" };
+  context: BakeContext,
+): RolloutStep | undefined {
+  if (!current || FINAL.has(current.state)) return undefined;
+  const failed = (reason: string) => ({
+    rollout: { ...current, state: "failed" as const, reason },
+  });
+  if (!snapshot) return failed("the Deployment was deleted");
   if (snapshot.uid && target.uid && snapshot.uid !== target.uid) {
-    return { ...current, state: "failed", reason: "the Deployment was deleted and recreated" };
+    return failed("the Deployment was deleted and recreated");
   }
-  return rolloutProgress(progressOf(snapshot), target.generation);
+  const deployment = progressOf(snapshot);
+  const read = rolloutProgress(deployment, target.generation);
+  const baking = current.state === "baking";
+  if (!baking && read.state !== "complete") return { rollout: read };
+  const bakeMs = bakeTimeOf(snapshot.bakeTime, context.bakeTimeMs);
+  if (typeof bakeMs !== "number") {
+    return { rollout: { ...read, state: "failed", reason: bakeMs.reason } };
+  }
+  if (!baking && bakeMs === 0) return { rollout: read };
+  // A bake starts when the rollout first looks complete; one resumed without its start starts again.
+  const bake = target.bake ?? { since: context.now, generation: generationOf(snapshot) };
+  const rollout = bakingRollout({ read, deployment, bake, bakeMs, now: context.now });
+  return rollout.state === "baking" ? { rollout, bake, wakeAt: bake.since + bakeMs } : { rollout };
+}
+
+function generationOf(snapshot: Snapshot): number {
+  const g = snapshot.generation;
+  return typeof g === "number" && Number.isSafeInteger(g) && g >= 0 ? g : 0;
 }
 
 /**
@@ -259,7 +368,7 @@ function followedEvent(input: TrackedEvent) {
   for (const d of event.deployments) {
     if (d.result === "restarted") restarted.set(key(d.namespace, d.name), d);
   }
-  const byKey = new Map<string, { target: TrackTarget; entry: DeploymentReport }>();
+  const byKey = new Map<string, Followed>();
   let open = 0;
   for (const target of event.targets) {
     const k = key(target.namespace, target.name);

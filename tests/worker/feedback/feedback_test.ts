@@ -21,8 +21,9 @@ import type { Deployment } from "../../../worker/kube/objects.ts";
 import { createWorkerMetrics } from "../../../worker/metrics.ts";
 import type { TrackedEvent } from "../../../worker/feedback/rollout_tracker.ts";
 
-function setup(rolloutTimeoutMs: number, persisted: TrackedEvent[] = []) {
+function setup(rolloutTimeoutMs: number, persisted: TrackedEvent[] = [], rolloutBakeTimeMs = 0) {
   const clock = fakeClock(0);
+  const logs: Record<string, unknown>[] = [];
   const reports: ClusterReport[] = [];
   const saved: string[] = [];
   const removed: string[] = [];
@@ -47,13 +48,14 @@ function setup(rolloutTimeoutMs: number, persisted: TrackedEvent[] = []) {
   const feedback = createFeedback({
     clusterName: "prod",
     rolloutTimeoutMs,
+    rolloutBakeTimeMs,
     reports: store,
     tracking,
-    logger: createLogger({ level: "error", write: () => {} }),
+    logger: createLogger({ level: "warn", write: (line) => logs.push(JSON.parse(line)) }),
     metrics,
     clock,
   });
-  return { clock, reports, saved, removed, feedback, metrics };
+  return { clock, reports, saved, removed, feedback, metrics, logs };
 }
 
 const patched = (generation: number, status: Deployment["status"] = {}): Deployment => ({
@@ -103,6 +105,38 @@ Deno.test("feedback follows a restart to complete: in_progress first, persisted,
   assertEquals(t.reports[1].deployments[0].rollout?.state, "complete");
   assertEquals(t.removed, ["e"]);
   assertEquals(t.metrics.rollouts.get({ state: "complete" }), 1);
+});
+
+Deno.test("feedback with ROLLOUT_BAKE_TIME reports a complete-looking rollout baking (in progress), then succeeded once the bake time passed, by the clock alone", async () => {
+  const t = setup(600_000, [], 30_000);
+  t.feedback.begin({
+    eventId: "e",
+    matched: 1,
+    deployments: [{ namespace: "ns", name: "api", result: "restarted" }],
+    restarted: [patched(2, { observedGeneration: 1 })],
+  });
+  t.feedback.observe("MODIFIED", patched(2, done));
+  await t.clock.advance(1000);
+  const baking = t.reports.at(-1)!;
+  assertEquals([baking.state, baking.deployments[0].rollout?.state], ["in_progress", "baking"]);
+  assertEquals([baking.counts.progressing, baking.counts.complete], [1, 0]);
+  await t.clock.advance(28_000);
+  assertEquals(t.reports.at(-1)!.state, "in_progress");
+  await t.clock.advance(2_000);
+  const final = t.reports.at(-1)!;
+  assertEquals([final.state, final.deployments[0].rollout?.state], ["succeeded", "complete"]);
+  assertEquals(t.removed, ["e"]);
+  assertEquals(t.logs, []);
+});
+
+Deno.test("feedback warns at start when ROLLOUT_BAKE_TIME is not shorter than ROLLOUT_TIMEOUT", () => {
+  assertEquals(setup(60_000, [], 60_000).logs.map((l) => [l.level, l.msg, l.rollout_timeout]), [[
+    "warn",
+    "ROLLOUT_BAKE_TIME is not shorter than ROLLOUT_TIMEOUT: every rollout it applies to ends timed_out while baking",
+    "1m",
+  ]]);
+  assertEquals(setup(0, [], 60_000).logs, [], "no tracking, no bake");
+  assertEquals(setup(60_000, [], 59_000).logs, []);
 });
 
 Deno.test("feedback resumes a persisted event from the inventory's current objects", async () => {

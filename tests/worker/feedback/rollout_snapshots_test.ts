@@ -60,3 +60,26 @@ Deno.test("updateLatest() forgets a deleted Deployment and an emptied namespace"
   assertEquals(latestAt(latest, "apps/web"), undefined);
   assertEquals(latest.size, 0);
 });
+
+Deno.test("snapshotOf() keeps the bake-time annotation and the Progressing status the bake reads", () => {
+  const d = deployment(4, {
+    conditions: [{ type: "Progressing", status: "False", reason: "ProgressDeadlineExceeded" }],
+  });
+  d.metadata.annotations = { "kuberollouttrigger/bake-time": "2m", "other": "x".repeat(1000) };
+  const s = snapshotOf(d);
+  assertEquals([s.bakeTime, s.progressingStatus, s.progressing], [
+    "2m",
+    "False",
+    "ProgressDeadlineExceeded",
+  ]);
+  assertEquals(progressOf(s).status?.conditions, [
+    { type: "Progressing", status: "False", reason: "ProgressDeadlineExceeded" },
+  ]);
+  assertEquals(snapshotOf(deployment(4)).bakeTime, undefined);
+});
+
+Deno.test("security: snapshotOf() keeps at most 64 characters of a bake-time annotation", () => {
+  const d = deployment(4);
+  d.metadata.annotations = { "kuberollouttrigger/bake-time": "1".repeat(200_000) + "s" };
+  assertEquals(snapshotOf(d).bakeTime, `${"1".repeat(64)}…`);
+});

@@ -181,13 +181,18 @@ Deno.test("changedRollout() is the followed rollout's next report, or undefined 
   }
 });
 
-Deno.test("timedOutRollout() times out only a rollout still progressing", async (t) => {
+Deno.test("timedOutRollout() times out only a rollout still progressing or baking", async (t) => {
   const at = { replicas: 3, updated: 1, ready: 2, available: 2 };
   const cases: [string, RolloutReport | undefined, RolloutReport | undefined][] = [
     ["progressing", { state: "progressing", ...at }, {
       state: "timed_out",
       ...at,
       reason: "not complete within ROLLOUT_TIMEOUT (10m)",
+    }],
+    ["baking (how long unknown)", { state: "baking", ...at }, {
+      state: "timed_out",
+      ...at,
+      reason: "not complete within ROLLOUT_TIMEOUT (10m): still baking",
     }],
     ["complete", { state: "complete", ...at }, undefined],
     ["failed", { state: "failed", ...at, reason: "ProgressDeadlineExceeded" }, undefined],
@@ -196,4 +201,17 @@ Deno.test("timedOutRollout() times out only a rollout still progressing", async 
   for (const [name, current, expected] of cases) {
     await t.step(name, () => assertEquals(timedOutRollout(current, "10m"), expected));
   }
+});
+
+Deno.test("timedOutRollout() says how long of its bake time a baking rollout stayed healthy", () => {
+  const at = { replicas: 3, updated: 3, ready: 3, available: 3 };
+  assertEquals(
+    timedOutRollout({ state: "baking", ...at }, "10m", { healthyMs: 95_400, bakeMs: 120_000 }),
+    {
+      state: "timed_out",
+      ...at,
+      reason:
+        "not complete within ROLLOUT_TIMEOUT (10m): still baking, healthy for 95s of its 2m bake time",
+    },
+  );
 });

@@ -127,6 +127,11 @@ Deno.test("createTrackingStore() saves, loads back and removes what a cluster fo
   progressed.deployments[0].rollout!.updated = 2;
   await w.tracking.save(progressed);
   assertEquals(await w.tracking.load(), { events: [progressed], dropped: 0 });
+  // A rollout baking: its bake's start comes back, so a resumed worker bakes on from there.
+  const baking = structuredClone(progressed);
+  baking.targets[0].bake = { since: START + 5_000, generation: baking.targets[0].generation };
+  await w.tracking.save(baking);
+  assertEquals(await w.tracking.load(), { events: [baking], dropped: 0 });
   // Another cluster's tracking is not ours to resume.
   const other = createTrackingStore({ client: w.valkey, clusterName: "staging", now: w.now });
   assertEquals(await other.load(), { events: [], dropped: 0 });
