@@ -6,7 +6,7 @@
  */
 
 import { parseListenAddr } from "../lib/setting_values.ts";
-import { parseVerifyKeys } from "../shared/event_keys.ts";
+import { parseSigningKey, parseVerifyKeys } from "../shared/event_keys.ts";
 import {
   bool,
   BOTH,
@@ -104,6 +104,16 @@ export const WORKER_SETTINGS = {
       "How long the worker follows each restarted Deployment's rollout for the event's status; not complete by then is timed_out (0s: no tracking, the report says only what was restarted).",
     parse: duration,
   }),
+  rolloutBakeTime: setting({
+    env: "ROLLOUT_BAKE_TIME",
+    flag: "rollout-bake-time",
+    modes: WORKER,
+    show: true,
+    default: "0s",
+    help:
+      "How long a restarted Deployment must stay healthy after its rollout looks complete (every replica available, no new spec change, Progressing not False) before it is reported complete; meanwhile it is baking. Counts within ROLLOUT_TIMEOUT: still baking then is timed_out. A Deployment's kuberollouttrigger/bake-time annotation overrides it (0s: no bake).",
+    parse: duration,
+  }),
   localInventory: setting({
     env: "LOCAL_INVENTORY",
     flag: "local-inventory",
@@ -120,6 +130,14 @@ export const WORKER_SETTINGS = {
     help:
       "Ed25519 public keys (SPKI PEM blocks, JWK or JWK Set). Worker: drops messages none of them signed; unset, messages are unauthenticated. Web: also reads bindings they signed.",
     parse: parseVerifyKeys,
+  }),
+  reportSigningKey: setting({
+    env: "REPORT_SIGNING_KEY",
+    flag: "report-signing-key",
+    modes: WORKER,
+    help:
+      "This cluster's own Ed25519 private key (PKCS#8 PEM or JWK, the value itself) that signs its reports; web with REPORT_VERIFY_KEYS reads only reports signed by the key it has for this CLUSTER_NAME. Secret.",
+    parse: parseSigningKey,
   }),
   catchUpWindow: setting({
     env: "CATCH_UP_WINDOW",

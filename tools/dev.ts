@@ -26,6 +26,8 @@ export const DEV_DEFAULTS = {
   VALKEY_CHANNEL: "kuberollouttrigger-dev",
   LOG_LEVEL: "info",
 };
+/** The dev worker's CLUSTER_NAME, whose report key web is given. */
+const DEV_CLUSTER = "local";
 
 /** The local inventory the dev worker uses. */
 export const LOCAL_INVENTORY = `${ROOT}k8s/dev/local-inventory.yaml`;
@@ -172,11 +174,16 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
     valkeyAddr = valkey.addr;
   }
   const env = { ...DEV_DEFAULTS, VALKEY_ADDR: valkeyAddr };
-  // An ephemeral key pair: the local flow takes the signed path production takes.
-  const keys = await generateKeyPair();
+  // Ephemeral key pairs, web's and the cluster's: the local flow takes the signed path
+  // production takes, both ways.
+  const [keys, clusterKeys] = await Promise.all([generateKeyPair(), generateKeyPair()]);
   const web = startProgram({
     args: ["web", "--dev-mode", "--listen-addr", options.webAddr ?? DEFAULT_WEB_ADDR],
-    env: { ...env, EVENT_SIGNING_KEY: keys.privatePem },
+    env: {
+      ...env,
+      EVENT_SIGNING_KEY: keys.privatePem,
+      REPORT_VERIFY_KEYS: `${DEV_CLUSTER}=${clusterKeys.publicLine}`,
+    },
     echo: options.echo,
   });
   const source: Record<string, string> = options.kubeconfig
@@ -185,7 +192,13 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
   if (options.watchNamespaces) source.WATCH_NAMESPACES = options.watchNamespaces;
   const worker = startProgram({
     args: ["worker", "--health-listen-addr", options.healthAddr ?? "127.0.0.1:8081"],
-    env: { ...env, ...source, EVENT_VERIFY_KEYS: keys.publicPem },
+    env: {
+      ...env,
+      ...source,
+      CLUSTER_NAME: DEV_CLUSTER,
+      EVENT_VERIFY_KEYS: keys.publicPem,
+      REPORT_SIGNING_KEY: clusterKeys.privatePem,
+    },
     permissions: ["-P=worker", readGrant],
     echo: options.echo,
   });

@@ -25,6 +25,7 @@ import { createCoordinator } from "./coordination.ts";
 import { createEventHandler } from "./events.ts";
 import { createFeedback, type Feedback } from "./feedback/feedback.ts";
 import { createReportStore, createTrackingStore } from "./feedback/store.ts";
+import { importSigningKey, type SigningKey } from "../shared/signing_key.ts";
 import { serveHealth } from "./health.ts";
 import {
   apiServerIdentity,
@@ -76,6 +77,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
   const registry = createRegistry();
   const metrics = createWorkerMetrics(registry);
   const verifier = await loadVerifier(config, logger);
+  const reportKey = await loadReportKey(config, logger);
   const kube = await connectKube(config, {
     runtime,
     onRequest: (verb) => metrics.kubeRequests.inc({ verb }),
@@ -85,7 +87,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     logger,
   });
   const parts: Parts = { config, runtime, logger, signal, metrics, commands, valkey };
-  const feedback = startFeedback(parts);
+  const feedback = startFeedback(parts, reportKey);
   const inventory = startInventory(parts, { api: kube.api, feedback });
   let events: ReturnType<typeof readEvents> | undefined;
   const registration = startClusterRegistration({
@@ -166,6 +168,26 @@ async function loadVerifier(config: WorkerConfig, logger: Logger): Promise<Event
   return verifier;
 }
 
+/** REPORT_SIGNING_KEY, imported and checked; without it, a loud warning. */
+async function loadReportKey(
+  config: WorkerConfig,
+  logger: Logger,
+): Promise<SigningKey | undefined> {
+  if (!config.reportSigningKey) {
+    logger.warn(
+      "REPORT_SIGNING_KEY is not set: this cluster's reports are unsigned; web with REPORT_VERIFY_KEYS ignores them, and without it anyone who can write to Valkey can forge them",
+    );
+    return undefined;
+  }
+  const key = await importSigningKey(
+    config.reportSigningKey,
+    "REPORT_SIGNING_KEY (--report-signing-key)",
+  );
+  // The line web's REPORT_VERIFY_KEYS needs, so an operator can check it against web's log.
+  logger.info("signing reports", { cluster: config.clusterName, key_id: key.keyId });
+  return key;
+}
+
 /**
  * The Kubernetes API (the runtime's, dev mode's local inventory, or the
  * cluster's) and the identity of the cluster behind it.
@@ -199,7 +221,10 @@ async function connectKube(
 }
 
 /** Reports and rollout tracking, kept in Valkey. */
-function startFeedback({ config, logger, metrics, commands }: Parts): Feedback {
+function startFeedback(
+  { config, logger, metrics, commands }: Parts,
+  reportKey: SigningKey | undefined,
+): Feedback {
   // The local inventory has no controller: no rollout would ever progress.
   const rolloutTimeoutMs = config.localInventory ? 0 : config.rolloutTimeout;
   if (config.localInventory && config.rolloutTimeout > 0) {
@@ -208,7 +233,8 @@ function startFeedback({ config, logger, metrics, commands }: Parts): Feedback {
   return createFeedback({
     clusterName: config.clusterName,
     rolloutTimeoutMs,
-    reports: createReportStore(commands, config.valkeyChannel),
+    rolloutBakeTimeMs: config.rolloutBakeTime,
+    reports: createReportStore(commands, config.valkeyChannel, reportKey),
     tracking: createTrackingStore({ client: commands, clusterName: config.clusterName }),
     logger,
     metrics,

@@ -114,7 +114,17 @@ function parseTracked(raw: string, eventId: string): TrackedEvent {
       !Number.isSafeInteger(t?.generation) ||
       (t.uid !== undefined && typeof t.uid !== "string")
     ) throw bad("has an invalid target");
-    return { namespace: t.namespace, name: t.name, generation: t.generation, uid: t.uid };
+    const target: TrackTarget = {
+      namespace: t.namespace,
+      name: t.name,
+      generation: t.generation,
+      uid: t.uid,
+    };
+    // A bake under way resumes where it was (a bad one is dropped: the bake starts again).
+    if (Number.isSafeInteger(t.bake?.since) && Number.isSafeInteger(t.bake?.generation)) {
+      target.bake = { since: t.bake.since, generation: t.bake.generation };
+    }
+    return target;
   });
   // The report so far is stored in the shape web reads, and read back with web's parser.
   if (typeof report !== "string") throw bad("has no report");
