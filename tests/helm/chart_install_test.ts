@@ -3,9 +3,11 @@
  * `kubectl apply` (client-side, as docs/deployment.md says) into a namespace
  * that enforces and warns on Pod Security "restricted" — no error, no
  * warning, and a second apply leaves every object `unchanged`. Then the real
- * worker, configured by the chart's env and running as the chart's
- * ServiceAccount with the chart's RBAC and admission policy, restarts a
- * matching Deployment when an event arrives on Valkey.
+ * worker, configured by the chart's env (its signing keys read from the
+ * Secret and ConfigMap the chart names, as the kubelet would) and running as
+ * the chart's ServiceAccount with the chart's RBAC and admission policy,
+ * restarts a matching Deployment when an event web's key signed arrives on
+ * Valkey.
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
@@ -22,7 +24,10 @@ import {
 import { type Program, startWorker } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { appendEvent, startValkey } from "../helpers/valkey.ts";
-import { locateHelm, render } from "../helpers/helm.ts";
+import { locateHelm, render, reportKeyLine, signedArgs, SIGNING_OBJECTS } from "../helpers/helm.ts";
+import { generateKeyPair } from "../helpers/signing_keys.ts";
+import { parseSigningKey } from "../../shared/event_keys.ts";
+import { createSigner } from "../../web/event_signer.ts";
 import { stringify } from "yaml";
 
 const info = requireControlPlane("the Helm chart install test");
@@ -128,7 +133,31 @@ Deno.test({
       await t.step(
         "the worker as the chart configures it restarts a matching Deployment",
         async () => {
-          // The defaults with this test's Valkey: the env a plain install gives the worker.
+          // The keys a user makes (docs/deployment.md, "Signing keys"), in the objects
+          // k8s/signing would make, in the release's namespace.
+          const eventKeys = await generateKeyPair();
+          const reportKeys = await generateKeyPair();
+          const o = SIGNING_OBJECTS;
+          const objects = [
+            ["Secret", o.eventSigning, eventKeys.privatePem],
+            ["ConfigMap", o.eventVerify, eventKeys.publicPem],
+            ["Secret", o.reportSigning, reportKeys.privatePem],
+          ] as const;
+          const made = await kubectl(
+            info!,
+            ["apply", "-f", "-"],
+            objects.map(([kind, ref, value]) =>
+              stringify({
+                apiVersion: "v1",
+                kind,
+                metadata: { name: ref.name, namespace: product },
+                [kind === "Secret" ? "stringData" : "data"]: { [ref.key]: value },
+              })
+            ).join("---\n"),
+          );
+          assertEquals(made.code, 0, made.stderr);
+
+          // The defaults with this test's Valkey and keys: the env a plain install gives the worker.
           const plain = await render(helmBin!, product, [
             ...here,
             "--set",
@@ -137,6 +166,7 @@ Deno.test({
             "allowedImagePrefixes={ghcr.io/acme}",
             "--set",
             "worker.clusterName=chart-test",
+            ...signedArgs("chart-test", reportKeyLine(reportKeys.publicPem)),
           ]);
           const deployment = plain.docs.find((d) =>
             d.kind === "Deployment" && d.metadata.name === "kuberollouttrigger-worker"
@@ -144,9 +174,30 @@ Deno.test({
           const container = deployment.spec.template.spec.containers[0];
           const env: Record<string, string> = {};
           for (const e of container.env) {
-            assert(e.value !== undefined, `${e.name} is a plain value in the default install`);
-            env[e.name] = e.value;
+            if (e.value !== undefined) {
+              env[e.name] = e.value;
+              continue;
+            }
+            // Security: the keys come by reference only, read as the kubelet reads them.
+            const ref = e.valueFrom.secretKeyRef ?? e.valueFrom.configMapKeyRef;
+            const kind = e.valueFrom.secretKeyRef ? "secrets" : "configmaps";
+            assert(!ref.optional, `${e.name} is required`);
+            const got = await cluster.admin.request(
+              "GET",
+              `/api/v1/namespaces/${product}/${kind}/${ref.name}`,
+            );
+            assertEquals(got.status, 200, `${e.name}: ${kind}/${ref.name}`);
+            const value = (got.json as { data: Record<string, string> }).data[ref.key];
+            env[e.name] = kind === "secrets" ? atob(value) : value;
           }
+          assertEquals(
+            container.env.filter((e: { valueFrom?: unknown }) => e.valueFrom)
+              .map((e: { name: string }) => e.name).sort(),
+            ["EVENT_VERIFY_KEYS", "REPORT_SIGNING_KEY"],
+            "the worker's keys come from a ConfigMap and a Secret, every other setting is a value",
+          );
+          assertEquals(env.EVENT_VERIFY_KEYS, eventKeys.publicPem);
+          assertEquals(env.REPORT_SIGNING_KEY, reportKeys.privatePem);
           assertEquals(env.WATCH_NAMESPACES, watched);
           assertEquals(container.args, ["worker"]);
 
@@ -166,13 +217,18 @@ Deno.test({
           programs.push(worker.program);
           await worker.program.waitForLog((l) => l.msg === "inventory synced", 20_000);
 
+          // Signed with web's key, as web publishes it; the worker drops anything else.
+          const signer = await createSigner(parseSigningKey(eventKeys.privatePem)!);
           const id = crypto.randomUUID();
-          const message = JSON.stringify({
-            id,
-            time: new Date().toISOString(),
-            image: "ghcr.io/acme/app",
-            tags: ["dev"],
-          });
+          const { message } = await signer.signEvent(
+            JSON.stringify({
+              id,
+              time: new Date().toISOString(),
+              image: "ghcr.io/acme/app",
+              tags: ["dev"],
+            }),
+            "a".repeat(64),
+          );
           await appendEvent(valkey, message);
           const line = await worker.program.waitForLog(
             (l) => l.msg === "event handled" && l.event_id === id,
