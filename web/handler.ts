@@ -52,12 +52,14 @@ export interface HandlerDeps {
   readiness: Record<string, () => Promise<boolean>>;
   now?: () => Date;
   newId?: () => string;
-  /** Aborted at shutdown; waiting status requests answer at once. */
+  /** Aborted at shutdown: waiting status requests answer at once, new requests 503. */
   signal?: AbortSignal;
   /** More routes by path (dev mode adds its token endpoint here). */
   extraRoutes?: Record<string, Route>;
   /** Signs published events and status bindings (EVENT_SIGNING_KEY). */
   signer?: EventSigner;
+  /** With signed reports: the clusters every event waits for, signed into each binding. */
+  signedClusters?: readonly string[];
   /** Reads event bodies; default: MAX_BODY_BYTES within BODY_TIMEOUT_MS. */
   bodies?: BodyReader;
 }
@@ -164,7 +166,12 @@ export function createHandler(
     };
     let response: Response;
     try {
-      if (!url) {
+      if (deps.signal?.aborted) {
+        // Shutting down: web/server.ts closes the listener once the requests in progress are
+        // done; one begun now could be cut off mid-body. Another replica answers the retry.
+        log.reason = Reason.shutting_down;
+        response = json(503, { error: "web is shutting down; retry" }, { "retry-after": "1" });
+      } else if (!url) {
         log.reason = Reason.bad_host;
         response = json(400, { error: "Host header is not a valid host[:port]" });
       } else if (!entry) response = json(404, { error: "not found" });
@@ -181,7 +188,10 @@ export function createHandler(
     deps.metrics.requests.inc({ route: label, code: String(response.status) });
     deps.metrics.duration.observe(seconds, { route: label });
     const fields = { ...log, status: response.status, duration_ms: Math.round(seconds * 1e4) / 10 };
-    if (QUIET_ROUTES.has(label)) {
+    if (log.reason === Reason.shutting_down || log.reason === Reason.client_gone) {
+      // Expected: a replica stopping, a client that stopped waiting; nothing failed.
+      deps.logger.info("request", fields);
+    } else if (QUIET_ROUTES.has(label)) {
       if (response.status >= 400) deps.logger.warn("request", fields);
       else deps.logger.debug("request", fields);
     } else {

@@ -7,6 +7,7 @@ import {
   LATENCY_BUCKETS,
   type Registry,
 } from "../lib/metrics.ts";
+import { REPORT_REJECTIONS } from "./report_verifier.ts";
 
 /** The answers kuberollouttrigger_status_reads_total counts, each exported from start-up. */
 export const STATUS_READ_ANSWERS = [
@@ -35,6 +36,7 @@ export interface WebMetrics {
   issuerFetches: Counter;
   statusReads: Counter;
   statusWaiters: Gauge;
+  reportsIgnored: Counter;
 }
 
 /** Registers web's metrics on `registry`. */
@@ -50,7 +52,13 @@ export function createWebMetrics(registry: Registry): WebMetrics {
     "Events not delivered: Valkey error or no subscriber.",
   );
   for (const reason of ["error", "no_subscriber"]) publishFailures.inc({ reason }, 0);
+  const reportsIgnored = registry.counter(
+    "kuberollouttrigger_reports_ignored_total",
+    "Cluster reports read and ignored because their cluster did not sign them (REPORT_VERIFY_KEYS), by reason: someone else wrote to Valkey, or a cluster's key is missing or wrong.",
+  );
+  for (const reason of REPORT_REJECTIONS) reportsIgnored.inc({ reason }, 0);
   return {
+    reportsIgnored,
     publishFailures,
     statusReads,
     statusWaiters: registry.gauge(

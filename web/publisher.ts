@@ -103,8 +103,16 @@ export interface PublisherOptions {
   now?: () => number;
 }
 
+/** The most clusters one event is for; the script reads no more names than this. */
+export const MAX_CLUSTERS = 1000;
+
 // Cluster names come from a sorted set anyone with Valkey access can write: the
-// script keeps only names of the shape CLUSTER_NAME allows, of the 1000 most recently heard.
+// script keeps only names of the shape CLUSTER_NAME allows, of the MAX_CLUSTERS
+// most recently heard. Security: every read of the set is bounded, so its size
+// cannot make a publish (which blocks Valkey while it runs) slow: at most
+// MAX_CLUSTERS names read (ZREVRANGEBYSCORE … LIMIT), at most MAX_CLUSTERS
+// forgotten ones removed per publish (ZREMRANGEBYSCORE has no LIMIT; the rest
+// go with later publishes), and with CLUSTERS at most MAX_CLUSTERS ZSCOREs.
 // KEYS: status record, clusters, event stream, and with a claim the replay key.
 // ARGV: channel, message, binding without its closing brace, status TTL ms,
 // live-since ms, binding field, publish command (PUBLISH, or SPUBLISH in a
@@ -131,8 +139,9 @@ if ARGV[10] ~= '' then
     if not score or tonumber(score) < live then table.insert(down, name) end
   end
 else
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[8])
-  local known = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', ARGV[8], 'WITHSCORES', 'LIMIT', 0, 1000)
+  local forgotten = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[8], 'LIMIT', 0, ${MAX_CLUSTERS})
+  if #forgotten > 0 then redis.call('ZREM', KEYS[2], unpack(forgotten)) end
+  local known = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', ARGV[8], 'WITHSCORES', 'LIMIT', 0, ${MAX_CLUSTERS})
   for i = 1, #known, 2 do
     local name = known[i]
     if #name <= 63 and string.match(name, '^[%w%._%-]+$') then
@@ -201,6 +210,12 @@ function readReply(reply: unknown): Published {
 export function createPublisher(options: PublisherOptions): Publisher {
   const now = options.now ?? Date.now;
   const { client } = options;
+  if ((options.clusters?.length ?? 0) > MAX_CLUSTERS) {
+    throw new AppError(
+      "ERR_CONFIG",
+      `CLUSTERS names ${options.clusters!.length} clusters; at most ${MAX_CLUSTERS}`,
+    );
+  }
   const explicit = (options.clusters ?? []).join(",");
   return {
     async publish(input) {

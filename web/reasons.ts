@@ -152,6 +152,18 @@ export const REASONS = {
     kind: "request",
     doc: "`429`: too many `GET /event/<id>?wait=` requests are waiting on this replica",
   },
+  repository_waiters: {
+    kind: "request",
+    doc: "`429`: this repository already holds its share, a quarter of `STATUS_MAX_WAITERS`",
+  },
+  shutting_down: {
+    kind: "request",
+    doc: "`503`: the request came after SIGTERM, while web finished the ones in progress",
+  },
+  client_gone: {
+    kind: "request",
+    doc: "`499` (never sent): the client left while its `?wait=` read was held; its slot is free",
+  },
 } as const satisfies Record<string, ReasonRow>;
 
 /** Any reason the product writes. */

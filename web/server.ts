@@ -1,7 +1,10 @@
 /**
  * Wires web mode together from a Config and starts the HTTP server: Valkey
  * publisher, issuer keys, token verifier, authorizer, handler, metrics. Runs
- * until the signal aborts, then drains in-flight requests and disconnects.
+ * until the signal aborts, then answers new requests 503, lets the requests in
+ * progress finish (waiting status reads answer at once with what is known)
+ * within SHUTDOWN_GRACE_MS, closes the listener, and only then disconnects
+ * from Valkey.
  */
 
 import type { WebConfig } from "../config/settings.ts";
@@ -12,12 +15,13 @@ import { createRegistry } from "../lib/metrics.ts";
 import { createDevIssuer, DEV_TOKEN_PATH, type DevIssuer } from "./dev_issuer.ts";
 import { createHandler } from "./handler.ts";
 import { createKeyStore } from "./jwks.ts";
-import { createWebMetrics } from "./metrics.ts";
+import { createWebMetrics, type WebMetrics } from "./metrics.ts";
 import { createTokenVerifier } from "./oidc.ts";
 import { createAuthorizer } from "./policy.ts";
 import { createPublisher } from "./publisher.ts";
 import { createReplayGuard } from "./replay.ts";
-import { createStatusReader } from "./status_store.ts";
+import { createStatusReader, type ReportChecks } from "./status_store.ts";
+import { createReportVerifier } from "./report_verifier.ts";
 import { createStatusWaiters, type StatusWaiters } from "./status_waiters.ts";
 import { statusChannel } from "../shared/event_status.ts";
 import { importVerifyKeys } from "../shared/event_signature.ts";
@@ -40,14 +44,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
   const { logger } = runtime;
   const registry = createRegistry();
   const metrics = createWebMetrics(registry);
-  const signer = config.eventSigningKey ? await createSigner(config.eventSigningKey) : undefined;
-  // Its own key verifies its bindings; EVENT_VERIFY_KEYS those of web replicas mid-rotation.
-  const bindingKeys = signer
-    ? await importVerifyKeys([{ raw: signer.publicKey }, ...config.eventVerifyKeys])
-    : undefined;
-  if (signer) {
-    logger.info("signing events", { key_id: signer.keyId, binding_keys: bindingKeys!.ids });
-  } else logger.warn("EVENT_SIGNING_KEY is not set: events are published unsigned");
+  const { signer, bindingKeys, reportChecks } = await loadSigning(config, logger, metrics);
   const valkey = createValkeyClient(config, { name: "kuberollouttrigger-web", logger });
   const events = eventChannel(config.valkeyChannel, config);
   const publisher = createPublisher({
@@ -57,7 +54,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     statusTtlMs: config.statusTtl,
     catchUpWindowMs: config.catchUpWindow,
     forgetAfterMs: config.clusterForgetAfter,
-    clusters: config.clusters,
+    clusters: config.clusters ?? reportChecks?.verifier.clusters,
   });
   const statusWaiters = createStatusWaiters({ max: config.statusMaxWaiters });
   const notifications = subscribeToStatusChanges(config, logger, statusWaiters);
@@ -93,7 +90,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     }),
     authorize: createAuthorizer(config),
     publisher,
-    statusReader: createStatusReader(valkey, logger, bindingKeys),
+    statusReader: createStatusReader(valkey, logger, bindingKeys, reportChecks),
     statusWaiters,
     statusReportTimeoutMs: config.statusReportTimeout,
     signal: runtime.signal,
@@ -108,12 +105,14 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     readiness: { valkey: () => publisher.ping(), issuer_keys: () => keys.ready() },
     extraRoutes: override?.routes,
     signer,
+    signedClusters: reportChecks && (config.clusters ?? reportChecks.verifier.clusters),
   });
 
+  // Not given runtime.signal: aborting Deno.serve's own signal cuts requests in flight.
+  const inFlight = createInFlight();
   const server = Deno.serve({
     hostname: config.listenAddr.host,
     port: config.listenAddr.port,
-    signal: runtime.signal,
     onListen: (addr) => {
       logger.info("web listening", { addr: `${addr.hostname}:${addr.port}` });
       runtime.onListen?.(addr);
@@ -122,12 +121,123 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
       logger.error("unhandled request error", { error: String(err).slice(0, 300) });
       return new Response('{"error":"internal error"}', { status: 500 });
     },
-  }, (req, info) => handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }));
+  }, (req, info) => inFlight.track(handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr })));
 
-  await server.finished;
+  await Promise.race([untilAborted(runtime.signal), server.finished]);
+  await finishRequests(server, inFlight, logger);
+  // Only now: a request still in flight above publishes and reads through these connections.
   logger.info("web stopped; disconnecting from valkey");
   valkey.disconnect();
   notifications.disconnect();
+}
+
+/**
+ * Web's keys: EVENT_SIGNING_KEY signs events and bindings (its public half and
+ * EVENT_VERIFY_KEYS check bindings), REPORT_VERIFY_KEYS decides which cluster
+ * reports count. Each missing half is a loud warning: Valkey write access
+ * then decides what restarts or what CI is told.
+ */
+async function loadSigning(config: WebConfig, logger: Logger, metrics: WebMetrics) {
+  const signer = config.eventSigningKey ? await createSigner(config.eventSigningKey) : undefined;
+  // Its own key verifies its bindings; EVENT_VERIFY_KEYS those of web replicas mid-rotation.
+  const bindingKeys = signer
+    ? await importVerifyKeys([{ raw: signer.publicKey }, ...config.eventVerifyKeys])
+    : undefined;
+  if (signer) {
+    logger.info("signing events", { key_id: signer.keyId, binding_keys: bindingKeys!.ids });
+  } else logger.warn("EVENT_SIGNING_KEY is not set: events are published unsigned");
+  if (config.reportVerifyKeys.size === 0) {
+    logger.warn(
+      "REPORT_VERIFY_KEYS is not set: cluster reports are not authenticated; anyone who can write to Valkey can make an event read succeeded",
+    );
+    return { signer, bindingKeys, reportChecks: undefined };
+  }
+  const verifier = await createReportVerifier(config.reportVerifyKeys);
+  logger.info("verifying cluster reports", {
+    clusters: config.clusters ?? verifier.clusters,
+    key_ids: verifier.keyIds,
+  });
+  const reportChecks: ReportChecks = {
+    verifier,
+    rejected: (reason) => metrics.reportsIgnored.inc({ reason }),
+  };
+  return { signer, bindingKeys, reportChecks };
+}
+
+/**
+ * How long web waits at shutdown for requests in progress: a body may take
+ * BODY_TIMEOUT_MS (10 s) to arrive, then its publish VALKEY_TIMEOUT (5 s by
+ * default). Well within Kubernetes' default terminationGracePeriodSeconds (30 s).
+ */
+export const SHUTDOWN_GRACE_MS = 15_000;
+
+/** Resolves when `signal` aborts. */
+function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) =>
+    signal.addEventListener("abort", () => resolve(), { once: true })
+  );
+}
+
+/** Requests being handled now, and a way to wait until there are none. */
+interface InFlight {
+  track(answer: Promise<Response>): Promise<Response>;
+  count(): number;
+  /** Resolves once no request is being handled. */
+  idle(): Promise<void>;
+}
+
+function createInFlight(): InFlight {
+  let count = 0;
+  let waiting: (() => void)[] = [];
+  return {
+    track(answer) {
+      count++;
+      return answer.finally(() => {
+        if (--count > 0) return;
+        for (const resolve of waiting) resolve();
+        waiting = [];
+      });
+    },
+    count: () => count,
+    idle: () => count === 0 ? Promise.resolve() : new Promise((r) => waiting.push(r)),
+  };
+}
+
+/** Resolves to true when `promise` settles within `ms`, else false. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Lets the requests in progress finish within SHUTDOWN_GRACE_MS, then closes
+ * the server. The handler's signal has aborted: waiting status reads answer at
+ * once with what is known, and new requests get 503. The listener closes only
+ * once no request is in progress, since Deno's shutdown() ends request bodies
+ * still being read (it waits for the responses). Past the bound the server is
+ * closed anyway and no longer keeps the process alive.
+ */
+async function finishRequests(
+  server: Deno.HttpServer,
+  inFlight: InFlight,
+  logger: Logger,
+): Promise<void> {
+  const deadline = Date.now() + SHUTDOWN_GRACE_MS;
+  const finished = await within(inFlight.idle(), SHUTDOWN_GRACE_MS) &&
+    await within(server.shutdown(), Math.max(0, deadline - Date.now()));
+  if (finished) return;
+  logger.warn("requests still in progress after the shutdown grace period; stopping anyway", {
+    grace_ms: SHUTDOWN_GRACE_MS,
+    in_flight: inFlight.count(),
+  });
+  server.shutdown().catch(() => {});
+  server.unref();
 }
 
 /**

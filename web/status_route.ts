@@ -3,7 +3,10 @@
  * (the same steps as POST) → parse the id and query → read the record → check
  * the repository binding → answer, or wait for a change and read again. Only
  * the repository that posted the event may read it: unknown, expired and
- * foreign ids get one identical 404. Reading is not a replay.
+ * foreign ids get one identical 404. Reading is not a replay. A waiting read
+ * holds a slot (web/status_waiters.ts: bounded in all and per repository, 429
+ * past either) until the record changes, its deadline, shutdown (answered at
+ * once with what is known) or its client going away (the slot is freed then).
  */
 
 import { Reason } from "./reasons.ts";
@@ -15,7 +18,7 @@ import type { StatusReadAnswer, WebMetrics } from "./metrics.ts";
 import { type Authenticate, repositoryBinding } from "./request_steps.ts";
 import type { Route } from "./route.ts";
 import type { StatusReader } from "./status_store.ts";
-import type { StatusWaiters, Waiter } from "./status_waiters.ts";
+import type { StatusWaiters, Waiter, WaitRefusal } from "./status_waiters.ts";
 
 /** Longest `?wait=` accepted, in seconds (ingress proxies often cut idle upstreams at 60 s). */
 export const MAX_WAIT_SECONDS = 60;
@@ -23,6 +26,13 @@ export const MAX_WAIT_SECONDS = 60;
 export const STATUS_PATH = /^\/(?:v1\/)?event\/([^/]*)$/;
 const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const MAX_QUERY_LENGTH = 64;
+/** How long a 429 asks the client to wait before it reads again. */
+const RETRY_AFTER_SECONDS = "5";
+/** The 429 body for each refusal. */
+const BUSY: Record<WaitRefusal, string> = {
+  full: "too many requests are waiting; retry shortly",
+  repository_share: "too many requests of this repository are waiting; retry shortly",
+};
 
 /** What the status route uses. */
 export interface StatusRouteDeps {
@@ -33,7 +43,7 @@ export interface StatusRouteDeps {
   /** How long after publishing a live cluster may take to report. */
   reportTimeoutMs: number;
   now: () => number;
-  /** Aborted at shutdown: waiting requests are answered with what is known. */
+  /** Aborted at shutdown: waiting requests are answered at once with what is known (200). */
   signal?: AbortSignal;
 }
 
@@ -109,24 +119,37 @@ export function createStatusRoute(deps: StatusRouteDeps): Route {
     }
     log.event_id = parsed.id;
     const until = deps.now() + parsed.waitMs;
+    // Deno aborts it when the client goes away; only a waiting read looks (Deno.serve warns on use).
+    const client = parsed.waitMs > 0 ? req.signal : undefined;
     let status: EventStatus | undefined;
     for (;;) {
+      if (client?.aborted) {
+        // Nobody reads the answer, so nothing is read for it; its slot was freed as it left.
+        log.reason = Reason.client_gone;
+        return json(499, { error: "the client closed the request" });
+      }
       // The waiter is registered before the read: a change announced in between still wakes it.
-      const waiter = parsed.waitMs > 0 && deps.now() < until && !deps.signal?.aborted
-        ? deps.waiters.watch(parsed.id, until, deps.signal)
+      const watched = parsed.waitMs > 0 && deps.now() < until && !deps.signal?.aborted
+        ? deps.waiters.watch({
+          id: parsed.id,
+          repository,
+          untilMs: until,
+          signals: [deps.signal, client],
+        })
         : undefined;
+      const waiter = watched && "refused" in watched ? undefined : watched;
       status = await readOwned(parsed.id, repository);
       const done = !status || status.final || parsed.waitMs === 0 || deps.now() >= until;
+      // At shutdown a waiting read is answered with what is known, like one at its deadline.
       if (done || deps.signal?.aborted) {
         waiter?.cancel();
         break;
       }
       if (!waiter) {
         count("busy");
-        log.reason = Reason.too_many_waiters;
-        return json(429, { error: "too many requests are waiting; retry shortly" }, {
-          "retry-after": "5",
-        });
+        const refused = watched && "refused" in watched ? watched.refused : "full";
+        log.reason = refused === "full" ? Reason.too_many_waiters : Reason.repository_waiters;
+        return json(429, { error: BUSY[refused] }, { "retry-after": RETRY_AFTER_SECONDS });
       }
       deps.metrics.statusWaiters.set(deps.waiters.size());
       await untilChangeOr(waiter, nextTimedChange(status!, deps.reportTimeoutMs), deps.now);

@@ -242,6 +242,39 @@ Deno.test({
   },
 });
 
+/** The claims that lead from a Kubernetes Event back to the workflow run (docs/operations.md). */
+const AUDIT_CLAIMS = {
+  repository: "acme/audit-trail",
+  repository_id: "20020",
+  run_id: "987654321",
+  run_attempt: "3",
+  sha: "0123456789abcdef0123456789abcdef01234567",
+  ref: "refs/heads/release-7",
+  workflow_ref: "acme/audit-trail/.github/workflows/deliver.yml@refs/heads/release-7",
+};
+
+Deno.test({
+  name:
+    "web logs the accepted event's request line with every claim that leads back to the workflow run",
+  ignore: withoutValkey(),
+  async fn() {
+    const env = await setUp();
+    try {
+      const token = await env.issuer.sign({ claims: AUDIT_CLAIMS });
+      const res = await post(env, token, JSON.stringify({ image: "ghcr.io/acme/app:dev" }));
+      assertEquals(res.status, 202);
+      const { id } = await res.json();
+      const line = await env.program.waitForLog((l) => l.msg === "request" && l.event_id === id);
+      assertEquals(line.status, 202);
+      for (const [claim, value] of Object.entries(AUDIT_CLAIMS)) {
+        assertEquals(line[claim], value, `the accepted event's log line has ${claim}`);
+      }
+    } finally {
+      await tearDown(env);
+    }
+  },
+});
+
 Deno.test({
   name: "security: web denies every bad token with one identical answer",
   ignore: withoutValkey(),

@@ -26,6 +26,8 @@ interface Options {
   clusters?: string[];
   unreachable?: string[];
   verify?: TokenVerifier;
+  /** The handler's shutdown signal. */
+  signal?: AbortSignal;
 }
 
 function setUp(options: Options = {}) {
@@ -62,6 +64,7 @@ function setUp(options: Options = {}) {
     metrics: createWebMetrics(registry),
     registry,
     readiness: {},
+    signal: options.signal,
   });
   const post = (headers: Record<string, string> = {}, body: BodyInit = BODY) =>
     handler(
@@ -471,4 +474,30 @@ Deno.test("createHandler() logs probe requests at debug, and one request line pe
     ["duration_ms", "level", "method", "msg", "path", "remote_addr", "request_id", "status", "ts"],
   );
   assertEquals([log[0].method, log[0].path, log[0].remote_addr], ["GET", "/healthz", "127.0.0.1"]);
+});
+
+Deno.test("createHandler() answers every request that arrives once shutdown began 503 with Retry-After, logged at info", async (t) => {
+  const shutdown = new AbortController();
+  const { handler, post, published, lines, requestLog } = setUp({ signal: shutdown.signal });
+  assertEquals((await post()).status, 202, "before shutdown");
+  shutdown.abort();
+  for (
+    const [name, request] of [
+      ["an event", () => post()],
+      [
+        "a status read",
+        () => handler(new Request(`http://127.0.0.1/event/${"0".repeat(8)}`), INFO),
+      ],
+      ["a probe", () => handler(new Request("http://127.0.0.1/healthz"), INFO)],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const res = await request();
+      assertEquals([res.status, res.headers.get("retry-after")], [503, "1"]);
+      assertEquals(await res.json(), { error: "web is shutting down; retry" });
+      assertEquals([requestLog().reason, requestLog().level], ["shutting_down", "info"]);
+    });
+  }
+  assertEquals(published.length, 1, "nothing published after shutdown began");
+  assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
 });

@@ -39,6 +39,8 @@ interface SetUpOptions {
   now?: () => Date;
   /** Runs after each read has taken its snapshot, before the route sees it. */
   afterRead?: (id: string) => void;
+  /** The handler's shutdown signal. */
+  signal?: AbortSignal;
 }
 
 function setUp(options: SetUpOptions = {}) {
@@ -75,6 +77,7 @@ function setUp(options: SetUpOptions = {}) {
     registry,
     readiness: {},
     now: options.now,
+    signal: options.signal,
   });
   const post = async (token = "repo-2002") => {
     const res = await handler(
@@ -88,12 +91,18 @@ function setUp(options: SetUpOptions = {}) {
     assertEquals(res.status, 202);
     return await res.json();
   };
-  const get = (path: string, token = "repo-2002") =>
+  const get = (path: string, token = "repo-2002", signal?: AbortSignal) =>
     handler(
-      new Request(`http://127.0.0.1${path}`, { headers: { authorization: `Bearer ${token}` } }),
+      new Request(`http://127.0.0.1${path}`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal,
+      }),
       INFO,
     );
-  return { status, handler, post, get, registry, lines, reads: () => reads };
+  /** The kuberollouttrigger_status_waiters gauge as exported now. */
+  const waitersGauge = () =>
+    Number(/^kuberollouttrigger_status_waiters (\d+)$/m.exec(registry.render())?.[1]);
+  return { status, handler, post, get, registry, lines, reads: () => reads, waitersGauge };
 }
 
 function doneReport(cluster: string): ClusterReport {
@@ -268,4 +277,86 @@ Deno.test("GET /event/<id>?wait= is woken by a change announced while its read w
     Date.now() - started < 10_000,
     "the announcement was missed; the wait ran to its deadline",
   );
+});
+
+/** Resolves once `check` holds, polling each millisecond (in-process: a few turns at most). */
+async function until(what: string, check: () => boolean): Promise<void> {
+  for (let i = 0; !check(); i++) {
+    if (i > 2000) throw new Error(`${what} did not happen within 2 s`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+Deno.test("GET /event/<id>?wait= frees its slot the moment its client goes away", async () => {
+  const { post, get, status, lines, reads, waitersGauge } = setUp({
+    maxWaiters: 2,
+    clusters: ["east"],
+  });
+  const events = [await post("repo-2002"), await post("repo-3003"), await post("repo-4004")];
+  const clients = [new AbortController(), new AbortController()];
+  const held = clients.map((client, i) =>
+    get(`${events[i].status}?wait=60`, `repo-${["2002", "3003"][i]}`, client.signal)
+  );
+  await until("two waiters", () => waitersGauge() === 2);
+  const refused = await get(`${events[2].status}?wait=60`, "repo-4004");
+  assertEquals(refused.status, 429, "every slot is held");
+  await refused.body?.cancel();
+  // Both clients go away: nothing changed, no deadline passed, yet both slots are free.
+  const readsBefore = reads();
+  for (const client of clients) client.abort();
+  await until("both slots freed", () => status.statusWaiters.size() === 0);
+  const answers = await Promise.all(held);
+  assertEquals(answers.map((r) => r.status), [499, 499]);
+  assertEquals(reads(), readsBefore, "nothing is read for a client that left");
+  assertEquals([status.statusWaiters.size(), waitersGauge()], [0, 0]);
+  const gone = lines.filter((l) => l.reason === "client_gone");
+  assertEquals(gone.map((l) => [l.status, l.level]), [[499, "info"], [499, "info"]]);
+  // A new waiting read is admitted at once, and answers when the record changes.
+  const next = get(`${events[2].status}?wait=60`, "repo-4004");
+  await until("the new waiter", () => status.statusWaiters.size() === 1);
+  status.report(events[2].id, doneReport("east"));
+  assertEquals([(await next).status, status.statusWaiters.size()], [200, 0]);
+});
+
+Deno.test("security: GET /event/<id>?wait= holds at most a repository's fair share of the waiters; the others still wait", async () => {
+  // A bound of 4: each repository may hold one.
+  const { post, get, status, lines } = setUp({ maxWaiters: 4, clusters: ["east"] });
+  const mine = await post("repo-2002");
+  const theirs = await post("repo-3003");
+  const held = get(`${mine.status}?wait=60`, "repo-2002");
+  await until("the first waiter", () => status.statusWaiters.size() === 1);
+  // wait=2: were it admitted, it would answer 200 within 2 s.
+  const refused = await get(`${mine.status}?wait=2`, "repo-2002");
+  assertEquals(refused.status, 429);
+  assertEquals(refused.headers.get("retry-after"), "5");
+  assertEquals(await refused.json(), {
+    error: "too many requests of this repository are waiting; retry shortly",
+  });
+  const line = lines.findLast((l) => l.status === 429)!;
+  assertEquals([line.reason, line.repository], ["repository_waiters", "acme/app"]);
+  // A read that does not wait takes no slot, so it is never refused.
+  assertEquals((await get(mine.status, "repo-2002")).status, 200);
+  // Another repository still finds a slot.
+  const other = get(`${theirs.status}?wait=60`, "repo-3003");
+  await until("the other repository's waiter", () => status.statusWaiters.size() === 2);
+  status.report(mine.id, doneReport("east"));
+  status.report(theirs.id, doneReport("east"));
+  assertEquals([(await held).status, (await other).status], [200, 200]);
+});
+
+Deno.test("GET /event/<id>?wait= answers at once with the state as it is when web shuts down", async () => {
+  const shutdown = new AbortController();
+  const { post, get, status } = setUp({ clusters: ["east"], signal: shutdown.signal });
+  const accepted = await post();
+  const held = get(`${accepted.status}?wait=60`);
+  await until("the waiter", () => status.statusWaiters.size() === 1);
+  const started = Date.now();
+  shutdown.abort();
+  const res = await held;
+  assertEquals(res.status, 200);
+  assertEquals((await res.json()).state, "pending");
+  assert(Date.now() - started < 1000, "answered at shutdown, not at its deadline");
+  // A read that arrives during the shutdown is not taken on (tests/web/handler_test.ts).
+  const late = await get(`${accepted.status}?wait=60`);
+  assertEquals([late.status, status.statusWaiters.size()], [503, 0]);
 });

@@ -9,7 +9,7 @@
  * tests/integration/web/replay_test.ts.
  */
 
-import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../../helpers/assert.ts";
 import { orgOnlyPolicy } from "../../helpers/issuer.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
 import { report } from "../../helpers/status_fixtures.ts";
@@ -32,7 +32,7 @@ import { createHandler } from "../../../web/handler.ts";
 import { createWebMetrics } from "../../../web/metrics.ts";
 import type { GitHubClaims } from "../../../web/oidc.ts";
 import { createAuthorizer } from "../../../web/policy.ts";
-import { createPublisher, type PublisherOptions } from "../../../web/publisher.ts";
+import { createPublisher, MAX_CLUSTERS, type PublisherOptions } from "../../../web/publisher.ts";
 import { createStatusReader } from "../../../web/status_store.ts";
 import { createStatusWaiters } from "../../../web/status_waiters.ts";
 
@@ -75,6 +75,18 @@ async function streamEntries(client: ValkeyClient): Promise<{ id: string; fields
   const reply = await client.call("XRANGE", EVENTS_STREAM, "-", "+");
   assert(Array.isArray(reply), String(reply));
   return reply.map(([id, fields]) => ({ id: String(id), fields }));
+}
+
+/** Adds `count` members to the cluster set, in batches; `member(i)` gives score and name. */
+async function addMembers(
+  client: ValkeyClient,
+  count: number,
+  member: (i: number) => [number, string],
+): Promise<void> {
+  for (let i = 0; i < count; i += 250) {
+    const batch = Array.from({ length: Math.min(250, count - i) }, (_, j) => member(i + j));
+    await client.call("ZADD", CLUSTERS_KEY, ...batch.flat());
+  }
 }
 
 /** The members of the cluster set, by name. */
@@ -184,7 +196,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "security: createPublisher() ignores names in the cluster set no worker could have written, and reads at most 1000",
+    "security: createPublisher() ignores names in the cluster set no worker could have written, and reads and removes at most 1000 per publish",
   ignore: withoutValkey(),
   fn: async (t) => {
     await withValkey(async (_valkey, client) => {
@@ -209,19 +221,46 @@ Deno.test({
         const stored = await createStatusReader(client, quiet).read(result.eventId);
         assertEquals(stored?.binding.clusters, result.clusters, "the binding reads back");
       });
-      await t.step("1001 registered clusters: 1000 in the binding, and it reads back", async () => {
-        await client.call("DEL", CLUSTERS_KEY);
-        for (let i = 0; i < 1001; i += 100) {
-          const members = Array.from(
-            { length: Math.min(100, 1001 - i) },
-            (_, j) => [now, `cluster-${String(i + j).padStart(4, "0")}-${"x".repeat(50)}`],
-          ).flat();
-          await client.call("ZADD", CLUSTERS_KEY, ...members);
-        }
-        const result = await publish(publisher);
-        assertEquals(result.clusters.length, 1000);
-        const stored = await createStatusReader(client, quiet).read(result.eventId);
-        assertEquals(stored?.binding.clusters.length, 1000);
+      await t.step(
+        "1001 registered clusters: the 1000 heard most recently are in the binding, and publishing works",
+        async () => {
+          await client.call("DEL", CLUSTERS_KEY, EVENTS_STREAM);
+          // cluster-0000 was heard longest ago: it is the one left out.
+          const name = (i: number) => `cluster-${String(i).padStart(4, "0")}-${"x".repeat(50)}`;
+          await addMembers(client, 1001, (i) => [now - 1001 + i, name(i)]);
+          const result = await publish(publisher, "many");
+          assertEquals(result.clusters.length, MAX_CLUSTERS);
+          assertEquals(result.clusters.includes(name(0)), false);
+          assertEquals(result.clusters.includes(name(1)), true);
+          const stored = await createStatusReader(client, quiet).read(result.eventId);
+          assertEquals(stored?.binding.clusters, result.clusters, "the binding reads back");
+          assertEquals((await streamEntries(client)).map((e) => e.fields), [
+            [MESSAGE_FIELD, "many"],
+          ]);
+          assertEquals(await client.call("ZCARD", CLUSTERS_KEY), 1001, "none of them forgotten");
+        },
+      );
+      await t.step(
+        "2500 forgotten clusters: at most 1000 removed per publish, and each publish still works",
+        async () => {
+          await client.call("DEL", CLUSTERS_KEY);
+          await client.call("ZADD", CLUSTERS_KEY, now, "live");
+          // Silent for longer than CLUSTER_FORGET_AFTER (168 h).
+          await addMembers(client, 2500, (i) => [now - 200 * HOUR - i, `old-${i}`]);
+          for (const left of [1501, 501, 1]) {
+            const result = await publish(publisher);
+            assertEquals(result.clusters, ["live"]);
+            assertEquals(await client.call("ZCARD", CLUSTERS_KEY), left);
+          }
+        },
+      );
+      await t.step("CLUSTERS naming more than 1000 clusters is refused at construction", () => {
+        const names = Array.from({ length: MAX_CLUSTERS + 1 }, (_, i) => `c${i}`);
+        assertThrows(() => publisherOn(client, { clusters: names }), {
+          code: "ERR_CONFIG",
+          message: /names 1001 clusters; at most 1000/,
+        });
+        publisherOn(client, { clusters: names.slice(0, MAX_CLUSTERS) });
       });
     });
   },
