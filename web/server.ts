@@ -45,6 +45,10 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
   const registry = createRegistry();
   const metrics = createWebMetrics(registry);
   const { signer, bindingKeys, reportChecks } = await loadSigning(config, logger, metrics);
+  // With signed reports every event waits for the configured clusters, never the registered ones.
+  const fixedClusters = config.clusters.length > 0
+    ? config.clusters
+    : reportChecks?.verifier.clusters;
   const valkey = createValkeyClient(config, { name: "kuberollouttrigger-web", logger });
   const events = eventChannel(config.valkeyChannel, config);
   const publisher = createPublisher({
@@ -54,7 +58,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     statusTtlMs: config.statusTtl,
     catchUpWindowMs: config.catchUpWindow,
     forgetAfterMs: config.clusterForgetAfter,
-    clusters: config.clusters ?? reportChecks?.verifier.clusters,
+    clusters: fixedClusters,
   });
   const statusWaiters = createStatusWaiters({ max: config.statusMaxWaiters });
   const notifications = subscribeToStatusChanges(config, logger, statusWaiters);
@@ -105,7 +109,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     readiness: { valkey: () => publisher.ping(), issuer_keys: () => keys.ready() },
     extraRoutes: override?.routes,
     signer,
-    signedClusters: reportChecks && (config.clusters ?? reportChecks.verifier.clusters),
+    signedClusters: reportChecks && fixedClusters,
   });
 
   // Not given runtime.signal: aborting Deno.serve's own signal cuts requests in flight.
@@ -154,7 +158,7 @@ async function loadSigning(config: WebConfig, logger: Logger, metrics: WebMetric
   }
   const verifier = await createReportVerifier(config.reportVerifyKeys);
   logger.info("verifying cluster reports", {
-    clusters: config.clusters ?? verifier.clusters,
+    clusters: config.clusters.length > 0 ? config.clusters : verifier.clusters,
     key_ids: verifier.keyIds,
   });
   const reportChecks: ReportChecks = {
