@@ -331,7 +331,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "a worker without verify keys warns once at startup and handles unsigned and signed messages",
+    "a worker without verify keys or a report key warns once for each at startup and handles unsigned and signed messages",
   ...options,
   async fn() {
     const cluster = openCluster(info!);
@@ -352,6 +352,9 @@ Deno.test({
       worker = started.program;
       const warnings = worker.logs.filter((l) => l.msg.startsWith("EVENT_VERIFY_KEYS is not set"));
       assertEquals(warnings.map((l) => l.level), ["warn"]);
+      // Unsigned reports are as loud: web with report keys ignores them, without them anyone forges them.
+      const reports = worker.logs.filter((l) => l.msg.startsWith("REPORT_SIGNING_KEY is not set"));
+      assertEquals(reports.map((l) => l.level), ["warn"]);
       const unsigned = JSON.stringify({
         id: crypto.randomUUID(),
         time: new Date().toISOString(),

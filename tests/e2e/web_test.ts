@@ -390,7 +390,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "web answers 503, never 202, and is not ready while the issuer is down",
+  name:
+    "web warns when it runs unsigned, and answers 503, never 202, and is not ready while the issuer is down",
   ignore: withoutValkey(),
   async fn() {
     // Slow and redirecting issuers, through the same real fetch, are in
@@ -401,6 +402,14 @@ Deno.test({
     const sub = await subscribe(valkey, CHANNEL);
     const { program, url } = await startWeb(webEnv(issuer, valkey));
     try {
+      // Started unsigned both ways: one loud line for each missing key.
+      const unsigned = program.logs.filter((l) =>
+        /^(EVENT_SIGNING_KEY|REPORT_VERIFY_KEYS) is not set/.test(l.msg)
+      );
+      assertEquals(unsigned.map((l) => [l.level, l.msg.split(" ")[0]]), [
+        ["warn", "EVENT_SIGNING_KEY"],
+        ["warn", "REPORT_VERIFY_KEYS"],
+      ]);
       const res = await post({ url }, await issuer.sign(), '{"image":"ghcr.io/acme/app:dev"}');
       assertEquals(res.status, 503);
       await res.body?.cancel();
