@@ -2,6 +2,7 @@ import { assert, assertEquals, assertMatch, assertThrows } from "../helpers/asse
 import { parseCommandLine, renderHelp, summarizeConfig } from "../../config/command_line.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import { SETTINGS, settingsFor } from "../../config/settings.ts";
+import { generateKeyPair } from "../helpers/signing_keys.ts";
 
 const WEB_ENV: Record<string, string> = {
   VALKEY_ADDR: "127.0.0.1:6379",
@@ -212,4 +213,24 @@ Deno.test("security: allowed orgs and repositories must be ASCII GitHub names, l
   });
   assertEquals(config.allowedOrgs, ["acme", "my_org"]);
   assertEquals(config.allowedRepositories, ["acme/app.js"]);
+});
+
+Deno.test("security: REPORT_VERIFY_KEYS needs EVENT_SIGNING_KEY, and CLUSTERS may name only clusters with a key", async () => {
+  const [web, east] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+  const keys = `east=${east.publicLine}`;
+  assertEquals(
+    problems(() => parse("web", [], { ...WEB_ENV, REPORT_VERIFY_KEYS: keys })),
+    [
+      "REPORT_VERIFY_KEYS (--report-verify-keys) needs EVENT_SIGNING_KEY: web signs the list of clusters each event waits for, so Valkey write access cannot drop one",
+    ],
+  );
+  const signed = { ...WEB_ENV, REPORT_VERIFY_KEYS: keys, EVENT_SIGNING_KEY: web.privatePem };
+  assertEquals(parse("web", [], signed).config.reportVerifyKeys.size, 1);
+  assertMatch(
+    problems(() => parse("web", [], { ...signed, CLUSTERS: "east,west,north" })).join(),
+    /CLUSTERS .* without a key in REPORT_VERIFY_KEYS: west, north;/,
+  );
+  assertEquals(parse("web", [], { ...signed, CLUSTERS: "east" }).config.clusters, ["east"]);
+  // Without report keys, CLUSTERS is free as before.
+  assertEquals(parse("web", [], { ...WEB_ENV, CLUSTERS: "west" }).config.clusters, ["west"]);
 });
