@@ -269,7 +269,7 @@ export const WEB_SETTINGS = {
     show: true,
     default: "1000",
     help:
-      "Most GET /event/<id>?wait= requests held open at once; more are answered 429 with Retry-After.",
+      "Most GET /event/<id>?wait= requests held open at once, one repository at most a quarter of them; more are answered 429 with Retry-After.",
     parse: positiveInteger,
   }),
   devMode: setting({
