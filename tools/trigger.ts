@@ -1,20 +1,29 @@
 /**
  * `deno task trigger <image[:tag]> [--tags a,b] [--url http://127.0.0.1:8080]
- * [--wait [--timeout 10m] [--no-fail-on-no-match]]`: mints a dev token from a
- * web running in dev mode and sends one event, as a workflow would. Prints the
- * status and body; exits 1 unless the answer is 202. With --wait it then
- * follows the event's status as the project's GitHub Action does (SPEC §12):
- * reads in 25 s slices with a fresh token each, retries 409/429/503 after
- * their Retry-After, prints the Action's table, and exits 0 on succeeded
- * (and on no_match with --no-fail-on-no-match), 1 on failed, no_match or a
- * timeout, 2 on a usage error. Web's answers are read as untrusted input.
+ * [--wait [--timeout 15m] [--no-fail-on-no-match] [--allow-dry-run]]`: mints a
+ * dev token from a web running in dev mode and sends one event, as a workflow
+ * would. Prints the status and body; exits 1 unless the answer is 202. With
+ * --wait it then follows the event's status as the project's GitHub Action
+ * does (SPEC §12): reads in 25 s slices with a fresh token each, retries
+ * 409/429/503 after their Retry-After, prints the Action's table, and exits 0
+ * on succeeded (on no_match and skipped with --no-fail-on-no-match, on dry_run
+ * with --allow-dry-run), 1 on any other end or a timeout, 2 on a usage error.
+ * Web's answers are untrusted input: checked as the Action checks them, and
+ * printed without control characters (no terminal escape sequence passes).
  */
 
 import { parseArgs } from "node:util";
 import type { EventStatus } from "../shared/event_status.ts";
 import { formatDuration, parseDuration } from "../lib/setting_values.ts";
 import { DEFAULT_WEB_URL, TASK_COMMAND } from "./dev_defaults.ts";
-import { renderStatusText } from "./status_table.ts";
+import {
+  countOf,
+  dryRunTotal,
+  inertText,
+  renderStatusText,
+  shown,
+  skippedSummary,
+} from "./status_table.ts";
 
 /**
  * One line for a request that got no answer: the URL, why (the innermost
@@ -88,6 +97,13 @@ export function retryDelayMs(retryAfter: string | null | undefined, fallbackMs: 
   return fallbackMs;
 }
 
+/**
+ * How long --wait follows an event by default: the Action's default, longer
+ * than the workers' default ROLLOUT_TIMEOUT (10m) so a slow rollout ends in
+ * their verdict, not in ours.
+ */
+export const DEFAULT_TIMEOUT = "15m";
+
 /** Web holds a status read at most 60 s; proxies cut idle upstreams at 60 s: ask in slices. */
 export const SLICE_SECONDS = 25;
 
@@ -114,29 +130,52 @@ export interface FollowResult {
   timedOut: boolean;
 }
 
-const STATES = ["pending", "in_progress", "succeeded", "failed", "no_match"];
+/** The overall states web answers (shared/event_status.ts OverallState). */
+export const STATES: readonly EventStatus["state"][] = [
+  "pending",
+  "in_progress",
+  "succeeded",
+  "failed",
+  "no_match",
+  "skipped",
+  "dry_run",
+];
 
-function readStatus(text: string): EventStatus {
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * What the exit code and the totals are decided from (state, final, counts)
+ * must be of web's exact shape, as the Action's jq checks it; what is only
+ * shown is read leniently by status_table.ts.
+ */
+export function readStatus(text: string): EventStatus {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     throw new Error("web answered 200 with a body that is not JSON");
   }
-  const s = value as EventStatus;
-  if (
-    !s || typeof s !== "object" || !STATES.includes(s.state) || typeof s.final !== "boolean" ||
-    !Array.isArray(s.clusters) || !Array.isArray(s.tags)
-  ) {
-    throw new Error("web answered 200 with a body that is not an event status");
-  }
-  return s;
+  const s = value as Record<string, unknown>;
+  const valid = isObject(s) && STATES.includes(s.state as EventStatus["state"]) &&
+    typeof s.final === "boolean" && Array.isArray(s.tags) && Array.isArray(s.clusters) &&
+    s.clusters.every((c) =>
+      isObject(c) &&
+      (c.counts == null ||
+        (isObject(c.counts) && Object.values(c.counts).every((n) => countOf(n) !== undefined))) &&
+      (c.omitted == null || countOf(c.omitted) !== undefined) &&
+      (c.deployments == null ||
+        (Array.isArray(c.deployments) &&
+          c.deployments.every((d) => isObject(d) && (d.rollout == null || isObject(d.rollout)))))
+    );
+  if (!valid) throw new Error("web answered 200 with a body that is not an event status");
+  return value as EventStatus;
 }
 
-function progressLine(status: EventStatus): string {
-  const clusters = status.clusters.map((c) => `${c.cluster}: ${c.state}`).join(", ");
-  // deno-lint-ignore no-control-regex
-  return `Event ${status.id}: ${status.state} (${clusters})`.replace(/[\x00-\x1f\x7f]/g, " ");
+/** The line printed whenever the state seen changes: the overall and each cluster's state. */
+export function progressLine(status: EventStatus): string {
+  const clusters = status.clusters.map((c) => `${shown(c.cluster)}: ${shown(c.state)}`).join(", ");
+  return `Event ${shown(status.id)}: ${inertText(`${status.state} (${clusters})`)}`;
 }
 
 /** Reads `GET /event/<id>?wait=` until the state is final or the deadline passes. */
@@ -185,16 +224,61 @@ export async function followStatus(options: FollowOptions): Promise<FollowResult
     if (res.status === 404) {
       throw new Error(`GET ${base} answered 404: the event is unknown or its status expired`);
     }
-    throw new Error(`GET ${base} answered ${res.status}: ${body.slice(0, 200)}`);
+    throw new Error(`GET ${base} answered ${res.status}: ${inertText(body.slice(0, 200))}`);
   }
 }
 
-/** The exit code for how the wait ended (0 succeeded; 1 failed, no_match or timeout). */
-export function exitCodeFor(result: FollowResult, failOnNoMatch: boolean): 0 | 1 {
+/** What the caller accepts besides succeeded (the Action's inputs of the same names). */
+export interface ExitOptions {
+  /** no_match and skipped fail (default true). */
+  failOnNoMatch?: boolean;
+  /** dry_run passes (default false). */
+  allowDryRun?: boolean;
+}
+
+/**
+ * The exit code for how the wait ended, as the Action decides: 0 on
+ * succeeded, on no_match and skipped unless failOnNoMatch, on dry_run with
+ * allowDryRun; 1 on anything else (failed, a timeout).
+ */
+export function exitCodeFor(result: FollowResult, options: ExitOptions = {}): 0 | 1 {
   if (result.timedOut || !result.status) return 1;
-  if (result.status.state === "succeeded") return 0;
-  if (result.status.state === "no_match") return failOnNoMatch ? 1 : 0;
-  return 1;
+  switch (result.status.state) {
+    case "succeeded":
+      return 0;
+    case "no_match":
+    case "skipped":
+      return options.failOnNoMatch ?? true ? 1 : 0;
+    case "dry_run":
+      return options.allowDryRun ? 0 : 1;
+    default:
+      return 1;
+  }
+}
+
+/** Why the wait ended without success, for the last line on stderr (undefined on 0). */
+export function verdict(
+  id: string,
+  result: FollowResult,
+  options: ExitOptions = {},
+): string | undefined {
+  if (exitCodeFor(result, options) === 0) return undefined;
+  const status = result.status;
+  if (result.timedOut || !status) return undefined;
+  switch (status.state) {
+    case "no_match":
+      return `event ${id} ended no_match (--no-fail-on-no-match accepts this)`;
+    case "skipped":
+      return `event ${id} ended skipped: every Deployment running the image was skipped: ${
+        skippedSummary(status) || "no reason given"
+      } (--no-fail-on-no-match accepts this)`;
+    case "dry_run":
+      return `event ${id} ended dry_run: the workers run with DRY_RUN, so ${
+        dryRunTotal(status)
+      } Deployments were matched and none was restarted (--allow-dry-run accepts this)`;
+    default:
+      return `event ${id} ended ${status.state}`;
+  }
 }
 
 /** Posts with the Action's retries: 409 with the same token, 429/503 with a fresh one. */
@@ -217,7 +301,7 @@ async function postWithRetries(
 }
 
 const USAGE =
-  `usage: deno task trigger <image[:tag]> [--tags a,b] [--url ${DEFAULT_WEB_URL}] [--wait [--timeout 10m] [--no-fail-on-no-match]]`;
+  `usage: deno task trigger <image[:tag]> [--tags a,b] [--url ${DEFAULT_WEB_URL}] [--wait [--timeout ${DEFAULT_TIMEOUT}] [--no-fail-on-no-match] [--allow-dry-run]]`;
 
 function usage(message?: string): never {
   if (message) console.error(`deno task trigger: ${message}`);
@@ -234,8 +318,9 @@ async function main(): Promise<number> {
         tags: { type: "string" },
         url: { type: "string", default: DEFAULT_WEB_URL },
         wait: { type: "boolean", default: false },
-        timeout: { type: "string", default: "10m" },
+        timeout: { type: "string", default: DEFAULT_TIMEOUT },
         "fail-on-no-match": { type: "boolean", default: true },
+        "allow-dry-run": { type: "boolean", default: false },
       },
       strict: true,
       allowPositionals: true,
@@ -260,7 +345,7 @@ async function main(): Promise<number> {
   const { status, body } = values.wait
     ? await postWithRetries(url, positionals[0], tags, deadline)
     : await triggerDevEvent(url, positionals[0], tags);
-  console.log(`${status} ${body}`);
+  console.log(`${status} ${inertText(body)}`);
   if (status !== 202) return 1;
   if (!values.wait) return 0;
 
@@ -283,16 +368,20 @@ async function main(): Promise<number> {
   if (result.status) {
     console.log("\n" + renderStatusText(result.status, { timedOut: result.timedOut }).trimEnd());
   }
-  const code = exitCodeFor(result, values["fail-on-no-match"]!);
+  const exit = {
+    failOnNoMatch: values["fail-on-no-match"]!,
+    allowDryRun: values["allow-dry-run"]!,
+  };
+  const code = exitCodeFor(result, exit);
   if (result.timedOut) {
     console.error(
       `deno task trigger: event ${id} is still ${
         result.status?.state ?? "pending"
       } after --timeout ${formatDuration(timeoutMs)}`,
     );
-  } else if (code !== 0) {
-    const hint = result.status!.state === "no_match" ? " (--no-fail-on-no-match accepts this)" : "";
-    console.error(`deno task trigger: event ${id} ended ${result.status!.state}${hint}`);
+  } else {
+    const why = verdict(id, result, exit);
+    if (why) console.error(`deno task trigger: ${why}`);
   }
   return code;
 }

@@ -6,12 +6,19 @@
  * test issuer) against the real web program and a real Valkey. Cluster
  * reports are written into Valkey in the worker's exact shape by a stand-in
  * (tests/helpers/stand_in_worker.ts); which outcome an event gets is chosen
- * by its tag. Also: the existing kuberollouttrigger-action's request still
- * gets the 202 it reads.
+ * by its tag. Every run's log, summary and outputs are also held to what the
+ * Action promises about server text (tests/helpers/action_safety.ts; the
+ * hostile server's side is tests/e2e/action_hostile_test.ts). Also: the
+ * existing kuberollouttrigger-action's request still gets the 202 it reads.
  */
 
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { type ActionRun, runAction, startTokenService } from "../helpers/action_runner.ts";
+import {
+  assertLogInert,
+  assertOutputsValid,
+  assertSummaryInert,
+} from "../helpers/action_safety.ts";
 import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.ts";
 import { type Program, startWeb } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
@@ -79,6 +86,31 @@ async function answer(event: ReceivedEvent, write: WriteReport): Promise<void> {
   const scenario = event.tags[0];
   if (scenario === "nothing") {
     for (const cluster of CLUSTERS) await write(clusterReport(cluster, []));
+    return;
+  }
+  if (scenario === "skipped") {
+    // Every Deployment running the image was skipped; the other cluster runs none.
+    const skipped = (name: string, reason: string) => ({
+      namespace: "shop",
+      name,
+      result: "skipped" as const,
+      reason,
+    });
+    await write(
+      clusterReport("eu-1", [
+        skipped("web", "paused"),
+        skipped("api", "paused"),
+        skipped("batch", "opted_out"),
+      ]),
+    );
+    await write(clusterReport("us-1", []));
+    return;
+  }
+  if (scenario === "dryrun") {
+    // A DRY_RUN worker matched two Deployments and restarted neither.
+    const dry = (name: string) => ({ namespace: "shop", name, result: "dry_run" as const });
+    await write(clusterReport("eu-1", [dry("web"), dry("api")]));
+    await write(clusterReport("us-1", []));
     return;
   }
   await write(clusterReport("eu-1", [progressing("shop", "web")]));
@@ -165,6 +197,10 @@ async function run(
     });
     assertEquals(tokens.refused, [], "every token request carried the request token and audience");
     assertNoSecret(result, tokens.minted, tokens.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN);
+    // Web's answers hold no marker here: these check the commands and shapes only.
+    assertLogInert(result.stdout, { marker: "\u0000", minted: tokens.minted });
+    if (result.summary !== "") assertSummaryInert(result.summary);
+    assertOutputsValid(result.outputFile);
     return { result, minted: tokens.minted, queries: tokens.queries };
   } finally {
     await tokens.stop();
@@ -278,7 +314,7 @@ Deno.test({
         );
         assert(
           result.summary.includes(
-            "| us-1 | failed | shop/web | failed |  |  |  |  | patch forbidden (403) |",
+            "| us-1 | failed | shop/web | failed |  |  |  |  | patch forbidden \\(403\\) |",
           ),
         );
         assertEquals(result.summary, renderStatusMarkdown(await readStatus(env, event.id)) + "\n");
@@ -292,7 +328,7 @@ Deno.test({
         assertMatch(result.errors[0], /no cluster runs ghcr\.io\/acme\/app with tags nothing/);
         assert(
           result.summary.includes(
-            "| eu-1 | no_match |  |  |  |  |  |  | nothing here runs the image |",
+            "| eu-1 | no\\_match |  |  |  |  |  |  | nothing here runs the image |",
           ),
         );
       });
@@ -304,6 +340,60 @@ Deno.test({
         assertEquals(result.errors, []);
         assertEquals(result.warnings.length, 1);
       });
+
+      await t.step(
+        "skipped: exit 1 with its own message, the reasons counted; 0 under fail-on-no-match: false",
+        async () => {
+          const { result } = await run(env, { tags: "skipped" });
+          assertEquals(result.code, 1, shown(result));
+          const event = env.worker!.events.at(-1)!;
+          assertEquals(result.outputs, { "event-id": event.id, state: "skipped", restarted: "0" });
+          assertEquals(result.errors, [
+            `Event ${event.id}: every Deployment running ghcr.io/acme/app with tags skipped was skipped: 2 paused, 1 opted_out (set fail-on-no-match: false to accept this)`,
+          ]);
+          assert(!result.errors[0].includes("no cluster runs"), "not no_match's message");
+          assert(
+            result.summary.includes(
+              "| eu-1 | skipped | shop/batch | skipped |  |  |  |  | opted\\_out |",
+            ),
+            result.summary,
+          );
+          assertEquals(
+            result.summary,
+            renderStatusMarkdown(await readStatus(env, event.id)) + "\n",
+          );
+          const lenient = await run(env, { tags: "skipped", "fail-on-no-match": "false" });
+          assertEquals(lenient.result.code, 0, shown(lenient.result));
+          assertEquals(lenient.result.errors, []);
+          assertEquals(lenient.result.warnings.length, 1);
+          assertMatch(lenient.result.warnings[0], /was skipped: 2 paused, 1 opted_out$/);
+        },
+      );
+
+      await t.step(
+        "dry_run: exit 1 by default, 0 with a warning under allow-dry-run: true",
+        async () => {
+          const { result } = await run(env, { tags: "dryrun" });
+          assertEquals(result.code, 1, shown(result));
+          const event = env.worker!.events.at(-1)!;
+          assertEquals(result.outputs, { "event-id": event.id, state: "dry_run", restarted: "0" });
+          assertEquals(result.errors, [
+            `Event ${event.id} ended dry_run: the workers run with DRY_RUN, so 2 Deployments running ghcr.io/acme/app were matched and none was restarted (set allow-dry-run: true to accept this)`,
+          ]);
+          assert(
+            result.summary.includes("| eu-1 | dry\\_run | shop/web | dry\\_run |"),
+            result.summary,
+          );
+          // fail-on-no-match does not accept a dry run: only allow-dry-run does.
+          const lenient = await run(env, { tags: "dryrun", "fail-on-no-match": "false" });
+          assertEquals(lenient.result.code, 1, shown(lenient.result));
+          const allowed = await run(env, { tags: "dryrun", "allow-dry-run": "true" });
+          assertEquals(allowed.result.code, 0, shown(allowed.result));
+          assertEquals(allowed.result.outputs.state, "dry_run");
+          assertEquals(allowed.result.errors, []);
+          assertMatch(allowed.result.warnings[0], /ended dry_run: .* none was restarted$/);
+        },
+      );
 
       await t.step(
         "a rollout still in progress at the timeout: exit 1, the last state kept",
@@ -318,7 +408,7 @@ Deno.test({
           });
           assertEquals(result.errors, [`Event ${event.id} is still in_progress after timeout 8s`]);
           assert(
-            result.summary.startsWith("### kuberollouttrigger: timed out while in_progress\n"),
+            result.summary.startsWith("### kuberollouttrigger: timed out while in\\_progress\n"),
           );
           assertEquals(
             result.summary,

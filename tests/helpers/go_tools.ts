@@ -1,5 +1,5 @@
 /**
- * The Go-built test tools (actionlint, helm): tests/gotools/ensure_<tool>.sh
+ * The Go-built test tools (actionlint, helm, act): tests/gotools/ensure_<tool>.sh
  * builds one on first use and caches it (tests/gotools/go_tool.sh).
  */
 
@@ -7,7 +7,9 @@ import { ROOT } from "./program.ts";
 import { missing } from "./skip.ts";
 
 /** Where the tool is, built on first use; undefined when there is no Go to build it. */
-export async function locateGoTool(tool: "actionlint" | "helm"): Promise<string | undefined> {
+export async function locateGoTool(
+  tool: "actionlint" | "helm" | "act",
+): Promise<string | undefined> {
   const out = await new Deno.Command("bash", {
     args: [`${ROOT}tests/gotools/ensure_${tool}.sh`],
     stdin: "null",

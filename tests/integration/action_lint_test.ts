@@ -46,9 +46,11 @@ Deno.test("action.yml is a composite action with the existing action's inputs, s
   assertEquals(inputs["timeout-seconds"]?.default, "10");
   assertEquals(inputs["expand-versions"]?.default, "false");
   assertEquals(inputs.wait?.default, "true");
-  assertEquals(inputs.timeout?.default, "10m");
+  assertEquals(inputs.timeout?.default, "15m");
   assertEquals(inputs["fail-on-no-match"]?.default, "true");
+  assertEquals(inputs["allow-dry-run"]?.default, "false");
   assertEquals(Object.keys(inputs).sort(), [
+    "allow-dry-run",
     "audience",
     "expand-versions",
     "fail-on-no-match",
@@ -85,7 +87,10 @@ Deno.test("action.yml: every step runs bash, every input reaches a step, every o
     assert(m, `output ${name} maps a step's output`);
     assert(ids.has(m[1]), `output ${name} names step ${m[1]}, which exists`);
     const writer = steps.find((s) => s.id === m[1])!;
-    assert(writer.run!.includes(`${m[2]}=`), `step ${m[1]} writes ${m[2]}= to GITHUB_OUTPUT`);
+    assert(
+      writer.run!.includes(`set_output ${m[2]} `),
+      `step ${m[1]} writes ${m[2]} to GITHUB_OUTPUT (through set_output, which checks its form)`,
+    );
   }
 });
 

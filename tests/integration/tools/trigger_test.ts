@@ -19,21 +19,122 @@ import { startValkey } from "../../helpers/valkey.ts";
 import type { EventStatus } from "../../../shared/event_status.ts";
 import { DEV_DEFAULTS } from "../../../tools/dev.ts";
 import { renderStatusText } from "../../../tools/status_table.ts";
-import { exitCodeFor, mintDevToken, retryDelayMs } from "../../../tools/trigger.ts";
+import {
+  exitCodeFor,
+  type ExitOptions,
+  mintDevToken,
+  progressLine,
+  readStatus,
+  retryDelayMs,
+  verdict,
+} from "../../../tools/trigger.ts";
 
 Deno.test("exitCodeFor() maps each way a wait ends to the documented exit code", async (t) => {
   const status = (state: EventStatus["state"]) => ({ state } as EventStatus);
-  const cases: [string, Parameters<typeof exitCodeFor>[0], boolean, number][] = [
-    ["succeeded", { status: status("succeeded"), timedOut: false }, true, 0],
-    ["failed", { status: status("failed"), timedOut: false }, true, 1],
-    ["no_match", { status: status("no_match"), timedOut: false }, true, 1],
-    ["no_match, --no-fail-on-no-match", { status: status("no_match"), timedOut: false }, false, 0],
-    ["a timeout", { status: status("in_progress"), timedOut: true }, false, 1],
-    ["a timeout before any status", { timedOut: true }, true, 1],
+  const lenient: ExitOptions = { failOnNoMatch: false };
+  const cases: [string, Parameters<typeof exitCodeFor>[0], ExitOptions, number][] = [
+    ["succeeded", { status: status("succeeded"), timedOut: false }, {}, 0],
+    ["failed", { status: status("failed"), timedOut: false }, {}, 1],
+    ["no_match", { status: status("no_match"), timedOut: false }, {}, 1],
+    [
+      "no_match, --no-fail-on-no-match",
+      { status: status("no_match"), timedOut: false },
+      lenient,
+      0,
+    ],
+    ["skipped", { status: status("skipped"), timedOut: false }, {}, 1],
+    ["skipped, --no-fail-on-no-match", { status: status("skipped"), timedOut: false }, lenient, 0],
+    ["dry_run", { status: status("dry_run"), timedOut: false }, {}, 1],
+    ["dry_run, --no-fail-on-no-match", { status: status("dry_run"), timedOut: false }, lenient, 1],
+    ["dry_run, --allow-dry-run", { status: status("dry_run"), timedOut: false }, {
+      allowDryRun: true,
+    }, 0],
+    ["a final pending", { status: status("pending"), timedOut: false }, lenient, 1],
+    ["a timeout", { status: status("in_progress"), timedOut: true }, lenient, 1],
+    ["a timeout before any status", { timedOut: true }, {}, 1],
   ];
-  for (const [name, result, failOnNoMatch, code] of cases) {
-    await t.step(name, () => assertEquals(exitCodeFor(result, failOnNoMatch), code));
+  for (const [name, result, options, code] of cases) {
+    await t.step(name, () => assertEquals(exitCodeFor(result, options), code));
   }
+});
+
+Deno.test("verdict() says skipped and dry_run in their own words, as the Action does", () => {
+  const skipped = {
+    state: "skipped",
+    clusters: [{
+      cluster: "eu-1",
+      state: "skipped",
+      matched: 3,
+      counts: { skipped: 3 },
+      deployments: [
+        { namespace: "shop", name: "a", result: "skipped", reason: "paused" },
+        { namespace: "shop", name: "b", result: "skipped", reason: "paused" },
+        { namespace: "shop", name: "c", result: "skipped", reason: "opted_out" },
+      ],
+      omitted: 0,
+    }],
+  } as unknown as EventStatus;
+  assertEquals(
+    verdict("e1", { status: skipped, timedOut: false }),
+    "event e1 ended skipped: every Deployment running the image was skipped: 2 paused, 1 opted_out (--no-fail-on-no-match accepts this)",
+  );
+  const dry = {
+    state: "dry_run",
+    clusters: [{ cluster: "eu-1", state: "dry_run", counts: { dry_run: 2 }, deployments: [] }],
+  } as unknown as EventStatus;
+  assertEquals(
+    verdict("e1", { status: dry, timedOut: false }),
+    "event e1 ended dry_run: the workers run with DRY_RUN, so 2 Deployments were matched and none was restarted (--allow-dry-run accepts this)",
+  );
+  assertEquals(verdict("e1", { status: dry, timedOut: false }, { allowDryRun: true }), undefined);
+});
+
+Deno.test("security: readStatus() refuses what the Action refuses; progressLine() is inert", async (t) => {
+  const body = (patch: Record<string, unknown>) =>
+    JSON.stringify({
+      id: "e1",
+      state: "succeeded",
+      final: true,
+      image: "ghcr.io/acme/app",
+      tags: ["dev"],
+      clusters: [{
+        cluster: "eu-1",
+        state: "succeeded",
+        counts: { restarted: 1 },
+        deployments: [],
+      }],
+      ...patch,
+    });
+  for (const state of ["skipped", "dry_run", "pending"]) {
+    await t.step(
+      `state ${state} is read`,
+      () => assertEquals(readStatus(body({ state })).state, state),
+    );
+  }
+  const refused: [string, Record<string, unknown>][] = [
+    ["an unknown state", { state: "done" }],
+    ["a count that is a string", { clusters: [{ counts: { restarted: "1\nstate=x" } }] }],
+    ["a negative count", { clusters: [{ counts: { restarted: -1 } }] }],
+    ["a huge count", { clusters: [{ counts: { restarted: 1e15 } }] }],
+    ["a cluster that is not an object", { clusters: ["eu-1"] }],
+    ["deployments that are not a list", { clusters: [{ deployments: { a: 1 } }] }],
+    ["a rollout that is not an object", { clusters: [{ deployments: [{ rollout: "x" }] }] }],
+  ];
+  for (const [name, patch] of refused) {
+    await t.step(`${name} is refused`, () => {
+      let error: unknown;
+      try {
+        readStatus(body(patch));
+      } catch (err) {
+        error = err;
+      }
+      assertMatch(String(error), /not an event status/);
+    });
+  }
+  const line = progressLine(
+    readStatus(body({ clusters: [{ cluster: "\u001b[31meu-1\n", state: { x: 1 } }] })),
+  );
+  assertEquals(line, "Event e1: succeeded ( [31meu-1 : ?)");
 });
 
 Deno.test("retryDelayMs() honours Retry-After seconds within 1..60, else the fallback", () => {
