@@ -10,9 +10,10 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { runTriggerTask } from "../helpers/trigger_task.ts";
 import { deploymentManifest, eventually, openCluster } from "../helpers/cluster.ts";
 import { requireControlPlane } from "../helpers/control_plane.ts";
-import { type Program, ROOT, startWeb, startWorker } from "../helpers/program.ts";
+import { type Program, startWeb, startWorker } from "../helpers/program.ts";
 import { withoutValkey } from "../helpers/skip.ts";
 import { startValkey } from "../helpers/valkey.ts";
 import type { EventStatus } from "../../shared/event_status.ts";
@@ -21,19 +22,6 @@ import { DEV_DEFAULTS } from "../../tools/dev.ts";
 import { mintDevToken } from "../../tools/trigger.ts";
 
 const info = withoutValkey() ? undefined : requireControlPlane("the catch-up tests");
-
-async function trigger(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", "trigger", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
 
 Deno.test({
   name:
@@ -92,7 +80,14 @@ Deno.test({
           for (
             const image of ["ghcr.io/acme/app:dev", "ghcr.io/acme/app:dev", "ghcr.io/acme/api:dev"]
           ) {
-            const run = await trigger([image, "--url", web.url, "--wait", "--timeout", "30s"]);
+            const run = await runTriggerTask([
+              image,
+              "--url",
+              web.url,
+              "--wait",
+              "--timeout",
+              "30s",
+            ]);
             assertEquals(run.code, 1, `${image}: ${run.stdout}${run.stderr}`);
             assertMatch(
               run.stdout,
@@ -155,7 +150,7 @@ Deno.test({
         "away longer than its catch-up window: the event is reported expired and restarts nothing",
         async () => {
           await betaWorker.program.stop();
-          const run = await trigger(["ghcr.io/acme/api:dev", "--url", web.url]);
+          const run = await runTriggerTask(["ghcr.io/acme/api:dev", "--url", web.url]);
           assertEquals(run.code, 0, run.stdout + run.stderr);
           const id = eventIdOf(run.stdout)!;
           const beforeExpiry = await generations(beta.ns);

@@ -7,7 +7,8 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../../helpers/assert.ts";
-import { ROOT, startWeb } from "../../helpers/program.ts";
+import { runTriggerTask } from "../../helpers/trigger_task.ts";
+import { startWeb } from "../../helpers/program.ts";
 import { withoutValkey } from "../../helpers/skip.ts";
 import {
   clusterReport,
@@ -182,19 +183,6 @@ async function answer(event: ReceivedEvent, write: WriteReport): Promise<void> {
   }
 }
 
-async function trigger(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", "trigger", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
-
 Deno.test({
   name: "deno task trigger --wait follows a real dev-mode web to each final state",
   ignore: withoutValkey(),
@@ -218,7 +206,7 @@ Deno.test({
     };
     try {
       await t.step("succeeded: exit 0 and the Action's table", async () => {
-        const run = await trigger(["ghcr.io/acme/app:dev", "--url", url, "--wait"]);
+        const run = await runTriggerTask(["ghcr.io/acme/app:dev", "--url", url, "--wait"]);
         assertEquals(run.code, 0, run.stdout + run.stderr);
         const event = worker.events.at(-1)!;
         assertMatch(run.stdout, new RegExp(`^202 \\{"id":"${event.id}"`));
@@ -228,7 +216,7 @@ Deno.test({
         assertMatch(table, /local +succeeded +apps\/web +restarted +complete +2\/2 +2\/2 +2\/2/);
       });
       await t.step("failed: exit 1, the reason in the table", async () => {
-        const run = await trigger(["ghcr.io/acme/app:fail", "--url", url, "--wait"]);
+        const run = await runTriggerTask(["ghcr.io/acme/app:fail", "--url", url, "--wait"]);
         assertEquals(run.code, 1, run.stdout + run.stderr);
         const event = worker.events.at(-1)!;
         assertMatch(run.stdout, /timed_out +1\/2 +1\/2 +1\/2 +rollout not complete after 10m/);
@@ -238,10 +226,10 @@ Deno.test({
         );
       });
       await t.step("no_match: exit 1, and 0 with --no-fail-on-no-match", async () => {
-        const strict = await trigger(["ghcr.io/acme/app:nothing", "--url", url, "--wait"]);
+        const strict = await runTriggerTask(["ghcr.io/acme/app:nothing", "--url", url, "--wait"]);
         assertEquals(strict.code, 1, strict.stdout + strict.stderr);
         assertMatch(strict.stderr, /ended no_match \(--no-fail-on-no-match accepts this\)\n$/);
-        const lenient = await trigger([
+        const lenient = await runTriggerTask([
           "ghcr.io/acme/app:nothing",
           "--url",
           url,
@@ -252,7 +240,7 @@ Deno.test({
         assertMatch(lenient.stdout, /local +no_match +nothing here runs the image/);
       });
       await t.step("a rollout still in progress at --timeout: exit 1", async () => {
-        const run = await trigger([
+        const run = await runTriggerTask([
           "ghcr.io/acme/app:slow",
           "--url",
           url,
@@ -271,7 +259,7 @@ Deno.test({
         );
       });
       await t.step("without --wait: 202 is success, as before", async () => {
-        const run = await trigger(["ghcr.io/acme/app:slow", "--url", url]);
+        const run = await runTriggerTask(["ghcr.io/acme/app:slow", "--url", url]);
         assertEquals(run.code, 0, run.stdout + run.stderr);
         assertMatch(run.stdout, /^202 \{"id":"[0-9a-f-]{36}","subscribers":1/);
         assert(!run.stdout.includes("kuberollouttrigger:"), "no table without --wait");
@@ -286,7 +274,7 @@ Deno.test({
 
 Deno.test("deno task trigger: a usage error exits 2 and says what is wrong", async (t) => {
   await t.step("a --timeout that is not a duration", async () => {
-    const run = await trigger(["ghcr.io/acme/app:dev", "--wait", "--timeout", "10"]);
+    const run = await runTriggerTask(["ghcr.io/acme/app:dev", "--wait", "--timeout", "10"]);
     assertEquals(run.code, 2);
     assert(
       run.stderr.startsWith(
@@ -296,12 +284,12 @@ Deno.test("deno task trigger: a usage error exits 2 and says what is wrong", asy
     );
   });
   await t.step("an unknown flag", async () => {
-    const run = await trigger(["ghcr.io/acme/app:dev", "--wiat"]);
+    const run = await runTriggerTask(["ghcr.io/acme/app:dev", "--wiat"]);
     assertEquals(run.code, 2);
     assertMatch(run.stderr, /^deno task trigger: Unknown option '--wiat'/);
   });
   await t.step("no image", async () => {
-    const run = await trigger(["--wait"]);
+    const run = await runTriggerTask(["--wait"]);
     assertEquals(run.code, 2);
     assertMatch(run.stderr, /^usage: deno task trigger/);
   });
