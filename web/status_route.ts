@@ -138,7 +138,13 @@ export function createStatusRoute(deps: StatusRouteDeps): Route {
         })
         : undefined;
       const waiter = watched && "refused" in watched ? undefined : watched;
-      status = await readOwned(parsed.id, repository);
+      try {
+        status = await readOwned(parsed.id, repository);
+      } catch (err) {
+        // A failed read (Valkey away: 503) must not keep its slot until the wait's deadline.
+        waiter?.cancel();
+        throw err;
+      }
       const done = !status || status.final || parsed.waitMs === 0 || deps.now() >= until;
       // At shutdown a waiting read is answered with what is known, like one at its deadline.
       if (done || deps.signal?.aborted) {

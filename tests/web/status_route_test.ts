@@ -5,6 +5,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { AppError } from "../../shared/errors.ts";
 import { orgOnlyPolicy } from "../helpers/issuer.ts";
 import { memoryStatus, permissiveReplay } from "../helpers/web_deps.ts";
 import { type ClusterReport, emptyCounts } from "../../shared/event_status.ts";
@@ -41,6 +42,8 @@ interface SetUpOptions {
   afterRead?: (id: string) => void;
   /** The handler's shutdown signal. */
   signal?: AbortSignal;
+  /** Reads fail (Valkey away) while this says so. */
+  failReads?: () => boolean;
 }
 
 function setUp(options: SetUpOptions = {}) {
@@ -57,6 +60,7 @@ function setUp(options: SetUpOptions = {}) {
     statusReader: {
       read: async (id) => {
         reads++;
+        if (options.failReads?.()) throw new AppError("ERR_PUBLISH_FAILED", "status read failed");
         const snapshot = await reader.read(id);
         options.afterRead?.(id);
         return snapshot;
@@ -316,6 +320,26 @@ Deno.test("GET /event/<id>?wait= frees its slot the moment its client goes away"
   await until("the new waiter", () => status.statusWaiters.size() === 1);
   status.report(events[2].id, doneReport("east"));
   assertEquals([(await next).status, status.statusWaiters.size()], [200, 0]);
+});
+
+Deno.test("GET /event/<id>?wait= whose read fails (503) frees its slot at once, not at its deadline", async () => {
+  let failing = false;
+  const { post, get, status } = setUp({
+    maxWaiters: 1,
+    clusters: ["east"],
+    failReads: () => failing,
+  });
+  const event = await post();
+  failing = true;
+  const failed = await get(`${event.status}?wait=60`);
+  assertEquals(failed.status, 503);
+  await failed.body?.cancel();
+  assertEquals(status.statusWaiters.size(), 0, "the slot of a read that failed");
+  failing = false;
+  const next = get(`${event.status}?wait=60`);
+  await until("the next waiter", () => status.statusWaiters.size() === 1);
+  status.report(event.id, doneReport("east"));
+  assertEquals((await next).status, 200);
 });
 
 Deno.test("security: GET /event/<id>?wait= holds at most a repository's fair share of the waiters; the others still wait", async () => {
