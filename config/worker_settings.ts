@@ -91,7 +91,7 @@ export const WORKER_SETTINGS = {
     show: true,
     default: "5s",
     help:
-      "After a restart, events for the same Deployment and image repository (any tag) within this window do not restart it again (0s: off).",
+      "After a restart, events for the same Deployment and image repository (any tag) within this window do not restart it again when that restart came after they were accepted: they follow its rollout and report its outcome (0s: off).",
     parse: duration,
   }),
   rolloutTimeout: setting({

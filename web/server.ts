@@ -157,12 +157,11 @@ async function loadSigning(config: WebConfig, logger: Logger, metrics: WebMetric
     return { signer, bindingKeys, reportChecks: undefined };
   }
   const verifier = await createReportVerifier(config.reportVerifyKeys);
-  logger.info("verifying cluster reports", {
-    clusters: config.clusters.length > 0 ? config.clusters : verifier.clusters,
-    key_ids: verifier.keyIds,
-  });
+  const clusters = config.clusters.length > 0 ? config.clusters : verifier.clusters;
+  logger.info("verifying cluster reports", { clusters, key_ids: verifier.keyIds });
   const reportChecks: ReportChecks = {
     verifier,
+    clusters,
     rejected: (reason) => metrics.reportsIgnored.inc({ reason }),
   };
   return { signer, bindingKeys, reportChecks };

@@ -51,6 +51,8 @@ export interface StatusReader {
 /** Signed reports: the clusters' keys, and what to do with a report that is ignored. */
 export interface ReportChecks {
   verifier: ReportVerifier;
+  /** The clusters every event waits for (CLUSTERS, else those with keys). */
+  clusters: readonly string[];
   /** Called for every ignored report field (a metric); the log line is written once per field. */
   rejected?(reason: ReportRejection): void;
 }
@@ -98,7 +100,7 @@ export function createStatusReader(
       const fields = await readFields(parts, id);
       const binding = fields && await readBinding(parts, id, fields);
       if (!fields || !binding) return undefined;
-      const { reports, unreadable } = await readReports(parts, id, fields);
+      const { reports, unreadable } = await readReports(parts, id, fields, binding);
       return { binding, reports, unreadable, unreachable: readUnreachable(fields, id, logger) };
     },
   };
@@ -150,9 +152,14 @@ async function readBinding(
     return notWebs(binding.sig === undefined ? "unsigned" : "bad_signature");
   }
   // With signed reports the clusters an event waits for must be web's list, or removing a
-  // name from it would make a green answer of the other clusters' reports.
+  // name from it would make a green answer of the other clusters' reports. A list web did not
+  // sign (an older replica wrote it, or someone cut it) waits for every configured cluster too.
   if (p.reportChecks && !(p.bindingKeys && await verifyClusterList(p.bindingKeys, id, binding))) {
-    return notWebs(binding.csig === undefined ? "unsigned_clusters" : "bad_cluster_signature");
+    p.logger.warn("status binding's cluster list not signed by web; waiting for every cluster", {
+      event_id: id,
+      reason: binding.csig === undefined ? "unsigned_clusters" : "bad_cluster_signature",
+    });
+    binding.clusters = [...new Set([...binding.clusters, ...p.reportChecks.clusters])].sort();
   }
   return binding;
 }
@@ -162,12 +169,20 @@ async function readReports(
   p: Parts,
   id: string,
   fields: Record<string, string>,
+  binding: StatusBinding,
 ): Promise<{ reports: Map<string, ClusterReport>; unreadable: string[] }> {
   const reports = new Map<string, ClusterReport>();
   const unreadable: string[] = [];
+  // With signed reports only the clusters the event waits for count; any other field is
+  // ignored unread (however many there are), counted each and logged once per event.
+  const expected = p.reportChecks && new Set(binding.clusters);
   for (const [field, value] of Object.entries(fields)) {
     const cluster = REPORT_FIELD.exec(field)?.[1];
     if (!cluster) continue;
+    if (expected && !expected.has(cluster)) {
+      rejected(p, id, "a cluster the event does not wait for", "unknown_cluster");
+      continue;
+    }
     try {
       const json = await reportJson(p, id, cluster, value);
       if (json === undefined) continue;
@@ -204,18 +219,23 @@ async function reportJson(
     checked = { rejected: "unsigned" };
   }
   if ("report" in checked) return checked.report;
-  p.reportChecks.rejected?.(checked.rejected);
-  const key = `${id} ${cluster} ${checked.rejected}`;
-  if (!p.logged.has(key)) {
-    if (p.logged.size >= LOGGED_REJECTIONS) p.logged.delete(p.logged.values().next().value!);
-    p.logged.add(key);
-    p.logger.warn("cluster report ignored: not signed by its cluster", {
-      event_id: id,
-      cluster,
-      reason: checked.rejected,
-    });
-  }
+  rejected(p, id, cluster, checked.rejected);
   return undefined;
+}
+
+/** Counts an ignored report field, and logs it the first time (bounded memory). */
+function rejected(p: Parts, id: string, cluster: string, reason: ReportRejection): void {
+  p.reportChecks?.rejected?.(reason);
+  const key = `${id} ${cluster} ${reason}`;
+  if (p.logged.has(key)) return;
+  if (p.logged.size >= LOGGED_REJECTIONS) p.logged.delete(p.logged.values().next().value!);
+  p.logged.add(key);
+  p.logger.warn("cluster report ignored: not signed by its cluster", {
+    event_id: id,
+    // Only a name the event waits for is shown; others may be anything anyone wrote.
+    cluster,
+    reason,
+  });
 }
 
 /** The record's unreachable list; damaged, it only costs the clusters' explanation. */

@@ -15,15 +15,27 @@ import type { Logger } from "../lib/log.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "../shared/valkey_client.ts";
 import { productKey } from "../shared/valkey_keys.ts";
+import { type StateSeal, UNSEALED } from "./sealed_state.ts";
 
 /** The answer to a claim. */
 export type Claim = "claimed" | "duplicate" | "recent" | "unavailable";
 
+/** A restart recorded in its window, once its patch answered. */
+export interface MadeRestart {
+  /** The event that made it. */
+  eventId: string;
+  /** The generation the patch produced. */
+  generation: number;
+  /** The restartedAt it wrote (ms). */
+  restartedAt: number;
+  /** When the patch answered, by the worker's clock (ms). */
+  patchedAt: number;
+}
+
 /** What a window key says of the restart made within it. */
 export type RecentRestart =
-  /** Made by `eventId`; its rollout is the Deployment's `generation`. */
-  | { kind: "made"; eventId: string; generation: number }
-  /** Claimed by another event whose patch has not answered yet. */
+  | ({ kind: "made" } & MadeRestart)
+  /** Claimed by another event whose patch has not answered yet (or a record not sealed here). */
   | { kind: "in_flight" }
   /** No restart holds the window (it lapsed, or the restart failed and released it). */
   | { kind: "gone" };
@@ -48,27 +60,40 @@ export interface Coordinator {
   /** True when the event was handled to the end here (or Valkey cannot say: false). */
   handled(eventId: string): Promise<boolean>;
   claim(eventId: string, deployment: string, repository: string): Promise<Claim>;
-  /** Forgets the burst window of a restart that failed, so a later event may try again. */
-  release(deployment: string, repository: string): Promise<void>;
-  /** Records in this event's window the generation its restart produced (no-op without a window). */
-  restartMade(
-    eventId: string,
-    deployment: string,
-    repository: string,
-    generation: number,
-  ): Promise<void>;
+  /**
+   * Forgets the burst window this event holds (its restart failed or made
+   * nothing), so a later event restarts instead of waiting for it.
+   */
+  release(eventId: string, deployment: string, repository: string): Promise<void>;
+  /** Records in this event's window the restart its patch made (no-op without a window). */
+  restartMade(deployment: string, repository: string, made: MadeRestart): Promise<void>;
   /** What the window holds for a later event that got "recent". */
   recentRestart(deployment: string, repository: string): Promise<RecentRestart>;
 }
 
-const WINDOW_VALUE = /^([0-9a-f-]{36}) ([0-9]{1,15})$/;
+const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
-/** Reads a window key's value: `<event id>` while its patch runs, `<event id> <generation>` after. */
-export function readRecent(value: unknown): RecentRestart {
-  if (typeof value !== "string") return { kind: "gone" };
-  const made = WINDOW_VALUE.exec(value);
-  if (!made) return { kind: "in_flight" };
-  return { kind: "made", eventId: made[1], generation: Number(made[2]) };
+/**
+ * Reads a window key's opened value: the claiming event's id while its patch
+ * runs, the JSON of a MadeRestart after. Anything else reads as a restart in
+ * flight, which a later event never follows (it restarts or ends skipped).
+ */
+export function readRecent(value: string | undefined | null): RecentRestart {
+  if (value === null || value === undefined) return { kind: "gone" };
+  if (EVENT_ID.test(value)) return { kind: "in_flight" };
+  let made: Record<string, unknown>;
+  try {
+    made = JSON.parse(value);
+  } catch {
+    return { kind: "in_flight" };
+  }
+  const { eventId, generation, restartedAt, patchedAt } = made ?? {};
+  if (
+    typeof eventId !== "string" || !EVENT_ID.test(eventId) || !isCount(generation) ||
+    !isCount(restartedAt) || !isCount(patchedAt)
+  ) return { kind: "in_flight" };
+  return { kind: "made", eventId, generation, restartedAt, patchedAt };
 }
 
 /** Options for createCoordinator. */
@@ -84,6 +109,8 @@ export interface CoordinatorOptions {
   leaseMs?: number;
   /** How long a replica waits for another to finish an event before leaving it to it; default 120 s. */
   maxWaitMs?: number;
+  /** Seals the window's record of a restart with the cluster's key (worker/sealed_state.ts). */
+  seal?: StateSeal;
 }
 
 /** The value of a handled event's claim. */
@@ -101,9 +128,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const owner = crypto.randomUUID();
   const renewals = new Map<string, ReturnType<typeof setInterval>>();
   const handlingKey = (eventId: string) => `${base}:handling:${eventId}`;
-  // Only the event that holds the window records its generation, and the window keeps its end.
+  const seal = options.seal ?? UNSEALED;
+  // Only the event that holds the window records its restart, and the window keeps its end.
   const MADE = `if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end return 0`;
+  // Only the event that holds the window (claimed, patch not answered) gives it up.
+  const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1]) end return 0`;
   // Renew only our own lease: a lapsed one may already be another replica's.
   const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
@@ -174,18 +205,27 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         return "unavailable";
       }
     },
-    async release(deployment, repository) {
+    async release(eventId, deployment, repository) {
       if (options.windowMs <= 0) return;
-      await client.call("DEL", windowKey(deployment, repository)).catch(() => 0);
+      await client.call("EVAL", RELEASE, 1, windowKey(deployment, repository), eventId)
+        .catch(() => 0);
     },
-    async restartMade(eventId, deployment, repository, generation) {
+    async restartMade(deployment, repository, made) {
       if (options.windowMs <= 0) return;
       const key = windowKey(deployment, repository);
-      // Lost, a later event cannot follow this rollout and says it was skipped: never a false state.
-      await client.call("EVAL", MADE, 1, key, eventId, `${eventId} ${generation}`).catch(() => 0);
+      const value = seal.seal(key, JSON.stringify(made));
+      // Lost, a later event cannot follow this rollout and restarts or says skipped: never a false state.
+      await client.call("EVAL", MADE, 1, key, made.eventId, value).catch(() => 0);
     },
     async recentRestart(deployment, repository) {
-      return readRecent(await client.call("GET", windowKey(deployment, repository)));
+      const key = windowKey(deployment, repository);
+      const raw = await client.call("GET", key);
+      if (typeof raw !== "string") return { kind: "gone" };
+      // The claiming event's bare id is written before any patch; the record after it is sealed.
+      if (EVENT_ID.test(raw)) return { kind: "in_flight" };
+      const opened = await seal.open(key, raw);
+      // Not sealed by this cluster: nothing to follow, so the later event restarts itself.
+      return opened === undefined ? { kind: "gone" } : readRecent(opened);
     },
   };
 }

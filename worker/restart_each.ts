@@ -22,6 +22,7 @@ import { rolloutTriggeredEvent } from "./kube/events.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { PlannedRestart } from "./plan.ts";
 import { carriesRestart, restartDeployment } from "./restart.ts";
+import { cannotFollow } from "./followed_restart.ts";
 
 /** What restarting an event's Deployments needs. */
 export interface RestartEachOptions {
@@ -123,28 +124,44 @@ async function restartClaimed(one: Target, name: string, holdsWindow: boolean): 
     onObject: (d) => options.inventory.upsert(d),
   });
   if (outcome.status === "restarted") {
-    const generation = outcome.deployment.metadata.generation;
-    if (holdsWindow && typeof generation === "number") {
-      await options.coordinator.restartMade(message.id, name, message.image, generation);
-    }
+    if (holdsWindow) await recordMade(one, name, outcome.deployment);
     one.settle({ ...at, result: "restarted", deployment: outcome.deployment });
     // The audit Event was recorded by whoever made the restart.
     if (!outcome.already) await recordEvent(one, outcome.deployment);
-  } else if (outcome.status === "skipped") {
+    return;
+  }
+  // Nothing restarted must not hold the burst window against a later event: it restarts.
+  if (holdsWindow) await options.coordinator.release(message.id, name, message.image);
+  if (outcome.status === "skipped") {
     one.settle({ ...at, result: "skipped", reason: outcome.reason });
   } else {
-    // A failed restart must not hold the burst window against a later event's retry.
-    await options.coordinator.release(name, message.image);
     one.settle({ ...at, result: "failed", error: outcome.error, httpStatus: outcome.httpStatus });
   }
 }
 
+/** Records the restart in the window for a later event to follow, or gives the window up. */
+async function recordMade(one: Target, name: string, restarted: Deployment): Promise<void> {
+  const { message, coordinator } = one.options;
+  const generation = restarted.metadata.generation;
+  if (typeof generation !== "number") {
+    return await coordinator.release(message.id, name, message.image);
+  }
+  await coordinator.restartMade(name, message.image, {
+    eventId: message.id,
+    generation,
+    restartedAt: one.options.restartAt.getTime(),
+    patchedAt: Date.now(),
+  });
+}
+
 /**
  * Settles a target whose window another event's restart holds: once that
- * patch has answered (its generation is in the window), the Deployment as it
- * is now, restarted and followed like this event's own. "gone": the window
- * lapsed or its restart failed; the caller may claim again. Waiting too long
- * settles it skipped, which is never a false success.
+ * patch has answered (the window records it), and the Deployment as the API
+ * answers it now shows that restart (worker/followed_restart.ts), it is
+ * reported restarted, with whose restart it is, and followed like this
+ * event's own. "gone": the window lapsed, its restart failed, or it cannot be
+ * followed; the caller restarts it. Waiting too long settles it skipped,
+ * which is never a false success.
  */
 async function followRecent(one: Target, name: string): Promise<"settled" | "gone"> {
   const { target, options } = one;
@@ -155,16 +172,25 @@ async function followRecent(one: Target, name: string): Promise<"settled" | "gon
       .catch(() => undefined);
     if (recent?.kind === "gone") return "gone";
     if (recent?.kind === "made") {
+      let current: Deployment;
+      try {
+        current = await options.api.getDeployment(target.namespace, target.name);
+      } catch {
+        return "gone"; // the restart path reads it again, and says what failed
+      }
+      options.inventory.upsert(current);
+      const why = cannotFollow(recent, current, options.message);
+      if (why !== undefined) {
+        options.log.info("not following the restart within the window; restarting", {
+          ...one.fields,
+          followed_event: recent.eventId,
+          reason: why,
+        });
+        return "gone";
+      }
       const reason =
         `restarted by event ${recent.eventId} within RESTART_DEDUP_WINDOW; following that rollout`;
-      try {
-        const current = await options.api.getDeployment(target.namespace, target.name);
-        options.inventory.upsert(current);
-        // The API answered after the restart's patch: this object is that generation or later.
-        one.settle({ ...at, result: "restarted", deployment: current, reason });
-      } catch (err) {
-        one.settle({ ...at, result: "failed", error: describeError(err), httpStatus: 0 });
-      }
+      one.settle({ ...at, result: "restarted", deployment: current, reason });
       return "settled";
     }
     if (Date.now() >= deadline) {

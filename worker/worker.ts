@@ -26,6 +26,7 @@ import { createEventHandler } from "./events.ts";
 import { createFeedback, type Feedback } from "./feedback/feedback.ts";
 import { createReportStore, createTrackingStore } from "./feedback/store.ts";
 import { importSigningKey, type SigningKey } from "../shared/signing_key.ts";
+import { createStateSeal, type StateSeal, UNSEALED } from "./sealed_state.ts";
 import { serveHealth } from "./health.ts";
 import {
   apiServerIdentity,
@@ -61,6 +62,8 @@ export interface WorkerRuntime {
 /** What the steps after connecting share. */
 interface Parts {
   config: WorkerConfig;
+  /** Seals the state this worker reads back into signed reports (no-op without REPORT_SIGNING_KEY). */
+  seal: StateSeal;
   runtime: WorkerRuntime;
   logger: Logger;
   signal: AbortSignal;
@@ -86,7 +89,8 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
     name: "kuberollouttrigger-worker-commands",
     logger,
   });
-  const parts: Parts = { config, runtime, logger, signal, metrics, commands, valkey };
+  const seal = reportKey ? await createStateSeal(reportKey) : UNSEALED;
+  const parts: Parts = { config, seal, runtime, logger, signal, metrics, commands, valkey };
   const feedback = startFeedback(parts, reportKey);
   const inventory = startInventory(parts, { api: kube.api, feedback });
   let events: ReturnType<typeof readEvents> | undefined;
@@ -222,7 +226,7 @@ async function connectKube(
 
 /** Reports and rollout tracking, kept in Valkey. */
 function startFeedback(
-  { config, logger, metrics, commands }: Parts,
+  { config, logger, metrics, commands, seal }: Parts,
   reportKey: SigningKey | undefined,
 ): Feedback {
   // The local inventory has no controller: no rollout would ever progress.
@@ -235,7 +239,7 @@ function startFeedback(
     rolloutTimeoutMs,
     rolloutBakeTimeMs: config.rolloutBakeTime,
     reports: createReportStore(commands, config.valkeyChannel, reportKey),
-    tracking: createTrackingStore({ client: commands, clusterName: config.clusterName }),
+    tracking: createTrackingStore({ client: commands, clusterName: config.clusterName, seal }),
     logger,
     metrics,
   });
@@ -300,7 +304,7 @@ function probes(
  * to the handler once the inventory has settled, and is acknowledged when done.
  */
 function readEvents(
-  { config, logger, signal, metrics, commands, valkey }: Parts,
+  { config, logger, signal, metrics, commands, valkey, seal }: Parts,
   deps: {
     api: KubeApi;
     inventory: Inventory;
@@ -319,6 +323,7 @@ function readEvents(
       clusterName: config.clusterName,
       windowMs: config.dedupWindow,
       logger,
+      seal,
       // A replay inside the catch-up window must find the event handled.
       claimTtlSeconds: Math.max(86_400, Math.ceil((2 * config.catchUpWindow) / 1000)),
     }),

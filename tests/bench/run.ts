@@ -14,7 +14,12 @@ import { benchEndToEnd, benchWorkerIdle, benchWorkerScale } from "./worker_bench
 import { benchSignatures } from "./signature_bench.ts";
 import { cpuSeconds, peakRssMiB, resetPeakRss, rssMiB } from "./proc.ts";
 import { GO_REFERENCE } from "./reference.ts";
+import { generateKeyPair } from "../helpers/signing_keys.ts";
+import { parseSigningKey } from "../../shared/event_keys.ts";
+import { importSigningKey } from "../../shared/signing_key.ts";
+import { reportValue } from "../../worker/feedback/store.ts";
 import {
+  type ClusterReport,
   CLUSTERS_KEY,
   emptyCounts,
   MAX_REPORTED_DEPLOYMENTS,
@@ -275,35 +280,38 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
   }
 }
 
-/** GET /event/<id> (no wait) on a record with a full cluster report: one HGETALL per read. */
-async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: string) {
-  const token = await issuer.sign();
-  const posted = await fetch(`${url}/event`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: '{"image":"ghcr.io/acme/app:dev"}',
-  });
-  const { id } = await posted.json();
+/** A full cluster report of `cluster`: 50 named Deployments, 150 more counted. */
+function fullReport(cluster: string): ClusterReport {
   const deployments = Array.from({ length: MAX_REPORTED_DEPLOYMENTS }, (_, i) => ({
     namespace: "bench",
     name: `app-${i}`,
-    result: "restarted",
-    rollout: { state: "complete", replicas: 3, updated: 3, ready: 3, available: 3 },
+    result: "restarted" as const,
+    rollout: { state: "complete" as const, replicas: 3, updated: 3, ready: 3, available: 3 },
   }));
-  const report = JSON.stringify({
-    cluster: "bench",
+  return {
+    cluster,
     state: "succeeded",
     matched: 200,
     counts: { ...emptyCounts(), restarted: 200, complete: 200 },
     deployments,
     omitted: 150,
     updated: new Date().toISOString(),
+  };
+}
+
+/** Posts one event to `url` and answers its id. */
+async function postOne(issuer: TestIssuer, url: string): Promise<string> {
+  const posted = await fetch(`${url}/event`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${await issuer.sign()}`, "content-type": "application/json" },
+    body: '{"image":"ghcr.io/acme/app:dev"}',
   });
-  // Also under the name from before the keys' hash tag (issue #26), so a before/after pair
-  // (KRT_PROGRAM_ROOT) reads the same record.
-  for (const key of [statusKey(id), `kuberollouttrigger:event-status:${id}`]) {
-    await valkeyCall(valkey, "HSET", key, reportField("bench"), report);
-  }
+  if (posted.status !== 202) throw new Error(`bench event answered ${posted.status}`);
+  return (await posted.json()).id;
+}
+
+/** GET /event/<id> (no wait) at c=32 on a record already holding its report: one HGETALL per read. */
+async function loadStatusReads(issuer: TestIssuer, url: string, id: string, scenario: string) {
   const reader = await signTokens(issuer, 1);
   const readToken = (await Deno.readTextFile(reader)).trim();
   await Deno.remove(reader);
@@ -319,7 +327,6 @@ async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: str
     "--concurrency",
     "32",
   ]);
-  const scenario = "status read c=32 (50 named)";
   record({ scenario, metric: "reads/s", value: result.rate, unit: "1/s" });
   record({ scenario, metric: "p50 latency", value: result.p50_ms, unit: "ms" });
   record({ scenario, metric: "p99 latency", value: result.p99_ms, unit: "ms" });
@@ -329,6 +336,49 @@ async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: str
     value: result.count - (result.statuses["200"] ?? 0),
     unit: "count",
   });
+}
+
+/** Status reads on a record with a full, unsigned cluster report. */
+async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: string) {
+  const id = await postOne(issuer, url);
+  const report = JSON.stringify(fullReport("bench"));
+  // Also under the name from before the keys' hash tag (issue #26), so a before/after pair
+  // (KRT_PROGRAM_ROOT) reads the same record.
+  for (const key of [statusKey(id), `kuberollouttrigger:event-status:${id}`]) {
+    await valkeyCall(valkey, "HSET", key, reportField("bench"), report);
+  }
+  await loadStatusReads(issuer, url, id, "status read c=32 (50 named)");
+}
+
+/**
+ * The same reads with both directions signed (issue #28): web checks its
+ * binding's two signatures and the cluster's report signature on every read.
+ */
+async function benchSignedStatusReads(issuer: TestIssuer, valkey: TestValkey) {
+  const [webKey, clusterKey] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+  const { program, url } = await startWeb(
+    {
+      VALKEY_ADDR: valkey.addr,
+      VALKEY_CHANNEL: CHANNEL,
+      ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+      GITHUB_OIDC_ISSUER: issuer.url,
+      GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
+      GITHUB_ALLOWED_ORG: "acme",
+      EVENT_SIGNING_KEY: webKey.privatePem,
+      REPORT_VERIFY_KEYS: `bench=${clusterKey.publicLine}`,
+    },
+    [],
+    ["-P=web", ...v8Flags("web")],
+  );
+  try {
+    const id = await postOne(issuer, url);
+    const key = await importSigningKey(parseSigningKey(clusterKey.privatePem)!, "bench");
+    const value = reportValue(id, fullReport("bench"), key);
+    await valkeyCall(valkey, "HSET", statusKey(id), reportField("bench"), value);
+    await loadStatusReads(issuer, url, id, "status read c=32 (50 named, signed both ways)");
+  } finally {
+    await program.stop();
+  }
 }
 
 /** Ends the run after the web scenarios (--web-only). */
@@ -382,7 +432,10 @@ if (workerScale > 0) {
   Deno.exit(0);
 }
 try {
-  if (!signingOnly) await benchWeb(issuer, valkey);
+  if (!signingOnly) {
+    await benchWeb(issuer, valkey);
+    await benchSignedStatusReads(issuer, valkey);
+  }
   await benchSignatures({
     issuer,
     valkey,

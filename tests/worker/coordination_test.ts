@@ -28,7 +28,9 @@ function world() {
     .script(
       "PEXPIRE",
       (v, [key], [owner, ms]) => v.get(key) === owner ? v.run(["PEXPIRE", key, ms]) : 0,
-    );
+    )
+    // Giving a window up: DEL only while it is still the caller's event's.
+    .script("'DEL'", (v, [key], [eventId]) => v.get(key) === eventId ? v.run(["DEL", key]) : 0);
   const lines: (LogFields & { msg: string; level: string })[] = [];
   const logger = createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) });
   const coordinators: Coordinator[] = [];
@@ -218,9 +220,16 @@ Deno.test("claim(): one restart per event and Deployment, and one per burst wind
     assertEquals(await c.claim(w.newEvent(), "ns/other", REPO), "claimed", "another Deployment");
     assertEquals(await c.claim(w.newEvent(), "ns/d", `${REPO}-tool`), "claimed", "another repo");
     w.advance(60_000);
-    assertEquals(await c.claim(w.newEvent(), "ns/d", REPO), "claimed", "after the window");
+    const holder = w.newEvent();
+    assertEquals(await c.claim(holder, "ns/d", REPO), "claimed", "after the window");
     assertEquals(await c.claim(w.newEvent(), "ns/d", REPO), "recent");
-    await c.release("ns/d", REPO);
+    await c.release(first, "ns/d", REPO);
+    assertEquals(
+      await c.claim(w.newEvent(), "ns/d", REPO),
+      "recent",
+      "only its holder releases it",
+    );
+    await c.release(holder, "ns/d", REPO);
     assertEquals(await c.claim(w.newEvent(), "ns/d", REPO), "claimed", "released after a failure");
     assertEquals(await c.claim(first, "ns/d", REPO), "duplicate", "release keeps event claims");
     // Every key is the cluster's, and every one expires.
@@ -233,8 +242,9 @@ Deno.test("claim(): one restart per event and Deployment, and one per burst wind
     const w = world();
     const c = w.replica({ windowMs: 0 }).coordinator;
     assertEquals(await c.claim(w.newEvent(), "ns/d", REPO), "claimed");
-    assertEquals(await c.claim(w.newEvent(), "ns/d", REPO), "claimed");
-    await c.release("ns/d", REPO);
+    const event = w.newEvent();
+    assertEquals(await c.claim(event, "ns/d", REPO), "claimed");
+    await c.release(event, "ns/d", REPO);
     assert(w.valkey.keys().every((k) => !k.includes(":recent:")), "a window key without a window");
   });
   await t.step("the other cluster's claims do not count", async () => {
@@ -257,7 +267,7 @@ Deno.test("without Valkey every claim is unavailable and the event is handled al
     assertEquals(await c.claim(event, "ns/d", REPO), "unavailable");
     // Neither finishing nor releasing throws while Valkey is away.
     await c.finishEvent(event);
-    await c.release("ns/d", REPO);
+    await c.release(event, "ns/d", REPO);
     const warned = w.lines.filter((l) => l.level === "warn");
     assertEquals(warned.map((l) => [l.msg, l.event_id ?? l.deployment, l.error]), [
       [
@@ -287,11 +297,19 @@ Deno.test("claimEvent(): Valkey lost while waiting for another replica: the even
   }
 });
 
-Deno.test("readRecent() reads a window key: missing, claimed, made; anything else is a restart in flight", () => {
+Deno.test("readRecent() reads a window's opened value: missing, claimed, made; anything else is a restart in flight", () => {
   const id = "0d1e2f30-4a5b-4c6d-8e7f-8091a2b3c4d5";
+  const made = { eventId: id, generation: 12, restartedAt: 1_000, patchedAt: 2_000 };
   assertEquals(readRecent(null), { kind: "gone" });
   assertEquals(readRecent(id), { kind: "in_flight" });
-  assertEquals(readRecent(`${id} 12`), { kind: "made", eventId: id, generation: 12 });
-  assertEquals(readRecent(`${id} -1`), { kind: "in_flight" });
-  assertEquals(readRecent(`${id} 12 extra`), { kind: "in_flight" });
+  assertEquals(readRecent(JSON.stringify(made)), { kind: "made", ...made });
+  for (
+    const bad of [
+      "not json",
+      JSON.stringify({ ...made, generation: -1 }),
+      JSON.stringify({ ...made, eventId: "x" }),
+      JSON.stringify({ ...made, patchedAt: "2000" }),
+      "null",
+    ]
+  ) assertEquals(readRecent(bad), { kind: "in_flight" }, bad);
 });

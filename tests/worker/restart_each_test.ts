@@ -50,12 +50,14 @@ const restartedObject = (name: string, at: Date): Deployment => ({
 } as Deployment);
 
 function setUp(
-  { claims = {}, patch, dryRun = false, recent = {} }: {
+  { claims = {}, patch, dryRun = false, recent = {}, current }: {
     claims?: Record<string, Claim>;
     patch?: (name: string) => Promise<Deployment>;
     dryRun?: boolean;
     /** What the window says on each read, the last answer repeating. */
     recent?: Record<string, RecentRestart[]>;
+    /** What GET answers for a Deployment; default: one already at the event's restart. */
+    current?: (name: string) => Deployment;
   } = {},
 ) {
   const made: string[] = [];
@@ -67,7 +69,7 @@ function setUp(
   const api: Pick<KubeApi, "patchDeployment" | "createEvent" | "getDeployment"> = {
     getDeployment: (_ns, name) => {
       read.push(name);
-      return Promise.resolve(restartedObject(name, RESTART_AT));
+      return Promise.resolve(current ? current(name) : restartedObject(name, RESTART_AT));
     },
     patchDeployment: (_ns, name) => {
       patched.push(name);
@@ -85,12 +87,15 @@ function setUp(
     finishEvent: () => Promise.resolve(),
     handled: () => Promise.resolve(false),
     claim: (_id, name) => Promise.resolve(claims[name] ?? "claimed"),
-    release: (name) => {
+    release: (_id, name) => {
       released.push(name);
       return Promise.resolve();
     },
-    restartMade: (id, name, _repo, generation) => {
-      made.push(`${name} ${id === MESSAGE.id ? "this" : id} ${generation}`);
+    restartMade: (name, _repo, record) => {
+      const by = record.eventId === MESSAGE.id ? "this" : record.eventId;
+      made.push(
+        `${name} ${by} ${record.generation} ${record.restartedAt === RESTART_AT.getTime()}`,
+      );
       return Promise.resolve();
     },
     recentRestart: (name) => {
@@ -117,17 +122,42 @@ function setUp(
 }
 
 const EARLIER = "0d1e2f30-4a5b-4c6d-8e7f-8091a2b3c4d5";
+/** The window's record of EARLIER's restart: generation 7, this event's restartedAt, patched after it was accepted. */
+const MADE: RecentRestart = {
+  kind: "made",
+  eventId: EARLIER,
+  generation: 7,
+  restartedAt: RESTART_AT.getTime(),
+  patchedAt: RESTART_AT.getTime() + 500,
+};
+/** The Deployment as the API answers after that restart. */
+const afterMade = (name: string, edit: (d: Deployment) => void = () => {}): Deployment => {
+  const d = {
+    metadata: { name, namespace: "ns", resourceVersion: "9", generation: 7 },
+    spec: {
+      template: {
+        metadata: {
+          annotations: { "kubectl.kubernetes.io/restartedAt": RESTART_AT.toISOString() },
+        },
+        spec: { containers: [{ name: "c", image: "ghcr.io/acme/app:dev" }] },
+      },
+    },
+  } as Deployment;
+  edit(d);
+  return d;
+};
 
-Deno.test("restartEach() records the generation its restart produced in the burst window", async () => {
+Deno.test("restartEach() records the restart it made in the burst window", async () => {
   const { run, made } = setUp();
   await run([target("a")]);
-  assertEquals(made, ["ns/a this 7"]);
+  assertEquals(made, ["ns/a this 7 true"]);
 });
 
 Deno.test("restartEach() follows the restart another event made within the burst window, patching nothing", async () => {
   const { run, patched, read, events } = setUp({
     claims: { "ns/a": "recent" },
-    recent: { "ns/a": [{ kind: "made", eventId: EARLIER, generation: 7 }] },
+    recent: { "ns/a": [MADE] },
+    current: (name) => afterMade(name),
   });
   const [outcome] = await run([target("a")]);
   assertEquals([outcome.result, "reason" in outcome && outcome.reason], [
@@ -141,13 +171,49 @@ Deno.test("restartEach() follows the restart another event made within the burst
 Deno.test("restartEach() waits for the window's restart to be made before following it", async () => {
   const { run, read } = setUp({
     claims: { "ns/a": "recent" },
-    recent: {
-      "ns/a": [{ kind: "in_flight" }, { kind: "made", eventId: EARLIER, generation: 7 }],
-    },
+    recent: { "ns/a": [{ kind: "in_flight" }, MADE] },
+    current: (name) => afterMade(name),
   });
   const [outcome] = await run([target("a")]);
   assertEquals(outcome.result, "restarted");
   assertEquals(read, ["a"]);
+});
+
+Deno.test("security: restartEach() restarts, never follows, a window record the Deployment does not bear out", async (t) => {
+  const cases: [string, RecentRestart, (d: Deployment) => void][] = [
+    ["the template does not carry that restart", MADE, (d) => {
+      d.spec!.template!.metadata!.annotations!["kubectl.kubernetes.io/restartedAt"] =
+        "2020-01-01T00:00:00Z";
+    }],
+    ["the Deployment is behind that restart's generation", MADE, (d) => {
+      d.metadata.generation = 6;
+    }],
+    ["the restart was made before this event was accepted", {
+      ...MADE,
+      patchedAt: RESTART_AT.getTime() - 1,
+    } as RecentRestart, () => {}],
+    ["the Deployment no longer runs the image", MADE, (d) => {
+      d.spec!.template!.spec!.containers![0].image = "ghcr.io/acme/other:dev";
+    }],
+    ["the Deployment was paused since", MADE, (d) => {
+      d.spec!.paused = true;
+    }],
+  ];
+  for (const [name, recent, edit] of cases) {
+    await t.step(name, async () => {
+      const { run, patched } = setUp({
+        claims: { "ns/a": "recent" },
+        recent: { "ns/a": [recent] },
+        current: (n) => afterMade(n, edit),
+      });
+      const [outcome] = await run([target("a")]);
+      assertEquals([outcome.result, "reason" in outcome ? outcome.reason : undefined], [
+        "restarted",
+        undefined,
+      ]);
+      assertEquals(patched, ["a"], "this event restarts it itself");
+    });
+  }
 });
 
 Deno.test("restartEach() says skipped, never restarted, when the window's restart never answers", async () => {
@@ -199,6 +265,18 @@ Deno.test("restartEach() in dry run claims and patches nothing", async () => {
     { namespace: "ns", name: "a", position: 3, result: "dry_run" },
   ]);
   assertEquals(patched, []);
+});
+
+Deno.test("restartEach() gives the burst window up when its restart made nothing (skipped)", async () => {
+  const { run, released } = setUp({
+    patch: () => Promise.reject(new KubeApiError(404, "NotFound", "PATCH x: 404 NotFound")),
+    current: () => {
+      throw new KubeApiError(404, "NotFound", "GET x: 404 NotFound");
+    },
+  });
+  const [outcome] = await run([target("a")]);
+  assertEquals(outcome.result, "skipped");
+  assertEquals(released, ["ns/a"]);
 });
 
 Deno.test("restartEach() releases the burst window of a failed restart", async () => {

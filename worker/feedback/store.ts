@@ -7,7 +7,9 @@
  * Security: the status record and the tracking keys are written by anyone
  * with Valkey access. The report script never creates a record (one without
  * web's binding has no TTL and no owner), and tracking state read back is
- * parsed strictly and bounded; a bad one is dropped, never trusted.
+ * parsed strictly and bounded; a bad one is dropped, never trusted. With the
+ * cluster's key, tracking state is sealed, and state this cluster did not
+ * seal is dropped: a resumed worker signs what it reports from it.
  */
 
 import type { ValkeyCommands } from "../../shared/valkey_client.ts";
@@ -26,6 +28,7 @@ import {
 import { encodeSignedReport, reportBytes } from "../../shared/report_signature.ts";
 import type { SigningKey } from "../../shared/signing_key.ts";
 import type { WriteResult } from "./report_writer.ts";
+import { type StateSeal, UNSEALED } from "../sealed_state.ts";
 import type { TrackedEvent, TrackTarget } from "./rollout_tracker.ts";
 
 // HSET only into a record that holds web's binding: a record without one is not
@@ -97,6 +100,11 @@ export interface TrackingStoreOptions {
   client: ValkeyCommands;
   clusterName: string;
   now?: () => number;
+  /**
+   * Seals each state with the cluster's key (worker/sealed_state.ts): what a
+   * resumed worker reports, signed, must be what a worker of this cluster saved.
+   */
+  seal?: StateSeal;
 }
 
 function parseTracked(raw: string, eventId: string): TrackedEvent {
@@ -157,6 +165,7 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
   const { client } = options;
   const index = productKey(options.clusterName, "tracking");
   const keyOf = (eventId: string) => `${index}:${eventId}`;
+  const seal = options.seal ?? UNSEALED;
   return {
     async save(event) {
       // The report keeps what web reads (bounded to the named Deployments);
@@ -180,14 +189,17 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
         [
           "SET",
           keyOf(event.eventId),
-          JSON.stringify({
-            eventId: event.eventId,
-            matched: event.matched,
-            deadline: event.deadline,
-            targets: event.targets,
-            report: JSON.stringify(report),
-            rest,
-          }),
+          seal.seal(
+            keyOf(event.eventId),
+            JSON.stringify({
+              eventId: event.eventId,
+              matched: event.matched,
+              deadline: event.deadline,
+              targets: event.targets,
+              report: JSON.stringify(report),
+              rest,
+            }),
+          ),
           "PX",
           ttl,
         ],
@@ -221,7 +233,9 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
           continue;
         }
         try {
-          events.push(parseTracked(raw, id));
+          const opened = await seal.open(keyOf(id), raw);
+          if (opened === undefined) throw new Error("tracking state is not sealed by this cluster");
+          events.push(parseTracked(opened, id));
         } catch {
           // Security: never quote the stored value; the id is a checked UUID.
           dropped++;

@@ -161,6 +161,7 @@ Deno.test({
     const rejected: string[] = [];
     const reader = createStatusReader(client, logger, bindingKeys, {
       verifier,
+      clusters: ["east", "west"],
       rejected: (reason) => rejected.push(reason),
     });
     /** A record as web writes it: binding signed, cluster list signed. */
@@ -222,15 +223,44 @@ Deno.test({
         assertEquals((await reader.read(to))!.reports.size, 0);
       });
       await t.step(
-        "a binding whose cluster list was cut, or has no list signature, is no record",
+        "a cluster list cut, or not signed by web (an older replica), still waits for every cluster",
         async () => {
           const cut = await published(["east", "west"], (b) => b.clusters = ["east"]);
-          assertEquals(await reader.read(cut), undefined);
-          const bare = await published(["east", "west"], (b) => delete b.csig);
-          assertEquals(await reader.read(bare), undefined);
+          assertEquals((await reader.read(cut))?.binding.clusters, ["east", "west"]);
+          const bare = await published(["east"], (b) => delete b.csig);
+          assertEquals((await reader.read(bare))?.binding.clusters, ["east", "west"]);
           // The list is signed in code-unit order, whatever order Valkey stored it in.
           const reordered = await published(["east", "west"], (b) => b.clusters = ["west", "east"]);
           assertEquals((await reader.read(reordered))?.binding.clusters, ["west", "east"]);
+        },
+      );
+      await t.step(
+        "reports of clusters the event does not wait for are not read, however many",
+        async () => {
+          const id = await published(["east"]);
+          for (let i = 0; i < 50; i++) {
+            await client.call(
+              "HSET",
+              statusKey(id),
+              reportField(`junk${i}`),
+              succeeded(`junk${i}`),
+            );
+          }
+          await client.call(
+            "HSET",
+            statusKey(id),
+            reportField("west"),
+            reportValue(id, JSON.parse(succeeded("west")), eastKey),
+          );
+          lines.length = 0;
+          rejected.length = 0;
+          const stored = await reader.read(id);
+          assertEquals([stored!.reports.size, stored!.unreadable], [0, []]);
+          assertEquals(rejected.length, 51);
+          const logged = lines.filter((l) =>
+            l.msg === "cluster report ignored: not signed by its cluster"
+          );
+          assertEquals(logged.length, 1, "one line for the event, not one per field");
         },
       );
     } finally {

@@ -11,6 +11,10 @@ import { connectValkey, startValkey } from "../../helpers/valkey.ts";
 import { createLogger } from "../../../lib/log.ts";
 import { settingsFor } from "../../../config/settings.ts";
 import { createCoordinator } from "../../../worker/coordination.ts";
+import { createStateSeal } from "../../../worker/sealed_state.ts";
+import { generateKeyPair } from "../../helpers/signing_keys.ts";
+import { parseSigningKey } from "../../../shared/event_keys.ts";
+import { importSigningKey } from "../../../shared/signing_key.ts";
 
 const REPO = "ghcr.io/acme/app";
 
@@ -41,7 +45,9 @@ Deno.test({
         assertEquals(await c.claim(id(), "ns/d", REPO), "recent");
         assertEquals(await c.claim(id(), "ns/other", REPO), "claimed", "another Deployment");
         assertEquals(await c.claim(id(), "ns/d", "ghcr.io/acme/tool"), "claimed", "another repo");
-        await c.release("ns/d", REPO);
+        await c.release(id(), "ns/d", REPO);
+        assertEquals(await c.claim(id(), "ns/d", REPO), "recent", "only its holder releases it");
+        await c.release(first, "ns/d", REPO);
         assertEquals(await c.claim(id(), "ns/d", REPO), "claimed", "released after a failure");
         // Every key carries the product's hash tag and the cluster's name, and expires.
         const keys = (await client.call("KEYS", "*")) as string[];
@@ -49,25 +55,38 @@ Deno.test({
         for (const key of keys) assert(Number(await client.call("PTTL", key)) > 0, key);
       });
       await t.step(
-        "the window tells a later event the restart's generation, once its patch answered",
+        "the window tells a later event the restart it holds, sealed by this cluster only",
         async () => {
-          const c = createCoordinator({ client, clusterName: "t3", windowMs: 60_000, logger });
+          const pair = await generateKeyPair();
+          const key = await importSigningKey(parseSigningKey(pair.privatePem)!, "k");
+          const seal = await createStateSeal(key);
+          const c = createCoordinator({
+            client,
+            clusterName: "t3",
+            windowMs: 60_000,
+            logger,
+            seal,
+          });
           const first = id();
+          const windowKey = "{kuberollouttrigger}:t3:recent:ns/d:" + REPO;
+          const made = { eventId: first, generation: 4, restartedAt: 1_000, patchedAt: 2_000 };
           assertEquals(await c.claim(first, "ns/d", REPO), "claimed");
           assertEquals(await c.recentRestart("ns/d", REPO), { kind: "in_flight" });
-          await c.restartMade(id(), "ns/d", REPO, 9); // not the window's event: ignored
+          await c.restartMade("ns/d", REPO, { ...made, eventId: id() }); // not the window's event
           assertEquals(await c.recentRestart("ns/d", REPO), { kind: "in_flight" });
-          await c.restartMade(first, "ns/d", REPO, 4);
-          assertEquals(await c.recentRestart("ns/d", REPO), {
-            kind: "made",
-            eventId: first,
-            generation: 4,
-          });
-          const ttl = Number(
-            await client.call("PTTL", "{kuberollouttrigger}:t3:recent:ns/d:" + REPO),
-          );
+          await c.restartMade("ns/d", REPO, made);
+          assertEquals(await c.recentRestart("ns/d", REPO), { kind: "made", ...made });
+          const ttl = Number(await client.call("PTTL", windowKey));
           assert(ttl > 0 && ttl <= 60_000, "the window keeps its end");
-          await c.release("ns/d", REPO);
+          // security: a record written by anyone else is nothing to follow (the event restarts).
+          await client.call(
+            "SET",
+            windowKey,
+            JSON.stringify({ ...made, generation: 9 }),
+            "KEEPTTL",
+          );
+          assertEquals(await c.recentRestart("ns/d", REPO), { kind: "gone" });
+          await client.call("SET", windowKey, seal.seal("another key", JSON.stringify(made)));
           assertEquals(await c.recentRestart("ns/d", REPO), { kind: "gone" });
         },
       );

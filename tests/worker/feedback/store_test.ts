@@ -10,6 +10,10 @@
  */
 
 import { assert, assertEquals } from "../../helpers/assert.ts";
+import { generateKeyPair } from "../../helpers/signing_keys.ts";
+import { parseSigningKey } from "../../../shared/event_keys.ts";
+import { importSigningKey } from "../../../shared/signing_key.ts";
+import { createStateSeal } from "../../../worker/sealed_state.ts";
 import { MemoryValkey } from "../../helpers/memory_valkey.ts";
 import {
   BINDING_FIELD,
@@ -335,4 +339,35 @@ Deno.test("createTrackingStore() fails, rather than pretends, while Valkey is aw
   assert(
     await failed(createReportStore(w.valkey, "ch").write(crypto.randomUUID(), report("prod"))),
   );
+});
+
+Deno.test("security: with the cluster's seal, tracking state it did not seal is dropped, never resumed", async () => {
+  const [mine, theirs] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+  const sealOf = async (pem: string) =>
+    await createStateSeal(await importSigningKey(parseSigningKey(pem)!, "k"));
+  const w = world();
+  const sealed = createTrackingStore({
+    client: w.valkey,
+    clusterName: "prod",
+    now: w.now,
+    seal: await sealOf(mine.privatePem),
+  });
+  const event = tracked(START + 10_000);
+  await sealed.save(event);
+  assertEquals(await sealed.load(), { events: [event], dropped: 0 });
+  // Written without the seal (anyone with Valkey access), or sealed by another cluster's key.
+  const forged = [
+    w.tracking,
+    createTrackingStore({
+      client: w.valkey,
+      clusterName: "prod",
+      now: w.now,
+      seal: await sealOf(theirs.privatePem),
+    }),
+  ];
+  for (const store of forged) {
+    await store.save(event);
+    assertEquals(await sealed.load(), { events: [], dropped: 1 });
+    assertEquals(w.valkey.get(`${INDEX}:${event.eventId}`), undefined, "and deleted");
+  }
 });

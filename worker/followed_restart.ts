@@ -1,0 +1,42 @@
+/**
+ * Whether an event may follow a restart another event made within
+ * RESTART_DEDUP_WINDOW instead of restarting again (worker/restart_each.ts).
+ * Pure. The window's record comes from Valkey (sealed with the cluster's key,
+ * worker/sealed_state.ts); what decides is the Deployment as the API answers
+ * it now, so no record can make this cluster report a rollout that did not
+ * happen or that does not carry this event's push:
+ * - the template still carries that restart (its restartedAt), at the
+ *   generation the patch produced or later;
+ * - the patch answered after this event was accepted (web's time), so the
+ *   pods it rolls out pulled after this push;
+ * - the Deployment still uses the image with one of the event's tags and is
+ *   neither paused nor opted out.
+ * Anything else: this event restarts it itself.
+ */
+
+import type { EventMessage } from "../shared/event.ts";
+import type { MadeRestart } from "./coordination.ts";
+import type { Deployment } from "./kube/objects.ts";
+import { planRestarts, restartedAtOf, summarizeDeployment } from "./plan.ts";
+
+/** Why a recorded restart cannot be followed; undefined when it can. */
+export function cannotFollow(
+  made: MadeRestart,
+  current: Deployment,
+  event: EventMessage,
+): string | undefined {
+  const generation = current.metadata.generation;
+  if (typeof generation !== "number" || generation < made.generation) {
+    return "the Deployment is not at the generation that restart produced";
+  }
+  if (restartedAtOf(current) !== made.restartedAt) {
+    return "the Deployment's template does not carry that restart";
+  }
+  if (made.patchedAt < Date.parse(event.time)) {
+    return "that restart was made before this event was accepted";
+  }
+  if (planRestarts(event, [summarizeDeployment(current)]).restarts.length !== 1) {
+    return "the Deployment no longer runs the image with this event's tags";
+  }
+  return undefined;
+}
