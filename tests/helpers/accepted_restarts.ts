@@ -5,7 +5,9 @@
  * Deployment once for all its events (docs/worker.md), so the Deployment's
  * restarts are counted against the accepted events, not equal to them; what
  * may never happen is a restart lost (the template's restartedAt is older
- * than the last accepted request) or one event restarting twice.
+ * than the last accepted request) or more rollouts than events. An event
+ * handled twice (its acknowledgement lost in a failover) writes the same
+ * restartedAt again, which starts no rollout.
  */
 
 import { assert } from "./assert.ts";
@@ -29,4 +31,23 @@ export function assertRestartedForEvery(
       new Date(last).toISOString()
     })`,
   );
+}
+
+/**
+ * Every accepted event has a summary that restarted the Deployment, and none
+ * failed. An event whose acknowledgement a failover lost is handled again:
+ * its second summary says restarted too, but it writes the same restartedAt
+ * and starts no rollout, so rollouts are counted by assertRestartedForEvery.
+ */
+export function assertEachRestarted(
+  summaries: readonly Record<string, unknown>[],
+  accepted: readonly { id?: string }[],
+): void {
+  const byId = new Map<string, number>();
+  for (const s of summaries) {
+    assert((s.failed as unknown[]).length === 0, `event ${s.event_id} failed`);
+    const id = String(s.event_id);
+    byId.set(id, (byId.get(id) ?? 0) + (s.restarted as string[]).length);
+  }
+  for (const r of accepted) assert((byId.get(r.id!) ?? 0) >= 1, `event ${r.id} restarted`);
 }
