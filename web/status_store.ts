@@ -25,6 +25,7 @@ import { openReport } from "../shared/report_signature.ts";
 import { verifyBinding, verifyClusterList } from "./event_signer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ReportRejection, ReportVerifier } from "./report_verifier.ts";
+import { createVerifiedMemo, type VerifiedMemo } from "../lib/verified_memo.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "../shared/valkey_client.ts";
 
@@ -70,6 +71,8 @@ function fieldsOf(reply: unknown): Record<string, string> {
 const REPORT_FIELD = /^cluster:([A-Za-z0-9._-]{1,63})$/;
 /** Ignored report fields remembered so each is logged once (bounded; the oldest are forgotten). */
 const LOGGED_REJECTIONS = 10_000;
+/** Verified bindings and reports remembered, so a record read again is not verified again. */
+const VERIFIED_MEMO = 10_000;
 
 /** The reader's parts, handed to each step below. */
 interface Parts {
@@ -79,6 +82,8 @@ interface Parts {
   reportChecks?: ReportChecks;
   /** `<id> <cluster> <reason>` of rejections already logged. */
   logged: Set<string>;
+  /** Signature checks already passed by exactly these inputs (lib/verified_memo.ts). */
+  memo: VerifiedMemo;
 }
 
 /**
@@ -94,7 +99,14 @@ export function createStatusReader(
   bindingKeys?: VerifyKeys,
   reportChecks?: ReportChecks,
 ): StatusReader {
-  const parts: Parts = { client, logger, bindingKeys, reportChecks, logged: new Set() };
+  const parts: Parts = {
+    client,
+    logger,
+    bindingKeys,
+    reportChecks,
+    logged: new Set(),
+    memo: createVerifiedMemo(VERIFIED_MEMO),
+  };
   return {
     async read(id) {
       const fields = await readFields(parts, id);
@@ -148,13 +160,18 @@ async function readBinding(
     });
     return undefined;
   };
-  if (p.bindingKeys && !(await verifyBinding(p.bindingKeys, id, binding))) {
+  const keys = p.bindingKeys;
+  if (
+    keys && !(await p.memo.verified(["binding", id, raw], () => verifyBinding(keys, id, binding)))
+  ) {
     return notWebs(binding.sig === undefined ? "unsigned" : "bad_signature");
   }
   // With signed reports the clusters an event waits for must be web's list, or removing a
   // name from it would make a green answer of the other clusters' reports. A list web did not
   // sign (an older replica wrote it, or someone cut it) waits for every configured cluster too.
-  if (p.reportChecks && !(p.bindingKeys && await verifyClusterList(p.bindingKeys, id, binding))) {
+  const listSigned = keys !== undefined &&
+    await p.memo.verified(["clusters", id, raw], () => verifyClusterList(keys, id, binding));
+  if (p.reportChecks && !listSigned) {
     p.logger.warn("status binding's cluster list not signed by web; waiting for every cluster", {
       event_id: id,
       reason: binding.csig === undefined ? "unsigned_clusters" : "bad_cluster_signature",
@@ -212,14 +229,20 @@ async function reportJson(
   value: string,
 ): Promise<string | undefined> {
   if (!p.reportChecks) return openReport(value).report;
-  let checked: Awaited<ReturnType<ReportVerifier["check"]>>;
+  const { verifier } = p.reportChecks;
+  let rejection: ReportRejection = "unsigned";
   try {
-    checked = await p.reportChecks.verifier.check(id, cluster, value);
+    // A report read again (every wait slice) is opened, not verified again.
+    const ok = await p.memo.verified(["report", id, cluster, value], async () => {
+      const checked = await verifier.check(id, cluster, value);
+      if ("rejected" in checked) rejection = checked.rejected;
+      return "report" in checked;
+    });
+    if (ok) return openReport(value).report;
   } catch {
-    checked = { rejected: "unsigned" };
+    rejection = "unsigned"; // a malformed envelope
   }
-  if ("report" in checked) return checked.report;
-  rejected(p, id, cluster, checked.rejected);
+  rejected(p, id, cluster, rejection);
   return undefined;
 }
 
