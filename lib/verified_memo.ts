@@ -9,6 +9,8 @@
 
 import { createHash } from "node:crypto";
 
+const encoder = new TextEncoder();
+
 /** The memo. */
 export interface VerifiedMemo {
   /** True when `parts` passed `check` before, else runs it (and remembers a pass). */
@@ -21,9 +23,12 @@ export function createVerifiedMemo(max: number): VerifiedMemo {
   const passed = new Set<string>();
   return {
     async verified(parts, check) {
-      // Lengths first, so parts cannot shift across their boundaries.
+      // Each part's byte length first, so parts cannot shift across their boundaries.
       const hash = createHash("sha256");
-      for (const part of parts) hash.update(`${part.length}:`).update(part);
+      for (const part of parts) {
+        const bytes = encoder.encode(part);
+        hash.update(`${bytes.length}:`).update(bytes);
+      }
       const key = hash.digest("base64");
       if (passed.has(key)) return true;
       const ok = await check();

@@ -11,8 +11,17 @@ import type { ClusterKeySources } from "../shared/event_keys.ts";
 import { importVerifyKeys, type VerifyKeys } from "../shared/event_signature.ts";
 import { openReport, reportBytes } from "../shared/report_signature.ts";
 
-/** Why a report field is ignored. */
-export type ReportRejection = "unsigned" | "unknown_cluster" | "unknown_key" | "bad_signature";
+/**
+ * Why a report field is ignored: not signed, by a cluster without keys, with
+ * a key that is not its cluster's, a signature that does not verify, or a
+ * field of a cluster the event does not wait for (status_store.ts decides that one).
+ */
+export type ReportRejection =
+  | "unsigned"
+  | "unknown_cluster"
+  | "unknown_key"
+  | "bad_signature"
+  | "not_waited_for";
 
 /** Every rejection reason, each counted from start-up. */
 export const REPORT_REJECTIONS: readonly ReportRejection[] = [
@@ -20,6 +29,7 @@ export const REPORT_REJECTIONS: readonly ReportRejection[] = [
   "unknown_cluster",
   "unknown_key",
   "bad_signature",
+  "not_waited_for",
 ];
 
 /** Checks report fields against the clusters' keys. */
@@ -37,7 +47,7 @@ export interface ReportVerifier {
     eventId: string,
     cluster: string,
     raw: string,
-  ): Promise<{ report: string } | { rejected: ReportRejection }>;
+  ): Promise<{ report: string } | { rejected: Exclude<ReportRejection, "not_waited_for"> }>;
 }
 
 /** Imports REPORT_VERIFY_KEYS; throws one ERR_CONFIG line that never quotes a key. */

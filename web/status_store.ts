@@ -80,7 +80,7 @@ interface Parts {
   logger: Logger;
   bindingKeys?: VerifyKeys;
   reportChecks?: ReportChecks;
-  /** `<id> <cluster> <reason>` of rejections already logged. */
+  /** What was logged already (`<id> <cluster> <reason>` of rejections, `<id> clusters`). */
   logged: Set<string>;
   /** Signature checks already passed by exactly these inputs (lib/verified_memo.ts). */
   memo: VerifiedMemo;
@@ -169,13 +169,16 @@ async function readBinding(
   // With signed reports the clusters an event waits for must be web's list, or removing a
   // name from it would make a green answer of the other clusters' reports. A list web did not
   // sign (an older replica wrote it, or someone cut it) waits for every configured cluster too.
+  if (!p.reportChecks) return binding;
   const listSigned = keys !== undefined &&
     await p.memo.verified(["clusters", id, raw], () => verifyClusterList(keys, id, binding));
-  if (p.reportChecks && !listSigned) {
-    p.logger.warn("status binding's cluster list not signed by web; waiting for every cluster", {
-      event_id: id,
-      reason: binding.csig === undefined ? "unsigned_clusters" : "bad_cluster_signature",
-    });
+  if (!listSigned) {
+    if (firstTime(p, `${id} clusters`)) {
+      p.logger.warn("status binding's cluster list not signed by web; waiting for every cluster", {
+        event_id: id,
+        reason: binding.csig === undefined ? "unsigned_clusters" : "bad_cluster_signature",
+      });
+    }
     binding.clusters = [...new Set([...binding.clusters, ...p.reportChecks.clusters])].sort();
   }
   return binding;
@@ -197,7 +200,7 @@ async function readReports(
     const cluster = REPORT_FIELD.exec(field)?.[1];
     if (!cluster) continue;
     if (expected && !expected.has(cluster)) {
-      rejected(p, id, "a cluster the event does not wait for", "unknown_cluster");
+      rejected(p, id, "any the event does not wait for", "not_waited_for");
       continue;
     }
     try {
@@ -246,19 +249,28 @@ async function reportJson(
   return undefined;
 }
 
-/** Counts an ignored report field, and logs it the first time (bounded memory). */
+/**
+ * Counts and logs an ignored report field the first time this replica meets
+ * it, so reading a record again (every wait slice) neither floods the log nor
+ * drives the metric's alert.
+ */
 function rejected(p: Parts, id: string, cluster: string, reason: ReportRejection): void {
+  if (!firstTime(p, `${id} ${cluster} ${reason}`)) return;
   p.reportChecks?.rejected?.(reason);
-  const key = `${id} ${cluster} ${reason}`;
-  if (p.logged.has(key)) return;
-  if (p.logged.size >= LOGGED_REJECTIONS) p.logged.delete(p.logged.values().next().value!);
-  p.logged.add(key);
-  p.logger.warn("cluster report ignored: not signed by its cluster", {
+  p.logger.warn("cluster report ignored", {
     event_id: id,
     // Only a name the event waits for is shown; others may be anything anyone wrote.
     cluster,
     reason,
   });
+}
+
+/** True the first time `key` is seen (bounded memory: the oldest are forgotten). */
+function firstTime(p: Parts, key: string): boolean {
+  if (p.logged.has(key)) return false;
+  if (p.logged.size >= LOGGED_REJECTIONS) p.logged.delete(p.logged.values().next().value!);
+  p.logged.add(key);
+  return true;
 }
 
 /** The record's unreachable list; damaged, it only costs the clusters' explanation. */

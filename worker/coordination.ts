@@ -28,7 +28,7 @@ export interface MadeRestart {
   generation: number;
   /** The restartedAt it wrote (ms). */
   restartedAt: number;
-  /** When the patch answered, by the worker's clock (ms). */
+  /** When its first patch attempt started, by the worker's clock (ms): no earlier than its effect. */
   patchedAt: number;
 }
 

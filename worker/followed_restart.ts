@@ -7,8 +7,9 @@
  * happen or that does not carry this event's push:
  * - the template still carries that restart (its restartedAt), at the
  *   generation the patch produced or later;
- * - the patch answered after this event was accepted (web's time), so the
- *   pods it rolls out pulled after this push;
+ * - its first patch attempt started after this event was accepted (web's
+ *   time against the worker's: NTP assumed), so the pods it rolls out
+ *   pulled after this push;
  * - the Deployment still uses the image with one of the event's tags and is
  *   neither paused nor opted out.
  * Anything else: this event restarts it itself.
@@ -32,7 +33,8 @@ export function cannotFollow(
   if (restartedAtOf(current) !== made.restartedAt) {
     return "the Deployment's template does not carry that restart";
   }
-  if (made.patchedAt < Date.parse(event.time)) {
+  // Written so that a time that does not parse refuses (NaN compares false).
+  if (!(made.patchedAt >= Date.parse(event.time))) {
     return "that restart was made before this event was accepted";
   }
   if (planRestarts(event, [summarizeDeployment(current)]).restarts.length !== 1) {

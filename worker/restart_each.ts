@@ -117,6 +117,8 @@ async function restartClaimed(one: Target, name: string, holdsWindow: boolean): 
   const { target, options } = one;
   const { message } = options;
   const at = { namespace: target.namespace, name: target.name, position: one.position };
+  // Before the first attempt: no attempt of this restart can have taken effect earlier.
+  const sentAt = Date.now();
   const outcome = await restartDeployment(target, {
     api: options.api,
     event: message,
@@ -124,7 +126,7 @@ async function restartClaimed(one: Target, name: string, holdsWindow: boolean): 
     onObject: (d) => options.inventory.upsert(d),
   });
   if (outcome.status === "restarted") {
-    if (holdsWindow) await recordMade(one, name, outcome.deployment);
+    if (holdsWindow) await recordMade(one, name, outcome.deployment, sentAt);
     one.settle({ ...at, result: "restarted", deployment: outcome.deployment });
     // The audit Event was recorded by whoever made the restart.
     if (!outcome.already) await recordEvent(one, outcome.deployment);
@@ -140,7 +142,12 @@ async function restartClaimed(one: Target, name: string, holdsWindow: boolean): 
 }
 
 /** Records the restart in the window for a later event to follow, or gives the window up. */
-async function recordMade(one: Target, name: string, restarted: Deployment): Promise<void> {
+async function recordMade(
+  one: Target,
+  name: string,
+  restarted: Deployment,
+  sentAt: number,
+): Promise<void> {
   const { message, coordinator } = one.options;
   const generation = restarted.metadata.generation;
   if (typeof generation !== "number") {
@@ -150,7 +157,7 @@ async function recordMade(one: Target, name: string, restarted: Deployment): Pro
     eventId: message.id,
     generation,
     restartedAt: one.options.restartAt.getTime(),
-    patchedAt: Date.now(),
+    patchedAt: sentAt,
   });
 }
 
@@ -159,9 +166,9 @@ async function recordMade(one: Target, name: string, restarted: Deployment): Pro
  * patch has answered (the window records it), and the Deployment as the API
  * answers it now shows that restart (worker/followed_restart.ts), it is
  * reported restarted, with whose restart it is, and followed like this
- * event's own. "gone": the window lapsed, its restart failed, or it cannot be
- * followed; the caller restarts it. Waiting too long settles it skipped,
- * which is never a false success.
+ * event's own. "gone": the window lapsed, its restart failed, it cannot be
+ * followed, or it did not show within the wait (its holder died, or someone
+ * wrote the window); the caller restarts it.
  */
 async function followRecent(one: Target, name: string): Promise<"settled" | "gone"> {
   const { target, options } = one;
@@ -193,10 +200,8 @@ async function followRecent(one: Target, name: string): Promise<"settled" | "gon
       one.settle({ ...at, result: "restarted", deployment: current, reason });
       return "settled";
     }
-    if (Date.now() >= deadline) {
-      one.settle({ ...at, result: "skipped", reason: "restarted_within_window" });
-      return "settled";
-    }
+    // A missed restart is worse than a doubled one: a restart that never shows is not waited out.
+    if (Date.now() >= deadline) return "gone";
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -166,7 +166,15 @@ function everyOutcome(dryRun: boolean) {
     upsert: () => {},
     unavailable: () => [],
   };
-  const api: Pick<KubeApi, "patchDeployment" | "createEvent"> = {
+  const api: Pick<KubeApi, "patchDeployment" | "createEvent" | "getDeployment"> = {
+    // "recent" as the API answers after the restart the window records (another event's).
+    getDeployment: (_namespace, name) => {
+      const d = structuredClone(deployments.find((x) => x.metadata.name === name)!);
+      d.spec!.template!.metadata = {
+        annotations: { "kubectl.kubernetes.io/restartedAt": JSON.parse(EVENT).time },
+      };
+      return Promise.resolve(d);
+    },
     patchDeployment: async (_namespace, name) => {
       if (name === "late") await new Promise((r) => setTimeout(r, 30));
       if (name === "forbidden") {
@@ -191,9 +199,19 @@ function everyOutcome(dryRun: boolean) {
       return Promise.resolve();
     },
     restartMade: () => Promise.resolve(),
-    // The window's restart never answers: skipped after the wait, after every other outcome.
+    // Another event's restart of "recent", made after this event was accepted: followed, and
+    // answered after every other outcome.
     recentRestart: () =>
-      new Promise((r) => setTimeout(() => r({ kind: "in_flight" as const }), 80)),
+      new Promise((r) =>
+        setTimeout(() =>
+          r({
+            kind: "made" as const,
+            eventId: FOLLOWED,
+            generation: 2,
+            restartedAt: Date.parse(JSON.parse(EVENT).time),
+            patchedAt: Date.parse(JSON.parse(EVENT).time) + 1,
+          }), 80)
+      ),
   };
   const registry = createRegistry();
   const metrics = createWorkerMetrics(registry);
@@ -230,6 +248,8 @@ const EVENT = JSON.stringify({
 });
 
 const TS = "2026-01-02T03:04:05.000Z";
+/** The event whose restart of "recent" the window records. */
+const FOLLOWED = "5f0c1b2a-3d4e-4f5a-8b6c-7d8e9f0a1b2c";
 /** One log line exactly as the logger writes it (JSON.stringify keeps the key order). */
 const line = (level: string, msg: string, fields: Record<string, unknown>) =>
   JSON.stringify({
@@ -269,12 +289,11 @@ Deno.test("createEventHandler() writes the same lines, metrics and report for ev
     image: "ghcr.io/acme/app",
     tags: ["dev"],
     matched: 6,
-    restarted: ["ns/no-event", "ns/late"],
+    restarted: ["ns/no-event", "ns/late", "ns/recent"],
     skipped: [
       { deployment: "ns/paused", reason: "paused" },
       { deployment: "ns/pinned", reason: "digest_pinned" },
       { deployment: "ns/gone", reason: "deleted" },
-      { deployment: "ns/recent", reason: "restarted_within_window" },
     ],
     failed: [{ deployment: "ns/forbidden", error: "PATCH /apis/x: 403 Forbidden: no" }],
     duration_ms: summary.duration_ms,
@@ -298,11 +317,8 @@ Deno.test("createEventHandler() writes the same lines, metrics and report for ev
       hint: "the worker's Role needs create on events (core group) in this namespace",
     }),
     line("info", "restarted deployment", withContainers("late")),
-    // It waited for the window's restart to answer, which it never did.
-    line("info", "skipped deployment", {
-      ...withContainers("recent"),
-      reason: "restarted_within_window",
-    }),
+    // It followed the restart the window records: no patch, no Kubernetes Event of its own.
+    line("info", "restarted deployment", withContainers("recent")),
     JSON.stringify({ ts: TS, level: "error", msg: "event handled", ...expectedSummary }),
   ]);
   assertEquals(restartMetrics(), [
@@ -310,8 +326,8 @@ Deno.test("createEventHandler() writes the same lines, metrics and report for ev
     'kuberollouttrigger_worker_events_total{result="invalid"} 0',
     'kuberollouttrigger_worker_events_total{result="expired"} 0',
     'kuberollouttrigger_worker_events_total{result="other_replica"} 0',
-    'kuberollouttrigger_worker_restarts_total{result="restarted"} 2',
-    'kuberollouttrigger_worker_restarts_total{result="skipped"} 4',
+    'kuberollouttrigger_worker_restarts_total{result="restarted"} 3',
+    'kuberollouttrigger_worker_restarts_total{result="skipped"} 3',
     'kuberollouttrigger_worker_restarts_total{result="failed"} 1',
     'kuberollouttrigger_worker_restarts_total{result="dry_run"} 0',
     'kuberollouttrigger_worker_kube_events_total{result="created"} 1',
@@ -327,12 +343,18 @@ Deno.test("createEventHandler() writes the same lines, metrics and report for ev
     JSON.stringify(report([
       { namespace: "ns", name: "late", result: "restarted" },
       { namespace: "ns", name: "no-event", result: "restarted" },
-      { namespace: "ns", name: "recent", result: "skipped", reason: "restarted_within_window" },
+      {
+        namespace: "ns",
+        name: "recent",
+        result: "restarted",
+        reason:
+          `restarted by event ${FOLLOWED} within RESTART_DEDUP_WINDOW; following that rollout`,
+      },
       { namespace: "ns", name: "forbidden", result: "failed", reason: "403 Forbidden: no" },
       { namespace: "ns", name: "gone", result: "skipped", reason: "deleted" },
     ])),
   );
-  assertEquals(begun[0].restarted.map((d) => d.metadata.name), ["no-event", "late"]);
+  assertEquals(begun[0].restarted.map((d) => d.metadata.name), ["no-event", "late", "recent"]);
 });
 
 Deno.test("createEventHandler() in dry run logs, counts and reports every match as dry_run", async () => {

@@ -232,9 +232,15 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
           await client.transaction([["DEL", keyOf(id)], ["ZREM", index, id]]);
           continue;
         }
+        const opened = await seal.open(keyOf(id), raw);
+        if (opened === undefined) {
+          // Not sealed with this replica's key: forged, or a replica of this cluster with the
+          // previous key (a rotation, an upgrade) still follows it. Not resumed, not deleted: it
+          // expires with its deadline.
+          dropped++;
+          continue;
+        }
         try {
-          const opened = await seal.open(keyOf(id), raw);
-          if (opened === undefined) throw new Error("tracking state is not sealed by this cluster");
           events.push(parseTracked(opened, id));
         } catch {
           // Security: never quote the stored value; the id is a checked UUID.

@@ -368,6 +368,7 @@ Deno.test("security: with the cluster's seal, tracking state it did not seal is 
   for (const store of forged) {
     await store.save(event);
     assertEquals(await sealed.load(), { events: [], dropped: 1 });
-    assertEquals(w.valkey.get(`${INDEX}:${event.eventId}`), undefined, "and deleted");
+    // Left alone (a replica with the previous key may follow it): it expires with its deadline.
+    assert(w.valkey.get(`${INDEX}:${event.eventId}`) !== undefined, "not deleted");
   }
 });
