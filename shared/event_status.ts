@@ -74,15 +74,18 @@ export type ClusterState =
   | "expired";
 /** What web says of a cluster: its own state, or that it has not (yet) reported. */
 export type ClusterAnswer = ClusterState | "pending" | "no_report";
+/** Every overall state web answers: web's metrics, the CLI and the Action's tests read this list. */
+export const OVERALL_STATES = [
+  "pending",
+  "in_progress",
+  "succeeded",
+  "failed",
+  "no_match",
+  "skipped",
+  "dry_run",
+] as const;
 /** The event's overall state (web/status_summary.ts says how clusters fold into it). */
-export type OverallState =
-  | "pending"
-  | "in_progress"
-  | "succeeded"
-  | "failed"
-  | "no_match"
-  | "skipped"
-  | "dry_run";
+export type OverallState = typeof OVERALL_STATES[number];
 
 /** Replica counts of a rollout, as the Deployment's status gives them. */
 export interface ReplicaCounts {

@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import type { EventStatus } from "../shared/event_status.ts";
+import { type EventStatus, OVERALL_STATES } from "../shared/event_status.ts";
 import { formatDuration, parseDuration } from "../lib/setting_values.ts";
 import { DEFAULT_WEB_URL, TASK_COMMAND } from "./dev_defaults.ts";
 import {
@@ -130,17 +130,6 @@ export interface FollowResult {
   timedOut: boolean;
 }
 
-/** The overall states web answers (shared/event_status.ts OverallState). */
-export const STATES: readonly EventStatus["state"][] = [
-  "pending",
-  "in_progress",
-  "succeeded",
-  "failed",
-  "no_match",
-  "skipped",
-  "dry_run",
-];
-
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -157,7 +146,7 @@ export function readStatus(text: string): EventStatus {
     throw new Error("web answered 200 with a body that is not JSON");
   }
   const s = value as Record<string, unknown>;
-  const valid = isObject(s) && STATES.includes(s.state as EventStatus["state"]) &&
+  const valid = isObject(s) && (OVERALL_STATES as readonly string[]).includes(s.state as string) &&
     typeof s.final === "boolean" && Array.isArray(s.tags) && Array.isArray(s.clusters) &&
     s.clusters.every((c) =>
       isObject(c) &&

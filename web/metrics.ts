@@ -8,20 +8,10 @@ import {
   type Registry,
 } from "../lib/metrics.ts";
 import { REPORT_REJECTIONS } from "./report_verifier.ts";
+import { OVERALL_STATES } from "../shared/event_status.ts";
 
 /** The answers kuberollouttrigger_status_reads_total counts, each exported from start-up. */
-export const STATUS_READ_ANSWERS = [
-  "pending",
-  "in_progress",
-  "succeeded",
-  "failed",
-  "no_match",
-  "skipped",
-  "dry_run",
-  "not_found",
-  "bad_request",
-  "busy",
-] as const;
+export const STATUS_READ_ANSWERS = [...OVERALL_STATES, "not_found", "bad_request", "busy"] as const;
 /** One of STATUS_READ_ANSWERS. */
 export type StatusReadAnswer = typeof STATUS_READ_ANSWERS[number];
 

@@ -10,17 +10,7 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { commandData, commandIn, readRunnerLog } from "./runner_log.ts";
 import { parseOutputFile } from "./action_runner.ts";
-
-/** The Action's overall states (shared/event_status.ts OverallState). */
-export const ACTION_STATES = [
-  "pending",
-  "in_progress",
-  "succeeded",
-  "failed",
-  "no_match",
-  "skipped",
-  "dry_run",
-];
+import { OVERALL_STATES } from "../../shared/event_status.ts";
 
 const STOP_TOKEN = /^[0-9a-f]{32}$/;
 
@@ -169,7 +159,9 @@ export function assertOutputsValid(outputFile: string): Record<string, string> {
       /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
     );
   }
-  if ("state" in outputs) assert(ACTION_STATES.includes(outputs.state), `state ${outputs.state}`);
+  if ("state" in outputs) {
+    assert((OVERALL_STATES as readonly string[]).includes(outputs.state), `state ${outputs.state}`);
+  }
   if ("restarted" in outputs) assertMatch(outputs.restarted, /^\d{1,15}$/);
   return outputs;
 }
