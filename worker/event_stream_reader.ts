@@ -162,19 +162,7 @@ async function nextEntries(loop: Loop): Promise<StreamEntry[]> {
   const { options } = loop;
   const count = options.count ?? 100;
   if (loop.ownPendingFirst) {
-    const own = parseReadReply(
-      await options.client.call(
-        "XREADGROUP",
-        "GROUP",
-        options.group,
-        options.consumer,
-        "COUNT",
-        count,
-        "STREAMS",
-        EVENTS_STREAM,
-        "0",
-      ),
-    );
+    const own = await readGroup(loop, count, "0");
     if (own.length === 0) loop.ownPendingFirst = false;
     return own;
   }
@@ -187,6 +175,21 @@ async function nextEntries(loop: Loop): Promise<StreamEntry[]> {
       await pruneConsumers(loop);
     }
   }
+  return await readGroup(loop, count, ">", options.blockMs ?? 2000);
+}
+
+/**
+ * One XREADGROUP for this consumer: from "0" its own pending entries (never
+ * blocking), from ">" new ones, waiting up to `blockMs` for them.
+ */
+async function readGroup(
+  loop: Loop,
+  count: number,
+  start: "0" | ">",
+  blockMs?: number,
+): Promise<StreamEntry[]> {
+  const { options } = loop;
+  const block = blockMs === undefined ? [] : ["BLOCK", blockMs];
   return parseReadReply(
     await options.client.call(
       "XREADGROUP",
@@ -195,11 +198,10 @@ async function nextEntries(loop: Loop): Promise<StreamEntry[]> {
       options.consumer,
       "COUNT",
       count,
-      "BLOCK",
-      options.blockMs ?? 2000,
+      ...block,
       "STREAMS",
       EVENTS_STREAM,
-      ">",
+      start,
     ),
   );
 }

@@ -103,10 +103,15 @@ async function alreadyRestarted(
       await sleep(backoffDelay(attempt - 1));
     }
   }
+  return failedWith(lastError);
+}
+
+/** The outcome of a restart that gave up on `error`: its text and the API's status (0: none). */
+function failedWith(error: unknown): RestartOutcome {
   return {
     status: "failed",
-    error: describeError(lastError),
-    httpStatus: lastError instanceof KubeApiError ? lastError.status : 0,
+    error: describeError(error),
+    httpStatus: error instanceof KubeApiError ? error.status : 0,
   };
 }
 
@@ -171,9 +176,5 @@ export async function restartDeployment(
       await sleep(backoffDelay(attempt - 1));
     }
   }
-  return {
-    status: "failed",
-    error: describeError(lastError),
-    httpStatus: lastError instanceof KubeApiError ? lastError.status : 0,
-  };
+  return failedWith(lastError);
 }
