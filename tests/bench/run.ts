@@ -106,6 +106,23 @@ async function warmUp(issuer: TestIssuer, url: string) {
   if (res.status !== 202) throw new Error(`warm-up event answered ${res.status}`);
 }
 
+/** The web every bench scenario starts: the test issuer, the bench channel, and `extra`. */
+function benchWebEnv(
+  issuer: TestIssuer,
+  valkey: TestValkey,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    VALKEY_ADDR: valkey.addr,
+    VALKEY_CHANNEL: CHANNEL,
+    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+    GITHUB_OIDC_ISSUER: issuer.url,
+    GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
+    GITHUB_ALLOWED_ORG: "acme",
+    ...extra,
+  };
+}
+
 async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
   // A channel subscriber for a web that delivers over PubSub (a KRT_PROGRAM_ROOT from before
   // issue #27), and a live registered cluster for one that appends to the stream.
@@ -114,14 +131,7 @@ async function benchWeb(issuer: TestIssuer, valkey: TestValkey) {
   await register();
   const registration = setInterval(() => void register().catch(() => {}), 5000);
   const { program, url } = await startWeb(
-    {
-      VALKEY_ADDR: valkey.addr,
-      VALKEY_CHANNEL: CHANNEL,
-      ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
-      GITHUB_OIDC_ISSUER: issuer.url,
-      GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
-      GITHUB_ALLOWED_ORG: "acme",
-    },
+    benchWebEnv(issuer, valkey),
     [],
     ["-P=web", ...v8Flags("web")],
   );
@@ -357,16 +367,10 @@ async function benchStatusReads(issuer: TestIssuer, valkey: TestValkey, url: str
 async function benchSignedStatusReads(issuer: TestIssuer, valkey: TestValkey) {
   const [webKey, clusterKey] = await Promise.all([generateKeyPair(), generateKeyPair()]);
   const { program, url } = await startWeb(
-    {
-      VALKEY_ADDR: valkey.addr,
-      VALKEY_CHANNEL: CHANNEL,
-      ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
-      GITHUB_OIDC_ISSUER: issuer.url,
-      GITHUB_OIDC_AUDIENCE: TEST_AUDIENCE,
-      GITHUB_ALLOWED_ORG: "acme",
+    benchWebEnv(issuer, valkey, {
       EVENT_SIGNING_KEY: webKey.privatePem,
       REPORT_VERIFY_KEYS: `bench=${clusterKey.publicLine}`,
-    },
+    }),
     [],
     ["-P=web", ...v8Flags("web")],
   );
