@@ -6,6 +6,7 @@
  */
 
 import { AppError } from "./errors.ts";
+import type { Sender } from "./event_sender.ts";
 import { isAllowedRepository, isValidTag, parseImageRef } from "./image_ref.ts";
 import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 
@@ -26,6 +27,11 @@ export interface EventMessage extends ImageEvent {
   id: string;
   /** When web accepted the event (RFC 3339). */
   time: string;
+  /**
+   * Who sent it, only when web's signature over it verified (it travels
+   * beside the event JSON in the signed envelope, never inside it).
+   */
+  sender?: Sender;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

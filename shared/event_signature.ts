@@ -13,12 +13,19 @@
  *
  * Wire format of a signed message (parsed with the duplicate-rejecting reader):
  *   {"event":"<the event message JSON, as a string>","kid":"<43 chars>",
- *    "rep":"<the binding's repository hash>","sig":"<86 chars>"}
+ *    "rep":"<the binding's repository hash>","sender":"<sender JSON>",
+ *    "sig":"<86 chars>","ssig":"<86 chars>"}
  * One signature per event says "web published this event for this
  * repository": it covers EVENT_CONTEXT, `rep`, a newline and the exact bytes
  * of `event`. The status binding stores the same `kid` and `sig`; web checks
  * it by rebuilding those bytes from the binding's fields (the event encoding
  * is fixed), so a binding moved to another repository, event or tag set fails.
+ * A second signature, `ssig`, says "this workflow run sent it": it covers
+ * SENDER_CONTEXT, `sender` (shared/event_sender.ts, canonical JSON, so it
+ * holds no raw newline), a newline and the exact bytes of `event`, so a
+ * sender cannot be moved to another event. Messages of a web before senders
+ * existed have neither member (and no sender: clusters that ask who sent an
+ * event refuse them).
  */
 
 import { AppError } from "./errors.ts";
@@ -27,6 +34,8 @@ import { type JsonValue, parseStrictJson } from "../lib/strict_json.ts";
 
 /** Domain separation prefix of an event signature. */
 export const EVENT_CONTEXT = "kuberollouttrigger event v1\n";
+/** Domain separation prefix of a sender signature. */
+export const SENDER_CONTEXT = "kuberollouttrigger sender v1\n";
 /** Longest channel message read at all; web's are well under 8 KiB. */
 export const MAX_SIGNED_MESSAGE = 32_768;
 
@@ -37,12 +46,18 @@ export const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
 /** The binding's repository: a sha256 hex hash. */
 export const REPOSITORY = /^[0-9a-f]{64}$/;
 const ENVELOPE_KEYS = ["event", "kid", "rep", "sig"];
+const SENT_ENVELOPE_KEYS = ["event", "kid", "rep", "sender", "sig", "ssig"];
 const encoder = new TextEncoder();
 
 /** The bytes one event signature covers: the context, the repository hash, the event. */
 export function signedBytes(repository: string, eventJson: string): Uint8Array<ArrayBuffer> {
   // The hash has a fixed length and alphabet: nothing can move across the newline.
   return encoder.encode(`${EVENT_CONTEXT}${repository}\n${eventJson}`);
+}
+
+/** The bytes a sender signature covers: the context, the sender, the event. */
+export function senderBytes(sender: string, eventJson: string): Uint8Array<ArrayBuffer> {
+  return encoder.encode(`${SENDER_CONTEXT}${sender}\n${eventJson}`);
 }
 
 /** The RFC 7638 thumbprint of an Ed25519 public key: the key id web and worker agree on. */
@@ -104,7 +119,18 @@ export async function importVerifyKeys(
 /** A channel message split into its event and, when signed, its signature. */
 export type OpenedMessage =
   | { signed: false; event: string }
-  | { signed: true; event: string; kid: string; rep: string; sig: Uint8Array<ArrayBuffer> };
+  | {
+    signed: true;
+    event: string;
+    kid: string;
+    rep: string;
+    sig: Uint8Array<ArrayBuffer>;
+    /** The sender and its signature, when web named one (not verified here). */
+    sent?: { sender: string; ssig: Uint8Array<ArrayBuffer> };
+  };
+
+const sameKeys = (keys: string[], expected: string[]) =>
+  keys.length === expected.length && expected.every((k) => keys.includes(k));
 
 /**
  * Tells a signed message from an unsigned one. Anything that is not a JSON
@@ -129,10 +155,12 @@ export function openMessage(raw: string): OpenedMessage {
   }
   const keys = Object.keys(value);
   if (!keys.some((k) => k === "sig" || k === "kid")) return { signed: false, event: raw };
-  if (keys.length !== ENVELOPE_KEYS.length || !ENVELOPE_KEYS.every((k) => keys.includes(k))) {
-    throw malformed('members must be exactly "event", "kid", "rep" and "sig"');
+  if (!sameKeys(keys, ENVELOPE_KEYS) && !sameKeys(keys, SENT_ENVELOPE_KEYS)) {
+    throw malformed(
+      'members must be exactly "event", "kid", "rep" and "sig", and "sender" with "ssig"',
+    );
   }
-  const { event, kid, rep, sig } = value;
+  const { event, kid, rep, sig, sender, ssig } = value;
   if (typeof event !== "string") throw malformed('"event" must be a string');
   if (typeof kid !== "string" || !KEY_ID.test(kid)) throw malformed('"kid" is not a key id');
   if (typeof rep !== "string" || !REPOSITORY.test(rep)) {
@@ -141,16 +169,28 @@ export function openMessage(raw: string): OpenedMessage {
   if (typeof sig !== "string" || !SIGNATURE.test(sig)) {
     throw malformed('"sig" is not a base64url Ed25519 signature');
   }
-  return {
+  const opened: Extract<OpenedMessage, { signed: true }> = {
     signed: true,
     event,
     kid,
     rep,
     sig: Uint8Array.fromBase64(sig, { alphabet: "base64url" }),
   };
+  if (sender === undefined) return opened;
+  if (typeof sender !== "string") throw malformed('"sender" must be a string');
+  if (typeof ssig !== "string" || !SIGNATURE.test(ssig)) {
+    throw malformed('"ssig" is not a base64url Ed25519 signature');
+  }
+  opened.sent = { sender, ssig: Uint8Array.fromBase64(ssig, { alphabet: "base64url" }) };
+  return opened;
 }
 
-/** The envelope web publishes for a signed event. */
-export function encodeEnvelope(event: string, kid: string, rep: string, sig: string): string {
-  return JSON.stringify({ event, kid, rep, sig });
+/** The envelope web publishes for a signed event, with its sender when web names one. */
+export function encodeEnvelope(
+  signed: { event: string; kid: string; rep: string; sig: string },
+  sent?: { sender: string; ssig: string },
+): string {
+  const { event, kid, rep, sig } = signed;
+  if (!sent) return JSON.stringify({ event, kid, rep, sig });
+  return JSON.stringify({ event, kid, rep, sender: sent.sender, sig, ssig: sent.ssig });
 }

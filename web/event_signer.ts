@@ -11,6 +11,7 @@ import {
   encodeEnvelope,
   KEY_ID,
   REPOSITORY,
+  senderBytes,
   SIGNATURE,
   signedBytes,
   type VerifyKeys,
@@ -43,9 +44,11 @@ export interface EventSigner {
   publicKey: Uint8Array<ArrayBuffer>;
   /**
    * Signs the encoded event for the posting repository's hash: the message to
-   * publish, and the `kid` and `sig` its status binding stores.
+   * publish, and the `kid` and `sig` its status binding stores. With `sender`
+   * (shared/event_sender.ts's encoding) the message also carries who sent it,
+   * signed with the event, for clusters that decide who may restart what.
    */
-  signEvent(eventJson: string, repository: string): Promise<SignedEvent>;
+  signEvent(eventJson: string, repository: string, sender?: string): Promise<SignedEvent>;
   /**
    * Signs the clusters an event waits for, as its binding stores them (`csig`):
    * with signed reports, Valkey write access must not drop a cluster from an
@@ -83,16 +86,16 @@ export async function createSigner(
     keyId: key.keyId,
     publicKey: key.publicKey,
     // Signing is synchronous; the contract stays a promise (a refusal is a rejection).
-    signEvent(eventJson, repository) {
+    signEvent(eventJson, repository, sender) {
       if (!REPOSITORY.test(repository)) {
         return Promise.reject(new Error("repository must be a sha256 hex hash"));
       }
       const sig = key.sign(signedBytes(repository, eventJson));
-      return Promise.resolve({
-        message: encodeEnvelope(eventJson, key.keyId, repository, sig),
-        kid: key.keyId,
-        sig,
-      });
+      const signed = { event: eventJson, kid: key.keyId, rep: repository, sig };
+      const sent = sender === undefined
+        ? undefined
+        : { sender, ssig: key.sign(senderBytes(sender, eventJson)) };
+      return Promise.resolve({ message: encodeEnvelope(signed, sent), kid: key.keyId, sig });
     },
     signClusters: (eventId, clusters) => key.sign(clusterListBytes(eventId, clusters)),
   };

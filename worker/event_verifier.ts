@@ -1,17 +1,21 @@
 /**
  * The worker's decisions on channel messages when EVENT_VERIFY_KEYS is set:
- * the envelope and its signature before the event is parsed, then the event's
- * time against the window and its id against replays. Without keys every
- * message passes unchecked, as before signing existed.
+ * the envelope and its signatures (the event's, and its sender's when web
+ * named one) before the event is parsed, then the event's time against the
+ * window and its id against replays. Without keys every message passes
+ * unchecked, as before signing existed, and no message has a sender: only a
+ * verified one can say who sent it.
  */
 
 import type { EventMessage } from "../shared/event.ts";
 import {
   type OpenedMessage,
   openMessage,
+  senderBytes,
   signedBytes,
   type VerifyKeys,
 } from "../shared/event_signature.ts";
+import { parseSender, type Sender } from "../shared/event_sender.ts";
 
 /** How far ahead of the worker's clock a message's time may be (clock skew). */
 export const FUTURE_SKEW_MS = 30_000;
@@ -39,7 +43,7 @@ export const DROP_REASONS: readonly DropReason[] = [
 
 /** The outcome of checking a message: the event text to parse, or why it is dropped. */
 export type CheckedMessage =
-  | { ok: true; event: string; keyId?: string }
+  | { ok: true; event: string; keyId?: string; sender?: Sender }
   | { ok: false; reason: DropReason; detail: string };
 
 /** The outcome of admitting a parsed event. */
@@ -64,6 +68,27 @@ export interface EventVerifierOptions {
   maxAgeMs: number;
   futureSkewMs?: number;
   now?: () => number;
+}
+
+/**
+ * A verified event's sender: its own signature (same key) must verify over
+ * this event, and its text must be a sender. A message whose sender fails is
+ * dropped whole: web never writes a sender it did not sign.
+ */
+async function checkSender(
+  keys: VerifyKeys,
+  kid: string,
+  event: string,
+  sent: { sender: string; ssig: Uint8Array<ArrayBuffer> },
+): Promise<CheckedMessage> {
+  if (!(await keys.verify(kid, sent.ssig, senderBytes(sent.sender, event)))) {
+    return { ok: false, reason: "bad_signature", detail: "sender signature does not verify" };
+  }
+  try {
+    return { ok: true, event, keyId: kid, sender: parseSender(sent.sender) };
+  } catch (err) {
+    return { ok: false, reason: "malformed", detail: (err as Error).message };
+  }
 }
 
 /**
@@ -108,7 +133,8 @@ export function createEventVerifier(options: EventVerifierOptions): EventVerifie
       if (!(await keys.verify(opened.kid, opened.sig, signedBytes(opened.rep, opened.event)))) {
         return { ok: false, reason: "bad_signature", detail: "signature does not verify" };
       }
-      return { ok: true, event: opened.event, keyId: opened.kid };
+      if (!opened.sent) return { ok: true, event: opened.event, keyId: opened.kid };
+      return await checkSender(keys, opened.kid, opened.event, opened.sent);
     },
     admit(message) {
       if (!keys) return { ok: true };

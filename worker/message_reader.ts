@@ -59,7 +59,9 @@ export function createMessageReader(
       return undefined;
     }
     try {
-      return parseEventMessage(checked.event, options.prefixes);
+      const message = parseEventMessage(checked.event, options.prefixes);
+      // Only a verified signature names a sender (worker/event_verifier.ts).
+      return checked.sender ? { ...message, sender: checked.sender } : message;
     } catch (err) {
       invalid(err, raw.length);
       return undefined;

@@ -18,6 +18,7 @@ import { generateKeyPair, type TestKeyPair } from "../helpers/signing_keys.ts";
 import { parseCommandLine, summarizeConfig } from "../../config/command_line.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import { encodeEventMessage, type EventMessage } from "../../shared/event.ts";
+import { encodeSender, type Sender } from "../../shared/event_sender.ts";
 import { parseBinding } from "../../shared/event_status.ts";
 import {
   EVENT_CONTEXT,
@@ -362,5 +363,71 @@ Deno.test("security: a stored binding carries kid and sig together or neither", 
   assertThrows(() => parseBinding(stored({ sig: signature.sig })), { code: "ERR_STATUS_CORRUPT" });
   assertThrows(() => parseBinding(stored({ ...signature, sig: "x" })), {
     code: "ERR_STATUS_CORRUPT",
+  });
+});
+
+const SENDER_A: Sender = {
+  repository: "acme/team-a",
+  repositoryId: "1001",
+  ref: "refs/heads/main",
+  environment: "production",
+  workflowRef: "acme/team-a/.github/workflows/release.yml@refs/heads/main",
+};
+const SENDER_B: Sender = { ...SENDER_A, repository: "acme/team-b", repositoryId: "1002" };
+
+Deno.test("a signed message names its sender: the worker hands on exactly what web signed", async () => {
+  const verifier = await setup([web.publicPem]);
+  const event = encodeEventMessage(message());
+  const { message: published } = await (await signer(web)).signEvent(
+    event,
+    REP,
+    encodeSender(SENDER_A),
+  );
+  assertEquals(await verifier.check(published), {
+    ok: true,
+    event,
+    keyId: (await signer(web)).keyId,
+    sender: SENDER_A,
+  });
+  // A web without senders (before this version) still verifies, with no sender.
+  const older = await verifier.check(await sealed(await signer(web), event));
+  assertEquals(older.ok && older.sender, undefined);
+});
+
+Deno.test("security: a sender cannot be swapped, moved to another event, or read unverified", async (t) => {
+  const verifier = await setup([web.publicPem]);
+  const good = await signer(web);
+  const event = encodeEventMessage(message());
+  const otherEvent = encodeEventMessage(message({ image: "ghcr.io/acme/other" }));
+  const fromA = JSON.parse((await good.signEvent(event, REP, encodeSender(SENDER_A))).message);
+  const fromB = JSON.parse((await good.signEvent(event, REP, encodeSender(SENDER_B))).message);
+  const otherFromB = JSON.parse(
+    (await good.signEvent(otherEvent, REP, encodeSender(SENDER_B))).message,
+  );
+  const cases: [string, Record<string, unknown>, string][] = [
+    ["B's sender in A's message", { ...fromA, sender: fromB.sender }, "bad_signature"],
+    ["B's sender with its signature from another event", {
+      ...fromA,
+      sender: otherFromB.sender,
+      ssig: otherFromB.ssig,
+    }, "bad_signature"],
+    ["a sender without its signature", { ...fromA, ssig: undefined }, "malformed"],
+    ["a signature without its sender", { ...fromA, sender: undefined }, "malformed"],
+    ["a sender that is not canonical, signed", {}, "malformed"],
+  ];
+  // Web's own key signing a sender web would never write (upper case): refused when read.
+  const odd = JSON.stringify({ ...JSON.parse(encodeSender(SENDER_A)), repository: "ACME/team-a" });
+  const oddSigned = JSON.parse((await good.signEvent(event, REP, odd)).message);
+  cases[4][1] = oddSigned;
+  for (const [name, envelope, reason] of cases) {
+    await t.step(name, async () => {
+      const checked = await verifier.check(JSON.stringify(envelope));
+      assertEquals(checked.ok ? "accepted" : checked.reason, reason);
+    });
+  }
+  await t.step("a worker without keys never reads a sender", async () => {
+    const open = createEventVerifier({ maxAgeMs: 120_000, now: () => NOW });
+    const checked = await open.check(JSON.stringify(fromA));
+    assertEquals(checked, { ok: true, event });
   });
 });

@@ -9,6 +9,7 @@ import { createLogger } from "../../lib/log.ts";
 import { createRegistry } from "../../lib/metrics.ts";
 import { importVerifyKeys } from "../../shared/event_signature.ts";
 import { createSigner } from "../../web/event_signer.ts";
+import { encodeSender } from "../../shared/event_sender.ts";
 import { parseSigningKey, parseVerifyKeys } from "../../shared/event_keys.ts";
 import { createEventVerifier, type EventVerifier } from "../../worker/event_verifier.ts";
 import { createMessageReader } from "../../worker/message_reader.ts";
@@ -80,4 +81,28 @@ Deno.test("security: createMessageReader() with verify keys drops an unsigned me
   assertEquals(again?.id, first?.id, "reading verifies; admitting remembers");
   assertEquals(admit(again!), false);
   assertEquals(metrics.droppedMessages.get({ reason: "replayed" }), 1);
+});
+
+Deno.test("security: createMessageReader() hands on a sender only when its signature verified", async () => {
+  const pair = await generateKeyPair();
+  const signer = await createSigner(parseSigningKey(pair.privatePem)!);
+  const sender = {
+    repository: "acme/app",
+    repositoryId: "2002",
+    ref: "refs/heads/main",
+    workflowRef: "acme/app/.github/workflows/build.yml@refs/heads/main",
+  };
+  const { message: signed } = await signer.signEvent(
+    event("ghcr.io/acme/app"),
+    "a".repeat(64),
+    encodeSender(sender),
+  );
+  const keys = await importVerifyKeys(parseVerifyKeys(pair.publicPem));
+  const verifying = readerWith(createEventVerifier({ keys, maxAgeMs: 60_000 }));
+  assertEquals((await verifying.read(signed))?.sender, sender);
+  // A worker without verify keys reads the same message, but nobody vouched for its sender.
+  const open = readerWith();
+  const read = await open.read(signed);
+  assertEquals(read?.image, "ghcr.io/acme/app");
+  assertEquals(read?.sender, undefined);
 });
