@@ -146,7 +146,9 @@ export function parseCommandLine<M extends Mode>(
       config[key] = value;
     } catch (err) {
       const shown = s.show ? ` "${raw}"` : "";
-      problems.push(`${name}${shown}: ${(err as Error).message}`);
+      // A setting that holds many entries (REPOSITORY_RULES) names each problem on its own.
+      const each = err instanceof AggregateError ? err.errors : [err];
+      for (const e of each) problems.push(`${name}${shown}: ${(e as Error).message}`);
     }
   }
   const parsed = config as ModeConfig<M>;

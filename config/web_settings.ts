@@ -12,6 +12,7 @@ import {
 } from "../lib/setting_values.ts";
 import { parseClusterKeys, parseSigningKey } from "../shared/event_keys.ts";
 import { clusterName } from "./worker_settings.ts";
+import { parseRepositoryRules } from "./repository_rules.ts";
 import {
   bool,
   type ConfigOfRows,
@@ -178,6 +179,14 @@ export const WEB_SETTINGS = {
     help: "Optional comma-separated repository_id values.",
     parse: listOf(numericId),
   }),
+  repositoryRules: setting({
+    env: "REPOSITORY_RULES",
+    flag: "repository-rules",
+    modes: WEB,
+    help:
+      "Optional rules of which repository may name which images, separated by new lines or ';': `<subject> [ref=|environment=|workflow=<value>] -> <image>[,<image>…]`. Subject: owner/name, owner/* or id:<repository_id>; a value ending in * matches by prefix. An image allows itself and what lies below it on a path boundary; a whole component * matches one component, {repository} the sender's owner/name. With rules set, an event whose image no rule gives its repository is refused (403). E.g. `acme/* -> ghcr.io/{repository}` (docs/security.md).",
+    parse: parseRepositoryRules,
+  }),
   maxTokenAge: setting({
     env: "GITHUB_OIDC_MAX_TOKEN_AGE",
     flag: "github-oidc-max-token-age",
@@ -303,12 +312,22 @@ export const WEB_SETTINGS = {
 
 /** Problems with combinations of otherwise valid web settings (beyond Valkey's). */
 export function checkWebCombinations(
-  config: Pick<
-    ConfigOfRows<typeof WEB_SETTINGS>,
-    "devMode" | "listenAddr" | "reportVerifyKeys" | "eventSigningKey" | "clusters"
-  >,
+  config:
+    & Pick<
+      ConfigOfRows<typeof WEB_SETTINGS>,
+      | "devMode"
+      | "listenAddr"
+      | "reportVerifyKeys"
+      | "eventSigningKey"
+      | "clusters"
+      | "repositoryRules"
+    >
+    & { allowedImagePrefixes: readonly string[] },
 ): string[] {
   const problems: string[] = [];
+  for (const problem of config.repositoryRules?.unreachable(config.allowedImagePrefixes) ?? []) {
+    problems.push(`REPOSITORY_RULES (--repository-rules): ${problem}`);
+  }
   const reportKeys = config.reportVerifyKeys ?? new Map();
   if (reportKeys.size > 0 && !config.eventSigningKey) {
     problems.push(

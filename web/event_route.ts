@@ -1,13 +1,16 @@
 /**
  * POST /event as a chain of named steps: authenticate (shared with the status
- * route) → content type and coding → bounded body → event → replay guard →
- * sign (when web has a key) → publish with the status binding → 202. The
+ * route) → content type and coding → bounded body → event → the sender's
+ * grant (REPOSITORY_RULES) → replay guard → sign with the sender (when web
+ * has a key) → publish with the status binding → 202. The
  * token is verified before the body is read; the body is untrusted until
  * parseEventRequest accepts it.
  */
 
 import { AppError } from "../shared/errors.ts";
-import { Reason } from "./reasons.ts";
+import { AuthError, Reason } from "./reasons.ts";
+import { encodeSender, type Sender, senderOf } from "../shared/event_sender.ts";
+import type { RepositoryRules } from "../config/repository_rules.ts";
 import { encodeEventMessage, type EventMessage, parseEventRequest } from "../shared/event.ts";
 import type { EventSigner } from "./event_signer.ts";
 import type { StatusBinding } from "../shared/event_status.ts";
@@ -39,6 +42,8 @@ export interface EventRouteDeps {
   newId: () => string;
   /** Signs each message and binding; without it both go out unsigned. */
   signer?: EventSigner;
+  /** REPOSITORY_RULES: which repository may name which images (none: any allowed image). */
+  rules?: RepositoryRules;
   /**
    * With signed reports: the clusters every event waits for (the publisher's
    * explicit list), signed into the binding so Valkey write access cannot drop one.
@@ -51,13 +56,18 @@ async function signedOutput(
   deps: Pick<EventRouteDeps, "signer" | "signedClusters">,
   message: EventMessage,
   repository: string,
+  sender: Sender | undefined,
 ): Promise<{ message: string; binding: Omit<StatusBinding, "clusters"> }> {
   const { signer, signedClusters } = deps;
   const encoded = encodeEventMessage(message);
   const binding = { repository, image: message.image, tags: message.tags, time: message.time };
   if (!signer) return { message: encoded, binding };
   // One signature serves both: the binding's fields rebuild the signed event bytes.
-  const { message: signed, kid, sig } = await signer.signEvent(encoded, repository);
+  const { message: signed, kid, sig } = await signer.signEvent(
+    encoded,
+    repository,
+    sender && encodeSender(sender),
+  );
   if (!signedClusters) return { message: signed, binding: { ...binding, kid, sig } };
   const csig = signer.signClusters(message.id, signedClusters);
   return { message: signed, binding: { ...binding, kid, sig, csig } };
@@ -93,6 +103,28 @@ async function readEventBody(
   return body;
 }
 
+/**
+ * Who sent the event, once REPOSITORY_RULES give that sender the image; an
+ * AuthError (the same 403 as every denial) otherwise. Claims that cannot name
+ * a sender (GitHub's always can) are refused only where a sender is needed:
+ * with rules, or to sign it into the event.
+ */
+function grantedSender(
+  claims: GitHubClaims,
+  image: string,
+  deps: Pick<EventRouteDeps, "rules" | "signer">,
+): Sender | undefined {
+  const sender = senderOf(claims);
+  const rules = deps.rules?.size ? deps.rules : undefined;
+  if (typeof sender === "string") {
+    if (!rules && !deps.signer) return undefined;
+    throw new AuthError(Reason.sender_unnamed, sender);
+  }
+  const refused = rules?.check(sender, image);
+  if (refused !== undefined) throw new AuthError(Reason.image_not_granted, refused);
+  return sender;
+}
+
 /** Creates the POST /event route for the path it is mounted on. */
 export function createEventRoute(deps: EventRouteDeps, path: string): Route {
   const publish = async (
@@ -102,6 +134,7 @@ export function createEventRoute(deps: EventRouteDeps, path: string): Route {
     log: LogFields,
   ) => {
     const event = parseEventRequest(body, deps.prefixes);
+    const sender = grantedSender(claims, event.image, deps);
     const claim = deps.replay.claim({
       issuer: String(claims.iss),
       jti: claims.jti,
@@ -115,7 +148,7 @@ export function createEventRoute(deps: EventRouteDeps, path: string): Route {
       Object.assign(log, { event_id: message.id, image: event.image, tags: event.tags });
       const published = await deps.publisher.publish({
         eventId: message.id,
-        ...(await signedOutput(deps, message, repository)),
+        ...(await signedOutput(deps, message, repository, sender)),
         replay: { claim, answer: acceptedAnswer(path, message.id) },
       });
       if (published.taken !== undefined) {

@@ -19,6 +19,7 @@ import type { TokenVerifier } from "./oidc.ts";
 import type { Authorizer } from "./policy.ts";
 import type { Publisher } from "./publisher.ts";
 import type { ReplayGuard } from "./replay.ts";
+import type { RepositoryRules } from "../config/repository_rules.ts";
 import { createAuthenticate } from "./request_steps.ts";
 import { type BodyReader, createBodyReader } from "./request_body.ts";
 import { errorResponse } from "./responses.ts";
@@ -60,6 +61,8 @@ export interface HandlerDeps {
   signer?: EventSigner;
   /** With signed reports: the clusters every event waits for, signed into each binding. */
   signedClusters?: readonly string[];
+  /** REPOSITORY_RULES: which repository may name which images. */
+  rules?: RepositoryRules;
   /** Reads event bodies; default: MAX_BODY_BYTES within BODY_TIMEOUT_MS. */
   bodies?: BodyReader;
 }

@@ -131,6 +131,15 @@ export const REASONS = {
     kind: "denial",
     doc: "`repository_id` is not in `ALLOWED_REPOSITORY_IDS`",
   },
+  image_not_granted: {
+    kind: "denial",
+    doc:
+      "no rule of `REPOSITORY_RULES` gives the repository the event's image (`detail` says which)",
+  },
+  sender_unnamed: {
+    kind: "denial",
+    doc: "`ref` or `workflow_ref` is missing or not printable: the event could not say who sent it",
+  },
   replay_different_body: {
     kind: "denial",
     doc: "the token was already used with a different body (a stolen token replayed)",

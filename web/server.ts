@@ -110,6 +110,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     extraRoutes: override?.routes,
     signer,
     signedClusters: reportChecks && fixedClusters,
+    rules: config.repositoryRules,
   });
 
   // Not given runtime.signal: aborting Deno.serve's own signal cuts requests in flight.

@@ -14,6 +14,10 @@ import { createWebMetrics } from "../../web/metrics.ts";
 import type { GitHubClaims, TokenVerifier } from "../../web/oidc.ts";
 import { createAuthorizer } from "../../web/policy.ts";
 import type { ReplayGuard } from "../../web/replay.ts";
+import { parseRepositoryRules, type RepositoryRules } from "../../config/repository_rules.ts";
+import { createSigner, type EventSigner } from "../../web/event_signer.ts";
+import { parseSigningKey } from "../../shared/event_keys.ts";
+import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { memoryStatus, type MemoryStatusOptions, permissiveReplay } from "../helpers/web_deps.ts";
 
 const BODY = '{"image":"ghcr.io/acme/app:dev"}';
@@ -28,6 +32,10 @@ interface Options {
   verify?: TokenVerifier;
   /** The handler's shutdown signal. */
   signal?: AbortSignal;
+  rules?: RepositoryRules;
+  signer?: EventSigner;
+  /** Claims the good token carries besides the defaults. */
+  claims?: Record<string, unknown>;
 }
 
 function setUp(options: Options = {}) {
@@ -48,6 +56,7 @@ function setUp(options: Options = {}) {
     repository: "acme/app",
     repository_owner: "acme",
     repository_id: "2002",
+    ...options.claims,
   } as GitHubClaims;
   const handler = createHandler({
     verify: options.verify ??
@@ -65,6 +74,8 @@ function setUp(options: Options = {}) {
     registry,
     readiness: {},
     signal: options.signal,
+    rules: options.rules,
+    signer: options.signer,
   });
   const post = (headers: Record<string, string> = {}, body: BodyInit = BODY) =>
     handler(
@@ -500,4 +511,51 @@ Deno.test("createHandler() answers every request that arrives once shutdown bega
   }
   assertEquals(published.length, 1, "nothing published after shutdown began");
   assertEquals(lines.filter((l) => l.level === "error" || l.level === "warn"), []);
+});
+
+const SENDER_CLAIMS = {
+  ref: "refs/heads/main",
+  workflow_ref: "acme/app/.github/workflows/build.yml@refs/heads/main",
+};
+
+Deno.test("security: with REPOSITORY_RULES an image the rules do not give the sender gets the same 403, logged with why", async (t) => {
+  const rules = parseRepositoryRules("acme/app -> ghcr.io/acme/app; acme/web -> ghcr.io/acme/web");
+  await t.step("its own image: 202", async () => {
+    const { post, published } = setUp({ rules, claims: SENDER_CLAIMS });
+    assertEquals((await post()).status, 202);
+    assertEquals(published.length, 1);
+  });
+  await t.step("another repository's image: 403 access denied, nothing published", async () => {
+    const { post, published, requestLog } = setUp({ rules, claims: SENDER_CLAIMS });
+    const res = await post({}, '{"image":"ghcr.io/acme/web:dev"}');
+    assertEquals([res.status, await res.text()], [403, '{"error":"access denied"}']);
+    assertEquals(published.length, 0);
+    assertEquals(requestLog().reason, "image_not_granted");
+    assertMatch(String(requestLog().detail), /acme\/app .*ghcr\.io\/acme\/web/);
+  });
+  await t.step("claims that cannot name a sender: refused while rules need one", async () => {
+    const { post, published, requestLog } = setUp({ rules });
+    assertEquals((await post()).status, 403);
+    assertEquals(requestLog().reason, "sender_unnamed");
+    assertEquals(published.length, 0);
+  });
+  await t.step("without rules or a signing key no sender is needed", async () => {
+    const { post } = setUp();
+    assertEquals((await post()).status, 202);
+  });
+});
+
+Deno.test("createHandler() signs the sender into the published message", async () => {
+  const signer = await createSigner(parseSigningKey((await generateKeyPair()).privatePem)!);
+  const { post, published } = setUp({ signer, claims: { ...SENDER_CLAIMS, environment: "prod" } });
+  assertEquals((await post()).status, 202);
+  const envelope = JSON.parse(published[0].message);
+  assertEquals(JSON.parse(envelope.sender), {
+    repository: "acme/app",
+    repository_id: "2002",
+    ref: "refs/heads/main",
+    environment: "prod",
+    workflow_ref: "acme/app/.github/workflows/build.yml@refs/heads/main",
+  });
+  assert(typeof envelope.ssig === "string", "the sender is signed");
 });
