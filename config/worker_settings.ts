@@ -1,11 +1,13 @@
 /**
  * The worker's settings: the cluster (kubeconfig or in-cluster, namespaces,
  * its name), restarts (dry run, dedup window, rollout timeout), health, the
- * local inventory of dev mode, and signed events; and the combinations among
- * them that are refused.
+ * local inventory of dev mode, signed events, and the cluster's own say
+ * (mandatory opt-in, a label selector); and the combinations among them
+ * that are refused.
  */
 
 import { parseListenAddr } from "../lib/setting_values.ts";
+import { parseLabelSelector } from "../lib/label_selector.ts";
 import { parseSigningKey, parseVerifyKeys } from "../shared/event_keys.ts";
 import {
   bool,
@@ -139,6 +141,26 @@ export const WORKER_SETTINGS = {
       "This cluster's own Ed25519 private key (PKCS#8 PEM or JWK, the value itself) that signs its reports; web with REPORT_VERIFY_KEYS reads only reports signed by the key it has for this CLUSTER_NAME. Secret.",
     parse: parseSigningKey,
   }),
+  requireOptIn: setting({
+    env: "REQUIRE_OPT_IN",
+    flag: "require-opt-in",
+    modes: WORKER,
+    show: true,
+    boolean: true,
+    default: "false",
+    help:
+      "Restart only Deployments annotated kuberollouttrigger/allowed-repositories naming the event's sender; others are skipped as not_opted_in. Needs EVENT_VERIFY_KEYS (only a signed event says who sent it).",
+    parse: bool,
+  }),
+  deploymentSelector: setting({
+    env: "DEPLOYMENT_SELECTOR",
+    flag: "deployment-selector",
+    modes: WORKER,
+    show: true,
+    help:
+      "Optional label selector (e.g. kuberollouttrigger/enabled=true): only Deployments it selects are listed and watched, so no other is ever matched or restarted.",
+    parse: (raw) => raw.trim() === "" ? undefined : parseLabelSelector(raw),
+  }),
   catchUpWindow: setting({
     env: "CATCH_UP_WINDOW",
     flag: "catch-up-window",
@@ -153,12 +175,21 @@ export const WORKER_SETTINGS = {
 
 /** Problems with combinations of otherwise valid worker settings (beyond Valkey's). */
 export function checkWorkerCombinations(
-  config: Pick<ConfigOfRows<typeof WORKER_SETTINGS>, "localInventory" | "kubeconfig">,
+  config: Pick<
+    ConfigOfRows<typeof WORKER_SETTINGS>,
+    "localInventory" | "kubeconfig" | "requireOptIn" | "eventVerifyKeys"
+  >,
 ): string[] {
+  const problems: string[] = [];
   if (config.localInventory && config.kubeconfig) {
-    return [
+    problems.push(
       "LOCAL_INVENTORY (--local-inventory) and KUBECONFIG (--kubeconfig) exclude each other: choose one",
-    ];
+    );
   }
-  return [];
+  if (config.requireOptIn && (config.eventVerifyKeys ?? []).length === 0) {
+    problems.push(
+      "REQUIRE_OPT_IN (--require-opt-in) needs EVENT_VERIFY_KEYS (--event-verify-keys): only a message web signed says which repository sent it",
+    );
+  }
+  return problems;
 }

@@ -28,7 +28,7 @@ import type { Inventory } from "./inventory/inventory.ts";
 import type { KubeApi } from "./kube/api.ts";
 import { createMessageReader, type MessageReader } from "./message_reader.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import { planRestarts, type RestartPlan } from "./plan.ts";
+import { OPEN_POLICY, type PlanPolicy, planRestarts, type RestartPlan } from "./plan.ts";
 import { restartEach } from "./restart_each.ts";
 
 export type { EventSummary } from "./event_summary.ts";
@@ -39,6 +39,8 @@ export interface EventHandlerDeps {
   api: KubeApi;
   coordinator: Coordinator;
   prefixes: readonly string[];
+  /** The cluster's say over who restarts what (REQUIRE_OPT_IN); default: none mandatory. */
+  policy?: PlanPolicy;
   logger: Logger;
   metrics: WorkerMetrics;
   dryRun: boolean;
@@ -106,6 +108,7 @@ export function createEventHandler(deps: EventHandlerDeps): EventHandler {
         coordinator: deps.coordinator,
         metrics: deps.metrics,
         dryRun: deps.dryRun,
+        policy: deps.policy ?? OPEN_POLICY,
         clusterName: deps.clusterName ?? "default",
         now: deps.now,
         restartAt: restartAt ?? new Date(message.time),
@@ -193,12 +196,13 @@ async function claimEvent(deps: EventHandlerDeps, message: EventMessage, log: Lo
 
 /** Matches the event against the inventory; the skips are logged at once. */
 function planEvent(deps: EventHandlerDeps, message: EventMessage, log: Logger): RestartPlan {
-  const plan = planRestarts(message, deps.inventory.candidates(message.image));
+  const plan = planRestarts(message, deps.inventory.candidates(message.image), deps.policy);
   for (const s of plan.skipped) {
     log.info("skipped deployment", {
       namespace: s.namespace,
       deployment: s.name,
       reason: s.reason,
+      ...(s.detail === undefined ? {} : { detail: s.detail }),
     });
   }
   return plan;

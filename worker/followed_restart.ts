@@ -18,13 +18,20 @@
 import type { EventMessage } from "../shared/event.ts";
 import type { MadeRestart } from "./coordination.ts";
 import type { Deployment } from "./kube/objects.ts";
-import { planRestarts, restartedAtOf, summarizeDeployment } from "./plan.ts";
+import {
+  OPEN_POLICY,
+  type PlanPolicy,
+  planRestarts,
+  restartedAtOf,
+  summarizeDeployment,
+} from "./plan.ts";
 
 /** Why a recorded restart cannot be followed; undefined when it can. */
 export function cannotFollow(
   made: MadeRestart,
   current: Deployment,
   event: EventMessage,
+  policy: PlanPolicy = OPEN_POLICY,
 ): string | undefined {
   const generation = current.metadata.generation;
   if (typeof generation !== "number" || generation < made.generation) {
@@ -37,8 +44,12 @@ export function cannotFollow(
   if (!(made.patchedAt >= Date.parse(event.time))) {
     return "that restart was made before this event was accepted";
   }
-  if (planRestarts(event, [summarizeDeployment(current)]).restarts.length !== 1) {
-    return "the Deployment no longer runs the image with this event's tags";
+  const replan = planRestarts(event, [summarizeDeployment(current)], policy);
+  if (replan.restarts.length !== 1) {
+    const reason = replan.skipped[0]?.reason;
+    return reason === "not_allowed" || reason === "not_opted_in"
+      ? `the Deployment no longer lets this event's sender restart it (${reason})`
+      : "the Deployment no longer runs the image with this event's tags";
   }
   return undefined;
 }

@@ -6,7 +6,15 @@
  */
 
 import type { ImageEvent } from "../shared/event.ts";
+import type { Sender } from "../shared/event_sender.ts";
 import { type ImageRef, parseImageRef } from "../shared/image_ref.ts";
+import {
+  accessDetail,
+  type AccessList,
+  ALLOWED_REPOSITORIES_ANNOTATION,
+  decideAccess,
+  parseAccessList,
+} from "./deployment_access.ts";
 import type { Deployment } from "./kube/objects.ts";
 
 /** Annotation that opts a Deployment out of restarts. */
@@ -37,6 +45,8 @@ export interface DeploymentSummary {
   resourceVersion: string;
   paused: boolean;
   optedOut: boolean;
+  /** Who may restart it (its allowed-repositories annotation; undefined: no annotation). */
+  access: AccessList;
   /** The pod template's restartedAt in ms since the epoch; NaN when it has none. */
   restartedAtMs: number;
   containers: ContainerSummary[];
@@ -56,13 +66,29 @@ export interface PlannedRestart {
 }
 
 /** Why a Deployment that uses the image is not restarted. */
-export type SkipReason = "paused" | "opted_out" | "digest_pinned";
+export type SkipReason =
+  | "paused"
+  | "opted_out"
+  | "digest_pinned"
+  | "not_allowed"
+  | "not_opted_in";
+
+/** The cluster's own say over its Deployments (worker settings). */
+export interface PlanPolicy {
+  /** REQUIRE_OPT_IN: a Deployment without the allowed-repositories annotation is not restarted. */
+  requireOptIn: boolean;
+}
+
+/** No mandatory opt-in: annotated Deployments still decide for themselves. */
+export const OPEN_POLICY: PlanPolicy = { requireOptIn: false };
 
 /** A Deployment left alone, and why. */
 export interface PlannedSkip {
   namespace: string;
   name: string;
   reason: SkipReason;
+  /** For the log: which repository was refused, or what is wrong with the annotation. */
+  detail?: string;
 }
 
 /** The outcome of planning one event. */
@@ -126,6 +152,7 @@ export function summarizeSharing(d: Deployment, share: (s: string) => string): D
     resourceVersion: d.metadata.resourceVersion ?? "",
     paused: d.spec?.paused === true,
     optedOut: d.metadata.annotations?.[OPT_OUT_ANNOTATION] === "true",
+    access: parseAccessList(d.metadata.annotations?.[ALLOWED_REPOSITORIES_ANNOTATION]),
     restartedAtMs: restartedAtOf(d),
     containers,
   };
@@ -147,12 +174,31 @@ export function repositoriesOf(summary: DeploymentSummary): string[] {
 }
 
 /**
+ * Why a matched Deployment is not restarted, if it is not: the owner's
+ * opt-out first, then who may restart it (the event's sender against its
+ * annotation), then paused (`kubectl rollout restart` refuses those too).
+ */
+function skipOf(
+  d: DeploymentSummary,
+  sender: Sender | undefined,
+  policy: PlanPolicy,
+): { reason: SkipReason; detail?: string } | undefined {
+  if (d.optedOut) return { reason: "opted_out" };
+  const access = decideAccess(d.access, sender, policy.requireOptIn);
+  if (access !== "allowed") {
+    return { reason: access, detail: accessDetail(d.access, sender, policy.requireOptIn) };
+  }
+  return d.paused ? { reason: "paused" } : undefined;
+}
+
+/**
  * Decides what one event does to each candidate. A Deployment is restarted at
  * most once, however many of its containers or of the event's tags match.
  */
 export function planRestarts(
-  event: ImageEvent,
+  event: ImageEvent & { sender?: Sender },
   candidates: readonly DeploymentSummary[],
+  policy: PlanPolicy = OPEN_POLICY,
 ): RestartPlan {
   const plan: RestartPlan = { restarts: [], skipped: [], matched: 0 };
   for (const d of candidates) {
@@ -168,15 +214,14 @@ export function planRestarts(
       }
       if (tagMatches) matched.push(c);
     }
-    const skip = (reason: SkipReason) =>
-      plan.skipped.push({ namespace: d.namespace, name: d.name, reason });
+    const where = { namespace: d.namespace, name: d.name };
     if (matched.length === 0) {
-      if (pinned) skip("digest_pinned");
+      if (pinned) plan.skipped.push({ ...where, reason: "digest_pinned" });
       continue;
     }
     plan.matched++;
-    if (d.optedOut) skip("opted_out");
-    else if (d.paused) skip("paused");
+    const skip = skipOf(d, event.sender, policy);
+    if (skip !== undefined) plan.skipped.push({ ...where, ...skip });
     else {
       const label = (c: ContainerSummary) => (c.init ? `init:${c.name}` : c.name);
       plan.restarts.push({

@@ -19,11 +19,13 @@
 import { backoffDelay, sleep } from "../lib/backoff.ts";
 import { describeError } from "../lib/error_text.ts";
 import type { ImageEvent } from "../shared/event.ts";
+import type { Sender } from "../shared/event_sender.ts";
 import type { KubeApi } from "./kube/api.ts";
 import { KubeApiError } from "./kube/errors.ts";
 import type { Deployment } from "./kube/objects.ts";
 import {
   type PlannedRestart,
+  type PlanPolicy,
   planRestarts,
   RESTARTED_AT_ANNOTATION,
   restartedAtOf,
@@ -39,7 +41,9 @@ export type RestartOutcome =
 /** Options for restartDeployment. */
 export interface RestartOptions {
   api: KubeApi;
-  event: ImageEvent;
+  event: ImageEvent & { sender?: Sender };
+  /** The cluster's say, applied again when the Deployment changed under the patch. */
+  policy?: PlanPolicy;
   /** The restartedAt to write (the event's time); default now. */
   restartAt?: Date;
   maxAttempts?: number;
@@ -162,7 +166,7 @@ export async function restartDeployment(
         if (carriesRestart(restartedAtOf(fresh), at.getTime(), Date.now())) {
           return { status: "restarted", attempts: attempt, deployment: fresh, already: true };
         }
-        const replan = planRestarts(options.event, [summarizeDeployment(fresh)]);
+        const replan = planRestarts(options.event, [summarizeDeployment(fresh)], options.policy);
         if (replan.restarts.length === 0) {
           return { status: "skipped", reason: replan.skipped[0]?.reason ?? "no_longer_uses_image" };
         }

@@ -20,7 +20,7 @@ import type { KubeApi } from "./kube/api.ts";
 import type { Deployment } from "./kube/objects.ts";
 import { rolloutTriggeredEvent } from "./kube/events.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import type { PlannedRestart } from "./plan.ts";
+import type { PlannedRestart, PlanPolicy } from "./plan.ts";
 import { carriesRestart, restartDeployment } from "./restart.ts";
 import { cannotFollow } from "./followed_restart.ts";
 
@@ -34,6 +34,8 @@ export interface RestartEachOptions {
   coordinator: Coordinator;
   metrics: WorkerMetrics;
   dryRun: boolean;
+  /** The cluster's say (REQUIRE_OPT_IN), applied again to what a restart reads fresh. */
+  policy: PlanPolicy;
   clusterName: string;
   now?: () => Date;
   /** The restartedAt every patch writes: the event's time (worker/restart.ts says why). */
@@ -122,6 +124,7 @@ async function restartClaimed(one: Target, name: string, holdsWindow: boolean): 
   const outcome = await restartDeployment(target, {
     api: options.api,
     event: message,
+    policy: options.policy,
     restartAt: options.restartAt,
     onObject: (d) => options.inventory.upsert(d),
   });
@@ -186,7 +189,7 @@ async function followRecent(one: Target, name: string): Promise<"settled" | "gon
         return "gone"; // the restart path reads it again, and says what failed
       }
       options.inventory.upsert(current);
-      const why = cannotFollow(recent, current, options.message);
+      const why = cannotFollow(recent, current, options.message, options.policy);
       if (why !== undefined) {
         options.log.info("not following the restart within the window; restarting", {
           ...one.fields,

@@ -202,8 +202,11 @@ async function connectKube(
 ): Promise<{ api: KubeApi; identity: ClusterIdentity }> {
   const { logger } = runtime;
   if (runtime.api) return { api: runtime.api(onRequest), identity: labelIdentity("injected api") };
+  const selector = config.deploymentSelector;
   if (config.localInventory) {
-    const deployments = await loadLocalInventory(config.localInventory);
+    // As the API server would: the selector's unlabelled Deployments are never listed.
+    const deployments = (await loadLocalInventory(config.localInventory))
+      .filter((d) => !selector || selector.matches(d.metadata.labels));
     logger.warn("LOCAL INVENTORY: no cluster is used; restarts are only recorded and logged", {
       file: config.localInventory,
       deployments: deployments.length,
@@ -220,6 +223,7 @@ async function connectKube(
     httpClient: access.httpClient,
     authorization: access.authorization,
     onRequest,
+    labelSelector: selector?.text,
   });
   return { api, identity: apiServerIdentity(access) };
 }
@@ -328,6 +332,7 @@ function readEvents(
       claimTtlSeconds: Math.max(86_400, Math.ceil((2 * config.catchUpWindow) / 1000)),
     }),
     prefixes: config.allowedImagePrefixes,
+    policy: { requireOptIn: config.requireOptIn },
     logger,
     metrics,
     dryRun: config.dryRun,

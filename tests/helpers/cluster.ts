@@ -40,6 +40,8 @@ export interface DeploymentOptions {
   init?: TestContainer[];
   paused?: boolean;
   annotations?: Record<string, string>;
+  /** Labels besides `app: <name>`. */
+  labels?: Record<string, string>;
   replicas?: number;
   /** Pods that run but never become Ready on the test node (see READY_LABEL). */
   unready?: boolean;
@@ -58,7 +60,12 @@ export function deploymentManifest(
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
-    metadata: { name, namespace, annotations: options.annotations, labels: { app: name } },
+    metadata: {
+      name,
+      namespace,
+      annotations: options.annotations,
+      labels: { app: name, ...options.labels },
+    },
     spec: {
       replicas: options.replicas ?? 1,
       paused: options.paused,

@@ -1,6 +1,8 @@
 import { assertEquals } from "../helpers/assert.ts";
 import type { Deployment } from "../../worker/kube/objects.ts";
 import { planRestarts, summarizeDeployment } from "../../worker/plan.ts";
+import { ALLOWED_REPOSITORIES_ANNOTATION } from "../../worker/deployment_access.ts";
+import type { Sender } from "../../shared/event_sender.ts";
 
 type C = { name?: string; image: string; imagePullPolicy?: string };
 
@@ -247,4 +249,70 @@ Deno.test("planRestarts() warns when the effective pull policy is not Always", (
     ["always", 0],
     ["latest", 0],
   ]);
+});
+
+const SENDER_A: Sender = {
+  repository: "acme/team-a",
+  repositoryId: "1001",
+  ref: "refs/heads/main",
+  workflowRef: "acme/team-a/.github/workflows/build.yml@refs/heads/main",
+};
+
+Deno.test("security: planRestarts() gives the Deployment's owner a say over who restarts it", async (t) => {
+  const allowed = { [ALLOWED_REPOSITORIES_ANNOTATION]: "acme/team-a" };
+  const forB = { [ALLOWED_REPOSITORIES_ANNOTATION]: "acme/team-b, id:2002" };
+  const cases: [string, Record<string, string> | undefined, Sender | undefined, boolean, string][] =
+    [
+      ["no annotation, opt-in optional: restarted", undefined, SENDER_A, false, "restart"],
+      ["no annotation, opt-in mandatory: not_opted_in", undefined, SENDER_A, true, "not_opted_in"],
+      ["listed sender: restarted", allowed, SENDER_A, true, "restart"],
+      ["another repository's Deployment: not_allowed", forB, SENDER_A, false, "not_allowed"],
+      ["an unsigned event (no sender): not_allowed", allowed, undefined, false, "not_allowed"],
+      [
+        "an annotation that does not parse: not_allowed",
+        { [ALLOWED_REPOSITORIES_ANNOTATION]: "acme" },
+        SENDER_A,
+        false,
+        "not_allowed",
+      ],
+      [
+        "the owner's opt-out comes first",
+        { ...allowed, "kuberollouttrigger/ignore": "true" },
+        SENDER_A,
+        false,
+        "opted_out",
+      ],
+    ];
+  for (const [name, annotations, sender, requireOptIn, expected] of cases) {
+    await t.step(name, () => {
+      const p = planRestarts(
+        { image: "ghcr.io/acme/app", tags: ["v1"], sender },
+        [summarizeDeployment(deployment("d", [{ image: "ghcr.io/acme/app:v1" }], { annotations }))],
+        { requireOptIn },
+      );
+      assertEquals(p.restarts.length === 1 ? "restart" : p.skipped[0].reason, expected);
+      // Skipped for who may restart it, the Deployment still runs the image: matched.
+      assertEquals(p.matched, 1);
+    });
+  }
+  await t.step("a refused Deployment's skip names the refused repository for the log", () => {
+    const p = planRestarts(
+      { image: "ghcr.io/acme/app", tags: ["v1"], sender: SENDER_A },
+      [summarizeDeployment(
+        deployment("d", [{ image: "ghcr.io/acme/app:v1" }], { annotations: forB }),
+      )],
+    );
+    assertEquals(p.skipped[0].detail?.includes("acme/team-a"), true);
+  });
+  await t.step("who may restart it comes before paused (the reason that needs a person)", () => {
+    const p = planRestarts(
+      { image: "ghcr.io/acme/app", tags: ["v1"], sender: SENDER_A },
+      [
+        summarizeDeployment(
+          deployment("d", [{ image: "ghcr.io/acme/app:v1" }], { annotations: forB, paused: true }),
+        ),
+      ],
+    );
+    assertEquals(p.skipped[0].reason, "not_allowed");
+  });
 });

@@ -14,7 +14,7 @@ import type { KubeApi } from "../../worker/kube/api.ts";
 import { KubeApiError } from "../../worker/kube/errors.ts";
 import type { Deployment } from "../../worker/kube/objects.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
-import type { PlannedRestart } from "../../worker/plan.ts";
+import { OPEN_POLICY, type PlannedRestart } from "../../worker/plan.ts";
 import { restartEach } from "../../worker/restart_each.ts";
 
 const MESSAGE = parseEventMessage(
@@ -112,6 +112,7 @@ function setUp(
       coordinator,
       metrics,
       dryRun,
+      policy: OPEN_POLICY,
       clusterName: "test",
       restartAt: RESTART_AT,
       concurrency: 4,

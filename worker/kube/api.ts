@@ -48,6 +48,8 @@ export interface KubeApiOptions {
   onRequest?: (verb: KubeVerb) => void;
   /** Bound on each non-watch request. */
   timeoutMs?: number;
+  /** DEPLOYMENT_SELECTOR: lists and watches return only the Deployments it selects. */
+  labelSelector?: string;
 }
 
 /** The worker's view of the API. `namespace` undefined means cluster-wide. */
@@ -222,6 +224,7 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
     async listDeployments(namespace, { limit = 500, continueToken } = {}) {
       const params = new URLSearchParams({ limit: String(limit) });
       if (continueToken) params.set("continue", continueToken);
+      if (options.labelSelector) params.set("labelSelector", options.labelSelector);
       const path = `${collectionPath(namespace)}?${params}`;
       const body = await readJson(await request("list", "GET", path), "GET", path);
       return {
@@ -235,6 +238,7 @@ export function createKubeApi(options: KubeApiOptions): KubeApi {
       { resourceVersion, signal, timeoutSeconds = 300, onOpen, sendInitialEvents },
     ) {
       const params = new URLSearchParams({ watch: "1", allowWatchBookmarks: "true" });
+      if (options.labelSelector) params.set("labelSelector", options.labelSelector);
       if (resourceVersion) params.set("resourceVersion", resourceVersion);
       if (sendInitialEvents) {
         params.set("sendInitialEvents", "true");

@@ -12,6 +12,7 @@ export interface Deployment {
     namespace: string;
     uid?: string;
     resourceVersion?: string;
+    labels?: Record<string, string>;
     annotations?: Record<string, string>;
     generation?: number;
   };
