@@ -104,9 +104,9 @@ export function parseSender(text: string): Sender {
   return sender;
 }
 
-/** The log fields naming a sender (all public claims). */
+/** The log fields naming a verified sender (all public claims); none without one. */
 export function senderFields(sender: Sender | undefined): Record<string, string> {
-  if (!sender) return { sender: "unsigned" };
+  if (!sender) return {};
   return {
     sender_repository: sender.repository,
     sender_repository_id: sender.repositoryId,

@@ -71,6 +71,10 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
       `DEV MODE: GitHub is NOT the issuer. Tokens come from POST ${DEV_TOKEN_PATH} (loopback clients only), signed by a key that lives only in this process. Never run this in production.`,
     );
   }
+  if (config.repositoryRules.size > 0) {
+    // The rules are not secret: their count here, their text in the config that set them.
+    logger.info("repository rules", { rules: config.repositoryRules.size });
+  }
   const issuer = override?.issuer ?? config.oidcIssuer;
   const keys = override?.keys ?? createKeyStore({
     issuer,

@@ -28,6 +28,7 @@ import type { Inventory } from "./inventory/inventory.ts";
 import type { KubeApi } from "./kube/api.ts";
 import { createMessageReader, type MessageReader } from "./message_reader.ts";
 import type { WorkerMetrics } from "./metrics.ts";
+import { senderFields } from "../shared/event_sender.ts";
 import { OPEN_POLICY, type PlanPolicy, planRestarts, type RestartPlan } from "./plan.ts";
 import { restartEach } from "./restart_each.ts";
 
@@ -92,7 +93,11 @@ export function createEventHandler(deps: EventHandlerDeps): EventHandler {
     read: reader.read,
     async handle(message, restartAt) {
       const started = performance.now();
-      const log = deps.logger.child({ event_id: message.id, image: message.image });
+      const log = deps.logger.child({
+        event_id: message.id,
+        image: message.image,
+        ...senderFields(message.sender),
+      });
       if (await expire(deps, message, now(), log)) return { kind: "expired" };
       if (!reader.admit(message)) return { kind: "dropped" };
       const eventClaim = await claimEvent(deps, message, log);

@@ -74,5 +74,5 @@ Deno.test("security: isOwnerName() refuses look-alikes; log fields name the send
   for (const bad of ["acme", "acme/", "/app", "acme/app/x", "\u212Acme/app", "acme/../x"]) {
     assertEquals(isOwnerName(bad), false, bad);
   }
-  assertEquals(senderFields(undefined), { sender: "unsigned" });
+  assertEquals(senderFields(undefined), {});
 });

@@ -1,7 +1,8 @@
 /**
  * The audit trail in the cluster (SPEC §12): one core/v1 Event on each
  * Deployment the worker restarts, reason RolloutTriggered, naming the event id
- * (which web's log ties to the workflow run) and the image and tags. Shaped
+ * (which web's log ties to the workflow run), the verified sender's repository
+ * and ref when the event was signed, and the image and tags. Shaped
  * like client-go's legacy event recorder: first/last timestamp and count, no
  * eventTime (which would require an action and a series).
  */
@@ -23,6 +24,8 @@ export function rolloutTriggeredEvent(
 ): KubeEvent {
   const { namespace, name, uid, resourceVersion } = restarted.metadata;
   const images = event.tags.map((t) => `${event.image}:${t}`).join(", ");
+  // Only a verified sender is named: the cluster's own record of who asked (no token, public claims).
+  const from = event.sender ? ` from ${event.sender.repository} (${event.sender.ref})` : "";
   // Whole seconds, as metav1.Time serialises.
   const at = now.toISOString().replace(/\.\d{3}Z$/, "Z");
   return {
@@ -38,7 +41,10 @@ export function rolloutTriggeredEvent(
       resourceVersion,
     },
     reason: ROLLOUT_TRIGGERED,
-    message: `Restarted by kuberollouttrigger for event ${event.id}: ${images}`.slice(0, 1024),
+    message: `Restarted by kuberollouttrigger for event ${event.id}${from}: ${images}`.slice(
+      0,
+      1024,
+    ),
     type: "Normal",
     source: { component: COMPONENT },
     reportingComponent: COMPONENT,

@@ -56,3 +56,27 @@ Deno.test("rolloutTriggeredEvent() keeps the message within the API's 1024 chara
   );
   assertEquals(event.message.length, 1024);
 });
+
+Deno.test("rolloutTriggeredEvent() names the verified sender's repository and ref", () => {
+  const event = rolloutTriggeredEvent(
+    { metadata: { name: "api", namespace: "shop" } },
+    {
+      id: "0b6f8c1e-0000-4000-8000-000000000000",
+      time: "2026-01-02T03:04:05.678Z",
+      image: "ghcr.io/acme/app",
+      tags: ["dev"],
+      sender: {
+        repository: "acme/app",
+        repositoryId: "2002",
+        ref: "refs/heads/main",
+        workflowRef: "acme/app/.github/workflows/build.yml@refs/heads/main",
+      },
+    },
+    "prod-eu",
+    new Date("2026-01-02T03:04:06.789Z"),
+  );
+  assertEquals(
+    event.message,
+    "Restarted by kuberollouttrigger for event 0b6f8c1e-0000-4000-8000-000000000000 from acme/app (refs/heads/main): ghcr.io/acme/app:dev",
+  );
+});
