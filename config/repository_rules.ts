@@ -237,6 +237,10 @@ export function parseRepositoryRules(raw: string): RepositoryRules {
   if (texts.length > MAX_RULES) {
     problems.push(`rule ${MAX_RULES + 1}: more than ${MAX_RULES} rules`);
   }
+  // Set but empty (only separators) reads as a mistake, not as "no restriction".
+  if (raw.trim() !== "" && texts.length === 0) {
+    problems.push("rule 1: REPOSITORY_RULES is set but holds no rule; unset it for no rules");
+  }
   if (problems.length > 0) throw problemsError(problems);
   return createRules(rules);
 }

@@ -26,11 +26,13 @@ export interface Sender {
 
 /** Longest claim value carried (GitHub's are far shorter). */
 export const MAX_SENDER_VALUE = 512;
+/** Longest encoded sender: what a worker reads (escaping can double a value's length). */
+export const MAX_SENDER_TEXT = 2048;
 const REPOSITORY_ID = /^[0-9]{1,20}$/;
-// Printable ASCII without spaces: what refs, environments and workflow refs are made of here.
-const VALUE = /^[\x21-\x7e]{1,512}$/;
-// Environments may hold spaces and non-ASCII letters; never control characters.
-const ENVIRONMENT = /^[^\p{Cc}\p{Cf}\u2028\u2029]{1,512}$/u;
+// Refs, workflow refs and environments may hold spaces and any letter (a branch named in
+// Japanese, a workflow file with a space); never control or format characters, which could
+// hide text in a log or a Kubernetes Event.
+const VALUE = /^[^\p{Cc}\p{Cf}\u2028\u2029]{1,512}$/u;
 
 /** True when `repository` is `<owner>/<name>` of ASCII GitHub names. */
 export function isOwnerName(repository: string): boolean {
@@ -61,10 +63,14 @@ export function senderOf(claims: { readonly [claim: string]: unknown }): Sender 
     workflowRef,
   };
   if (environment !== undefined && environment !== "") {
-    if (typeof environment !== "string" || !ENVIRONMENT.test(environment)) {
+    if (typeof environment !== "string" || !VALUE.test(environment)) {
       return "claim environment is not a printable string";
     }
     sender.environment = environment;
+  }
+  // Web must never sign a sender a worker would refuse to read.
+  if (encodeSender(sender).length > MAX_SENDER_TEXT) {
+    return "claims are too long to name the sender";
   }
   return sender;
 }
@@ -83,7 +89,7 @@ export function encodeSender(sender: Sender): string {
 
 /** Reads a sender back; throws a one-line Error (the text is untrusted until its signature verified). */
 export function parseSender(text: string): Sender {
-  if (text.length > 4 * MAX_SENDER_VALUE) throw new Error("sender is too long");
+  if (text.length > MAX_SENDER_TEXT) throw new Error("sender is too long");
   let value: JsonValue;
   try {
     value = parseStrictJson(text);

@@ -13,19 +13,23 @@
  *
  * Wire format of a signed message (parsed with the duplicate-rejecting reader):
  *   {"event":"<the event message JSON, as a string>","kid":"<43 chars>",
- *    "rep":"<the binding's repository hash>","sender":"<sender JSON>",
- *    "sig":"<86 chars>","ssig":"<86 chars>"}
+ *    "rep":"<the binding's repository hash>","sig":"<86 chars>"}
  * One signature per event says "web published this event for this
  * repository": it covers EVENT_CONTEXT, `rep`, a newline and the exact bytes
  * of `event`. The status binding stores the same `kid` and `sig`; web checks
  * it by rebuilding those bytes from the binding's fields (the event encoding
  * is fixed), so a binding moved to another repository, event or tag set fails.
- * A second signature, `ssig`, says "this workflow run sent it": it covers
+ *
+ * Who sent the event travels beside the message, in the stream entry's own
+ * field (shared/event_stream.ts SENDER_FIELD), so workers of the previous
+ * version, which accept exactly the envelope above, still read every event:
+ *   {"sender":"<sender JSON>","ssig":"<86 chars>"}
+ * `ssig` says "this workflow run sent it": the same key's signature over
  * SENDER_CONTEXT, `sender` (shared/event_sender.ts, canonical JSON, so it
  * holds no raw newline), a newline and the exact bytes of `event`, so a
- * sender cannot be moved to another event. Messages of a web before senders
- * existed have neither member (and no sender: clusters that ask who sent an
- * event refuse them).
+ * sender cannot be moved to another event. An entry without the field has no
+ * sender (an older web; or someone removed it: clusters that ask who sent an
+ * event then refuse it, never grant).
  */
 
 import { AppError } from "./errors.ts";
@@ -46,7 +50,9 @@ export const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
 /** The binding's repository: a sha256 hex hash. */
 export const REPOSITORY = /^[0-9a-f]{64}$/;
 const ENVELOPE_KEYS = ["event", "kid", "rep", "sig"];
-const SENT_ENVELOPE_KEYS = ["event", "kid", "rep", "sender", "sig", "ssig"];
+const SENDER_KEYS = ["sender", "ssig"];
+/** Longest sender field read at all; web's are well under 2 KiB. */
+export const MAX_SENDER_FIELD = 4096;
 const encoder = new TextEncoder();
 
 /** The bytes one event signature covers: the context, the repository hash, the event. */
@@ -119,18 +125,14 @@ export async function importVerifyKeys(
 /** A channel message split into its event and, when signed, its signature. */
 export type OpenedMessage =
   | { signed: false; event: string }
-  | {
-    signed: true;
-    event: string;
-    kid: string;
-    rep: string;
-    sig: Uint8Array<ArrayBuffer>;
-    /** The sender and its signature, when web named one (not verified here). */
-    sent?: { sender: string; ssig: Uint8Array<ArrayBuffer> };
-  };
+  | { signed: true; event: string; kid: string; rep: string; sig: Uint8Array<ArrayBuffer> };
 
 const sameKeys = (keys: string[], expected: string[]) =>
   keys.length === expected.length && expected.every((k) => keys.includes(k));
+
+function malformedMessage(what: string): AppError {
+  return new AppError("ERR_EVENT_INVALID", `signed message is malformed: ${what}`);
+}
 
 /**
  * Tells a signed message from an unsigned one. Anything that is not a JSON
@@ -138,8 +140,7 @@ const sameKeys = (keys: string[], expected: string[]) =>
  * it); a message that carries one must be exactly the envelope, or it throws.
  */
 export function openMessage(raw: string): OpenedMessage {
-  const malformed = (what: string) =>
-    new AppError("ERR_EVENT_INVALID", `signed message is malformed: ${what}`);
+  const malformed = malformedMessage;
   // Bounded before any parsing: web's messages, signed or not, are a few KiB at most.
   if (raw.length > MAX_SIGNED_MESSAGE) {
     throw new AppError("ERR_EVENT_INVALID", `message is longer than ${MAX_SIGNED_MESSAGE} bytes`);
@@ -155,12 +156,10 @@ export function openMessage(raw: string): OpenedMessage {
   }
   const keys = Object.keys(value);
   if (!keys.some((k) => k === "sig" || k === "kid")) return { signed: false, event: raw };
-  if (!sameKeys(keys, ENVELOPE_KEYS) && !sameKeys(keys, SENT_ENVELOPE_KEYS)) {
-    throw malformed(
-      'members must be exactly "event", "kid", "rep" and "sig", and "sender" with "ssig"',
-    );
+  if (!sameKeys(keys, ENVELOPE_KEYS)) {
+    throw malformed('members must be exactly "event", "kid", "rep" and "sig"');
   }
-  const { event, kid, rep, sig, sender, ssig } = value;
+  const { event, kid, rep, sig } = value;
   if (typeof event !== "string") throw malformed('"event" must be a string');
   if (typeof kid !== "string" || !KEY_ID.test(kid)) throw malformed('"kid" is not a key id');
   if (typeof rep !== "string" || !REPOSITORY.test(rep)) {
@@ -169,28 +168,44 @@ export function openMessage(raw: string): OpenedMessage {
   if (typeof sig !== "string" || !SIGNATURE.test(sig)) {
     throw malformed('"sig" is not a base64url Ed25519 signature');
   }
-  const opened: Extract<OpenedMessage, { signed: true }> = {
+  return {
     signed: true,
     event,
     kid,
     rep,
     sig: Uint8Array.fromBase64(sig, { alphabet: "base64url" }),
   };
-  if (sender === undefined) return opened;
-  if (typeof sender !== "string") throw malformed('"sender" must be a string');
-  if (typeof ssig !== "string" || !SIGNATURE.test(ssig)) {
-    throw malformed('"ssig" is not a base64url Ed25519 signature');
-  }
-  opened.sent = { sender, ssig: Uint8Array.fromBase64(ssig, { alphabet: "base64url" }) };
-  return opened;
 }
 
-/** The envelope web publishes for a signed event, with its sender when web names one. */
-export function encodeEnvelope(
-  signed: { event: string; kid: string; rep: string; sig: string },
-  sent?: { sender: string; ssig: string },
-): string {
-  const { event, kid, rep, sig } = signed;
-  if (!sent) return JSON.stringify({ event, kid, rep, sig });
-  return JSON.stringify({ event, kid, rep, sender: sent.sender, sig, ssig: sent.ssig });
+/** A stream entry's sender field, split (its signature is checked by the worker's verifier). */
+export function openSenderField(raw: string): { sender: string; ssig: Uint8Array<ArrayBuffer> } {
+  if (raw.length > MAX_SENDER_FIELD) throw malformedMessage("sender field is too long");
+  let value: JsonValue;
+  try {
+    value = parseStrictJson(raw);
+  } catch {
+    throw malformedMessage("sender field is not JSON");
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw malformedMessage("sender field is not a JSON object");
+  }
+  if (!sameKeys(Object.keys(value), SENDER_KEYS)) {
+    throw malformedMessage('sender field members must be exactly "sender" and "ssig"');
+  }
+  const { sender, ssig } = value;
+  if (typeof sender !== "string") throw malformedMessage('"sender" must be a string');
+  if (typeof ssig !== "string" || !SIGNATURE.test(ssig)) {
+    throw malformedMessage('"ssig" is not a base64url Ed25519 signature');
+  }
+  return { sender, ssig: Uint8Array.fromBase64(ssig, { alphabet: "base64url" }) };
+}
+
+/** The stream entry's sender field web writes beside a signed message. */
+export function encodeSenderField(sender: string, ssig: string): string {
+  return JSON.stringify({ sender, ssig });
+}
+
+/** The envelope web publishes for a signed event. */
+export function encodeEnvelope(event: string, kid: string, rep: string, sig: string): string {
+  return JSON.stringify({ event, kid, rep, sig });
 }

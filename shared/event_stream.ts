@@ -16,12 +16,17 @@
  */
 
 import { productKey } from "./valkey_keys.ts";
-import { MAX_SIGNED_MESSAGE } from "./event_signature.ts";
+import { MAX_SENDER_FIELD, MAX_SIGNED_MESSAGE } from "./event_signature.ts";
 
 /** The stream of accepted events. */
 export const EVENTS_STREAM = productKey("events");
-/** The one field of an entry: the event's channel message, signed or not. */
+/** The field of an entry with the event's channel message, signed or not. */
 export const MESSAGE_FIELD = "m";
+/**
+ * An entry's field with who sent the event, signed (shared/event_signature.ts);
+ * beside the message, so workers that read only MESSAGE_FIELD are unaffected.
+ */
+export const SENDER_FIELD = "s";
 /** How long web keeps entries, as a multiple of CATCH_UP_WINDOW. */
 export const RETENTION_FACTOR = 2;
 
@@ -30,6 +35,8 @@ export interface StreamEntry {
   id: string;
   /** Undefined for an entry that was trimmed after delivery or holds no message field. */
   message?: string;
+  /** The signed sender field, when web wrote one. */
+  sender?: string;
 }
 
 const ENTRY_ID = /^\d{1,20}-\d{1,20}$/;
@@ -94,17 +101,23 @@ function parseEntries(value: unknown): StreamEntry[] {
     if (!Array.isArray(raw) || typeof raw[0] !== "string" || !ENTRY_ID.test(raw[0])) {
       throw new Error("a stream entry has no valid id");
     }
-    return { id: raw[0], message: messageOf(raw[1]) };
+    const entry: StreamEntry = {
+      id: raw[0],
+      message: fieldOf(raw[1], MESSAGE_FIELD, MAX_SIGNED_MESSAGE),
+    };
+    const sender = fieldOf(raw[1], SENDER_FIELD, MAX_SENDER_FIELD);
+    if (sender !== undefined) entry.sender = sender;
+    return entry;
   });
 }
 
-/** The message field of an entry, when it holds one of a sane size. */
-function messageOf(fields: unknown): string | undefined {
+/** One field of an entry, when it holds a string of a sane size. */
+function fieldOf(fields: unknown, name: string, max: number): string | undefined {
   if (!Array.isArray(fields)) return undefined;
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i] !== MESSAGE_FIELD) continue;
+    if (fields[i] !== name) continue;
     const value = fields[i + 1];
-    return typeof value === "string" && value.length <= MAX_SIGNED_MESSAGE ? value : undefined;
+    return typeof value === "string" && value.length <= max ? value : undefined;
   }
   return undefined;
 }

@@ -9,6 +9,7 @@ import { encodeEventMessage } from "../shared/event.ts";
 import type { SigningKeySource } from "../shared/event_keys.ts";
 import {
   encodeEnvelope,
+  encodeSenderField,
   KEY_ID,
   REPOSITORY,
   senderBytes,
@@ -45,8 +46,9 @@ export interface EventSigner {
   /**
    * Signs the encoded event for the posting repository's hash: the message to
    * publish, and the `kid` and `sig` its status binding stores. With `sender`
-   * (shared/event_sender.ts's encoding) the message also carries who sent it,
-   * signed with the event, for clusters that decide who may restart what.
+   * (shared/event_sender.ts's encoding) also the sender field that travels
+   * beside the message, signed with the event, for clusters that decide who
+   * may restart what.
    */
   signEvent(eventJson: string, repository: string, sender?: string): Promise<SignedEvent>;
   /**
@@ -60,6 +62,8 @@ export interface EventSigner {
 /** One signed event: the exact bytes to publish and the binding's signature members. */
 export interface SignedEvent extends BindingSignature {
   message: string;
+  /** With a sender: the stream entry's sender field (shared/event_signature.ts). */
+  senderField?: string;
 }
 
 /** What a status binding holds of its event besides the id. */
@@ -91,11 +95,10 @@ export async function createSigner(
         return Promise.reject(new Error("repository must be a sha256 hex hash"));
       }
       const sig = key.sign(signedBytes(repository, eventJson));
-      const signed = { event: eventJson, kid: key.keyId, rep: repository, sig };
-      const sent = sender === undefined
-        ? undefined
-        : { sender, ssig: key.sign(senderBytes(sender, eventJson)) };
-      return Promise.resolve({ message: encodeEnvelope(signed, sent), kid: key.keyId, sig });
+      const message = encodeEnvelope(eventJson, key.keyId, repository, sig);
+      if (sender === undefined) return Promise.resolve({ message, kid: key.keyId, sig });
+      const senderField = encodeSenderField(sender, key.sign(senderBytes(sender, eventJson)));
+      return Promise.resolve({ message, kid: key.keyId, sig, senderField });
     },
     signClusters: (eventId, clusters) => key.sign(clusterListBytes(eventId, clusters)),
   };

@@ -11,6 +11,7 @@ import type { EventMessage } from "../shared/event.ts";
 import {
   type OpenedMessage,
   openMessage,
+  openSenderField,
   senderBytes,
   signedBytes,
   type VerifyKeys,
@@ -54,8 +55,11 @@ export interface EventVerifier {
   /** True when verify keys are set: unsigned messages are dropped. */
   enforcing: boolean;
   keyIds: string[];
-  /** Step 1, before the event is parsed: the envelope and its signature. */
-  check(raw: string): Promise<CheckedMessage>;
+  /**
+   * Step 1, before the event is parsed: the envelope and its signature, and
+   * the stream entry's sender field (`sent`) with its own.
+   */
+  check(raw: string, sent?: string): Promise<CheckedMessage>;
   /** Step 2, after the event parsed: its time against the window, its id against replays. */
   admit(message: EventMessage): Admission;
 }
@@ -79,8 +83,14 @@ async function checkSender(
   keys: VerifyKeys,
   kid: string,
   event: string,
-  sent: { sender: string; ssig: Uint8Array<ArrayBuffer> },
+  field: string,
 ): Promise<CheckedMessage> {
+  let sent;
+  try {
+    sent = openSenderField(field);
+  } catch (err) {
+    return { ok: false, reason: "malformed", detail: (err as Error).message };
+  }
   if (!(await keys.verify(kid, sent.ssig, senderBytes(sent.sender, event)))) {
     return { ok: false, reason: "bad_signature", detail: "sender signature does not verify" };
   }
@@ -111,7 +121,7 @@ export function createEventVerifier(options: EventVerifierOptions): EventVerifie
   return {
     enforcing: keys !== undefined,
     keyIds: keys?.ids ?? [],
-    async check(raw) {
+    async check(raw, sent) {
       let opened: OpenedMessage;
       try {
         opened = openMessage(raw);
@@ -133,8 +143,8 @@ export function createEventVerifier(options: EventVerifierOptions): EventVerifie
       if (!(await keys.verify(opened.kid, opened.sig, signedBytes(opened.rep, opened.event)))) {
         return { ok: false, reason: "bad_signature", detail: "signature does not verify" };
       }
-      if (!opened.sent) return { ok: true, event: opened.event, keyId: opened.kid };
-      return await checkSender(keys, opened.kid, opened.event, opened.sent);
+      if (sent === undefined) return { ok: true, event: opened.event, keyId: opened.kid };
+      return await checkSender(keys, opened.kid, opened.event, sent);
     },
     admit(message) {
       if (!keys) return { ok: true };

@@ -18,13 +18,7 @@
 import type { EventMessage } from "../shared/event.ts";
 import type { MadeRestart } from "./coordination.ts";
 import type { Deployment } from "./kube/objects.ts";
-import {
-  OPEN_POLICY,
-  type PlanPolicy,
-  planRestarts,
-  restartedAtOf,
-  summarizeDeployment,
-} from "./plan.ts";
+import { OPEN_POLICY, planFresh, type PlanPolicy, refusalOf, restartedAtOf } from "./plan.ts";
 
 /** Why a recorded restart cannot be followed; undefined when it can. */
 export function cannotFollow(
@@ -44,11 +38,11 @@ export function cannotFollow(
   if (!(made.patchedAt >= Date.parse(event.time))) {
     return "that restart was made before this event was accepted";
   }
-  const replan = planRestarts(event, [summarizeDeployment(current)], policy);
+  const replan = planFresh(event, current, policy);
   if (replan.restarts.length !== 1) {
-    const reason = replan.skipped[0]?.reason;
-    return reason === "not_allowed" || reason === "not_opted_in"
-      ? `the Deployment no longer lets this event's sender restart it (${reason})`
+    const refused = refusalOf(replan);
+    return refused
+      ? `the Deployment no longer lets this event's sender restart it (${refused})`
       : "the Deployment no longer runs the image with this event's tags";
   }
   return undefined;

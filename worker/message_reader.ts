@@ -20,8 +20,11 @@ export interface MessageReaderOptions {
   metrics: WorkerMetrics;
 }
 
-/** Reads one raw message: the checked event, or undefined once it is dropped. */
-export type MessageReader = (raw: string) => Promise<EventMessage | undefined>;
+/**
+ * Reads one raw message (and the stream entry's sender field, when there is
+ * one): the checked event, or undefined once it is dropped.
+ */
+export type MessageReader = (raw: string, sender?: string) => Promise<EventMessage | undefined>;
 
 /** Admits a read event (time skew, replays): false once it is dropped. */
 export type MessageAdmission = (message: EventMessage) => boolean;
@@ -46,10 +49,10 @@ export function createMessageReader(
     logger.warn("dropped an invalid message", { error: describeError(err), bytes });
   };
 
-  const read: MessageReader = async (raw) => {
+  const read: MessageReader = async (raw, sender) => {
     let checked;
     try {
-      checked = await verifier.check(raw);
+      checked = await verifier.check(raw, sender);
     } catch (err) {
       invalid(err, raw.length);
       return undefined;

@@ -16,6 +16,7 @@ import {
   parseAccessList,
 } from "./deployment_access.ts";
 import type { Deployment } from "./kube/objects.ts";
+import type { LabelSelector } from "../lib/label_selector.ts";
 
 /** Annotation that opts a Deployment out of restarts. */
 export const OPT_OUT_ANNOTATION = "kuberollouttrigger/ignore";
@@ -71,12 +72,18 @@ export type SkipReason =
   | "opted_out"
   | "digest_pinned"
   | "not_allowed"
-  | "not_opted_in";
+  | "not_opted_in"
+  | "not_selected";
 
 /** The cluster's own say over its Deployments (worker settings). */
 export interface PlanPolicy {
   /** REQUIRE_OPT_IN: a Deployment without the allowed-repositories annotation is not restarted. */
   requireOptIn: boolean;
+  /**
+   * DEPLOYMENT_SELECTOR: the inventory holds only what it selects; a Deployment
+   * read fresh (a conflict, a followed restart) is held to it again.
+   */
+  selector?: LabelSelector;
 }
 
 /** No mandatory opt-in: annotated Deployments still decide for themselves. */
@@ -189,6 +196,32 @@ function skipOf(
     return { reason: access, detail: accessDetail(d.access, sender, policy.requireOptIn) };
   }
   return d.paused ? { reason: "paused" } : undefined;
+}
+
+/**
+ * planRestarts() for a Deployment just read from the API server (not from the
+ * inventory, which list and watch already filtered): its labels must still
+ * match the selector, or it is skipped as not_selected.
+ */
+export function planFresh(
+  event: ImageEvent & { sender?: Sender },
+  fresh: Deployment,
+  policy: PlanPolicy = OPEN_POLICY,
+): RestartPlan {
+  const plan = planRestarts(event, [summarizeDeployment(fresh)], policy);
+  if (plan.restarts.length === 0 || !policy.selector) return plan;
+  if (policy.selector.matches(fresh.metadata.labels)) return plan;
+  const { namespace, name } = fresh.metadata;
+  return { restarts: [], skipped: [{ namespace, name, reason: "not_selected" }], matched: 1 };
+}
+
+/** The skip reasons that say the event may not restart the Deployment (not that it cannot). */
+export const REFUSALS: readonly SkipReason[] = ["not_allowed", "not_opted_in", "not_selected"];
+
+/** A fresh plan's refusal, if its one Deployment was refused to this event. */
+export function refusalOf(plan: RestartPlan): SkipReason | undefined {
+  const reason = plan.skipped[0]?.reason;
+  return reason !== undefined && REFUSALS.includes(reason) ? reason : undefined;
 }
 
 /**

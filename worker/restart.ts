@@ -24,12 +24,12 @@ import type { KubeApi } from "./kube/api.ts";
 import { KubeApiError } from "./kube/errors.ts";
 import type { Deployment } from "./kube/objects.ts";
 import {
+  planFresh,
   type PlannedRestart,
   type PlanPolicy,
-  planRestarts,
+  refusalOf,
   RESTARTED_AT_ANNOTATION,
   restartedAtOf,
-  summarizeDeployment,
 } from "./plan.ts";
 
 /** What happened to one planned restart. */
@@ -163,10 +163,13 @@ export async function restartDeployment(
           continue;
         }
         options.onObject?.(fresh);
+        // Who may restart it first: a restart someone else made is not this event's to claim.
+        const replan = planFresh(options.event, fresh, options.policy);
+        const refused = refusalOf(replan);
+        if (refused) return { status: "skipped", reason: refused };
         if (carriesRestart(restartedAtOf(fresh), at.getTime(), Date.now())) {
           return { status: "restarted", attempts: attempt, deployment: fresh, already: true };
         }
-        const replan = planRestarts(options.event, [summarizeDeployment(fresh)], options.policy);
         if (replan.restarts.length === 0) {
           return { status: "skipped", reason: replan.skipped[0]?.reason ?? "no_longer_uses_image" };
         }

@@ -20,7 +20,7 @@ import type { KubeApi } from "./kube/api.ts";
 import type { Deployment } from "./kube/objects.ts";
 import { rolloutTriggeredEvent } from "./kube/events.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import type { PlannedRestart, PlanPolicy } from "./plan.ts";
+import { planFresh, type PlannedRestart, type PlanPolicy, refusalOf } from "./plan.ts";
 import { carriesRestart, restartDeployment } from "./restart.ts";
 import { cannotFollow } from "./followed_restart.ts";
 
@@ -189,6 +189,12 @@ async function followRecent(one: Target, name: string): Promise<"settled" | "gon
         return "gone"; // the restart path reads it again, and says what failed
       }
       options.inventory.upsert(current);
+      // Refused to this event now (its annotation or labels changed): skipped, never restarted.
+      const refused = refusalOf(planFresh(options.message, current, options.policy));
+      if (refused) {
+        one.settle({ ...at, result: "skipped", reason: refused });
+        return "settled";
+      }
       const why = cannotFollow(recent, current, options.message, options.policy);
       if (why !== undefined) {
         options.log.info("not following the restart within the window; restarting", {

@@ -32,7 +32,9 @@ export function createStreamEvents(options: StreamEventsOptions) {
   return async (entries: StreamEntry[], ack: (id: string) => Promise<void>): Promise<void> => {
     const events: { id: string; message: EventMessage }[] = [];
     for (const entry of entries) {
-      const message = entry.message === undefined ? undefined : await handler.read(entry.message);
+      const message = entry.message === undefined
+        ? undefined
+        : await handler.read(entry.message, entry.sender);
       if (message) {
         events.push({ id: entry.id, message });
         continue;

@@ -264,6 +264,7 @@ function startInventory(
     onWatchIdle: (scope) => metrics.watchIdle.inc({ scope }),
     onMalformedEvent: (scope) => metrics.malformedEvents.inc({ scope }),
     onObject: (type, d) => feedback.observe(type, d),
+    selector: config.deploymentSelector,
   });
   exportScopes(metrics, Object.keys(inventory.scopes()));
   const done = inventory.run(signal);
@@ -332,7 +333,7 @@ function readEvents(
       claimTtlSeconds: Math.max(86_400, Math.ceil((2 * config.catchUpWindow) / 1000)),
     }),
     prefixes: config.allowedImagePrefixes,
-    policy: { requireOptIn: config.requireOptIn },
+    policy: { requireOptIn: config.requireOptIn, selector: config.deploymentSelector },
     logger,
     metrics,
     dryRun: config.dryRun,

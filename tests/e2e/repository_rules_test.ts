@@ -18,7 +18,8 @@ import { startIssuer, TEST_AUDIENCE, type TestIssuer } from "../helpers/issuer.t
 import { type Program, startProgram, startWeb, startWorker } from "../helpers/program.ts";
 import { generateKeyPair } from "../helpers/signing_keys.ts";
 import { withoutValkey } from "../helpers/skip.ts";
-import { appendEvent, startValkey, subscribe, type TestValkey } from "../helpers/valkey.ts";
+import { fieldsOf, startValkey, type TestValkey, valkeyCall } from "../helpers/valkey.ts";
+import { EVENTS_STREAM, MESSAGE_FIELD, SENDER_FIELD } from "../../shared/event_stream.ts";
 import { encodeSender } from "../../shared/event_sender.ts";
 
 const CHANNEL = "krt-rules-e2e";
@@ -92,7 +93,6 @@ Deno.test({
     const cluster = openCluster(info!);
     const issuer = await startIssuer();
     const valkey = await startValkey();
-    const recorder = await subscribe(valkey, CHANNEL);
     const key = await generateKeyPair();
     const programs: Program[] = [];
     const names = DEPLOYMENTS.map((d) => d.name);
@@ -170,21 +170,32 @@ Deno.test({
         },
       );
 
-      await t.step("a sender swapped into A's signed message is dropped", async () => {
+      await t.step("a sender swapped into A's signed stream entry is dropped", async () => {
         const before = await generations(cluster, ns, names);
-        const signed = recorder.messages.map((m) => JSON.parse(m))
-          .find((m) => m.sender?.includes("team-a"));
-        assert(signed, "web's signed message carries its sender");
-        const forged = {
-          ...signed,
+        const entries = await valkeyCall(valkey, "XRANGE", EVENTS_STREAM, "-", "+") as any[];
+        const fields = entries.map(([, f]: [string, string[]]) => fieldsOf(f))
+          .find((f) => f[SENDER_FIELD]?.includes("team-a"));
+        assert(fields, "web's stream entry carries its sender beside the message");
+        const field = JSON.parse(fields[SENDER_FIELD]);
+        const forged = JSON.stringify({
+          ...field,
           sender: encodeSender({
             repository: "acme/team-b",
             repositoryId: "1002",
             ref: "refs/heads/main",
             workflowRef: "acme/team-b/.github/workflows/build.yml@refs/heads/main",
           }),
-        };
-        await appendEvent(valkey, JSON.stringify(forged));
+        });
+        await valkeyCall(
+          valkey,
+          "XADD",
+          EVENTS_STREAM,
+          "*",
+          MESSAGE_FIELD,
+          fields[MESSAGE_FIELD],
+          SENDER_FIELD,
+          forged,
+        );
         const drop = await worker.program.waitForLog(
           (l) => l.msg === "dropped a message that failed authentication",
           15_000,
@@ -217,7 +228,6 @@ Deno.test({
       });
     } finally {
       for (const p of programs) await p.stop();
-      await recorder.close();
       await valkey.stop();
       await issuer.stop();
       await cluster.cleanup();

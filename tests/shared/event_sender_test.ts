@@ -27,13 +27,28 @@ Deno.test("senderOf() takes the public claims only, the repository lower-cased",
   assertEquals("environment" in (senderOf(claims({ environment: "" })) as object), false);
 });
 
+Deno.test("senderOf() names any branch or workflow GitHub allows: spaces, non-ASCII letters", () => {
+  const sender = senderOf(claims({
+    ref: "refs/heads/機能-ブランチ",
+    workflow_ref: "acme/app/.github/workflows/build and push.yml@refs/heads/main",
+  }));
+  if (typeof sender === "string") throw new Error(sender);
+  assertEquals(parseSender(encodeSender(sender)), sender);
+});
+
 Deno.test("senderOf() says why claims cannot name a sender", async (t) => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ["no repository", { repository: undefined }, /repository is not owner\/name/],
     ["a repository with a third part", { repository: "acme/app/x" }, /owner\/name/],
     ["a numeric repository_id", { repository_id: 2002 }, /not numeric/],
     ["no ref", { ref: undefined }, /ref is missing/],
-    ["a ref with a space", { ref: "refs/heads/a b" }, /ref is missing or not printable/],
+    ["a ref with a control character", { ref: "refs/heads/a\u0007b" }, /ref is missing or not/],
+    ["a ref with a bidi override", { ref: "refs/heads/a\u202eb" }, /ref is missing or not/],
+    [
+      "claims too long to sign (an environment of quotes doubles when escaped)",
+      { environment: '"'.repeat(500), workflow_ref: "w".repeat(500), ref: "r".repeat(500) },
+      /too long/,
+    ],
     ["no workflow_ref", { workflow_ref: undefined }, /workflow_ref/],
     ["an environment with a newline", { environment: "prod\nx" }, /environment/],
     ["an environment that is not a string", { environment: 7 }, /environment/],

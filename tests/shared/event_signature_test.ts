@@ -375,23 +375,21 @@ const SENDER_A: Sender = {
 };
 const SENDER_B: Sender = { ...SENDER_A, repository: "acme/team-b", repositoryId: "1002" };
 
-Deno.test("a signed message names its sender: the worker hands on exactly what web signed", async () => {
+Deno.test("a signed message names its sender beside it: the worker hands on exactly what web signed", async () => {
   const verifier = await setup([web.publicPem]);
   const event = encodeEventMessage(message());
-  const { message: published } = await (await signer(web)).signEvent(
-    event,
-    REP,
-    encodeSender(SENDER_A),
-  );
-  assertEquals(await verifier.check(published), {
+  const signed = await (await signer(web)).signEvent(event, REP, encodeSender(SENDER_A));
+  // The message itself is the envelope workers of the previous version read.
+  assertEquals(Object.keys(JSON.parse(signed.message)).sort(), ["event", "kid", "rep", "sig"]);
+  assertEquals(await verifier.check(signed.message, signed.senderField), {
     ok: true,
     event,
     keyId: (await signer(web)).keyId,
     sender: SENDER_A,
   });
-  // A web without senders (before this version) still verifies, with no sender.
-  const older = await verifier.check(await sealed(await signer(web), event));
-  assertEquals(older.ok && older.sender, undefined);
+  // Without the field (an older web, or the field removed): verified, with no sender.
+  const bare = await verifier.check(signed.message);
+  assertEquals(bare.ok && bare.sender, undefined);
 });
 
 Deno.test("security: a sender cannot be swapped, moved to another event, or read unverified", async (t) => {
@@ -399,35 +397,38 @@ Deno.test("security: a sender cannot be swapped, moved to another event, or read
   const good = await signer(web);
   const event = encodeEventMessage(message());
   const otherEvent = encodeEventMessage(message({ image: "ghcr.io/acme/other" }));
-  const fromA = JSON.parse((await good.signEvent(event, REP, encodeSender(SENDER_A))).message);
-  const fromB = JSON.parse((await good.signEvent(event, REP, encodeSender(SENDER_B))).message);
-  const otherFromB = JSON.parse(
-    (await good.signEvent(otherEvent, REP, encodeSender(SENDER_B))).message,
-  );
-  const cases: [string, Record<string, unknown>, string][] = [
-    ["B's sender in A's message", { ...fromA, sender: fromB.sender }, "bad_signature"],
-    ["B's sender with its signature from another event", {
-      ...fromA,
-      sender: otherFromB.sender,
-      ssig: otherFromB.ssig,
-    }, "bad_signature"],
-    ["a sender without its signature", { ...fromA, ssig: undefined }, "malformed"],
-    ["a signature without its sender", { ...fromA, sender: undefined }, "malformed"],
-    ["a sender that is not canonical, signed", {}, "malformed"],
-  ];
+  const fromA = await good.signEvent(event, REP, encodeSender(SENDER_A));
+  const fromB = await good.signEvent(event, REP, encodeSender(SENDER_B));
+  const otherFromB = await good.signEvent(otherEvent, REP, encodeSender(SENDER_B));
+  const field = (f: string | undefined) => JSON.parse(f!);
   // Web's own key signing a sender web would never write (upper case): refused when read.
   const odd = JSON.stringify({ ...JSON.parse(encodeSender(SENDER_A)), repository: "ACME/team-a" });
-  const oddSigned = JSON.parse((await good.signEvent(event, REP, odd)).message);
-  cases[4][1] = oddSigned;
-  for (const [name, envelope, reason] of cases) {
+  const oddSigned = await good.signEvent(event, REP, odd);
+  const cases: [string, string, string][] = [
+    [
+      "B's sender with A's signature",
+      JSON.stringify({ ...field(fromA.senderField), sender: field(fromB.senderField).sender }),
+      "bad_signature",
+    ],
+    ["B's sender and signature from another event", otherFromB.senderField!, "bad_signature"],
+    [
+      "a sender without its signature",
+      JSON.stringify({ sender: encodeSender(SENDER_B) }),
+      "malformed",
+    ],
+    ["an extra member", JSON.stringify({ ...field(fromA.senderField), x: 1 }), "malformed"],
+    ["not JSON", "acme/team-b", "malformed"],
+    ["a sender that is not canonical, signed by web's key", oddSigned.senderField!, "malformed"],
+  ];
+  for (const [name, sent, reason] of cases) {
     await t.step(name, async () => {
-      const checked = await verifier.check(JSON.stringify(envelope));
+      const checked = await verifier.check(fromA.message, sent);
       assertEquals(checked.ok ? "accepted" : checked.reason, reason);
     });
   }
   await t.step("a worker without keys never reads a sender", async () => {
     const open = createEventVerifier({ maxAgeMs: 120_000, now: () => NOW });
-    const checked = await open.check(JSON.stringify(fromA));
+    const checked = await open.check(fromA.message, fromA.senderField);
     assertEquals(checked, { ok: true, event });
   });
 });

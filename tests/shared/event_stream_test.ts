@@ -161,3 +161,17 @@ Deno.test("retentionMinId() keeps twice the catch-up window, in whole ms, never 
     await t.step(name, () => assertEquals(retentionMinId(now, window), expected));
   }
 });
+
+Deno.test("parseReadReply() reads the sender field beside the message, bounded", () => {
+  const entries = parseReadReply([[
+    "s",
+    [
+      ["1-0", ["m", "{}", "s", '{"sender":"x","ssig":"y"}']],
+      ["2-0", ["s", "x".repeat(5000), "m", "{}"]],
+    ],
+  ]]);
+  assertEquals(entries, [
+    { id: "1-0", message: "{}", sender: '{"sender":"x","ssig":"y"}' },
+    { id: "2-0", message: "{}" },
+  ]);
+});

@@ -92,17 +92,17 @@ Deno.test("security: createMessageReader() hands on a sender only when its signa
     ref: "refs/heads/main",
     workflowRef: "acme/app/.github/workflows/build.yml@refs/heads/main",
   };
-  const { message: signed } = await signer.signEvent(
+  const signed = await signer.signEvent(
     event("ghcr.io/acme/app"),
     "a".repeat(64),
     encodeSender(sender),
   );
   const keys = await importVerifyKeys(parseVerifyKeys(pair.publicPem));
   const verifying = readerWith(createEventVerifier({ keys, maxAgeMs: 60_000 }));
-  assertEquals((await verifying.read(signed))?.sender, sender);
+  assertEquals((await verifying.read(signed.message, signed.senderField))?.sender, sender);
   // A worker without verify keys reads the same message, but nobody vouched for its sender.
   const open = readerWith();
-  const read = await open.read(signed);
+  const read = await open.read(signed.message, signed.senderField);
   assertEquals(read?.image, "ghcr.io/acme/app");
   assertEquals(read?.sender, undefined);
 });

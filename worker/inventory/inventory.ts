@@ -26,6 +26,7 @@ import {
   WATCH_IDLE_TIMEOUT_MS,
 } from "./reflector.ts";
 import { createSyncTracker, type Scope, type UnavailableScope } from "./sync.ts";
+import type { LabelSelector } from "../../lib/label_selector.ts";
 
 export type { UnavailableScope } from "./sync.ts";
 export {
@@ -68,6 +69,12 @@ export interface InventoryOptions {
    * of its own), and DELETED for one that is gone, from the watch or a relist.
    */
   onObject?: (type: "ADDED" | "MODIFIED" | "DELETED", d: Deployment) => void;
+  /**
+   * DEPLOYMENT_SELECTOR: list and watch ask the API server for these only; a
+   * Deployment read by name (upsert) that no longer matches leaves the index
+   * instead of coming back into it until the next relist.
+   */
+  selector?: LabelSelector;
 }
 
 /** The live index of Deployments in scope. */
@@ -144,6 +151,10 @@ export function createInventory(options: InventoryOptions): Inventory {
     candidates: index.candidates,
     upsert(d) {
       if (!d?.metadata?.name || !d.metadata.namespace) return;
+      if (options.selector && !options.selector.matches(d.metadata.labels)) {
+        index.remove(d.metadata.namespace, d.metadata.name);
+        return;
+      }
       options.onObject?.("MODIFIED", d);
       index.upsert(d);
     },
