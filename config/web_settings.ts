@@ -13,6 +13,7 @@ import {
 import { parseClusterKeys, parseSigningKey } from "../shared/event_keys.ts";
 import { clusterName } from "./worker_settings.ts";
 import { parseRepositoryRules } from "./repository_rules.ts";
+import { parseNotifyStates, parseNotifyUrls } from "./notify_targets.ts";
 import {
   bool,
   type ConfigOfRows,
@@ -300,6 +301,47 @@ export const WEB_SETTINGS = {
       "Ed25519 private key (PKCS#8 PEM or JWK, the value itself) that signs events and status bindings; workers with EVENT_VERIFY_KEYS drop what it did not sign. Secret.",
     parse: parseSigningKey,
   }),
+  notifyUrls: setting({
+    env: "NOTIFY_URLS",
+    flag: "notify-urls",
+    modes: WEB,
+    help:
+      "Webhook URLs (https, or http to a loopback host; comma or newline separated, at most 10) each told once when an event's outcome is final (docs/operations.md: Notifications). Treated as a secret: a URL's path may hold one (Slack's does); only scheme and host are logged.",
+    parse: parseNotifyUrls,
+  }),
+  notifyStates: setting({
+    env: "NOTIFY_STATES",
+    flag: "notify-states",
+    modes: WEB,
+    show: true,
+    help:
+      "Comma-separated final states to notify (succeeded, failed, dry_run, skipped, no_match); unset: all of them.",
+    parse: parseNotifyStates,
+  }),
+  notifyFormat: setting({
+    env: "NOTIFY_FORMAT",
+    flag: "notify-format",
+    modes: WEB,
+    show: true,
+    default: "json",
+    help:
+      'json: the event, its run and each cluster\'s outcome, signed with NOTIFY_SECRET; slack: a Slack-compatible {"text": …} summary.',
+    parse: (raw) => {
+      if (raw !== "json" && raw !== "slack") throw new Error("must be json or slack");
+      return raw;
+    },
+  }),
+  notifySecret: setting({
+    env: "NOTIFY_SECRET",
+    flag: "notify-secret",
+    modes: WEB,
+    help:
+      "Shared secret that signs each notification (X-Kuberollouttrigger-Signature-256: HMAC-SHA256 over the timestamp and the exact body); at least 32 characters. Required with NOTIFY_URLS in the json format. Secret.",
+    parse: (raw) => {
+      if (raw !== "" && raw.length < 32) throw new Error("must be at least 32 characters");
+      return raw;
+    },
+  }),
   reportVerifyKeys: setting({
     env: "REPORT_VERIFY_KEYS",
     flag: "report-verify-keys",
@@ -321,10 +363,19 @@ export function checkWebCombinations(
       | "eventSigningKey"
       | "clusters"
       | "repositoryRules"
+      | "notifyUrls"
+      | "notifyFormat"
+      | "notifySecret"
     >
     & { allowedImagePrefixes: readonly string[] },
 ): string[] {
   const problems: string[] = [];
+  const notifying = (config.notifyUrls ?? []).length > 0;
+  if (notifying && config.notifyFormat === "json" && !config.notifySecret) {
+    problems.push(
+      "NOTIFY_URLS (--notify-urls) in the json format needs NOTIFY_SECRET (--notify-secret): receivers must be able to tell web's notifications from anyone's",
+    );
+  }
   for (const problem of config.repositoryRules?.unreachable(config.allowedImagePrefixes) ?? []) {
     problems.push(`REPOSITORY_RULES (--repository-rules): ${problem}`);
   }

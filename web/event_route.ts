@@ -11,6 +11,7 @@ import { AppError } from "../shared/errors.ts";
 import { AuthError, Reason } from "./reasons.ts";
 import { encodeSender, type Sender, senderOf } from "../shared/event_sender.ts";
 import type { RepositoryRules } from "../config/repository_rules.ts";
+import { auditOf } from "./notification_record.ts";
 import { encodeEventMessage, type EventMessage, parseEventRequest } from "../shared/event.ts";
 import type { EventSigner } from "./event_signer.ts";
 import type { StatusBinding } from "../shared/event_status.ts";
@@ -44,6 +45,8 @@ export interface EventRouteDeps {
   signer?: EventSigner;
   /** REPOSITORY_RULES: which repository may name which images (none: any allowed image). */
   rules?: RepositoryRules;
+  /** NOTIFY_URLS is set: each event keeps its run's audit fields and is queued to be notified. */
+  notifying?: boolean;
   /**
    * With signed reports: the clusters every event waits for (the publisher's
    * explicit list), signed into the binding so Valkey write access cannot drop one.
@@ -57,20 +60,23 @@ async function signedOutput(
   message: EventMessage,
   repository: string,
   sender: Sender | undefined,
-): Promise<{ message: string; binding: Omit<StatusBinding, "clusters"> }> {
+): Promise<
+  { message: string; senderField?: string; binding: Omit<StatusBinding, "clusters"> }
+> {
   const { signer, signedClusters } = deps;
   const encoded = encodeEventMessage(message);
   const binding = { repository, image: message.image, tags: message.tags, time: message.time };
   if (!signer) return { message: encoded, binding };
   // One signature serves both: the binding's fields rebuild the signed event bytes.
-  const { message: signed, kid, sig } = await signer.signEvent(
+  const { message: signed, kid, sig, senderField } = await signer.signEvent(
     encoded,
     repository,
     sender && encodeSender(sender),
   );
-  if (!signedClusters) return { message: signed, binding: { ...binding, kid, sig } };
+  const out = { message: signed, ...(senderField ? { senderField } : {}) };
+  if (!signedClusters) return { ...out, binding: { ...binding, kid, sig } };
   const csig = signer.signClusters(message.id, signedClusters);
-  return { message: signed, binding: { ...binding, kid, sig, csig } };
+  return { ...out, binding: { ...binding, kid, sig, csig } };
 }
 
 /** The 202 body: the fields existing clients read, then those of SPEC §12; the script fills the middle. */
@@ -150,6 +156,7 @@ export function createEventRoute(deps: EventRouteDeps, path: string): Route {
         eventId: message.id,
         ...(await signedOutput(deps, message, repository, sender)),
         replay: { claim, answer: acceptedAnswer(path, message.id) },
+        ...(deps.notifying ? { notify: JSON.stringify(auditOf(claims)) } : {}),
       });
       if (published.taken !== undefined) {
         delete log.event_id; // not published: the first use's event is the one that counts

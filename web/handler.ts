@@ -63,6 +63,8 @@ export interface HandlerDeps {
   signedClusters?: readonly string[];
   /** REPOSITORY_RULES: which repository may name which images. */
   rules?: RepositoryRules;
+  /** NOTIFY_URLS is set: events are queued for notifications. */
+  notifying?: boolean;
   /** Reads event bodies; default: MAX_BODY_BYTES within BODY_TIMEOUT_MS. */
   bodies?: BodyReader;
 }

@@ -27,6 +27,7 @@ export interface WebMetrics {
   statusReads: Counter;
   statusWaiters: Gauge;
   reportsIgnored: Counter;
+  notifications: Counter;
 }
 
 /** Registers web's metrics on `registry`. */
@@ -47,7 +48,13 @@ export function createWebMetrics(registry: Registry): WebMetrics {
     "Cluster reports read and ignored because their cluster did not sign them (REPORT_VERIFY_KEYS), by reason: someone else wrote to Valkey, or a cluster's key is missing or wrong.",
   );
   for (const reason of REPORT_REJECTIONS) reportsIgnored.inc({ reason }, 0);
+  const notifications = registry.counter(
+    "kuberollouttrigger_notifications_total",
+    "Webhook notifications of final event outcomes (NOTIFY_URLS), one per event and URL, by result: delivered, or failed (given up after its retries).",
+  );
+  for (const result of ["delivered", "failed"]) notifications.inc({ result }, 0);
   return {
+    notifications,
     reportsIgnored,
     publishFailures,
     statusReads,

@@ -10,7 +10,10 @@
  * With no known cluster nothing could ever handle the event: nothing is
  * written, and the caller answers 503. With a replay claim (web/replay.ts)
  * the same script first checks the token's record and stores the 202 answer
- * for retries: one round trip per event. Fails fast while disconnected.
+ * for retries: one round trip per event. With notifications it also keeps the
+ * run's audit fields in the record and queues the event for the notifier
+ * (web/notifier.ts), in the same atomic step: an accepted event is never left
+ * out. Fails fast while disconnected.
  */
 
 import { createHash } from "node:crypto";
@@ -23,7 +26,9 @@ import {
   MESSAGE_FIELD,
   RETENTION_FACTOR,
   retentionMinId,
+  SENDER_FIELD,
 } from "../shared/event_stream.ts";
+import { NOTIFY_DUE_KEY, NOTIFY_FIELD, NOTIFY_FIRST_CHECK_MS } from "./notification_record.ts";
 import {
   BINDING_FIELD,
   CLUSTER_LIVE_MS,
@@ -38,10 +43,17 @@ export interface PublishInput {
   eventId: string;
   /** The encoded channel message. */
   message: string;
+  /** Who sent it, signed (the stream entry's sender field); only the stream carries it. */
+  senderField?: string;
   /** Everything of the binding but the clusters, which the script adds. */
   binding: Omit<StatusBinding, "clusters">;
   /** Publish only if this token use is unclaimed, and remember the answer under it. */
   replay?: { claim: ReplayClaim; answer: AnswerTemplate };
+  /**
+   * With notifications: the run's audit fields (JSON) the notification will
+   * carry, kept in the record, and the event queued to be notified when final.
+   */
+  notify?: string;
 }
 
 /**
@@ -113,12 +125,15 @@ export const MAX_CLUSTERS = 1000;
 // MAX_CLUSTERS names read (ZREVRANGEBYSCORE … LIMIT), at most MAX_CLUSTERS
 // forgotten ones removed per publish (ZREMRANGEBYSCORE has no LIMIT; the rest
 // go with later publishes), and with CLUSTERS at most MAX_CLUSTERS ZSCOREs.
-// KEYS: status record, clusters, event stream, and with a claim the replay key.
+// KEYS: status record, clusters, event stream, notifications due, and with a
+// claim the replay key.
 // ARGV: channel, message, binding without its closing brace, status TTL ms,
 // live-since ms, binding field, publish command (PUBLISH, or SPUBLISH in a
 // cluster), known-since ms, oldest stream id kept, explicit clusters (comma
-// separated, or empty), unreachable field, message field, retention ms; with a
-// claim: body hash, replay TTL ms, answer head, answer tail.
+// separated, or empty), unreachable field, message field, retention ms,
+// notification audit JSON (empty: no notification), its field, when it is first
+// due (ms), the event id, the sender field's name and value (empty: none); with
+// a claim: body hash, replay TTL ms, answer head, answer tail.
 // Entry ids come from Valkey's clock, the oldest id kept from web's: the script
 // trims to the older of it and Valkey's TIME less the retention, so a web clock
 // running ahead of Valkey's cannot trim the entry it appends, nor others' that
@@ -126,8 +141,8 @@ export const MAX_CLUSTERS = 1000;
 // Nothing is written when no cluster is known, so a request that could reach
 // nobody leaves the token free.
 const PUBLISH_SCRIPT = `
-if #KEYS == 4 then
-  local taken = redis.call('GET', KEYS[4])
+if #KEYS == 5 then
+  local taken = redis.call('GET', KEYS[5])
   if taken then return {-1, {}, taken, {}} end
 end
 local names, down = {}, {}
@@ -156,16 +171,25 @@ table.sort(down)
 local list = cjson.encode(names)
 redis.call('HSET', KEYS[1], ARGV[6], ARGV[3] .. ',"clusters":' .. list .. '}')
 if #down > 0 then redis.call('HSET', KEYS[1], ARGV[11], cjson.encode(down)) end
+if ARGV[14] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[15], ARGV[14])
+  redis.call('ZADD', KEYS[4], ARGV[16], ARGV[17])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local clock = redis.call('TIME')
 local since = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) - tonumber(ARGV[13])
 local minid = math.max(0, math.min(tonumber(ARGV[9]), since))
-redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%.0f', minid), '*', ARGV[12], ARGV[2])
+local trim = string.format('%.0f', minid)
+if ARGV[19] ~= '' then
+  redis.call('XADD', KEYS[3], 'MINID', '~', trim, '*', ARGV[12], ARGV[2], ARGV[18], ARGV[19])
+else
+  redis.call('XADD', KEYS[3], 'MINID', '~', trim, '*', ARGV[12], ARGV[2])
+end
 local n = redis.call(ARGV[7], ARGV[1], ARGV[2])
-if #KEYS == 4 then
-  local answer = ARGV[16] .. ',"subscribers":' .. n .. ',"clusters":' .. list .. ARGV[17]
-  local record = '{"h":' .. cjson.encode(ARGV[14]) .. ',"s":202,"b":' .. cjson.encode(answer) .. '}'
-  redis.call('SET', KEYS[4], record, 'PX', ARGV[15])
+if #KEYS == 5 then
+  local answer = ARGV[22] .. ',"subscribers":' .. n .. ',"clusters":' .. list .. ARGV[23]
+  local record = '{"h":' .. cjson.encode(ARGV[20]) .. ',"s":202,"b":' .. cjson.encode(answer) .. '}'
+  redis.call('SET', KEYS[5], record, 'PX', ARGV[21])
   return {n, names, answer, down}
 end
 return {n, names, '', down}
@@ -236,13 +260,19 @@ export function createPublisher(options: PublisherOptions): Publisher {
         UNREACHABLE_FIELD,
         MESSAGE_FIELD,
         String(Math.ceil(RETENTION_FACTOR * options.catchUpWindowMs)),
+        input.notify ?? "",
+        NOTIFY_FIELD,
+        String(at + NOTIFY_FIRST_CHECK_MS),
+        input.eventId,
+        SENDER_FIELD,
+        input.senderField ?? "",
       ];
-      const keys = [statusKey(input.eventId), CLUSTERS_KEY, EVENTS_STREAM];
+      const keys = [statusKey(input.eventId), CLUSTERS_KEY, EVENTS_STREAM, NOTIFY_DUE_KEY];
       let reply: unknown;
       try {
         reply = replay
           ? await runPublishScript(client, [
-            4,
+            5,
             ...keys,
             replay.claim.key,
             ...args,
@@ -251,7 +281,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
             replay.answer.head,
             replay.answer.tail,
           ])
-          : await runPublishScript(client, [3, ...keys, ...args]);
+          : await runPublishScript(client, [4, ...keys, ...args]);
       } catch (err) {
         throw new AppError(
           "ERR_PUBLISH_FAILED",

@@ -26,6 +26,9 @@ import { createStatusWaiters, type StatusWaiters } from "./status_waiters.ts";
 import { statusChannel } from "../shared/event_status.ts";
 import { importVerifyKeys } from "../shared/event_signature.ts";
 import { createSigner } from "./event_signer.ts";
+import { startNotifier } from "./notifier.ts";
+import { createNotificationRecord } from "./notification_record.ts";
+import type { NotificationFormat } from "./notification_message.ts";
 
 /** Effects web mode needs from its host process. */
 export interface WebRuntime {
@@ -61,6 +64,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     clusters: fixedClusters,
   });
   const statusWaiters = createStatusWaiters({ max: config.statusMaxWaiters });
+  const statusReader = createStatusReader(valkey, logger, bindingKeys, reportChecks);
   const notifications = subscribeToStatusChanges(config, logger, statusWaiters);
   const override = runtime.issuerOverride ??
     (config.devMode
@@ -98,7 +102,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     }),
     authorize: createAuthorizer(config),
     publisher,
-    statusReader: createStatusReader(valkey, logger, bindingKeys, reportChecks),
+    statusReader,
     statusWaiters,
     statusReportTimeoutMs: config.statusReportTimeout,
     signal: runtime.signal,
@@ -115,7 +119,29 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     signer,
     signedClusters: reportChecks && fixedClusters,
     rules: config.repositoryRules,
+    notifying: config.notifyUrls.length > 0,
   });
+  const notifier = config.notifyUrls.length > 0
+    ? startNotifier({
+      targets: config.notifyUrls,
+      states: config.notifyStates,
+      format: config.notifyFormat as NotificationFormat,
+      secret: config.notifySecret || undefined,
+      record: createNotificationRecord(valkey),
+      reader: statusReader,
+      reportTimeoutMs: config.statusReportTimeout,
+      logger,
+      counter: metrics.notifications,
+      signal: runtime.signal,
+    })
+    : undefined;
+  if (notifier) {
+    logger.info("notifying", {
+      targets: config.notifyUrls.map((t) => t.label),
+      states: config.notifyStates,
+      format: config.notifyFormat,
+    });
+  }
 
   // Not given runtime.signal: aborting Deno.serve's own signal cuts requests in flight.
   const inFlight = createInFlight();
@@ -134,6 +160,8 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
 
   await Promise.race([untilAborted(runtime.signal), server.finished]);
   await finishRequests(server, inFlight, logger);
+  // Deliveries in flight stop with the signal and hand their events to another replica.
+  await notifier?.stopped;
   // Only now: a request still in flight above publishes and reads through these connections.
   logger.info("web stopped; disconnecting from valkey");
   valkey.disconnect();

@@ -28,6 +28,7 @@ import type { ReportRejection, ReportVerifier } from "./report_verifier.ts";
 import { createVerifiedMemo, type VerifiedMemo } from "../lib/verified_memo.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "../shared/valkey_client.ts";
+import { NOTIFY_FIELD } from "./notification_record.ts";
 
 /** A record as read: web's binding and each cluster's report (unreadable ones named). */
 export interface StoredStatus {
@@ -37,6 +38,8 @@ export interface StoredStatus {
   unreadable: string[];
   /** Known clusters that were not live when web published. */
   unreachable: string[];
+  /** With notifications: the run's audit fields web kept (JSON, untrusted). */
+  notify?: string;
 }
 
 /** Reads status records. */
@@ -113,7 +116,8 @@ export function createStatusReader(
       const binding = fields && await readBinding(parts, id, fields);
       if (!fields || !binding) return undefined;
       const { reports, unreadable } = await readReports(parts, id, fields, binding);
-      return { binding, reports, unreadable, unreachable: readUnreachable(fields, id, logger) };
+      const unreachable = readUnreachable(fields, id, logger);
+      return { binding, reports, unreadable, unreachable, notify: fields[NOTIFY_FIELD] };
     },
   };
 }

@@ -549,13 +549,13 @@ Deno.test("createHandler() signs the sender into the published message", async (
   const signer = await createSigner(parseSigningKey((await generateKeyPair()).privatePem)!);
   const { post, published } = setUp({ signer, claims: { ...SENDER_CLAIMS, environment: "prod" } });
   assertEquals((await post()).status, 202);
-  const envelope = JSON.parse(published[0].message);
-  assertEquals(JSON.parse(envelope.sender), {
+  const field = JSON.parse(published[0].senderField!);
+  assertEquals(JSON.parse(field.sender), {
     repository: "acme/app",
     repository_id: "2002",
     ref: "refs/heads/main",
     environment: "prod",
     workflow_ref: "acme/app/.github/workflows/build.yml@refs/heads/main",
   });
-  assert(typeof envelope.ssig === "string", "the sender is signed");
+  assert(typeof field.ssig === "string", "the sender is signed");
 });
