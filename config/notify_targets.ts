@@ -6,7 +6,7 @@
  */
 
 import { isLoopbackHost } from "../lib/setting_values.ts";
-import type { OverallState } from "../shared/event_status.ts";
+import { FINAL_OVERALL_STATES, type OverallState } from "../shared/event_status.ts";
 
 /** One configured target: the URL and a label safe to log (scheme://host[:port] only). */
 export interface NotifyTarget {
@@ -16,14 +16,6 @@ export interface NotifyTarget {
 
 /** Most entries in NOTIFY_URLS. */
 export const MAX_NOTIFY_URLS = 10;
-/** The overall states that are final, as web/status_summary.ts judges them. */
-export const FINAL_OVERALL_STATES: readonly OverallState[] = [
-  "succeeded",
-  "failed",
-  "no_match",
-  "skipped",
-  "dry_run",
-];
 
 function notifyTarget(entry: string, position: number): NotifyTarget {
   // Security: the entry may hold a secret, and URL's own error quotes it: say where and what only.

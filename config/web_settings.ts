@@ -366,11 +366,18 @@ export function checkWebCombinations(
       | "notifyUrls"
       | "notifyFormat"
       | "notifySecret"
+      | "statusTtl"
+      | "statusReportTimeout"
     >
     & { allowedImagePrefixes: readonly string[] },
 ): string[] {
   const problems: string[] = [];
   const notifying = (config.notifyUrls ?? []).length > 0;
+  if (notifying && config.statusTtl <= config.statusReportTimeout) {
+    problems.push(
+      "NOTIFY_URLS (--notify-urls) needs STATUS_TTL (--status-ttl) longer than STATUS_REPORT_TIMEOUT (--status-report-timeout): an event that times out must still have its record to be notified",
+    );
+  }
   if (notifying && config.notifyFormat === "json" && !config.notifySecret) {
     problems.push(
       "NOTIFY_URLS (--notify-urls) in the json format needs NOTIFY_SECRET (--notify-secret): receivers must be able to tell web's notifications from anyone's",

@@ -38,9 +38,12 @@ export function notifiedField(url: URL): string {
   return `notified:${targetId(url)}`;
 }
 
-// Compare-and-delete: only the replica that holds the claim gives it back.
-const RELEASE =
-  `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+// Compare-and-delete: only the replica that holds the claim gives it back; an event still
+// queued is due again at once, so another replica goes on without waiting.
+const RELEASE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[2])
+return 1`;
 // Only into a record that still exists: a field written after it expired would make a
 // new hash with no TTL, kept for ever.
 const MARK =
@@ -54,8 +57,10 @@ export interface NotificationRecord {
   later(eventId: string, atMs: number): Promise<void>;
   /** Takes the event's notification for `leaseMs`; false when another replica holds it. */
   claim(eventId: string, owner: string, leaseMs: number): Promise<boolean>;
-  /** Gives the claim back (at shutdown, so another replica goes on at once). */
-  release(eventId: string, owner: string): Promise<void>;
+  /** Gives the claim back; an event still queued is due again at `nowMs`. */
+  release(eventId: string, owner: string, nowMs: number): Promise<void>;
+  /** How many events are queued. */
+  size(): Promise<number>;
   /** The URLs already done for the event, by notifiedField. */
   done(eventId: string): Promise<Set<string>>;
   /** Marks one URL done: `delivered` or `failed` (given up), with the time. */
@@ -86,8 +91,12 @@ export function createNotificationRecord(client: ValkeyCommands): NotificationRe
       const reply = await client.call("SET", notifyClaimKey(eventId), owner, "NX", "PX", leaseMs);
       return reply === "OK";
     },
-    async release(eventId, owner) {
-      await client.call("EVAL", RELEASE, 1, notifyClaimKey(eventId), owner);
+    async release(eventId, owner, nowMs) {
+      const keys = [notifyClaimKey(eventId), NOTIFY_DUE_KEY];
+      await client.call("EVAL", RELEASE, 2, ...keys, owner, eventId, String(nowMs));
+    },
+    async size() {
+      return Number(await client.call("ZCARD", NOTIFY_DUE_KEY));
     },
     async done(eventId) {
       const fields = await client.call("HKEYS", statusKey(eventId));

@@ -72,5 +72,10 @@ export function repositoryBinding(claims: GitHubClaims): string {
       "claim repository_id is missing or not numeric",
     );
   }
+  return repositoryHash(id);
+}
+
+/** The binding's hash of a numeric repository id (also checks a notification's audit fields). */
+export function repositoryHash(id: string): string {
   return createHash("sha256").update(`github-repository-id:${id}`).digest("hex");
 }

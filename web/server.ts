@@ -33,6 +33,8 @@ import type { NotificationFormat } from "./notification_message.ts";
 /** Effects web mode needs from its host process. */
 export interface WebRuntime {
   logger: Logger;
+  /** The program's version (deno.json's, which only main.ts reads), for build_info. */
+  version?: string;
   /** Aborting it starts a graceful shutdown. */
   signal: AbortSignal;
   fetch?: typeof fetch;
@@ -46,7 +48,7 @@ export interface WebRuntime {
 export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<void> {
   const { logger } = runtime;
   const registry = createRegistry();
-  const metrics = createWebMetrics(registry);
+  const metrics = createWebMetrics(registry, runtime.version);
   const { signer, bindingKeys, reportChecks } = await loadSigning(config, logger, metrics);
   // With signed reports every event waits for the configured clusters, never the registered ones.
   const fixedClusters = config.clusters.length > 0
@@ -121,6 +123,7 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
     rules: config.repositoryRules,
     notifying: config.notifyUrls.length > 0,
   });
+  const stopNotifier = new AbortController();
   const notifier = config.notifyUrls.length > 0
     ? startNotifier({
       targets: config.notifyUrls,
@@ -130,9 +133,11 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
       record: createNotificationRecord(valkey),
       reader: statusReader,
       reportTimeoutMs: config.statusReportTimeout,
+      statusTtlMs: config.statusTtl,
       logger,
       counter: metrics.notifications,
-      signal: runtime.signal,
+      queued: metrics.notificationsQueued,
+      signal: AbortSignal.any([runtime.signal, stopNotifier.signal]),
     })
     : undefined;
   if (notifier) {
@@ -160,8 +165,9 @@ export async function runWeb(config: WebConfig, runtime: WebRuntime): Promise<vo
 
   await Promise.race([untilAborted(runtime.signal), server.finished]);
   await finishRequests(server, inFlight, logger);
-  // Deliveries in flight stop with the signal and hand their events to another replica.
-  await notifier?.stopped;
+  // Deliveries in flight stop and hand their events to another replica, within the grace.
+  stopNotifier.abort();
+  if (notifier) await within(notifier.stopped, SHUTDOWN_GRACE_MS);
   // Only now: a request still in flight above publishes and reads through these connections.
   logger.info("web stopped; disconnecting from valkey");
   valkey.disconnect();

@@ -11,6 +11,7 @@ import {
   clusterStateOf,
   type ClusterStatus,
   type EventStatus,
+  FINAL_OVERALL_STATES,
   type OverallState,
   type StatusBinding,
 } from "../shared/event_status.ts";
@@ -43,14 +44,6 @@ export function reportedState(report: ClusterReport): ClusterState {
   if (report.state !== "succeeded" && report.state !== "no_match") return report.state;
   return clusterStateOf(report.counts, report.matched);
 }
-
-const FINAL_STATES: readonly OverallState[] = [
-  "succeeded",
-  "failed",
-  "no_match",
-  "skipped",
-  "dry_run",
-];
 
 /**
  * The overall state of the clusters' answers: pending or in_progress while any
@@ -117,7 +110,7 @@ export function summarizeStatus(inputs: StatusInputs): EventStatus {
   const status: EventStatus = {
     id: inputs.id,
     state,
-    final: FINAL_STATES.includes(state),
+    final: FINAL_OVERALL_STATES.includes(state),
     image: inputs.binding.image,
     tags: inputs.binding.tags,
     time: inputs.binding.time,

@@ -1,12 +1,8 @@
 import { BINDING, report, T0 } from "../helpers/status_fixtures.ts";
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
-import { OVERALL_STATES } from "../../shared/event_status.ts";
+import { FINAL_OVERALL_STATES, OVERALL_STATES } from "../../shared/event_status.ts";
 import { summarizeStatus } from "../../web/status_summary.ts";
-import {
-  FINAL_OVERALL_STATES,
-  parseNotifyStates,
-  parseNotifyUrls,
-} from "../../config/notify_targets.ts";
+import { parseNotifyStates, parseNotifyUrls } from "../../config/notify_targets.ts";
 
 Deno.test("parseNotifyUrls() reads the targets and never quotes one", async (t) => {
   await t.step("empty: none", () => {

@@ -27,6 +27,7 @@ import {
 import { verifyNotification } from "../../../web/notification_signature.ts";
 import { type NotifierOptions, startNotifier } from "../../../web/notifier.ts";
 import { createStatusReader } from "../../../web/status_store.ts";
+import { repositoryHash } from "../../../web/request_steps.ts";
 
 const SECRET = "a-shared-secret-of-at-least-32-characters";
 const options = { ignore: withoutValkey(), sanitizeOps: false, sanitizeResources: false };
@@ -58,10 +59,26 @@ function startReceiver(answer: (r: Received, n: number) => number | "hang" = () 
   };
 }
 
+const named = new Map<string, string>();
+/** A readable name's event id (web's ids are UUIDs; anything else is dropped unread). */
+function idOf(name: string): string {
+  for (const [id, n] of named) if (n === name) return id;
+  const id = `0b6f8c1e-0000-4000-8000-${String(named.size + 1).padStart(12, "0")}`;
+  named.set(id, name);
+  return id;
+}
+const nameOf = (id: string) => named.get(id) ?? id;
+
 /** A status record as web and one cluster (east, of east and west) would leave it. */
-async function record(client: ValkeyClient, id: string, reports: ReturnType<typeof report>[]) {
+async function record(client: ValkeyClient, name: string, reports: ReturnType<typeof report>[]) {
+  const id = idOf(name);
   const key = statusKey(id);
-  const binding = { ...BINDING, time: new Date().toISOString(), clusters: ["east", "west"] };
+  const binding = {
+    ...BINDING,
+    repository: repositoryHash("2002"),
+    time: new Date().toISOString(),
+    clusters: ["east", "west"],
+  };
   await client.call("HSET", key, BINDING_FIELD, JSON.stringify(binding));
   const audit = { repository: "acme/app", repositoryId: "2002", runId: "77" };
   await client.call("HSET", key, NOTIFY_FIELD, JSON.stringify(audit));
@@ -90,6 +107,7 @@ function notifier(
     record: createNotificationRecord(client),
     reader: createStatusReader(client, logger),
     reportTimeoutMs: 3000,
+    statusTtlMs: 600_000,
     logger,
     counter: metrics.notifications,
     signal: controller.signal,
@@ -121,7 +139,7 @@ Deno.test({
       await eventually("six deliveries", () => receiver.received.length >= 6 || undefined, 15_000);
       // Longer than a poll and a recheck: a second delivery would have come by now.
       await new Promise((r) => setTimeout(r, 2500));
-      const seen = receiver.received.map((r) => `${JSON.parse(r.body).event_id} ${r.path}`);
+      const seen = receiver.received.map((r) => `${nameOf(JSON.parse(r.body).event_id)} ${r.path}`);
       assertEquals(seen.toSorted(), [
         "ev-failed /one",
         "ev-failed /two",
@@ -131,7 +149,9 @@ Deno.test({
         "ev-succeeded /two",
       ]);
       const states = Object.fromEntries(
-        receiver.received.map((r) => [JSON.parse(r.body).event_id, JSON.parse(r.body).state]),
+        receiver.received.map((
+          r,
+        ) => [nameOf(JSON.parse(r.body).event_id), JSON.parse(r.body).state]),
       );
       assertEquals(states, {
         "ev-succeeded": "succeeded",
@@ -231,11 +251,14 @@ Deno.test({
         () => receiver.received.length === 1 || undefined,
         10_000,
       );
+      // Running already: it finds the event claimed and puts it off by a quarter of the lease.
+      second = notifier(valkey, b, `${receiver.url}/hook`);
+      await new Promise((r) => setTimeout(r, 1500));
       hang = false;
       first.controller.abort();
       await first.running.stopped;
-      second = notifier(valkey, b, `${receiver.url}/hook`);
-      await eventually("handed over", () => receiver.received.length === 2 || undefined, 10_000);
+      // Handed back at once, not after the 30 s the other had put it off by.
+      await eventually("handed over", () => receiver.received.length === 2 || undefined, 5000);
       assertEquals(second.metrics.notifications.get({ result: "delivered" }), 1);
       // The cut-off try may have arrived: the same delivery id lets the receiver drop the repeat.
       const ids = receiver.received.map((r) => r.headers.get("x-kuberollouttrigger-delivery"));
@@ -249,20 +272,76 @@ Deno.test({
         report("east", { restarted: 1, complete: 1 }),
         report("west", {}),
       ]);
-      await b.call("ZADD", NOTIFY_DUE_KEY, Date.now(), "ev-gone");
+      await b.call("ZADD", NOTIFY_DUE_KEY, Date.now(), idOf("ev-gone"));
       await eventually(
         "queue empty",
         async () => (await b.call("ZCARD", NOTIFY_DUE_KEY)) === 0 || undefined,
         10_000,
       );
       assertEquals(receiver.received.length, 2);
+      // The gone one is counted and logged as never notified; the filtered one is not.
+      assertEquals(third!.metrics.notifications.get({ result: "expired" }), 1);
       // No mark for a record that is gone: nothing is written that would live for ever.
-      assertEquals(await b.call("EXISTS", statusKey("ev-gone")), 0);
+      assertEquals(await b.call("EXISTS", statusKey(idOf("ev-gone"))), 0);
     } finally {
       for (const n of [first, second, third]) n?.controller.abort();
       await Promise.all([first, second, third].map((n) => n?.running.stopped));
       a.disconnect();
       b.disconnect();
+      await receiver.stop();
+      await valkey.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "security: audit fields that are not the event's are left out; a record written back after its TTL is never notified again",
+  ...options,
+  async fn() {
+    const valkey = await startValkey();
+    const receiver = startReceiver();
+    const client = await connectValkey(valkey);
+    const lines: LogFields[] = [];
+    const one = notifier(valkey, client, `${receiver.url}/hook`, { lines, statusTtlMs: 5000 });
+    try {
+      const done = [report("east", { restarted: 1, complete: 1 }), report("west", {})];
+      await record(client, "swapped", done);
+      // Someone with Valkey access swaps in another repository's run.
+      const forged = { repository: "evil/repo", repositoryId: "666", runId: "1" };
+      await client.call("HSET", statusKey(idOf("swapped")), NOTIFY_FIELD, JSON.stringify(forged));
+      await eventually("delivered", () => receiver.received.length === 1 || undefined, 10_000);
+      const body = JSON.parse(receiver.received[0].body);
+      assertEquals([body.repository, body.repository_id, body.run_id], ["", "", undefined]);
+      assert(lines.some((l) => String(l.msg).startsWith("notification audit fields do not match")));
+
+      // A record copied back long after its event ended: older than STATUS_TTL, never notified.
+      await record(client, "written-back", done);
+      const old = new Date(Date.now() - 3_600_000).toISOString();
+      const binding = {
+        ...BINDING,
+        repository: repositoryHash("2002"),
+        time: old,
+        clusters: ["east", "west"],
+      };
+      await client.call(
+        "HSET",
+        statusKey(idOf("written-back")),
+        BINDING_FIELD,
+        JSON.stringify(binding),
+      );
+      await eventually(
+        "dropped",
+        async () =>
+          (await client.call("ZSCORE", NOTIFY_DUE_KEY, idOf("written-back"))) === null || undefined,
+        10_000,
+      );
+      assertEquals(receiver.received.length, 1);
+      assertEquals(one.metrics.notifications.get({ result: "expired" }), 1);
+    } finally {
+      one.controller.abort();
+      await one.running.stopped;
+      client.disconnect();
       await receiver.stop();
       await valkey.stop();
     }

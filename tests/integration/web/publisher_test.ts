@@ -26,7 +26,13 @@ import {
   statusKey,
   UNREACHABLE_FIELD,
 } from "../../../shared/event_status.ts";
-import { EVENTS_STREAM, MESSAGE_FIELD } from "../../../shared/event_stream.ts";
+import { EVENTS_STREAM, MESSAGE_FIELD, SENDER_FIELD } from "../../../shared/event_stream.ts";
+import { createReplayGuard } from "../../../web/replay.ts";
+import {
+  NOTIFY_DUE_KEY,
+  NOTIFY_FIELD,
+  NOTIFY_FIRST_CHECK_MS,
+} from "../../../web/notification_record.ts";
 import type { ValkeyClient } from "../../../shared/valkey_client.ts";
 import { createHandler } from "../../../web/handler.ts";
 import { createWebMetrics } from "../../../web/metrics.ts";
@@ -561,4 +567,55 @@ Deno.test({
       );
     });
   },
+});
+
+Deno.test({
+  name:
+    "createPublisher() with notifications and a sender: the audit field and the queue entry in the same step, the sender beside the message; with and without a token claim",
+  ignore: withoutValkey(),
+  fn: () =>
+    withValkey(async (_valkey, client) => {
+      const publisher = publisherOn(client);
+      await client.call("ZADD", CLUSTERS_KEY, Date.now(), "east");
+      const guard = createReplayGuard({ clockToleranceMs: 1000, maxTokenAgeMs: 600_000 });
+      const now = Math.floor(Date.now() / 1000);
+      for (const withClaim of [false, true]) {
+        const eventId = crypto.randomUUID();
+        const before = Date.now();
+        const replay = withClaim
+          ? {
+            claim: guard.claim({ issuer: "i", jti: eventId, exp: now + 60, iat: now, body: "b" }),
+            answer: { head: `{"id":"${eventId}"`, tail: "}" },
+          }
+          : undefined;
+        const published = await publisher.publish({
+          eventId,
+          message: `message ${eventId}`,
+          senderField: `sender ${eventId}`,
+          binding: BINDING,
+          notify: `{"repository":"acme/app","repositoryId":"2002"}`,
+          ...(replay ? { replay } : {}),
+        });
+        assertEquals(published.clusters, ["east"]);
+        assertEquals(published.answer !== undefined, withClaim);
+        const record = fieldsOf(await client.call("HGETALL", statusKey(eventId)));
+        assertEquals(record[NOTIFY_FIELD], `{"repository":"acme/app","repositoryId":"2002"}`);
+        const due = Number(await client.call("ZSCORE", NOTIFY_DUE_KEY, eventId));
+        assert(due >= before + NOTIFY_FIRST_CHECK_MS && due <= Date.now() + NOTIFY_FIRST_CHECK_MS);
+        const entry = (await streamEntries(client)).at(-1)!;
+        assertEquals(fieldsOf(entry.fields), {
+          [MESSAGE_FIELD]: `message ${eventId}`,
+          [SENDER_FIELD]: `sender ${eventId}`,
+        });
+      }
+      // Without either, nothing of them is written.
+      const { eventId } = await publish(publisher);
+      assertEquals(
+        fieldsOf(await client.call("HGETALL", statusKey(eventId)))[NOTIFY_FIELD],
+        undefined,
+      );
+      assertEquals(await client.call("ZSCORE", NOTIFY_DUE_KEY, eventId), null);
+      const entry = (await streamEntries(client)).at(-1)!;
+      assertEquals(Object.keys(fieldsOf(entry.fields)), [MESSAGE_FIELD]);
+    }),
 });
