@@ -45,7 +45,7 @@ export const WORKER_SETTINGS = {
     modes: WORKER,
     show: true,
     help:
-      "Path of a kubeconfig file; empty means in-cluster config (service-account token and CA).",
+      "Path of a kubeconfig file, or a ':'-separated list merged as kubectl merges it; empty means in-cluster config (service-account token and CA). A user that runs an exec credential plugin needs --allow-run for exactly that command.",
     parse: text,
   }),
   watchNamespaces: setting({

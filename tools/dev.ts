@@ -6,9 +6,13 @@
  * VALKEY_ADDR or started here. Web signs events with a key pair made for this
  * run only and the worker verifies them, as in production. Ctrl-C stops everything.
  *
- * With --kubeconfig the worker keeps its permission set and may read exactly
- * the kubeconfig and the files it names (CA, client certificate and key,
- * token file), as docs/deployment.md runs it outside a cluster.
+ * With --kubeconfig (one path, or a ':' list merged as kubectl merges it) the
+ * worker keeps its permission set and may read exactly the kubeconfig files
+ * and the files they name (CA, client certificate and key, token file), and
+ * run exactly the exec credential plugin the current user names (e.g.
+ * gke-gcloud-auth-plugin), as docs/deployment.md runs it outside a cluster.
+ * Such a plugin also gets the user's cloud CLI variables (AWS_*, CLOUDSDK_*,
+ * AZURE_*, proxies), which the worker's otherwise clean environment lacks.
  */
 
 import { parseArgs } from "node:util";
@@ -16,7 +20,7 @@ import { type Program, ROOT, startProgram } from "./program.ts";
 import { generateKeyPair } from "./signing_keys.ts";
 import { findValkeyBinary, startValkey, type TestValkey } from "./valkey_server.ts";
 import { DEFAULT_WEB_ADDR, DEFAULT_WEB_URL, DEV_IMAGE, TASK_COMMAND } from "./dev_defaults.ts";
-import { readKubeconfigFiles } from "./kubeconfig_files.ts";
+import { readKubeconfigNeeds } from "./kubeconfig_files.ts";
 
 /** The embedded default configuration of the local flow. */
 export const DEV_DEFAULTS = {
@@ -42,6 +46,8 @@ export interface LocalFlowOptions {
   kubeconfig?: string;
   /** The worker's WATCH_NAMESPACES (comma-separated); empty means cluster-wide. */
   watchNamespaces?: string;
+  /** The user's environment, of which an exec plugin gets what userPluginEnvironment() keeps. */
+  userEnv?: Record<string, string>;
   echo?: (line: string) => void;
 }
 
@@ -67,16 +73,47 @@ async function reachable(addr: string): Promise<boolean> {
   }
 }
 
-/** The worker's read grant: its kubeconfig and the files that names, or the local inventory. */
-async function workerReadGrant(kubeconfig: string | undefined): Promise<string> {
-  const files = kubeconfig ? await readKubeconfigFiles(kubeconfig) : [LOCAL_INVENTORY];
-  const comma = files.find((f) => f.includes(","));
-  if (comma !== undefined) {
-    throw new Error(
-      `The kubeconfig names a file whose path has a comma, which --allow-read cannot grant: ${comma}; move or rename it`,
-    );
+/** What the dev worker is granted beyond its permission set, and whether it runs a plugin. */
+export interface WorkerGrants {
+  /** Deno flags: --allow-read of exactly its files, --allow-run of exactly its plugin. */
+  flags: string[];
+  /** The exec plugins the kubeconfig names (none for the local inventory). */
+  commands: string[];
+}
+
+/**
+ * The worker's grants: read its kubeconfig files and the files they name, or
+ * the local inventory; run the exec plugin the kubeconfig names, if any.
+ */
+export async function workerGrants(kubeconfig: string | undefined): Promise<WorkerGrants> {
+  const needs = kubeconfig
+    ? await readKubeconfigNeeds(kubeconfig)
+    : { files: [LOCAL_INVENTORY], commands: [] };
+  for (const [what, list] of [["file", needs.files], ["exec plugin", needs.commands]] as const) {
+    const comma = list.find((f) => f.includes(","));
+    if (comma !== undefined) {
+      throw new Error(
+        `The kubeconfig names a ${what} whose path has a comma, which a Deno --allow flag cannot grant: ${comma}; move or rename it`,
+      );
+    }
   }
-  return `--allow-read=${files.join(",")}`;
+  const flags = [`--allow-read=${needs.files.join(",")}`];
+  if (needs.commands.length > 0) flags.push(`--allow-run=${needs.commands.join(",")}`);
+  return { flags, commands: needs.commands };
+}
+
+/**
+ * The variables of the user's environment an exec plugin may need: the cloud
+ * CLIs' profiles, regions, config folders and credentials, the locale and
+ * proxies. The dev worker otherwise starts with a clean environment, where
+ * `aws eks get-token` would miss AWS_PROFILE.
+ */
+const PLUGIN_ENV =
+  /^(?:(?:AWS|AZURE|AAD|CLOUDSDK|GOOGLE|KUBELOGIN)_\w+|KUBECACHEDIR|USE_GKE_GCLOUD_AUTH_PLUGIN|USER|LOGNAME|LANG|LC_ALL|SSL_CERT_FILE|SSL_CERT_DIR|(?:HTTPS?|NO)_PROXY|(?:https?|no)_proxy)$/;
+
+/** The part of `env` an exec plugin gets (see PLUGIN_ENV). */
+export function userPluginEnvironment(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => PLUGIN_ENV.test(name)));
 }
 
 /** What a program said last about why it is not running: its error line, else stderr. */
@@ -158,7 +195,7 @@ async function awaitReady(program: Program, healthUrl: string, timeoutMs: number
 
 /** Starts Valkey (if needed), web in dev mode and a worker. */
 export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<LocalFlow> {
-  const readGrant = await workerReadGrant(options.kubeconfig);
+  const grants = await workerGrants(options.kubeconfig);
   let valkey: TestValkey | undefined;
   let valkeyAddr = options.valkeyAddr;
   if (!valkeyAddr || !(await reachable(valkeyAddr))) {
@@ -190,16 +227,19 @@ export async function startLocalFlow(options: LocalFlowOptions = {}): Promise<Lo
     ? { KUBECONFIG: options.kubeconfig }
     : { LOCAL_INVENTORY: LOCAL_INVENTORY };
   if (options.watchNamespaces) source.WATCH_NAMESPACES = options.watchNamespaces;
+  // Only a worker that runs a plugin gets any of the user's environment.
+  const pluginEnv = grants.commands.length > 0 ? userPluginEnvironment(options.userEnv ?? {}) : {};
   const worker = startProgram({
     args: ["worker", "--health-listen-addr", options.healthAddr ?? "127.0.0.1:8081"],
     env: {
+      ...pluginEnv,
       ...env,
       ...source,
       CLUSTER_NAME: DEV_CLUSTER,
       EVENT_VERIFY_KEYS: keys.publicPem,
       REPORT_SIGNING_KEY: clusterKeys.privatePem,
     },
-    permissions: ["-P=worker", readGrant],
+    permissions: ["-P=worker", ...grants.flags],
     echo: options.echo,
   });
   const stop = async () => {
@@ -273,15 +313,21 @@ export function renderBanner(
 `;
 }
 
-/** A path the user typed, made absolute against the folder they ran the task from. */
-function fromUserDir(path: string): string {
-  if (path.startsWith("/")) return path;
+/**
+ * Paths the user typed (one, or a ':' list as KUBECONFIG takes), each made
+ * absolute against the folder they ran the task from.
+ */
+function fromUserDir(paths: string): string {
   // `deno task` runs in deno.json's folder and keeps the user's folder in INIT_CWD.
-  return `${Deno.env.get("INIT_CWD") ?? Deno.cwd()}/${path}`;
+  const dir = Deno.env.get("INIT_CWD") ?? Deno.cwd();
+  return paths.split(":").map((path) =>
+    path === "" || path.startsWith("/") ? path : `${dir}/${path}`
+  )
+    .join(":");
 }
 
 const USAGE =
-  "usage: deno task dev [--kubeconfig PATH] [--watch-namespaces a,b] [--web-addr 127.0.0.1:8080] [--health-addr 127.0.0.1:8081]";
+  "usage: deno task dev [--kubeconfig PATH[:PATH…]] [--watch-namespaces a,b] [--web-addr 127.0.0.1:8080] [--health-addr 127.0.0.1:8081]";
 
 if (import.meta.main) {
   let values;
@@ -313,6 +359,7 @@ if (import.meta.main) {
       valkeyAddr: Deno.env.get("VALKEY_ADDR"),
       kubeconfig,
       watchNamespaces,
+      userEnv: Deno.env.toObject(),
       echo,
     });
   } catch (err) {

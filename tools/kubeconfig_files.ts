@@ -1,8 +1,12 @@
 /**
- * The files a kubeconfig makes the worker read, so `deno task dev --kubeconfig`
- * can grant read access to exactly those (least privilege) instead of to the
- * whole disk. Follows worker/kube/config.ts: only the current context's cluster
- * and user count, and a relative path is relative to the kubeconfig's folder.
+ * What a kubeconfig makes the worker read and run, so `deno task dev
+ * --kubeconfig` can grant exactly that (least privilege): read access to the
+ * kubeconfig files and the files their current context names, and run access
+ * to the exec plugin it names, instead of the whole disk and every program.
+ * Follows worker/kube/config.ts: a KUBECONFIG list is merged as kubectl merges
+ * it (the first file to set a value wins), only the current context's cluster
+ * and user count, and a relative path is relative to the folder of the file
+ * that names it.
  *
  * Security: the kubeconfig holds credentials. Nothing read here is logged or
  * put into an error; a file that cannot be read or parsed yields just its own
@@ -10,6 +14,7 @@
  */
 
 import { parse } from "yaml";
+import { dirOf, splitKubeconfigPaths } from "../worker/kube/kubeconfig_merge.ts";
 
 /**
  * kube/config.ts's file-valued fields, each with the inline field that wins
@@ -22,50 +27,94 @@ const USER_FILES = [
   ["tokenFile", "token"],
 ];
 
-type Named<T> = { name?: unknown } & T;
-interface Kubeconfig {
-  "current-context"?: unknown;
-  contexts?: Named<{ context?: { cluster?: unknown; user?: unknown } }>[];
-  clusters?: Named<{ cluster?: Record<string, unknown> }>[];
-  users?: Named<{ user?: Record<string, unknown> }>[];
+type Named = { name?: unknown } & Record<string, unknown>;
+type Kubeconfig = Record<string, unknown> | undefined;
+
+/** What the worker needs for a kubeconfig: files to read and commands to run. */
+export interface KubeconfigNeeds {
+  /** The kubeconfig files, then every file their current context names, deduplicated. */
+  files: string[];
+  /** The exec plugin of the current user, if any, as the worker will run it. */
+  commands: string[];
 }
 
-/** The folder a path is in, as kube/config.ts resolves it. */
-function dirOf(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i <= 0 ? (i === 0 ? "/" : ".") : path.slice(0, i);
+function parseLeniently(text: string | undefined): Kubeconfig {
+  if (text === undefined) return undefined;
+  try {
+    const doc = parse(text);
+    return typeof doc === "object" && doc !== null ? doc as Record<string, unknown> : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The needs of the kubeconfig files `sources` (in KUBECONFIG order; `text`
+ * undefined for a file that could not be read, which is still granted).
+ */
+export function kubeconfigNeeds(sources: { path: string; text?: string }[]): KubeconfigNeeds {
+  const docs = sources.map(({ path, text }) => ({ path, doc: parseLeniently(text) }));
+  const list = (value: unknown) => Array.isArray(value) ? value as Named[] : [];
+  /** The first definition of `name` in `key`, with the folder of its file (kubectl's merge). */
+  const find = (key: string, body: string, name: unknown) => {
+    if (typeof name !== "string") return undefined;
+    for (const { path, doc } of docs) {
+      const entry = list(doc?.[key]).find((e) => e?.name === name);
+      if (entry) {
+        const value = entry[body];
+        return typeof value === "object" && value !== null
+          ? { body: value as Record<string, unknown>, base: dirOf(path) }
+          : undefined;
+      }
+    }
+    return undefined;
+  };
+  const current = docs.map(({ doc }) => doc?.["current-context"])
+    .find((name) => typeof name === "string" && name !== "");
+  const context = find("contexts", "context", current)?.body;
+  const cluster = find("clusters", "cluster", context?.cluster);
+  const user = find("users", "user", context?.user);
+  const resolve = (base: string, file: string) => file.startsWith("/") ? file : `${base}/${file}`;
+  const filesOf = (
+    entry: { body: Record<string, unknown>; base: string } | undefined,
+    fields: string[][],
+  ) =>
+    fields.map(([file, inline]) =>
+      typeof entry?.body[inline] === "string" ? undefined : entry?.body[file]
+    )
+      .filter((value): value is string => typeof value === "string" && value !== "")
+      .map((file) => resolve(entry!.base, file));
+  const exec = user?.body.exec as Record<string, unknown> | undefined;
+  const command = typeof exec?.command === "string" && exec.command !== ""
+    ? exec.command
+    : undefined;
+  return {
+    files: [
+      ...new Set([
+        ...sources.map((s) => s.path),
+        ...filesOf(cluster, CLUSTER_FILES),
+        ...filesOf(user, USER_FILES),
+      ]),
+    ],
+    // As client-go: a command with a '/' is relative to its kubeconfig's folder; a name is on PATH.
+    commands: command === undefined
+      ? []
+      : [command.includes("/") ? resolve(user!.base, command) : command],
+  };
 }
 
 /** The kubeconfig's own path, then every file its current context names, deduplicated. */
 export function kubeconfigFiles(path: string, text: string): string[] {
-  let doc: Kubeconfig;
-  try {
-    doc = parse(text) as Kubeconfig;
-  } catch {
-    return [path];
-  }
-  const list = <T>(value: T[] | undefined) => Array.isArray(value) ? value : [];
-  const context = list(doc?.contexts).find((c) => c?.name === doc?.["current-context"])?.context;
-  const cluster = list(doc?.clusters).find((c) => c?.name === context?.cluster)?.cluster;
-  const user = list(doc?.users).find((u) => u?.name === context?.user)?.user;
-  const fileOf = (entry: Record<string, unknown> | undefined, [file, inline]: string[]) =>
-    typeof entry?.[inline] === "string" ? undefined : entry?.[file];
-  const named = [
-    ...CLUSTER_FILES.map((keys) => fileOf(cluster, keys)),
-    ...USER_FILES.map((keys) => fileOf(user, keys)),
-  ].filter((value): value is string => typeof value === "string" && value !== "");
-  const base = dirOf(path);
-  const files = named.map((file) => file.startsWith("/") ? file : `${base}/${file}`);
-  return [...new Set([path, ...files])];
+  return kubeconfigNeeds([{ path, text }]).files;
 }
 
-/** Reads the kubeconfig at `path` and returns kubeconfigFiles() of it. */
-export async function readKubeconfigFiles(path: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch {
-    return [path];
-  }
-  return kubeconfigFiles(path, text);
+/** Reads the files of a KUBECONFIG value (one path or a ':' list) and returns their needs. */
+export async function readKubeconfigNeeds(value: string): Promise<KubeconfigNeeds> {
+  const sources = await Promise.all(
+    splitKubeconfigPaths(value).map(async (path) => ({
+      path,
+      text: await Deno.readTextFile(path).catch(() => undefined),
+    })),
+  );
+  return kubeconfigNeeds(sources);
 }

@@ -6,10 +6,14 @@
  * by verb so tests and benchmarks can prove how many requests an event costs.
  * Responses are untrusted JSON; callers validate what they use, except watch
  * events, which watch_stream.ts checks for shape before anyone sees them.
+ * Each request takes the credentials of that moment; a 401 to credentials an
+ * exec plugin gave renews them and retries the request once (client-go's
+ * exec authenticator does the same).
  */
 
 import { AppError } from "../../shared/errors.ts";
 import { describeError } from "../../lib/error_text.ts";
+import type { KubeCredentials } from "./credentials.ts";
 import { KubeApiError, WatchEventError } from "./errors.ts";
 import type { Deployment, DeploymentList, KubeEvent } from "./objects.ts";
 import { readWatchEvents, type WatchEvent } from "./watch_stream.ts";
@@ -43,6 +47,10 @@ export interface KubeApiOptions {
   server: string;
   httpClient?: Deno.HttpClient;
   authorization?: () => Promise<string | undefined>;
+  /** The credentials of each request; replaces httpClient and authorization when given. */
+  credentials?: () => Promise<KubeCredentials>;
+  /** After a 401: new credentials for one retry (an exec plugin's); unset: no retry. */
+  renewCredentials?: (refused: KubeCredentials) => Promise<KubeCredentials>;
   fetch?: typeof fetch;
   /** Called once per request with its verb, for metrics. */
   onRequest?: (verb: KubeVerb) => void;
@@ -125,18 +133,20 @@ type SendRequest = (
   parts?: RequestParts,
 ) => Promise<Response>;
 
-/** The request headers: JSON, the credentials, and the body's type. */
-async function requestHeaders(
-  options: KubeApiOptions,
-  { line, contentType }: { line: string; contentType?: string },
-): Promise<Headers> {
-  const headers = new Headers({ accept: "application/json" });
-  let auth: string | undefined;
+/**
+ * The credentials for one request. Security: Headers quote an invalid value
+ * (the token) in their TypeError, and a plugin's failure is an operator's
+ * line, so either becomes a CredentialsUnavailable error without the value.
+ */
+async function credentialsFor(
+  get: () => Promise<KubeCredentials>,
+  line: string,
+): Promise<KubeCredentials> {
   try {
-    auth = await options.authorization?.();
-    if (auth) headers.set("authorization", auth);
+    const credentials = await get();
+    if (credentials.authorization) new Headers({ authorization: credentials.authorization });
+    return credentials;
   } catch (err) {
-    // Security: Headers quote an invalid value (the token) in their TypeError.
     throw new KubeApiError(
       0,
       "CredentialsUnavailable",
@@ -145,6 +155,15 @@ async function requestHeaders(
       }`,
     );
   }
+}
+
+/** The request headers: JSON, the credentials, and the body's type. */
+function requestHeaders(
+  credentials: KubeCredentials,
+  contentType: string | undefined,
+): Headers {
+  const headers = new Headers({ accept: "application/json" });
+  if (credentials.authorization) headers.set("authorization", credentials.authorization);
   if (contentType) headers.set("content-type", contentType);
   return headers;
 }
@@ -153,41 +172,48 @@ async function requestHeaders(
 function createRequest(options: KubeApiOptions): SendRequest {
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 15_000;
+  const current = options.credentials ?? (async () => ({
+    authorization: await options.authorization?.(),
+    httpClient: options.httpClient,
+  }));
   return async (verb, method, path, parts = {}) => {
-    options.onRequest?.(verb);
-    const headers = await requestHeaders(options, {
-      line: `${method} ${path}`,
-      contentType: parts.contentType,
-    });
-    let response: Response;
-    try {
-      response = await doFetch(`${options.server}${path}`, {
-        method,
-        headers,
-        body: parts.body,
-        signal: parts.signal ?? AbortSignal.timeout(timeoutMs),
-        redirect: "error",
-        client: options.httpClient,
-      } as RequestInit);
-    } catch (err) {
-      if (parts.signal?.aborted) throw err;
-      // Deno's "fetch failed" keeps what happened (refused, DNS, TLS) in its cause.
-      const cause = err instanceof Error && err.cause !== undefined
-        ? `: ${describeError(err.cause)}`
-        : "";
-      throw new KubeApiError(
-        0,
-        "NetworkError",
-        `${method} ${path} failed: ${describeError(err)}${cause}`,
-        { cause: err },
-      );
+    const line = `${method} ${path}`;
+    const send = async (credentials: KubeCredentials): Promise<Response> => {
+      options.onRequest?.(verb);
+      try {
+        return await doFetch(`${options.server}${path}`, {
+          method,
+          headers: requestHeaders(credentials, parts.contentType),
+          body: parts.body,
+          signal: parts.signal ?? AbortSignal.timeout(timeoutMs),
+          redirect: "error",
+          client: credentials.httpClient,
+        } as RequestInit);
+      } catch (err) {
+        if (parts.signal?.aborted) throw err;
+        // Deno's "fetch failed" keeps what happened (refused, DNS, TLS) in its cause.
+        const cause = err instanceof Error && err.cause !== undefined
+          ? `: ${describeError(err.cause)}`
+          : "";
+        throw new KubeApiError(0, "NetworkError", `${line} failed: ${describeError(err)}${cause}`, {
+          cause: err,
+        });
+      }
+    };
+    const credentials = await credentialsFor(current, line);
+    let response = await send(credentials);
+    const renew = options.renewCredentials;
+    if (response.status === 401 && renew) {
+      // The plugin's credentials were revoked or expired early: run it again, retry once.
+      await response.body?.cancel();
+      response = await send(await credentialsFor(() => renew(credentials), line));
     }
     if (!response.ok) {
       const { reason, message } = await readStatus(response);
       throw new KubeApiError(
         response.status,
         reason,
-        `${method} ${path}: ${response.status} ${reason}${message ? `: ${message}` : ""}`,
+        `${line}: ${response.status} ${reason}${message ? `: ${message}` : ""}`,
       );
     }
     return response;

@@ -1,42 +1,56 @@
 /**
- * How the worker reaches the API server: a kubeconfig file, or the in-cluster
- * ServiceAccount (token, CA, KUBERNETES_SERVICE_HOST/PORT). Produces a Deno
- * HTTP client (cluster CA, client certificate) and an Authorization header
- * that re-reads token files, so rotated ServiceAccount tokens are picked up.
- * The kubeconfig is the operator's; its secrets never reach a log or an error.
- * Every value is checked here at startup (shape in kubeconfig_yaml.ts; base64,
- * PEM and tokens in credentials.ts; the server URL below), so a malformed
- * input stops the worker with one ERR_KUBE line naming the field by position.
+ * How the worker reaches the API server: a kubeconfig (one file, or a
+ * KUBECONFIG list merged as kubectl merges it, kubeconfig_merge.ts), or the
+ * in-cluster ServiceAccount (token, CA, KUBERNETES_SERVICE_HOST/PORT).
+ * Produces the credentials of each request: a Deno HTTP client (cluster CA,
+ * client certificate) and an Authorization header, from a token file re-read
+ * so rotated ServiceAccount tokens are picked up, or from an exec plugin
+ * (exec_source.ts). The kubeconfig is the operator's; its secrets never reach
+ * a log or an error. Every value is checked here at startup (shape in
+ * kubeconfig_yaml.ts; base64, PEM and tokens in credentials.ts; the server URL
+ * below; the plugin by running it once), so a malformed input stops the worker
+ * with one ERR_KUBE line naming the field by position.
  *
- * Supported: token, tokenFile, client certificates (inline or files). Refused
- * with a clear error: exec plugins and auth providers (the worker may not run
- * processes), basic auth, insecure-skip-tls-verify, proxy-url, tls-server-name.
+ * Supported: token, tokenFile, client certificates (inline or files), exec
+ * plugins (client.authentication.k8s.io v1 and v1beta1; only with Deno's run
+ * permission for that command). Refused with a clear error: auth providers,
+ * basic auth, impersonation, insecure-skip-tls-verify, proxy-url,
+ * tls-server-name, and exec beside a token or client certificate.
  */
 
 import { AppError } from "../../shared/errors.ts";
 import { describeError } from "../../lib/error_text.ts";
-import { isLoopbackHost } from "../../lib/setting_values.ts";
+import type { Logger } from "../../lib/log.ts";
 import {
   checkPem,
   checkToken,
   createTlsClient,
   decodeBase64Field,
+  type KubeCredentials,
   type PemKind,
 } from "./credentials.ts";
+import { type ExecPlugin, parseExecPlugin } from "./exec_credential.ts";
 import {
-  type Entry,
-  fieldsOf,
-  findNamed,
-  type Mapping,
-  parseKubeconfigYaml,
-} from "./kubeconfig_yaml.ts";
+  checkRunPermission,
+  type PluginOutput,
+  runExecPlugin,
+  type RunPermission,
+} from "./exec_plugin.ts";
+import { createExecSource } from "./exec_source.ts";
+import { loadKubeconfigs, type SourcedEntry } from "./kubeconfig_merge.ts";
+import { checkServer, present, refuseUnsupported, selectContext } from "./kubeconfig_select.ts";
 
 /** What kube/api.ts needs to talk to the API server. */
 export interface KubeAccess {
   server: string;
-  httpClient: Deno.HttpClient;
+  /** The HTTP client in use now (an exec plugin's new certificate replaces it: prefer credentials()). */
+  readonly httpClient: Deno.HttpClient;
   /** The current Authorization header value, if the user authenticates by token. */
   authorization(): Promise<string | undefined>;
+  /** The credentials for the next request. */
+  credentials(): Promise<KubeCredentials>;
+  /** Set for an exec plugin: after a 401 to `refused`, the plugin's next credentials. */
+  renewCredentials?(refused: KubeCredentials): Promise<KubeCredentials>;
   /** For the startup log: server, context and auth kind, never credentials. */
   description: Record<string, string>;
   /** The CA bundle (PEM) the client trusts; undefined means the system roots. Public, not secret. */
@@ -50,12 +64,23 @@ const TOKEN_REREAD_MS = 60_000;
 
 /** Options for loadKubeAccess. */
 export interface KubeAccessOptions {
-  /** Empty means in-cluster. */
+  /** A kubeconfig path, or a ':'-separated list merged as kubectl does; empty means in-cluster. */
   kubeconfig: string;
   serviceAccountDir?: string;
   env?: (name: string) => string | undefined;
   now?: () => number;
+  /** Where an exec plugin's runs and stderr are logged. */
+  logger?: Logger;
+  /** Deno's run permission for a command; default Deno.permissions.query. */
+  runPermission?: RunPermission;
+  /** Runs an exec plugin once; default runExecPlugin (bounded in time and output). */
+  runPlugin?: (plugin: ExecPlugin) => Promise<PluginOutput>;
 }
+
+/** What fromKubeconfig needs besides the kubeconfig. */
+type KubeconfigOptions = Omit<KubeAccessOptions, "kubeconfig" | "serviceAccountDir" | "env"> & {
+  now: () => number;
+};
 
 function kubeError(message: string, cause?: unknown): AppError {
   return new AppError("ERR_KUBE", message, { cause });
@@ -85,60 +110,29 @@ function tokenFile(path: string, now: () => number): () => Promise<string> {
   };
 }
 
-/**
- * The API server's base URL, without a trailing slash. It is logged at startup
- * and prefixed to every request, so it must be a plain https URL (http only to
- * this machine, e.g. `kubectl proxy`). Security: a URL with a user or password
- * is refused without quoting it.
- */
-function checkServer(raw: string, field: string): string {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw kubeError(`${field} is not a URL (expected https://<host>:<port>)`);
-  }
-  if (url.username || url.password) {
-    throw kubeError(`${field} carries a user or password in the URL; the worker refuses it`);
-  }
-  const loopback = isLoopbackHost(url.hostname);
-  if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
-    throw kubeError(
-      `${field} must be an https:// URL (http:// only to this machine): the token must not travel in clear text`,
-    );
-  }
-  if (url.search || url.hash) throw kubeError(`${field} must not have a query or fragment`);
-  return raw.trim().replace(/\/+$/, "");
-}
-
-function dirOf(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i <= 0 ? (i === 0 ? "/" : ".") : path.slice(0, i);
-}
-
 function resolvePath(base: string, path: string): string {
   return path.startsWith("/") ? path : `${base}/${path}`;
 }
 
-async function fromKubeconfig(path: string, now: () => number): Promise<KubeAccess> {
-  const doc = parseKubeconfigYaml(await readText(path, "kubeconfig"), path);
-  const { contextName, cluster, user, server } = selectContext(doc, path);
+async function fromKubeconfig(value: string, options: KubeconfigOptions): Promise<KubeAccess> {
+  const kubeconfig = await loadKubeconfigs(value, (path) => readText(path, "kubeconfig"));
+  const { contextName, cluster, user, server } = selectContext(kubeconfig);
   refuseUnsupported(cluster.body, user?.body ?? {});
-  const base = dirOf(path);
   const ca = await pemField(cluster, {
-    base,
     data: "certificate-authority-data",
     file: "certificate-authority",
     kind: "certificate",
   });
+  const description = { server, source: "kubeconfig", context: contextName };
+  if (user && present(user.body, "exec")) {
+    return await fromExecPlugin({ user, cluster, server, ca, description }, options);
+  }
   const cert = await pemField(user, {
-    base,
     data: "client-certificate-data",
     file: "client-certificate",
     kind: "certificate",
   });
   const key = await pemField(user, {
-    base,
     data: "client-key-data",
     file: "client-key",
     kind: "private key",
@@ -148,79 +142,71 @@ async function fromKubeconfig(path: string, now: () => number): Promise<KubeAcce
       "The kubeconfig user has a client certificate without its key, or a key without its certificate",
     );
   }
-  const readToken = tokenSource(user, { base, now });
+  const readToken = tokenSource(user, options.now);
   if (!readToken && !cert) {
-    throw kubeError("The kubeconfig user has no token, tokenFile or client certificate");
+    throw kubeError("The kubeconfig user has no token, tokenFile, client certificate or exec");
   }
   if (readToken) await readToken(); // fail at startup, not on the first event
+  const httpClient = createTlsClient({ ca, cert, key });
+  const authorization = async () => readToken ? `Bearer ${await readToken()}` : undefined;
   return {
     server,
-    httpClient: createTlsClient({ ca, cert, key }),
-    authorization: async () => readToken ? `Bearer ${await readToken()}` : undefined,
-    description: {
-      server,
-      source: "kubeconfig",
-      context: contextName,
-      auth: cert ? "client certificate" : "token",
-    },
+    httpClient,
+    authorization,
+    credentials: async () => ({ authorization: await authorization(), httpClient }),
+    description: { ...description, auth: cert ? "client certificate" : "token" },
     caPem: ca?.pem,
   };
 }
 
-/** The current context, its cluster (which must have a server) and its user. */
-function selectContext(doc: Mapping, path: string) {
-  const top = fieldsOf(doc, `Kubeconfig ${path}:`);
-  const contextName = top.text("current-context");
-  const context = contextName
-    ? findNamed(doc, path, "contexts", "context", contextName)
-    : undefined;
-  if (!contextName || !context) {
-    const names = top.list("contexts").map((c) => c.name).filter((n) => typeof n === "string")
-      .map((n) => (n as string).slice(0, 63)).join(", ") || "none";
-    throw kubeError(
-      `Kubeconfig ${path} has no usable current-context (contexts: ${names}): set current-context`,
-    );
+/**
+ * Credentials from the user's exec plugin, which must be allowed to run and
+ * runs once now: a plugin that cannot work stops the worker at startup.
+ */
+async function fromExecPlugin(
+  { user, cluster, server, ca, description }: {
+    user: SourcedEntry;
+    cluster: SourcedEntry;
+    server: string;
+    ca?: { pem: string; field: string };
+    description: Record<string, string>;
+  },
+  options: KubeconfigOptions,
+): Promise<KubeAccess> {
+  const plugin = parseExecPlugin(user, {
+    server,
+    caPem: ca?.pem,
+    extensions: cluster.body.extensions,
+  });
+  await checkRunPermission(plugin, options.runPermission);
+  const baseClient = createTlsClient({ ca });
+  const source = createExecSource({
+    plugin,
+    run: options.runPlugin ?? ((p) => runExecPlugin(p)),
+    ca,
+    baseClient,
+    now: options.now,
+    logger: options.logger,
+  });
+  let current: KubeCredentials;
+  try {
+    current = await source.credentials();
+  } catch (err) {
+    baseClient.close();
+    throw err;
   }
-  const clusterName = context.fields.text("cluster");
-  const userName = context.fields.text("user");
-  const cluster = clusterName === undefined
-    ? undefined
-    : findNamed(doc, path, "clusters", "cluster", clusterName);
-  const user = userName === undefined ? undefined : findNamed(doc, path, "users", "user", userName);
-  const rawServer = cluster?.fields.text("server");
-  if (!cluster || !rawServer) {
-    throw kubeError(`Kubeconfig ${path}: context ${contextName} names no cluster with a server`);
-  }
-  const server = checkServer(rawServer, `${cluster.where}.server`);
-  return { contextName, cluster, user, server };
-}
-
-/** Refuses what the worker cannot do safely (or at all), saying what to change. */
-function refuseUnsupported(clusterBody: Mapping, userBody: Mapping): void {
-  const present = (body: Mapping, key: string) =>
-    body[key] !== undefined && body[key] !== null && body[key] !== false;
-  if (present(clusterBody, "insecure-skip-tls-verify")) {
-    throw kubeError(
-      "The kubeconfig sets insecure-skip-tls-verify, which the worker refuses: give the cluster's CA",
-    );
-  }
-  for (const unsupported of ["proxy-url", "tls-server-name"]) {
-    if (present(clusterBody, unsupported)) {
-      throw kubeError(`The kubeconfig sets ${unsupported}, which the worker does not support`);
-    }
-  }
-  for (const unsupported of ["exec", "auth-provider"]) {
-    if (present(userBody, unsupported)) {
-      throw kubeError(
-        `The kubeconfig user authenticates with ${unsupported}, which the worker cannot use (it may not run processes): use a token, tokenFile or client certificate`,
-      );
-    }
-  }
-  if (present(userBody, "username") || present(userBody, "password")) {
-    throw kubeError(
-      "The kubeconfig user uses basic auth, which Kubernetes removed: use a token or client certificate",
-    );
-  }
+  const track = (credentials: KubeCredentials) => (current = credentials);
+  return {
+    server,
+    get httpClient() {
+      return current.httpClient ?? baseClient;
+    },
+    authorization: async () => track(await source.credentials()).authorization,
+    credentials: async () => track(await source.credentials()),
+    renewCredentials: async (refused) => track(await source.renew(refused)),
+    description: { ...description, auth: "exec plugin", exec_command: plugin.command },
+    caPem: ca?.pem,
+  };
 }
 
 /**
@@ -228,8 +214,8 @@ function refuseUnsupported(clusterBody: Mapping, userBody: Mapping): void {
  * (relative to the kubeconfig's folder); undefined when neither is set.
  */
 async function pemField(
-  entry: Entry | undefined,
-  keys: { base: string; data: string; file: string; kind: PemKind },
+  entry: SourcedEntry | undefined,
+  keys: { data: string; file: string; kind: PemKind },
 ) {
   if (!entry) return undefined;
   const data = entry.fields.text(keys.data);
@@ -239,15 +225,15 @@ async function pemField(
   }
   const file = entry.fields.text(keys.file);
   if (file === undefined) return undefined;
-  const resolved = resolvePath(keys.base, file);
+  const resolved = resolvePath(entry.base, file);
   const field = `${entry.where}.${keys.file} (${resolved})`;
   return { pem: checkPem(await readText(resolved, keys.file), field, keys.kind), field };
 }
 
 /** The user's token: inline (checked now), or a tokenFile re-read as it rotates. */
 function tokenSource(
-  user: Entry | undefined,
-  { base, now }: { base: string; now: () => number },
+  user: SourcedEntry | undefined,
+  now: () => number,
 ): (() => Promise<string>) | undefined {
   // An empty token counts as none, as in client-go.
   const token = user?.fields.text("token") || undefined;
@@ -256,11 +242,17 @@ function tokenSource(
     checkToken(token, `${user?.where}.token`);
     return () => Promise.resolve(token);
   }
-  return tokenPath !== undefined ? tokenFile(resolvePath(base, tokenPath), now) : undefined;
+  return tokenPath !== undefined && user
+    ? tokenFile(resolvePath(user.base, tokenPath), now)
+    : undefined;
 }
 
 async function inCluster(
-  options: Required<Omit<KubeAccessOptions, "kubeconfig">>,
+  options: {
+    serviceAccountDir: string;
+    env: (name: string) => string | undefined;
+    now: () => number;
+  },
 ): Promise<KubeAccess> {
   const host = options.env("KUBERNETES_SERVICE_HOST");
   const port = options.env("KUBERNETES_SERVICE_PORT");
@@ -278,10 +270,13 @@ async function inCluster(
   const ca = checkPem(await readText(caPath, "service-account CA"), caField, "certificate");
   const readToken = tokenFile(`${options.serviceAccountDir}/token`, options.now);
   await readToken();
+  const httpClient = createTlsClient({ ca: { pem: ca, field: caField } });
+  const authorization = async () => `Bearer ${await readToken()}`;
   return {
     server,
-    httpClient: createTlsClient({ ca: { pem: ca, field: caField } }),
-    authorization: async () => `Bearer ${await readToken()}`,
+    httpClient,
+    authorization,
+    credentials: async () => ({ authorization: await authorization(), httpClient }),
     description: {
       server,
       source: "in-cluster",
@@ -295,7 +290,7 @@ async function inCluster(
 /** Loads API access; throws ERR_KUBE saying what to fix when that is impossible. */
 export async function loadKubeAccess(options: KubeAccessOptions): Promise<KubeAccess> {
   const now = options.now ?? Date.now;
-  if (options.kubeconfig) return await fromKubeconfig(options.kubeconfig, now);
+  if (options.kubeconfig) return await fromKubeconfig(options.kubeconfig, { ...options, now });
   return await inCluster({
     serviceAccountDir: options.serviceAccountDir ?? SERVICE_ACCOUNT_DIR,
     env: options.env ?? ((name) => Deno.env.get(name)),

@@ -130,6 +130,14 @@ export function checkToken(token: string, what: string): string {
   return token;
 }
 
+/** What one request authenticates with. */
+export interface KubeCredentials {
+  /** The Authorization header value, if the user authenticates by token. */
+  authorization?: string;
+  /** The cluster's CA, and the user's client certificate if there is one; unset: Deno's default. */
+  httpClient?: Deno.HttpClient;
+}
+
 /** TLS material for createHttpClient, with the names of the fields it came from. */
 export interface Tls {
   ca?: { pem: string; field: string };

@@ -118,3 +118,50 @@ Deno.test("createKubeApi() says why a request did not reach the server, not only
     message: /failed: fetch failed: .*(refused|connect)/i,
   });
 });
+
+Deno.test("createKubeApi() retries a 401 once with renewed credentials, only when it can renew them", async (t) => {
+  const unauthorized = () =>
+    new Response(JSON.stringify({ kind: "Status", reason: "Unauthorized" }), { status: 401 });
+  await t.step(
+    "with renewCredentials: renewed once, retried once, both requests counted",
+    async () => {
+      const sent: (string | null)[] = [];
+      const renewed: (string | undefined)[] = [];
+      const verbs: string[] = [];
+      const api = createKubeApi({
+        server: "https://127.0.0.1:1",
+        credentials: () => Promise.resolve({ authorization: "Bearer old" }),
+        renewCredentials: (refused) => {
+          renewed.push(refused.authorization);
+          return Promise.resolve({ authorization: "Bearer new" });
+        },
+        onRequest: (verb) => verbs.push(verb),
+        fetch: (_url, init) => {
+          const auth = new Headers(init?.headers).get("authorization");
+          sent.push(auth);
+          return Promise.resolve(auth === "Bearer new" ? Response.json({}) : unauthorized());
+        },
+      });
+      await api.getDeployment("ns", "d");
+      assertEquals(sent, ["Bearer old", "Bearer new"]);
+      assertEquals(renewed, ["Bearer old"]);
+      assertEquals(verbs, ["get", "get"]);
+    },
+  );
+  await t.step("without renewCredentials (a static token): the 401 is the answer", async () => {
+    let calls = 0;
+    const api = createKubeApi({
+      server: "https://127.0.0.1:1",
+      authorization: () => Promise.resolve("Bearer static"),
+      fetch: () => {
+        calls++;
+        return Promise.resolve(unauthorized());
+      },
+    });
+    await assertRejects(() => api.getDeployment("ns", "d"), {
+      instanceOf: KubeApiError,
+      reason: "Unauthorized",
+    });
+    assertEquals(calls, 1);
+  });
+});
