@@ -1,11 +1,13 @@
 /**
- * Keeps the generated blocks of docs/ identical to the code's tables: the
- * settings table in docs/configuration.md (SETTINGS), and the reason tables
- * and error-code table in docs/operations.md (REASONS, ERROR_CODES).
- * `deno task docs` rewrites them; the docs test fails on drift.
+ * Keeps the generated blocks of the docs identical to their sources: the
+ * settings table in docs/configuration.md (SETTINGS), the reason tables and
+ * error-code table in docs/operations.md (REASONS, ERROR_CODES), and the
+ * chart README's values table (values.yaml's comments, tools/chart_readme.ts).
+ * `deno task docs` rewrites them; the docs tests fail on drift.
  */
 
 import { renderSettingsTable } from "../config/command_line.ts";
+import { CHART_README, renderChartValuesTable } from "./chart_readme.ts";
 import { renderErrorCodeTable } from "../shared/errors.ts";
 import { renderReasonTables } from "../web/reasons.ts";
 import { ROOT } from "./program.ts";
@@ -28,6 +30,7 @@ export const GENERATED_BLOCKS: readonly GeneratedBlock[] = [
   { file: CONFIGURATION_DOC, name: "settings", render: renderSettingsTable },
   { file: OPERATIONS_DOC, name: "reasons", render: renderReasonTables },
   { file: OPERATIONS_DOC, name: "error-codes", render: renderErrorCodeTable },
+  { file: CHART_README, name: "values", render: renderChartValuesTable },
 ];
 
 /** The files that hold generated blocks. */

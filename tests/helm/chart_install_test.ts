@@ -2,7 +2,10 @@
  * The chart on the real test API server: `helm template` output applied with
  * `kubectl apply` (client-side, as docs/deployment.md says) into a namespace
  * that enforces and warns on Pod Security "restricted" — no error, no
- * warning, and a second apply leaves every object `unchanged`. Then the real
+ * warning, and a second apply leaves every object `unchanged`. The full set
+ * has every optional object on (disruption budgets, NetworkPolicies, the
+ * Ingress, spread over nodes, monitoring); other combinations of the options
+ * pass a server-side dry run with no warning. Then the real
  * worker, configured by the chart's env (its signing keys read from the
  * Secret and ConfigMap the chart names, as the kubelet would) and running as
  * the chart's ServiceAccount with the chart's RBAC and admission policy,
@@ -35,6 +38,13 @@ const hasKubectl = Deno.env.get("KRT_TEST_KUBECTL") !== undefined;
 const helmBin = info && hasKubectl ? await locateHelm() : undefined;
 const FULL_VALUES = "k8s/helm/kuberollouttrigger/ci/full-values.yaml";
 const RESTARTED_AT = "kubectl.kubernetes.io/restartedAt";
+/**
+ * kubectl's patch for a PodDisruptionBudget is never empty (policy/v1's
+ * spec.selector has the patch strategy "replace"), so a re-apply says
+ * "configured" though the spec stays as it was: the test checks the
+ * generation instead.
+ */
+const BUDGET = /^poddisruptionbudget\.policy\//;
 const RESTRICTED = {
   "pod-security.kubernetes.io/enforce": "restricted",
   "pod-security.kubernetes.io/warn": "restricted",
@@ -104,6 +114,20 @@ Deno.test({
         "rbac.scope=namespaced",
       ];
       const full = await render(helmBin!, product, ["-f", FULL_VALUES, ...here]);
+      await t.step("the full set has every optional object on", () => {
+        const kinds = full.docs.map((d) => d.kind);
+        const count = (kind: string) => kinds.filter((k) => k === kind).length;
+        assertEquals(
+          [count("PodDisruptionBudget"), count("NetworkPolicy"), count("Ingress")],
+          [2, 3, 1],
+        );
+        for (const d of full.docs.filter((d) => d.kind === "Deployment")) {
+          const spec = d.spec.template.spec;
+          if (d.spec.replicas < 2) continue;
+          assert(spec.topologySpreadConstraints?.length, `${d.metadata.name} spreads`);
+          assert(spec.affinity?.podAntiAffinity, `${d.metadata.name} has anti-affinity`);
+        }
+      });
       let objects: string[] = [];
       await t.step("the first apply creates every object, with no warning", async () => {
         const first = await kubectl(info!, ["apply", "-f", "-"], full.text);
@@ -114,14 +138,38 @@ Deno.test({
         assertEquals(objects.length, full.docs.length, first.stdout);
         assertEquals(Object.values(report).filter((v) => v !== "created"), [], first.stdout);
       });
-      await t.step("a second apply reports every object unchanged", async () => {
-        const again = await kubectl(info!, ["apply", "-f", "-"], full.text);
-        assertEquals(again.code, 0, again.stderr);
-        assertEquals(again.stderr, "");
-        const changed = Object.entries(applyReport(again.stdout))
-          .filter(([, verb]) => verb !== "unchanged");
-        assertEquals(changed, [], "objects a re-apply would change");
-      });
+      await t.step(
+        "a second apply changes nothing: every object unchanged, the budgets' generation kept",
+        async () => {
+          const budgets = full.docs.filter((d) => d.kind === "PodDisruptionBudget")
+            .map((d) => d.metadata.name as string);
+          const versions = () =>
+            Promise.all(budgets.map(async (name) => {
+              const got = await cluster.admin.request(
+                "GET",
+                `/apis/policy/v1/namespaces/${product}/poddisruptionbudgets/${name}`,
+              );
+              assertEquals(got.status, 200, name);
+              // The generation moves with the spec only: the disruption controller's status
+              // writes leave it.
+              const { metadata, spec } = got.json as {
+                metadata: { generation: number };
+                spec: unknown;
+              };
+              return { generation: metadata.generation, spec };
+            }));
+          const before = await versions();
+          const again = await kubectl(info!, ["apply", "-f", "-"], full.text);
+          assertEquals(again.code, 0, again.stderr);
+          assertEquals(again.stderr, "");
+          const changed = Object.entries(applyReport(again.stdout))
+            .filter(([object, verb]) =>
+              verb !== "unchanged" && !(BUDGET.test(object) && verb === "configured")
+            );
+          assertEquals(changed, [], "objects a re-apply would change");
+          assertEquals(await versions(), before, 'a budget\'s "configured" changed its spec');
+        },
+      );
       await t.step("every pod template passes a dry run as a restricted Pod", async () => {
         await dryRunPodTemplates(cluster, product, [
           "kuberollouttrigger-web",
@@ -129,6 +177,65 @@ Deno.test({
           "kuberollouttrigger-valkey",
         ]);
       });
+      await t.step(
+        "other combinations of the options pass a server-side dry run, with no warning",
+        async (t) => {
+          const keys = signedArgs("krt-test", reportKeyLine((await generateKeyPair()).publicPem));
+          const named = [...here, "--set", "worker.clusterName=krt-test", ...keys];
+          const combinations: [string, string[]][] = [
+            ["the defaults: budgets and spread on", named],
+            ["one replica each: no budget, no spread", [
+              ...named,
+              "--set",
+              "web.replicas=1",
+              "--set",
+              "worker.replicas=1",
+            ]],
+            ["NetworkPolicies without the quickstart Valkey, an Ingress with no class or Secret", [
+              ...named,
+              "--set",
+              "networkPolicy.enabled=true",
+              "--set",
+              "networkPolicy.apiServer.cidrs={10.0.0.10/32}",
+              "--set",
+              "networkPolicy.valkey.cidrs={10.20.0.5/32}",
+              "--set",
+              "web.ingress.enabled=true",
+              "--set",
+              "web.ingress.host=rollouts.example.com",
+            ]],
+            ["web only, spread and budget off, an Ingress without TLS", [
+              ...here,
+              ...keys,
+              "--set",
+              "worker.enabled=false",
+              "--set",
+              "web.spreadAcrossNodes=false",
+              "--set",
+              "web.podDisruptionBudget.enabled=false",
+              "--set",
+              "web.ingress.enabled=true",
+              "--set",
+              "web.ingress.host=rollouts.example.com",
+              "--set",
+              "web.ingress.tls.enabled=false",
+            ]],
+          ];
+          for (const [what, args] of combinations) {
+            await t.step(what, async () => {
+              const rendered = await render(helmBin!, product, args);
+              const dry = await kubectl(
+                info!,
+                ["apply", "--dry-run=server", "-f", "-"],
+                rendered.text,
+              );
+              assertEquals(dry.code, 0, dry.stderr);
+              assertEquals(dry.stderr, "", "no warnings");
+              assertEquals(Object.keys(applyReport(dry.stdout)).length, rendered.docs.length);
+            });
+          }
+        },
+      );
 
       await t.step(
         "the worker as the chart configures it restarts a matching Deployment",

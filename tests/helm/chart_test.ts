@@ -7,8 +7,12 @@
  * rendered manifests checked against what must not drift from the rest of the
  * project: every env var is a setting of config/settings.ts for that mode, the
  * RBAC rules and the admission policy are those of k8s/, and every metric an
- * alert names is one the program exports. Under CI=true a missing Go fails
- * the run (tests/helpers/skip.ts).
+ * alert names is one the program exports. values.schema.json refuses a table
+ * of planted wrong values in both `helm lint --strict` and `helm template`;
+ * the optional objects (disruption budgets, spread over nodes, NetworkPolicies,
+ * the Ingress) render as their values say, and the security-relevant ones are
+ * grouped under `security:`. Under CI=true a missing Go fails the run
+ * (tests/helpers/skip.ts).
  */
 
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
@@ -67,39 +71,44 @@ Deno.test({
   ignore: helmBin === undefined,
   async fn(t) {
     const version = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).version;
-    await t.step("defaults: web, worker, namespaced RBAC for default, the policy", async () => {
-      const { docs } = await render(helmBin!, "krt", NAMED);
-      assertEquals(
-        docs.map((d) => `${d.kind}/${d.metadata.namespace ?? ""}/${d.metadata.name}`).sort(),
-        [
-          "Deployment/krt/kuberollouttrigger-web",
-          "Deployment/krt/kuberollouttrigger-worker",
-          "Role/default/kuberollouttrigger-worker",
-          "RoleBinding/default/kuberollouttrigger-worker",
-          "Service/krt/kuberollouttrigger-web",
-          "ServiceAccount/krt/kuberollouttrigger-worker",
-          "ValidatingAdmissionPolicy//kuberollouttrigger-worker-restart-only",
-          "ValidatingAdmissionPolicyBinding//kuberollouttrigger-worker-restart-only",
-        ],
-      );
-      const web = find(docs, "Deployment", "kuberollouttrigger-web")[0];
-      assertEquals(
-        web.spec.template.spec.containers[0].image,
-        `ghcr.io/kuberollouttrigger/kuberollouttrigger:${version}`,
-        "the image tag defaults to the release's version",
-      );
-      const worker = find(docs, "Deployment", "kuberollouttrigger-worker")[0];
-      assertEquals(
-        worker.spec.template.spec.containers[0].env.find((e: Doc) => e.name === "CLUSTER_NAME"),
-        { name: "CLUSTER_NAME", value: "krt-test" },
-      );
-      const binding = find(docs, "RoleBinding")[0];
-      assertEquals(binding.subjects, [{
-        kind: "ServiceAccount",
-        name: "kuberollouttrigger-worker",
-        namespace: "krt",
-      }]);
-    });
+    await t.step(
+      "defaults: web, worker, their disruption budgets, namespaced RBAC for default, the policy",
+      async () => {
+        const { docs } = await render(helmBin!, "krt", NAMED);
+        assertEquals(
+          docs.map((d) => `${d.kind}/${d.metadata.namespace ?? ""}/${d.metadata.name}`).sort(),
+          [
+            "Deployment/krt/kuberollouttrigger-web",
+            "Deployment/krt/kuberollouttrigger-worker",
+            "PodDisruptionBudget/krt/kuberollouttrigger-web",
+            "PodDisruptionBudget/krt/kuberollouttrigger-worker",
+            "Role/default/kuberollouttrigger-worker",
+            "RoleBinding/default/kuberollouttrigger-worker",
+            "Service/krt/kuberollouttrigger-web",
+            "ServiceAccount/krt/kuberollouttrigger-worker",
+            "ValidatingAdmissionPolicy//kuberollouttrigger-worker-restart-only",
+            "ValidatingAdmissionPolicyBinding//kuberollouttrigger-worker-restart-only",
+          ],
+        );
+        const web = find(docs, "Deployment", "kuberollouttrigger-web")[0];
+        assertEquals(
+          web.spec.template.spec.containers[0].image,
+          `ghcr.io/kuberollouttrigger/kuberollouttrigger:${version}`,
+          "the image tag defaults to the release's version",
+        );
+        const worker = find(docs, "Deployment", "kuberollouttrigger-worker")[0];
+        assertEquals(
+          worker.spec.template.spec.containers[0].env.find((e: Doc) => e.name === "CLUSTER_NAME"),
+          { name: "CLUSTER_NAME", value: "krt-test" },
+        );
+        const binding = find(docs, "RoleBinding")[0];
+        assertEquals(binding.subjects, [{
+          kind: "ServiceAccount",
+          name: "kuberollouttrigger-worker",
+          namespace: "krt",
+        }]);
+      },
+    );
     await t.step("full: digest pinning, Valkey secret, monitoring, quickstart Valkey", async () => {
       const { docs } = await render(helmBin!, "krt", ["-f", FULL_VALUES]);
       const worker = find(docs, "Deployment", "kuberollouttrigger-worker")[0];
@@ -179,8 +188,6 @@ Deno.test({
         /worker\.clusterName "prod eu" must be 1-63/,
       ],
       [[...NAMED, "--set", "worker.watchNamespaces=null"], /worker\.watchNamespaces is empty/],
-      [[...NAMED, "--set", "rbac.scope=everywhere"], /rbac\.scope must be namespaced or cluster/],
-      [[...NAMED, "--set", "image.digest=latest"], /image\.digest must be sha256:/],
       [
         [...NAMED, "--set", "valkey.addr=v:6379", "--set", "valkey.clusterNodes={a:7000}"],
         /valkey\.addr and valkey\.clusterNodes exclude each other/,
@@ -217,7 +224,7 @@ async function refusal(args: string[]): Promise<string> {
   const out = await helm(helmBin!, ["template", "krt", CHART, ...args]);
   assertEquals(out.code, 1, `${args.join(" ")} renders: ${out.stdout.slice(0, 200)}`);
   const line = out.stderr.split("\n")[0];
-  assertMatch(line, /^Error: execution error at \(kuberollouttrigger\/templates\/\w+\.yaml:/);
+  assertMatch(line, /^Error: execution error at \(kuberollouttrigger\/templates\/[\w-]+\.yaml:/);
   return line;
 }
 
@@ -399,11 +406,6 @@ Deno.test({
           "worker.envFromSecrets.EVENT_VERIFY_KEYS.key=k",
         ],
         /EVENT_VERIFY_KEYS is set both from a ConfigMap and from a Secret: keep one/,
-      ],
-      [
-        "an opt-out that is not a boolean",
-        [...NAMED, "--set-string", "insecureAllowUnsignedMessages=true"],
-        /insecureAllowUnsignedMessages must be true or false, not "true"/,
       ],
     ];
     for (const [what, args, message] of cases) {
@@ -746,4 +748,591 @@ Deno.test("the chart's version and appVersion are deno.json's version", () => {
   const version = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).version;
   assertEquals(chart.version, version);
   assertEquals(chart.appVersion, version);
+});
+
+/** `helm lint --strict` and `helm template` of NAMED plus `args`: both must refuse, quoting `message`. */
+async function schemaRefusal(args: string[], message: RegExp, what: string): Promise<void> {
+  const [lint, template] = await Promise.all([
+    helm(helmBin!, ["lint", "--strict", CHART, ...NAMED, ...args]),
+    helm(helmBin!, ["template", "krt", CHART, ...NAMED, ...args]),
+  ]);
+  assertEquals(lint.code, 1, `${what}: helm lint passes`);
+  assertMatch(lint.stdout + lint.stderr, message, `${what}: helm lint`);
+  assertEquals(template.code, 1, `${what}: helm template renders`);
+  assertMatch(
+    template.stderr,
+    /^Error: values don't meet the specifications of the schema\(s\)/m,
+    `${what}: refused by the schema, before any template`,
+  );
+  assertMatch(template.stderr, message, `${what}: helm template`);
+}
+
+Deno.test({
+  name:
+    "values.schema.json refuses wrong types and misspelt keys of the chart's own, in helm lint --strict and helm template",
+  ignore: helmBin === undefined,
+  async fn(t) {
+    const cases: [string, string[], RegExp][] = [
+      [
+        "a word for replicas",
+        ["--set", "web.replicas=two"],
+        /'\/web\/replicas': got string, want integer/,
+      ],
+      ["negative replicas", ["--set", "worker.replicas=-1"], /'\/worker\/replicas': minimum/],
+      [
+        "yes for a boolean",
+        ["--set", "valkey.tls=yes"],
+        /'\/valkey\/tls': got string, want boolean/,
+      ],
+      [
+        "the opt-out as a string",
+        ["--set-string", "insecureAllowUnsignedMessages=true"],
+        /'\/insecureAllowUnsignedMessages': got string, want boolean/,
+      ],
+      [
+        "on for a boolean",
+        ["--set", "networkPolicy.enabled=on"],
+        /'\/networkPolicy\/enabled': got string, want boolean/,
+      ],
+      [
+        "a scope that is neither",
+        ["--set", "rbac.scope=everywhere"],
+        /'\/rbac\/scope': value must be one of/,
+      ],
+      [
+        "a digest that is a tag",
+        ["--set", "image.digest=latest"],
+        /'\/image\/digest': '[^']*' does not match pattern/,
+      ],
+      ["an unknown log level", ["--set", "logLevel=verbose"], /'\/logLevel': value must be one of/],
+      [
+        "a port out of range",
+        ["--set", "web.service.port=70000"],
+        /'\/web\/service\/port': maximum/,
+      ],
+      [
+        "an ExternalName Service",
+        ["--set", "web.service.type=ExternalName"],
+        /'\/web\/service\/type': value must be one of/,
+      ],
+      [
+        "a number as a label",
+        ["--set", "web.podLabels.version=2"],
+        /'\/web\/podLabels\/version': got number, want string/,
+      ],
+      [
+        "a CIDR without its prefix",
+        ["--set", "networkPolicy.apiServer.cidrs={10.0.0.1}"],
+        /'\/networkPolicy\/apiServer\/cidrs\/0': '10\.0\.0\.1' does not match pattern/,
+      ],
+      [
+        "a port by name",
+        ["--set", "networkPolicy.valkey.ports={redis}"],
+        /'\/networkPolicy\/valkey\/ports\/0': got string, want integer/,
+      ],
+      [
+        "no port at all",
+        ["--set-json", "networkPolicy.apiServer.ports=[]"],
+        /'\/networkPolicy\/apiServer\/ports': minItems/,
+      ],
+      [
+        "half as a budget",
+        ["--set", "web.podDisruptionBudget.maxUnavailable=half"],
+        /'\/web\/podDisruptionBudget\/maxUnavailable'/,
+      ],
+      [
+        "an Ingress path without its slash",
+        ["--set", "web.ingress.paths={event}"],
+        /'\/web\/ingress\/paths\/0': 'event' does not match pattern/,
+      ],
+      [
+        "a misspelt key",
+        ["--set", "web.replica=3"],
+        /'\/web': additional properties 'replica' not allowed/,
+      ],
+      [
+        "a misspelt top-level key",
+        ["--set", "valkeyy.addr=v:6379"],
+        /at '': additional properties 'valkeyy' not allowed/,
+      ],
+      [
+        "a misspelt key of a reference",
+        ["--set", "valkey.passwordSecret.nam=auth"],
+        /'\/valkey\/passwordSecret': additional properties 'nam' not allowed/,
+      ],
+      [
+        "a Secret reference with a field the chart drops",
+        [
+          "--set",
+          "envFromSecrets.TOKEN.name=s",
+          "--set",
+          "envFromSecrets.TOKEN.key=k",
+          "--set",
+          "envFromSecrets.TOKEN.optional=true",
+        ],
+        /'\/envFromSecrets\/TOKEN': additional properties 'optional' not allowed/,
+      ],
+      [
+        "hosts for host",
+        ["--set", "web.ingress.hosts={a.example}"],
+        /'\/web\/ingress': additional properties 'hosts' not allowed/,
+      ],
+      [
+        "a map for a list",
+        ["--set", "allowedImagePrefixes.ghcr=io"],
+        /'\/allowedImagePrefixes': got object, want array/,
+      ],
+    ];
+    for (const [what, args, message] of cases) {
+      await t.step(what, () => schemaRefusal(args, message, what));
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "values.schema.json leaves open what Kubernetes takes as it is: resources, probes, scheduling, peers, env and label maps",
+  ignore: helmBin === undefined,
+  async fn() {
+    const { docs } = await render(helmBin!, "krt", [
+      ...NAMED,
+      "--set",
+      "web.resources.requests.cpu=1",
+      "--set",
+      "web.readinessProbe.timeoutSeconds=3",
+      "--set",
+      "web.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+      "--set",
+      "web.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+      "--set",
+      "worker.tolerations[0].operator=Exists",
+      "--set",
+      "worker.nodeSelector.pool=ops",
+      "--set",
+      "web.podAnnotations.example\\.com/any=thing",
+      "--set",
+      "env.VALKEY_TIMEOUT=3",
+      "--set",
+      "worker.env.DRY_RUN=true",
+      "--set",
+      "global.anything=1",
+    ]);
+    const web = find(docs, "Deployment", "kuberollouttrigger-web")[0].spec.template.spec;
+    assertEquals(web.containers[0].resources.requests.cpu, 1);
+    assertEquals(web.containers[0].readinessProbe.timeoutSeconds, 3);
+    assertEquals(envOf(docs, "web", "VALKEY_TIMEOUT"), { name: "VALKEY_TIMEOUT", value: "3" });
+    assertEquals(envOf(docs, "worker", "DRY_RUN"), { name: "DRY_RUN", value: "true" });
+  },
+});
+
+/** The Deployment of `mode` in `docs`. */
+const deploymentOf = (docs: Doc[], mode: "web" | "worker") =>
+  find(docs, "Deployment", `kuberollouttrigger-${mode}`)[0];
+
+/** Whether a label selector's matchLabels (all the chart writes) select `labels`. */
+const selects = (selector: Doc, labels: Doc) =>
+  Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v) &&
+  selector.matchExpressions === undefined;
+
+/**
+ * What kube-linter's no-anti-affinity check reads (pkg/templates/antiaffinity):
+ * with replicas > 1, a podAntiAffinity term, preferred or required, over
+ * kubernetes.io/hostname whose selector matches the pod's own labels.
+ */
+function hasHostAntiAffinity(deployment: Doc): boolean {
+  const pod = deployment.spec.template;
+  const anti = pod.spec.affinity?.podAntiAffinity;
+  const terms = [
+    ...(anti?.preferredDuringSchedulingIgnoredDuringExecution ?? []).map((p: Doc) =>
+      p.podAffinityTerm
+    ),
+    ...(anti?.requiredDuringSchedulingIgnoredDuringExecution ?? []),
+  ];
+  return terms.some((term: Doc) =>
+    term.topologyKey === "kubernetes.io/hostname" &&
+    selects(term.labelSelector, pod.metadata.labels)
+  );
+}
+
+Deno.test({
+  name:
+    "with replicas > 1 the chart spreads each workload over nodes and keeps a disruption budget, unless told otherwise",
+  ignore: helmBin === undefined,
+  async fn(t) {
+    await t.step(
+      "defaults: a soft spread and anti-affinity over hostnames, as kube-linter asks",
+      async () => {
+        const { docs } = await render(helmBin!, "krt", NAMED);
+        for (const mode of ["web", "worker"] as const) {
+          const d = deploymentOf(docs, mode);
+          assertEquals(d.spec.template.spec.topologySpreadConstraints, [{
+            maxSkew: 1,
+            topologyKey: "kubernetes.io/hostname",
+            whenUnsatisfiable: "ScheduleAnyway",
+            labelSelector: { matchLabels: d.spec.selector.matchLabels },
+          }], mode);
+          assert(hasHostAntiAffinity(d), `${mode}: kube-linter's no-anti-affinity would flag it`);
+          assertEquals(
+            d.spec.template.spec.affinity.podAntiAffinity
+              .requiredDuringSchedulingIgnoredDuringExecution,
+            undefined,
+            `${mode}: preferred only, so a one-node cluster still runs every replica`,
+          );
+          const pdb = find(docs, "PodDisruptionBudget", `kuberollouttrigger-${mode}`)[0];
+          assertEquals(pdb.spec, {
+            maxUnavailable: 1,
+            unhealthyPodEvictionPolicy: "AlwaysAllow",
+            selector: d.spec.selector,
+          }, mode);
+        }
+      },
+    );
+    await t.step("one replica: no spread and no budget (it would block every drain)", async () => {
+      const { docs } = await render(helmBin!, "krt", [
+        ...NAMED,
+        "--set",
+        "web.replicas=1",
+        "--set",
+        "worker.replicas=1",
+      ]);
+      for (const mode of ["web", "worker"] as const) {
+        const spec = deploymentOf(docs, mode).spec.template.spec;
+        assertEquals([spec.topologySpreadConstraints, spec.affinity], [undefined, undefined], mode);
+      }
+      assertEquals(find(docs, "PodDisruptionBudget"), []);
+    });
+    await t.step(
+      "spreadAcrossNodes=false and podDisruptionBudget.enabled=false turn them off",
+      async () => {
+        const { docs } = await render(helmBin!, "krt", [
+          ...NAMED,
+          "--set",
+          "web.spreadAcrossNodes=false",
+          "--set",
+          "worker.podDisruptionBudget.enabled=false",
+        ]);
+        const web = deploymentOf(docs, "web").spec.template.spec;
+        assertEquals([web.topologySpreadConstraints, web.affinity], [undefined, undefined]);
+        assert(deploymentOf(docs, "worker").spec.template.spec.topologySpreadConstraints);
+        assertEquals(find(docs, "PodDisruptionBudget").map((d) => d.metadata.name), [
+          "kuberollouttrigger-web",
+        ]);
+      },
+    );
+    await t.step(
+      "your own constraints and anti-affinity replace the defaults; node affinity joins them",
+      async () => {
+        const full = parse(Deno.readTextFileSync(FULL_VALUES));
+        const { docs } = await render(helmBin!, "krt", [
+          "-f",
+          FULL_VALUES,
+          "--set",
+          "web.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey=topology.kubernetes.io/zone",
+          "--set",
+          "web.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector.matchLabels.team=platform",
+        ]);
+        const web = deploymentOf(docs, "web").spec.template.spec;
+        assertEquals(web.topologySpreadConstraints, full.web.topologySpreadConstraints);
+        assertEquals(
+          web.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution,
+          undefined,
+        );
+        const worker = deploymentOf(docs, "worker");
+        assertEquals(
+          worker.spec.template.spec.affinity.nodeAffinity,
+          full.worker.affinity.nodeAffinity,
+        );
+        assert(hasHostAntiAffinity(worker), "the default anti-affinity next to the node affinity");
+        assertEquals(
+          find(docs, "PodDisruptionBudget", "kuberollouttrigger-web")[0].spec.maxUnavailable,
+          "34%",
+        );
+      },
+    );
+    await t.step("no budget for a workload that is not rendered", async () => {
+      const { docs } = await render(helmBin!, "krt", [
+        "--set",
+        "worker.enabled=false",
+        ...signed("krt-test"),
+      ]);
+      assertEquals(find(docs, "PodDisruptionBudget").map((d) => d.metadata.name), [
+        "kuberollouttrigger-web",
+      ]);
+    });
+  },
+});
+
+/** The args that make NetworkPolicies render: the API server's and Valkey's addresses. */
+const NETWORK = [
+  ...NAMED,
+  "--set",
+  "networkPolicy.enabled=true",
+  "--set",
+  "networkPolicy.apiServer.cidrs={10.0.0.10/32}",
+  "--set",
+  "networkPolicy.valkey.cidrs={10.20.0.5/32}",
+];
+const DNS_RULE = {
+  to: [{
+    namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+    podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+  }],
+  ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }],
+};
+const VALKEY_RULE = {
+  to: [{ ipBlock: { cidr: "10.20.0.5/32" } }],
+  ports: [{ protocol: "TCP", port: 6379 }],
+};
+const QUICKSTART_RULE = {
+  to: [{
+    podSelector: {
+      matchLabels: {
+        "app.kubernetes.io/name": "kuberollouttrigger",
+        "app.kubernetes.io/component": "valkey",
+      },
+    },
+  }],
+  ports: [{ protocol: "TCP", port: 6379 }],
+};
+
+Deno.test({
+  name:
+    "security: the NetworkPolicies let each pod accept its own port only and reach DNS, Valkey and (web) HTTPS or (worker) the API server only",
+  ignore: helmBin === undefined,
+  async fn(t) {
+    await t.step("off by default", async () => {
+      assertEquals(find((await render(helmBin!, "krt", NAMED)).docs, "NetworkPolicy"), []);
+    });
+    await t.step("web and the worker, each rule as values name it", async () => {
+      const { docs } = await render(helmBin!, "krt", NETWORK);
+      assertEquals(find(docs, "NetworkPolicy").map((d) => d.metadata.name).sort(), [
+        "kuberollouttrigger-web",
+        "kuberollouttrigger-worker",
+      ]);
+      const policy = (mode: "web" | "worker") =>
+        find(docs, "NetworkPolicy", `kuberollouttrigger-${mode}`)[0].spec;
+      for (const mode of ["web", "worker"] as const) {
+        assertEquals(policy(mode).podSelector, deploymentOf(docs, mode).spec.selector, mode);
+        assertEquals(policy(mode).policyTypes, ["Ingress", "Egress"], mode);
+      }
+      assertEquals(policy("web").ingress, [{ ports: [{ protocol: "TCP", port: 8080 }] }]);
+      assertEquals(policy("web").egress, [
+        DNS_RULE,
+        VALKEY_RULE,
+        {
+          to: [{ ipBlock: { cidr: "0.0.0.0/0" } }, { ipBlock: { cidr: "::/0" } }],
+          ports: [{ protocol: "TCP", port: 443 }],
+        },
+      ]);
+      assertEquals(policy("worker").ingress, [{ ports: [{ protocol: "TCP", port: 8081 }] }]);
+      assertEquals(policy("worker").egress, [
+        DNS_RULE,
+        {
+          to: [{ ipBlock: { cidr: "10.0.0.10/32" } }],
+          ports: [{ protocol: "TCP", port: 443 }, { protocol: "TCP", port: 6443 }],
+        },
+        VALKEY_RULE,
+      ]);
+      const ports = (mode: "web" | "worker") =>
+        deploymentOf(docs, mode).spec.template.spec.containers[0].ports.map((p: Doc) =>
+          p.containerPort
+        );
+      assertEquals(
+        [ports("web"), ports("worker")],
+        [[8080], [8081]],
+        "the ports the policies open",
+      );
+    });
+    await t.step(
+      "webFrom and metricsFrom limit who connects; Valkey by selectors and ports",
+      async () => {
+        const ingressNs = {
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "ingress" } },
+        };
+        const monitoringNs = {
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+        };
+        const { docs } = await render(helmBin!, "krt", [
+          ...NETWORK,
+          "--set",
+          "networkPolicy.webFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=ingress",
+          "--set",
+          "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+          "--set",
+          "networkPolicy.valkey.cidrs=null",
+          "--set",
+          "networkPolicy.valkey.podSelector.app=valkey",
+          "--set",
+          "networkPolicy.valkey.namespaceSelector.team=data",
+          "--set",
+          "networkPolicy.valkey.ports={6379,26379}",
+        ]);
+        const policy = (mode: string) =>
+          find(docs, "NetworkPolicy", `kuberollouttrigger-${mode}`)[0].spec;
+        assertEquals(policy("web").ingress, [{
+          from: [ingressNs, monitoringNs],
+          ports: [{ protocol: "TCP", port: 8080 }],
+        }]);
+        assertEquals(policy("worker").ingress, [{
+          from: [monitoringNs],
+          ports: [{ protocol: "TCP", port: 8081 }],
+        }]);
+        assertEquals(policy("worker").egress[2], {
+          to: [{
+            podSelector: { matchLabels: { app: "valkey" } },
+            namespaceSelector: { matchLabels: { team: "data" } },
+          }],
+          ports: [{ protocol: "TCP", port: 6379 }, { protocol: "TCP", port: 26379 }],
+        });
+      },
+    );
+    await t.step(
+      "the quickstart Valkey: reached on 6379, from web and the worker only, reaching nothing",
+      async () => {
+        const { docs } = await render(helmBin!, "krt", [
+          ...NAMED,
+          "--set",
+          "networkPolicy.enabled=true",
+          "--set",
+          "networkPolicy.apiServer.cidrs={10.0.0.10/32}",
+          "--set",
+          "valkey.quickstart.enabled=true",
+        ]);
+        const policy = (mode: string) =>
+          find(docs, "NetworkPolicy", `kuberollouttrigger-${mode}`)[0].spec;
+        assertEquals(policy("web").egress[1], QUICKSTART_RULE);
+        assertEquals(policy("worker").egress[2], QUICKSTART_RULE);
+        const valkey = policy("valkey");
+        assertEquals(valkey.podSelector, QUICKSTART_RULE.to[0].podSelector);
+        assertEquals(valkey.policyTypes, ["Ingress", "Egress"]);
+        assertEquals(valkey.egress, undefined, "no egress rule: it opens no connection");
+        assertEquals(valkey.ingress, [{
+          from: ["web", "worker"].map((mode) => ({
+            podSelector: deploymentOf(docs, mode as "web").spec.selector,
+          })),
+          ports: [{ protocol: "TCP", port: 6379 }],
+        }]);
+      },
+    );
+    await t.step(
+      "every egress rule names its peers and ports (no rule opens everything)",
+      async () => {
+        const { docs } = await render(helmBin!, "krt", ["-f", FULL_VALUES]);
+        const policies = find(docs, "NetworkPolicy");
+        assertEquals(policies.length, 3);
+        for (const p of policies) {
+          for (const rule of p.spec.egress ?? []) {
+            assert(
+              rule.to?.length > 0 && rule.ports?.length > 0,
+              `${p.metadata.name}: ${JSON.stringify(rule)}`,
+            );
+          }
+        }
+      },
+    );
+    await t.step("refused: no API server for the worker, no Valkey for either", async () => {
+      assertMatch(
+        await refusal([
+          ...NAMED,
+          "--set",
+          "networkPolicy.enabled=true",
+          "--set",
+          "networkPolicy.valkey.cidrs={10.20.0.5/32}",
+        ]),
+        /networkPolicy\.apiServer\.cidrs is empty: the worker could not reach the API server/,
+      );
+      assertMatch(
+        await refusal([
+          ...NAMED,
+          "--set",
+          "networkPolicy.enabled=true",
+          "--set",
+          "networkPolicy.apiServer.cidrs={10.0.0.10/32}",
+        ]),
+        /networkPolicy\.valkey names no Valkey/,
+      );
+      const webOnly = await render(helmBin!, "krt", [
+        "--set",
+        "worker.enabled=false",
+        ...signed("krt-test"),
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.valkey.cidrs={10.20.0.5/32}",
+      ]);
+      assertEquals(find(webOnly.docs, "NetworkPolicy").map((d) => d.metadata.name), [
+        "kuberollouttrigger-web",
+      ]);
+    });
+  },
+});
+
+Deno.test({
+  name: "security: the Ingress routes only the event paths to web, over TLS, and is off by default",
+  ignore: helmBin === undefined,
+  async fn(t) {
+    await t.step("off by default", async () => {
+      assertEquals(find((await render(helmBin!, "krt", NAMED)).docs, "Ingress"), []);
+    });
+    await t.step("the full set: class, host, TLS, annotations, the event paths", async () => {
+      const { docs } = await render(helmBin!, "krt", ["-f", FULL_VALUES]);
+      const [ingress] = find(docs, "Ingress", "kuberollouttrigger-web");
+      assertEquals(ingress.metadata.annotations, {
+        "cert-manager.io/cluster-issuer": "letsencrypt",
+      });
+      const backend = { service: { name: "kuberollouttrigger-web", port: { name: "http" } } };
+      assertEquals(ingress.spec, {
+        ingressClassName: "nginx",
+        tls: [{ hosts: ["rollouts.acme.example"], secretName: "rollouts-tls" }],
+        rules: [{
+          host: "rollouts.acme.example",
+          http: {
+            paths: [
+              { path: "/event", pathType: "Prefix", backend },
+              { path: "/v1/event", pathType: "Prefix", backend },
+            ],
+          },
+        }],
+      });
+      const service = find(docs, "Service", "kuberollouttrigger-web")[0];
+      assertEquals(service.spec.ports[0].name, "http", "the port the Ingress names");
+      // Prefix matches whole path elements (Kubernetes Ingress, pathType Prefix).
+      const routed = (path: string) =>
+        ingress.spec.rules[0].http.paths.some((p: Doc) =>
+          path === p.path || path.startsWith(`${p.path}/`)
+        );
+      for (const path of ["/event", "/event/0b7c", "/v1/event", "/v1/event/0b7c"]) {
+        assert(routed(path), path);
+      }
+      for (const path of ["/metrics", "/healthz", "/readyz", "/", "/events"]) {
+        assert(!routed(path), path);
+      }
+    });
+    await t.step("TLS without a Secret of its own, or off; no host is refused", async () => {
+      const on = ["--set", "web.ingress.enabled=true", "--set", "web.ingress.host=r.example"];
+      const { docs } = await render(helmBin!, "krt", [...NAMED, ...on]);
+      const [ingress] = find(docs, "Ingress");
+      assertEquals(ingress.spec.tls, [{ hosts: ["r.example"] }]);
+      assertEquals(ingress.spec.ingressClassName, undefined);
+      assertEquals(ingress.metadata.annotations, undefined);
+      const plain = await render(helmBin!, "krt", [
+        ...NAMED,
+        ...on,
+        "--set",
+        "web.ingress.tls.enabled=false",
+      ]);
+      assertEquals(find(plain.docs, "Ingress")[0].spec.tls, undefined);
+      assertMatch(
+        await refusal([...NAMED, "--set", "web.ingress.enabled=true"]),
+        /web\.ingress\.host is empty/,
+      );
+      const workerOnly = await render(helmBin!, "krt", [
+        ...NAMED,
+        ...on,
+        "--set",
+        "web.enabled=false",
+      ]);
+      assertEquals(find(workerOnly.docs, "Ingress"), []);
+    });
+  },
 });

@@ -312,24 +312,50 @@ capabilities:
   drop: ["ALL"]
 {{- end }}
 
-{{/* nodeSelector, tolerations and the like, shared by both Deployments. */}}
+{{/* The labels a workload's pods are selected by (its Deployment's selector), for .component. */}}
+{{- define "krt.selectorLabels" -}}
+app.kubernetes.io/name: kuberollouttrigger
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+nodeSelector, tolerations and the like, shared by both Deployments: .values
+is web's or the worker's values, .component its name. With replicas > 1 and
+spreadAcrossNodes, pods are spread over nodes unless the values say
+otherwise: a topologySpreadConstraint over kubernetes.io/hostname when no
+topologySpreadConstraints are given, and a preferred podAntiAffinity when
+affinity has none (kube-linter's no-anti-affinity reads only that). Both are
+soft (ScheduleAnyway, preferred): a one-node cluster still runs every replica.
+*/}}
 {{- define "krt.scheduling" -}}
-{{- with .priorityClassName }}
+{{- $v := .values -}}
+{{- $spread := and $v.spreadAcrossNodes (gt (int $v.replicas) 1) -}}
+{{- $select := include "krt.selectorLabels" . | fromYaml -}}
+{{- $affinity := deepCopy ($v.affinity | default dict) -}}
+{{- if and $spread (not (hasKey $affinity "podAntiAffinity")) -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" $select) -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) -}}
+{{- end -}}
+{{- $constraints := $v.topologySpreadConstraints -}}
+{{- if and $spread (empty $constraints) -}}
+{{- $constraints = list (dict "maxSkew" 1 "topologyKey" "kubernetes.io/hostname" "whenUnsatisfiable" "ScheduleAnyway" "labelSelector" (dict "matchLabels" $select)) -}}
+{{- end -}}
+{{- with $v.priorityClassName }}
 priorityClassName: {{ . }}
 {{- end }}
-{{- with .nodeSelector }}
+{{- with $v.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .tolerations }}
+{{- with $v.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .affinity }}
+{{- with $affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .topologySpreadConstraints }}
+{{- with $constraints }}
 topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
 {{- end }}
