@@ -94,7 +94,10 @@ interface ModeEntry<M extends Mode> {
   /** Files whose read permission the startup line reports. */
   files(config: ModeConfig<M>): string[];
   /** Runs the mode until the signal; loads only that mode's modules. */
-  run(config: ModeConfig<M>, runtime: { logger: Logger; signal: AbortSignal }): Promise<void>;
+  run(
+    config: ModeConfig<M>,
+    runtime: { logger: Logger; signal: AbortSignal; version: string },
+  ): Promise<void>;
 }
 
 const MODES: { [M in Mode]: ModeEntry<M> } = {
@@ -112,7 +115,8 @@ const MODES: { [M in Mode]: ModeEntry<M> } = {
     files: (config) =>
       [
         ...PERMISSION_PROBE_PATHS,
-        config.kubeconfig,
+        // KUBECONFIG may be a ':' list, as for kubectl: each file is probed.
+        ...(config.kubeconfig ? config.kubeconfig.split(":").filter(Boolean) : []),
         config.localInventory,
         config.valkeyTlsCaFile,
       ].filter(Boolean),
@@ -156,7 +160,7 @@ async function runMode<M extends Mode>(mode: M, entry: ModeEntry<M>, args: strin
       permissions: await describePermissions(entry.files(config)),
     });
     const signal = shutdownSignal((name) => logger.info("shutting down", { signal: name }));
-    await entry.run(config, { logger, signal });
+    await entry.run(config, { logger, signal, version: denoJson.version });
   } catch (err) {
     // One line and an exit code for every failure, never a stack trace.
     logger.error("cannot start", { ...describeStartupFailure(err) });

@@ -1,8 +1,8 @@
 /**
  * A small Prometheus registry: counters, gauges and histograms with labels,
- * rendered in the text exposition format (version 0.0.4). Label values come
- * from our own code (status codes, reason tags), never from request input or
- * tokens.
+ * and sampled families read when /metrics renders, in the text exposition
+ * format (version 0.0.4). Label values come from our own code (status codes,
+ * reason tags), never from request input or tokens.
  */
 
 type Labels = Record<string, string>;
@@ -11,7 +11,8 @@ interface Family {
   name: string;
   help: string;
   type: "counter" | "gauge" | "histogram";
-  render(): string[];
+  /** The family's samples; undefined leaves the family, HELP and TYPE too, out of this render. */
+  render(): string[] | undefined;
 }
 
 /** A monotonically increasing count, optionally per label set. */
@@ -31,11 +32,23 @@ export interface Histogram {
   observe(value: number, labels?: Labels): void;
 }
 
+/**
+ * Reads one value when /metrics renders. Undefined means "not known here" (a
+ * permission or a platform hides it): the family is then absent, not faked.
+ */
+export type Sampler = () => number | undefined;
+
 /** Holds metric families and renders them for /metrics. */
 export interface Registry {
   counter(name: string, help: string): Counter;
   gauge(name: string, help: string): Gauge;
   histogram(name: string, help: string, buckets: readonly number[]): Histogram;
+  /**
+   * A family of one unlabelled sample, read by `read` at each render. A read
+   * that returns undefined, a non-finite number or throws leaves the family out
+   * of that render; the other families still render.
+   */
+  sampled(name: string, help: string, type: "counter" | "gauge", read: Sampler): void;
   render(): string;
 }
 
@@ -130,10 +143,31 @@ export function createRegistry(): Registry {
         },
       };
     },
+    sampled(name, help, type, read) {
+      families.push({
+        name,
+        help,
+        type,
+        render: () => {
+          let value: number | undefined;
+          try {
+            value = read();
+          } catch {
+            // A scrape never fails for one value the process cannot read.
+            return undefined;
+          }
+          return typeof value === "number" && Number.isFinite(value)
+            ? [sample(name, "", value)]
+            : undefined;
+        },
+      });
+    },
     render() {
       const out: string[] = [];
       for (const f of families) {
-        out.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`, ...f.render());
+        const samples = f.render();
+        if (samples === undefined) continue;
+        out.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`, ...samples);
       }
       return out.join("\n") + "\n";
     },

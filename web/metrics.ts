@@ -1,5 +1,9 @@
-/** The web mode's metric families, created once per process on a registry. */
+/**
+ * The web mode's metric families, created once per process on a registry,
+ * with the process metrics and kuberollouttrigger_build_info.
+ */
 
+import { registerBuildInfo, registerProcessMetrics } from "../lib/process_metrics.ts";
 import {
   type Counter,
   type Gauge,
@@ -28,10 +32,16 @@ export interface WebMetrics {
   statusWaiters: Gauge;
   reportsIgnored: Counter;
   notifications: Counter;
+  notificationsQueued: Gauge;
 }
 
 /** Registers web's metrics on `registry`. */
-export function createWebMetrics(registry: Registry): WebMetrics {
+export function createWebMetrics(registry: Registry, version = "unknown"): WebMetrics {
+  registerBuildInfo(registry, "kuberollouttrigger_build_info", {
+    version,
+    mode: "web",
+  });
+  registerProcessMetrics(registry);
   const statusReads = registry.counter(
     "kuberollouttrigger_status_reads_total",
     "GET /event/<id> answers: the overall state answered, or not_found, bad_request, busy (429).",
@@ -50,11 +60,15 @@ export function createWebMetrics(registry: Registry): WebMetrics {
   for (const reason of REPORT_REJECTIONS) reportsIgnored.inc({ reason }, 0);
   const notifications = registry.counter(
     "kuberollouttrigger_notifications_total",
-    "Webhook notifications of final event outcomes (NOTIFY_URLS), one per event and URL, by result: delivered, or failed (given up after its retries).",
+    "Webhook notifications of final event outcomes (NOTIFY_URLS), by result: delivered and failed (given up after its retries) per event and URL; expired per event whose status record was gone before it was notified.",
   );
-  for (const result of ["delivered", "failed"]) notifications.inc({ result }, 0);
+  for (const result of ["delivered", "failed", "expired"]) notifications.inc({ result }, 0);
   return {
     notifications,
+    notificationsQueued: registry.gauge(
+      "kuberollouttrigger_notifications_queued",
+      "Events waiting to be final and notified (NOTIFY_URLS), as this replica last read the queue.",
+    ),
     reportsIgnored,
     publishFailures,
     statusReads,

@@ -1,5 +1,9 @@
-/** The worker's metric families, created once per process on a registry. */
+/**
+ * The worker's metric families, created once per process on a registry, with
+ * the process metrics and kuberollouttrigger_build_info.
+ */
 
+import { registerBuildInfo, registerProcessMetrics } from "../lib/process_metrics.ts";
 import { DROP_REASONS } from "./event_verifier.ts";
 import type { Inventory } from "./inventory/inventory.ts";
 import {
@@ -40,7 +44,12 @@ export const RESTART_RESULTS = ["restarted", "skipped", "failed", "dry_run"] as 
 export const ROLLOUT_FINAL_STATES = ["complete", "failed", "timed_out"] as const;
 
 /** Registers the worker's metrics on `registry`. */
-export function createWorkerMetrics(registry: Registry): WorkerMetrics {
+export function createWorkerMetrics(registry: Registry, version = "unknown"): WorkerMetrics {
+  registerBuildInfo(registry, "kuberollouttrigger_build_info", {
+    version,
+    mode: "worker",
+  });
+  registerProcessMetrics(registry);
   const metrics = createFamilies(registry);
   // Alerts on these must see a 0, not an absent series, before the first event.
   for (const result of RESTART_RESULTS) metrics.restarts.inc({ result }, 0);

@@ -51,6 +51,8 @@ import {
 /** Effects worker mode needs from its host process. */
 export interface WorkerRuntime {
   logger: Logger;
+  /** The program's version (deno.json's, which only main.ts reads), for build_info. */
+  version?: string;
   signal: AbortSignal;
   /** Replaces the real API (dev mode's local inventory); its requests are still counted. */
   api?: (onRequest: (verb: string) => void) => KubeApi;
@@ -78,7 +80,7 @@ export async function runWorker(config: WorkerConfig, runtime: WorkerRuntime): P
   const { logger, signal } = runtime;
   const valkey = await loadValkeyCaFile(config);
   const registry = createRegistry();
-  const metrics = createWorkerMetrics(registry);
+  const metrics = createWorkerMetrics(registry, runtime.version);
   const verifier = await loadVerifier(config, logger);
   const reportKey = await loadReportKey(config, logger);
   const kube = await connectKube(config, {
@@ -216,12 +218,13 @@ async function connectKube(
       identity: await localInventoryIdentity(config.localInventory),
     };
   }
-  const access = await loadKubeAccess({ kubeconfig: config.kubeconfig });
+  // An exec plugin runs here once (the worker stops if it cannot), then as its credentials expire.
+  const access = await loadKubeAccess({ kubeconfig: config.kubeconfig, logger });
   logger.info("kubernetes access", access.description);
   const api = createKubeApi({
     server: access.server,
-    httpClient: access.httpClient,
-    authorization: access.authorization,
+    credentials: access.credentials,
+    renewCredentials: access.renewCredentials,
     onRequest,
     labelSelector: selector?.text,
   });

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The release's version, from the one place it is written: deno.json's
 # "version". A tag vX.Y.Z releases exactly that version; the image tag, the
-# chart's version and appVersion, and the tag in k8s/'s manifests must all be
-# it, or the release stops here before anything is built or pushed.
+# chart's version and appVersion, the tag in k8s/'s manifests, and for the
+# Action the same tag names (action.yml's user agent, the `uses:` lines of
+# README.md and docs/) must all be it, or the release stops here before
+# anything is built or pushed. tests/release/version_test.ts checks every
+# other mention (images, binaries) before a tag is made.
 #
-# Usage: release-version.sh TAG   (e.g. v0.1.0; in the workflow: github.ref_name)
+# Usage: release-version.sh TAG   (e.g. v0.2.0; in the workflow: github.ref_name)
 # Prints version=X.Y.Z (GITHUB_OUTPUT lines) on stdout; errors on stderr, exit 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,6 +31,15 @@ while IFS= read -r line; do
   problems+=("${line%%:*} names $(sed -E 's/.*(ghcr\.io\/kuberollouttrigger\/kuberollouttrigger[^" ]*).*/\1/' <<<"${line#*:}"), not :$version")
 done < <(grep -rnE 'ghcr\.io/kuberollouttrigger/kuberollouttrigger:' k8s/base k8s/overlays \
   | grep -vE "kuberollouttrigger:$version([\"@ ]|$)" || true)
+# The Action is released by the same tag: what it calls itself, and what users copy.
+agent="$(sed -nE 's/.*USER_AGENT="kuberollouttrigger-action\/([^"]*)".*/\1/p' action.yml)"
+[[ "$agent" == "$version" ]] || problems+=("action.yml's user agent names version \"$agent\", not $version")
+semver='[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?'
+while IFS= read -r line; do
+  file="${line%%:*}" rest="${line#*:}"
+  problems+=("$file:${rest%%:*} names ${rest#*:}, not v$version")
+done < <(grep -rnoE "kuberollouttrigger/kuberollouttrigger@(v$semver|[0-9a-f]{40} # v$semver)" README.md docs \
+  | grep -vE "(@| # )v${version//./\\.}\$" || true)
 
 if ((${#problems[@]} > 0)); then
   printf 'release-version.sh: %s\n' "${problems[@]}" >&2

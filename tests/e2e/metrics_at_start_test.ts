@@ -3,7 +3,9 @@
  * chart's PrometheusRule ships — is on the first scrape of a freshly started
  * web and worker, with a 0 sample. An `increase()` over a series that appears
  * only at its first increment never sees that increment, so the first incident
- * would go unalerted.
+ * would go unalerted. Both also say what runs (kuberollouttrigger_build_info,
+ * deno.json's version) and export the process series their permission sets
+ * let them read, from the first scrape.
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
@@ -34,6 +36,43 @@ function ruleMetrics(): string[] {
   return [...new Set([...rule.matchAll(/kuberollouttrigger_[a-z_]+/g)].map((m) => m[0]))];
 }
 
+const VERSION = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).version as string;
+
+/** The unlabelled samples of a scrape by name, and its kuberollouttrigger_build_info lines. */
+function processView(scrape: string) {
+  const values = new Map<string, number>();
+  for (const [, name, value] of scrape.matchAll(/^(process_[a-z_]+) (\S+)$/gm)) {
+    values.set(name, Number(value));
+  }
+  const buildInfo = scrape.split("\n").filter((l) => l.startsWith("kuberollouttrigger_build_info"));
+  return { values, buildInfo };
+}
+
+/**
+ * What docs/operations.md promises of a program started at `startedAt` (seconds)
+ * under its shipped permission set: build_info, CPU, memory and start time;
+ * no open descriptors, which Deno shows only to a process with every permission.
+ */
+function assertProcessSeries(mode: string, scrape: string, startedAt: number): void {
+  const { values, buildInfo } = processView(scrape);
+  assertEquals(buildInfo, [`kuberollouttrigger_build_info{mode="${mode}",version="${VERSION}"} 1`]);
+  assertEquals(
+    [...values.keys()].sort(),
+    ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds"],
+    `${mode}: the process series its permissions let it read, and only those`,
+  );
+  const cpu = values.get("process_cpu_seconds_total")!;
+  assert(cpu > 0 && cpu < 600, `${mode}: cpu ${cpu}`);
+  const rss = values.get("process_resident_memory_bytes")!;
+  assert(rss > 10 * 2 ** 20 && rss < 4 * 2 ** 30, `${mode}: resident memory ${rss}`);
+  const start = values.get("process_start_time_seconds")!;
+  assert(
+    start >= startedAt - 1 && start <= Date.now() / 1000,
+    `${mode}: started at ${start}, spawned at ${startedAt}`,
+  );
+  assert(!scrape.includes("process_open_fds"), `${mode}: no open_fds under -P=${mode}`);
+}
+
 /**
  * The metric names a scrape has a sample for: counters with a sample at 0
  * (nothing has happened yet), gauges with any value (inventory_current may
@@ -48,7 +87,8 @@ function presentFamilies(scrape: string): Set<string> {
 }
 
 Deno.test({
-  name: "every metric an alert uses is on the first scrape of web and worker, counters at 0",
+  name:
+    "every metric an alert uses is on the first scrape of web and worker, counters at 0, with build_info and the process series",
   ignore: withoutValkey(),
   async fn() {
     const wanted = [...new Set([...docAlertMetrics(), ...ruleMetrics()])].sort();
@@ -61,6 +101,7 @@ Deno.test({
     const issuer = await startIssuer();
     const valkey = await startValkey();
     const inventory = `${ROOT}k8s/dev/local-inventory.yaml`;
+    const startedAt = Date.now() / 1000;
     const web = await startWeb({
       VALKEY_ADDR: valkey.addr,
       ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
@@ -105,6 +146,8 @@ Deno.test({
         scrapes.web.includes('kuberollouttrigger_publish_failures_total{reason="no_subscriber"} 0'),
         scrapes.web,
       );
+      assertProcessSeries("web", scrapes.web, startedAt);
+      assertProcessSeries("worker", scrapes.worker, startedAt);
     } finally {
       await worker.stop();
       await web.program.stop();

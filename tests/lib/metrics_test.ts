@@ -68,3 +68,57 @@ Deno.test("a family with no samples yet renders only its HELP and TYPE", () => {
   registry.counter("none_total", "Nothing yet.");
   assertEquals(registry.render(), "# HELP none_total Nothing yet.\n# TYPE none_total counter\n");
 });
+
+Deno.test("a sampled family reads its value at each render, not at registration", () => {
+  const registry = createRegistry();
+  let value = 1;
+  registry.sampled("app_things", "Things now.", "gauge", () => value);
+  registry.sampled("app_seconds_total", "Seconds spent.", "counter", () => 2.5);
+  const before = registry.render();
+  value = 7;
+  assertEquals(before.split("\n").slice(0, 3), [
+    "# HELP app_things Things now.",
+    "# TYPE app_things gauge",
+    "app_things 1",
+  ]);
+  assertEquals(registry.render().split("\n"), [
+    "# HELP app_things Things now.",
+    "# TYPE app_things gauge",
+    "app_things 7",
+    "# HELP app_seconds_total Seconds spent.",
+    "# TYPE app_seconds_total counter",
+    "app_seconds_total 2.5",
+    "",
+  ]);
+});
+
+Deno.test("a sampled family without a value is left out of the render, HELP and TYPE too, and the rest renders", async (t) => {
+  const cases: [string, () => number | undefined][] = [
+    ["undefined (not readable here)", () => undefined],
+    ["a read that throws (a permission denied)", () => {
+      throw new Deno.errors.NotCapable("Requires read access");
+    }],
+    ["NaN", () => NaN],
+    ["Infinity", () => Infinity],
+  ];
+  for (const [name, read] of cases) {
+    await t.step(name, () => {
+      const registry = createRegistry();
+      registry.gauge("before", "b").set(1);
+      registry.sampled("hidden", "Not known here.", "gauge", read);
+      registry.gauge("after", "a").set(2);
+      assertEquals(
+        registry.render(),
+        [
+          "# HELP before b",
+          "# TYPE before gauge",
+          "before 1",
+          "# HELP after a",
+          "# TYPE after gauge",
+          "after 2",
+          "",
+        ].join("\n"),
+      );
+    });
+  }
+});
