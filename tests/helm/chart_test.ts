@@ -804,7 +804,11 @@ Deno.test({
         ["--set", "image.digest=latest"],
         /'\/image\/digest': '[^']*' does not match pattern/,
       ],
-      ["an unknown log level", ["--set", "logLevel=verbose"], /'\/logLevel': value must be one of/],
+      [
+        "an unknown log level",
+        ["--set", "logLevel=verbose"],
+        /'\/logLevel': 'verbose' does not match pattern/,
+      ],
       [
         "a port out of range",
         ["--set", "web.service.port=70000"],
@@ -1264,6 +1268,58 @@ Deno.test({
         "kuberollouttrigger-web",
       ]);
     });
+    await t.step(
+      "refused: webFrom limits web's port while the ServiceMonitor has no metricsFrom",
+      async () => {
+        assertMatch(
+          await refusal([
+            ...NETWORK,
+            "--set",
+            "networkPolicy.webFrom[0].namespaceSelector.matchLabels.ingress=yes",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+          ]),
+          /networkPolicy\.metricsFrom is empty: the ServiceMonitor's scrapes would be refused/,
+        );
+      },
+    );
+    await t.step("dns: null allows port 53 to any address (NodeLocal DNSCache)", async () => {
+      const { docs } = await render(helmBin!, "krt", [
+        ...NETWORK,
+        "--set",
+        "networkPolicy.dns=null",
+      ]);
+      const worker = find(docs, "NetworkPolicy", "kuberollouttrigger-worker")[0];
+      assertEquals(worker.spec.egress[0], {
+        ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }],
+      });
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "values written as before the schema still render: a comma-separated string where a list is joined, a log level in any case",
+  ignore: helmBin === undefined,
+  async fn() {
+    const { docs } = await render(helmBin!, "krt", [
+      ...NAMED,
+      "--set",
+      "allowedImagePrefixes=ghcr.io/acme\\,ghcr.io/other",
+      "--set",
+      "web.oidc.allowedRepositories=acme/app",
+      "--set",
+      "logLevel=DEBUG",
+    ]);
+    const env = (mode: "web" | "worker") =>
+      Object.fromEntries(
+        deploymentOf(docs, mode).spec.template.spec.containers[0].env
+          .filter((e: { value?: string }) => e.value !== undefined)
+          .map((e: { name: string; value: string }) => [e.name, e.value]),
+      );
+    assertEquals(env("web").ALLOWED_IMAGE_PREFIX, "ghcr.io/acme,ghcr.io/other");
+    assertEquals(env("web").GITHUB_ALLOWED_REPOSITORIES, "acme/app");
+    assertEquals(env("worker").LOG_LEVEL, "DEBUG");
   },
 });
 

@@ -64,6 +64,24 @@ function kubeError(message: string, cause?: unknown): AppError {
   return new AppError("ERR_KUBE", message, { cause });
 }
 
+const SECRET_FLAG = /secret|password|token|key|credential/i;
+
+/**
+ * What a plugin was given that may be secret: every exec.env value, and the
+ * value of an argument whose flag names a secret (`--client-secret x`,
+ * `--password=x`); other arguments are kept, since a plugin's hint quotes them.
+ */
+export function pluginSecrets(plugin: Pick<ExecPlugin, "env" | "args">): string[] {
+  const fromArgs = plugin.args.flatMap((arg, i) => {
+    const eq = /^--?([^=]+)=(.*)$/.exec(arg);
+    if (eq) return SECRET_FLAG.test(eq[1]) ? [eq[2]] : [];
+    const previous = plugin.args[i - 1];
+    const flag = previous?.startsWith("-") && !previous.includes("=");
+    return flag && SECRET_FLAG.test(previous) && !arg.startsWith("-") ? [arg] : [];
+  });
+  return [...Object.values(plugin.env), ...fromArgs].filter((s) => s.length >= 8);
+}
+
 /**
  * Text as one log line: control characters and runs of whitespace become one
  * space; a long text keeps its start and its end (where tools put the hint).
@@ -76,6 +94,24 @@ export function oneLine(text: string, secrets: readonly string[] = []): string {
   }
   line = line.replace(/[\p{Cc}\s]+/gu, " ").trim();
   return line.length <= 400 ? line : `${line.slice(0, 150)} … ${line.slice(-250)}`;
+}
+
+/** Why Deno refused to start a plugin it may run: the variables that make it refuse. */
+function notCapableReason(
+  name: string,
+  plugin: ExecPlugin,
+  environment: Readonly<Record<string, string>>,
+): string {
+  const names = Object.keys({ ...environment, ...plugin.env });
+  const loader = names.filter((n) => /^(LD_|DYLD_)/.test(n));
+  const path = Object.hasOwn(plugin.env, "PATH") ? ["PATH (in exec.env)"] : [];
+  const causes = [...loader, ...path];
+  return `${name} could not be started although --allow-run grants it: Deno refuses to run a ` +
+    `process while ${
+      causes.length > 0 ? causes.join(", ") : "an LD_*/DYLD_* variable or a changed PATH"
+    } is set; unset ${
+      causes.length === 1 ? "it" : "them"
+    } for the worker, or grant --allow-run for everything`;
 }
 
 /**
@@ -173,7 +209,10 @@ export async function runExecPlugin(
       );
     }
     if (err instanceof Deno.errors.NotCapable) {
-      await checkRunPermission(plugin, () => Promise.resolve("denied"));
+      // Missing --allow-run, or granted and still refused: Deno runs nothing, whatever the grant,
+      // while the environment holds an LD_* or DYLD_* variable or exec.env moves PATH.
+      await checkRunPermission(plugin);
+      throw kubeError(notCapableReason(name, plugin, environment), err);
     }
     throw kubeError(
       `${name} could not be started: ${err instanceof Error ? err.name : "error"}`,
@@ -208,8 +247,8 @@ export async function runExecPlugin(
       exited,
     ]);
     const stderrText = new TextDecoder().decode(err.bytes);
-    // A failed run printed no credential to redact.
-    const stderr = oneLine(stderrText);
+    // A failed run printed no credential, but may echo a secret it was given (exec.env, args).
+    const stderr = oneLine(stderrText, pluginSecrets(plugin));
     if (stopped.signal.aborted) {
       throw kubeError(
         `${name} did not finish within ${timeoutMs / 1000} s and was stopped${

@@ -16,7 +16,7 @@
 import type { Logger } from "../../lib/log.ts";
 import { checkPem, checkToken, createTlsClient, type KubeCredentials } from "./credentials.ts";
 import { commandName, type ExecPlugin, parseExecCredential } from "./exec_credential.ts";
-import { oneLine, type PluginOutput } from "./exec_plugin.ts";
+import { oneLine, type PluginOutput, pluginSecrets } from "./exec_plugin.ts";
 
 /** Credentials are renewed this long before they expire (at most a quarter of their lifetime). */
 export const RENEW_BEFORE_MS = 30_000;
@@ -79,6 +79,7 @@ export function createExecSource(options: ExecSourceOptions): ExecSource {
     const secrets = [token, credential.clientKey, credential.clientCertificate]
       .flatMap((s) => s?.split(/\r?\n/) ?? []).filter((s) => s.length >= 16);
     if (token) secrets.push(token);
+    secrets.push(...pluginSecrets(plugin));
     if (output.stderr.trim()) {
       options.logger?.warn("the exec plugin wrote to stderr", {
         command: plugin.command,

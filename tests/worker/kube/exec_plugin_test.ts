@@ -11,6 +11,7 @@ import {
   checkRunPermission,
   oneLine,
   pluginEnvironment,
+  pluginSecrets,
   runExecPlugin,
 } from "../../../worker/kube/exec_plugin.ts";
 import { ENV_SECRET, type FakePlugin, writeFakePlugin } from "../../fixtures/exec_plugin.ts";
@@ -149,4 +150,25 @@ Deno.test("security: oneLine() keeps a plugin's stderr to one bounded line witho
   );
   const long = oneLine(`${"a".repeat(1000)}${"b".repeat(1000)}`);
   assertEquals(long.length, 150 + 3 + 250);
+});
+
+Deno.test("security: pluginSecrets() names exec.env values and secret-flag arguments, not the rest", () => {
+  assertEquals(
+    pluginSecrets({
+      env: { AAD_SERVICE_PRINCIPAL_CLIENT_SECRET: "s3cr3t-value-1", SHORT: "abc" },
+      args: [
+        "get-token",
+        "--client-secret",
+        "s3cr3t-value-2",
+        "--password=s3cr3t-value-3",
+        "--cluster-name",
+        "prod-cluster",
+      ],
+    }),
+    ["s3cr3t-value-1", "s3cr3t-value-2", "s3cr3t-value-3"],
+  );
+  assertEquals(
+    oneLine("error: bad secret s3cr3t-value-2 for prod-cluster", ["s3cr3t-value-2"]),
+    "error: bad secret [redacted] for prod-cluster",
+  );
 });
