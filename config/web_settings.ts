@@ -11,6 +11,7 @@ import {
   parseListenAddr,
 } from "../lib/setting_values.ts";
 import { parseClusterKeys, parseSigningKey } from "../shared/event_keys.ts";
+import { isOwnerName } from "../shared/event_sender.ts";
 import { clusterName } from "./worker_settings.ts";
 import { parseRepositoryRules } from "./repository_rules.ts";
 import { parseNotifyStates, parseNotifyUrls } from "./notify_targets.ts";
@@ -49,10 +50,7 @@ function githubOwner(item: string): string {
 }
 
 function ownerRepo(item: string): string {
-  const [owner, name, ...rest] = item.split("/");
-  if (name === undefined || rest.length > 0 || !isGitHubName(owner) || !isGitHubName(name)) {
-    throw new Error(`"${item}" is not owner/repo`);
-  }
+  if (!isOwnerName(item)) throw new Error(`"${item}" is not owner/repo`);
   return asciiLowerCase(item);
 }
 

@@ -34,7 +34,8 @@ export interface EventMessage extends ImageEvent {
   sender?: Sender;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** An event id as web makes them (a UUID, lower-case hex): what every keyed lookup checks first. */
+export const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
 
 function invalid(message: string): AppError {
@@ -120,7 +121,7 @@ export function encodeEventMessage(message: EventMessage): string {
 /** Parses and re-validates a channel message with web's rules. */
 export function parseEventMessage(text: string, prefixes: readonly string[]): EventMessage {
   const body = readObject(text, ["id", "time", "image", "tags"]);
-  if (typeof body.id !== "string" || !UUID.test(body.id)) throw invalid('"id" must be a UUID');
+  if (typeof body.id !== "string" || !EVENT_ID.test(body.id)) throw invalid('"id" must be a UUID');
   if (
     typeof body.time !== "string" || !RFC3339.test(body.time) || Number.isNaN(Date.parse(body.time))
   ) {

@@ -120,6 +120,41 @@ export function createNotificationRecord(client: ValkeyCommands): NotificationRe
   };
 }
 
+/** The audit fields, each from its name in `from`: a string of at most 300 characters, or left out. */
+function pickAudit(from: Readonly<Record<string, unknown>>, names: AuditNames): NotificationAudit {
+  const text = (name: string) => {
+    const v = from[name];
+    return typeof v === "string" && v.length <= 300 ? v : undefined;
+  };
+  const audit: NotificationAudit = {
+    repository: text(names.repository) ?? "",
+    repositoryId: text(names.repositoryId) ?? "",
+  };
+  for (const field of AUDIT_OPTIONAL) {
+    const v = text(names[field]);
+    if (v !== undefined) audit[field] = v;
+  }
+  return audit;
+}
+
+const AUDIT_OPTIONAL = ["ref", "sha", "workflowRef", "runId", "runAttempt", "actor"] as const;
+type AuditNames = Record<keyof NotificationAudit, string>;
+/** The claims each audit field comes from. */
+const CLAIM_NAMES: AuditNames = {
+  repository: "repository",
+  repositoryId: "repository_id",
+  ref: "ref",
+  sha: "sha",
+  workflowRef: "workflow_ref",
+  runId: "run_id",
+  runAttempt: "run_attempt",
+  actor: "actor",
+};
+/** As stored: the fields under their own names. */
+const STORED_NAMES = Object.fromEntries(
+  Object.keys(CLAIM_NAMES).map((k) => [k, k]),
+) as AuditNames;
+
 /** The audit fields web stored at publishing; none readable: the record's fields only. */
 export function readAudit(raw: string | undefined): NotificationAudit {
   // Valkey is not trusted with more than strings of the names web writes, each bounded.
@@ -129,42 +164,11 @@ export function readAudit(raw: string | undefined): NotificationAudit {
   } catch {
     value = undefined;
   }
-  const fields = (value && typeof value === "object" ? value : {}) as Record<string, unknown>;
-  const text = (name: string) => {
-    const v = fields[name];
-    return typeof v === "string" && v.length <= 300 ? v : undefined;
-  };
-  const audit: NotificationAudit = {
-    repository: text("repository") ?? "",
-    repositoryId: text("repositoryId") ?? "",
-  };
-  for (const name of AUDIT_OPTIONAL) {
-    const v = text(name);
-    if (v !== undefined) audit[name] = v;
-  }
-  return audit;
+  const fields = value && typeof value === "object" ? value as Record<string, unknown> : {};
+  return pickAudit(fields, STORED_NAMES);
 }
-
-const AUDIT_OPTIONAL = ["ref", "sha", "workflowRef", "runId", "runAttempt", "actor"] as const;
 
 /** The audit fields to store for a notification, from the verified claims (public, bounded). */
 export function auditOf(claims: Readonly<Record<string, unknown>>): NotificationAudit {
-  const pick = (v: unknown) => typeof v === "string" && v.length <= 300 ? v : undefined;
-  const audit: NotificationAudit = {
-    repository: pick(claims.repository) ?? "",
-    repositoryId: pick(claims.repository_id) ?? "",
-  };
-  const from = {
-    ref: claims.ref,
-    sha: claims.sha,
-    workflowRef: claims.workflow_ref,
-    runId: claims.run_id,
-    runAttempt: claims.run_attempt,
-    actor: claims.actor,
-  };
-  for (const name of AUDIT_OPTIONAL) {
-    const v = pick(from[name]);
-    if (v !== undefined) audit[name] = v;
-  }
-  return audit;
+  return pickAudit(claims, CLAIM_NAMES);
 }

@@ -13,6 +13,7 @@
  * wrote at publishing.
  */
 
+import { EVENT_ID } from "../shared/event.ts";
 import type { Logger } from "../lib/log.ts";
 import { sleep } from "../lib/backoff.ts";
 import { describeError } from "../lib/error_text.ts";
@@ -48,7 +49,6 @@ const IN_FLIGHT = 64;
 const BUSY_POLL_MS = 50;
 /** Clock skew allowed between replicas when judging a record older than STATUS_TTL. */
 const SKEW_MS = 60_000;
-const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** What the notifier needs. */
 export interface NotifierOptions {

@@ -11,6 +11,7 @@
  * of restarting again (worker/restart_each.ts). Keys hold no secrets.
  */
 
+import { EVENT_ID } from "../shared/event.ts";
 import type { Logger } from "../lib/log.ts";
 import { describeValkeyError } from "../shared/valkey_errors.ts";
 import type { ValkeyCommands } from "../shared/valkey_client.ts";
@@ -71,7 +72,6 @@ export interface Coordinator {
   recentRestart(deployment: string, repository: string): Promise<RecentRestart>;
 }
 
-const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /**

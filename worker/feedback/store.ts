@@ -12,6 +12,7 @@
  * seal is dropped: a resumed worker signs what it reports from it.
  */
 
+import { EVENT_ID } from "../../shared/event.ts";
 import type { ValkeyCommands } from "../../shared/valkey_client.ts";
 import { productKey } from "../../shared/valkey_keys.ts";
 import {
@@ -91,7 +92,6 @@ export interface TrackingStore {
 export const TRACKING_GRACE_MS = 60_000;
 /** Most events resumed at start. */
 const MAX_RESUMED = 1000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Most followed Deployments one event persists (a report names at most MAX_REPORTED_DEPLOYMENTS). */
 const MAX_TARGETS = 10_000;
 
@@ -225,7 +225,7 @@ export function createTrackingStore(options: TrackingStoreOptions): TrackingStor
       const events: TrackedEvent[] = [];
       let dropped = 0;
       for (const id of ids) {
-        const raw = UUID.test(id) ? await client.call("GET", keyOf(id)) : null;
+        const raw = EVENT_ID.test(id) ? await client.call("GET", keyOf(id)) : null;
         if (typeof raw !== "string" || raw.length > 4_000_000) {
           dropped++;
           // An oversized state is never read again: its key goes with its index entry.
