@@ -234,3 +234,48 @@ Deno.test("security: REPORT_VERIFY_KEYS needs EVENT_SIGNING_KEY, and CLUSTERS ma
   // Without report keys, CLUSTERS is free as before.
   assertEquals(parse("web", [], { ...WEB_ENV, CLUSTERS: "west" }).config.clusters, ["west"]);
 });
+
+Deno.test("parseCommandLine() names each REPOSITORY_RULES problem on its own line, and patterns no allowed image can match", () => {
+  const found = problems(() =>
+    parse("web", [], {
+      ...WEB_ENV,
+      REPOSITORY_RULES: "acme -> ghcr.io/acme/app; acme/app -> ghcr.io/ACME/app",
+    })
+  );
+  assertEquals(found.length, 2, found.join("\n"));
+  assertMatch(found[0], /^REPOSITORY_RULES \(--repository-rules\): rule 1: /);
+  assertMatch(found[1], /^REPOSITORY_RULES \(--repository-rules\): rule 2: .*write it as/);
+  const outside = problems(() =>
+    parse("web", [], { ...WEB_ENV, REPOSITORY_RULES: "acme/app -> ghcr.io/other/app" })
+  );
+  assertMatch(outside.join(), /rule 1: ghcr\.io\/other\/app is not under ALLOWED_IMAGE_PREFIX/);
+});
+
+Deno.test("security: checkCombinations() refuses notifications receivers could not verify or that a timeout would lose, and REQUIRE_OPT_IN without signatures", () => {
+  const notify = { ...WEB_ENV, NOTIFY_URLS: "https://hooks.example/x" };
+  assertMatch(problems(() => parse("web", [], notify)).join(), /needs NOTIFY_SECRET/);
+  const secret = "a".repeat(32);
+  // Slack does not check a signature: no secret needed.
+  parse("web", [], { ...notify, NOTIFY_FORMAT: "slack" });
+  parse("web", [], { ...notify, NOTIFY_SECRET: secret });
+  assertMatch(
+    problems(() =>
+      parse("web", [], {
+        ...notify,
+        NOTIFY_SECRET: secret,
+        STATUS_TTL: "30s",
+        STATUS_REPORT_TIMEOUT: "30s",
+      })
+    ).join(),
+    /needs STATUS_TTL .* longer than STATUS_REPORT_TIMEOUT/,
+  );
+  const worker = {
+    VALKEY_ADDR: "127.0.0.1:6379",
+    ALLOWED_IMAGE_PREFIX: "ghcr.io/acme",
+    REQUIRE_OPT_IN: "true",
+  };
+  assertMatch(
+    problems(() => parse("worker", [], worker)).join(),
+    /REQUIRE_OPT_IN .* needs EVENT_VERIFY_KEYS/,
+  );
+});

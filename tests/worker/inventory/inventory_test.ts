@@ -14,6 +14,7 @@ import type { Deployment, DeploymentList } from "../../../worker/kube/objects.ts
 import type { WatchEvent } from "../../../worker/kube/watch_stream.ts";
 import { fakeClock, settle } from "../../helpers/fake_clock.ts";
 import { createRegistry } from "../../../lib/metrics.ts";
+import { parseLabelSelector } from "../../../lib/label_selector.ts";
 import {
   createWorkerMetrics,
   exportScopeAvailability,
@@ -769,6 +770,31 @@ Deno.test("a watch refused after a list keeps the index, and readiness names the
     const second = await watchNumber(h, 2);
     second.open();
     assertEquals(h.inventory.readiness(), { ok: true }, "answered again: current");
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("security: with DEPLOYMENT_SELECTOR, a Deployment read by name that no longer matches leaves the index instead of coming back", async () => {
+  const labelled = (labels: Record<string, string>) => {
+    const d = deployment("ns", "app", "ghcr.io/acme/app:dev");
+    d.metadata.labels = labels;
+    return d;
+  };
+  const h = start(["ns"], {
+    selector: parseLabelSelector("team=a"),
+    lists: () => page("1", labelled({ team: "a" })),
+  });
+  try {
+    await eventually(
+      "listed",
+      () => names(h.inventory, "ghcr.io/acme/app").length === 1 || undefined,
+    );
+    // A restart's fresh read finds the label gone (the watch's DELETED may come later, or not).
+    h.inventory.upsert(labelled({ team: "b" }));
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), []);
+    h.inventory.upsert(labelled({ team: "a" }));
+    assertEquals(names(h.inventory, "ghcr.io/acme/app"), ["ns/app"]);
   } finally {
     await h.stop();
   }
