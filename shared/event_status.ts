@@ -86,14 +86,10 @@ export const OVERALL_STATES = [
 ] as const;
 /** The event's overall state (web/status_summary.ts says how clusters fold into it). */
 export type OverallState = typeof OVERALL_STATES[number];
-/** The overall states that end an event: the answer no longer changes by itself. */
-export const FINAL_OVERALL_STATES: readonly OverallState[] = [
-  "succeeded",
-  "failed",
-  "no_match",
-  "skipped",
-  "dry_run",
-];
+/** The overall states that end an event (all but the two that wait): the answer no longer changes by itself. */
+export const FINAL_OVERALL_STATES: readonly OverallState[] = OVERALL_STATES.filter((s) =>
+  s !== "pending" && s !== "in_progress"
+);
 
 /** Replica counts of a rollout, as the Deployment's status gives them. */
 export interface ReplicaCounts {
